@@ -1,0 +1,5 @@
+//! The `idsync` command: REPL, script file, or one-liner.
+
+fn main() {
+    println!("idsync {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,253 @@
+//! Distinguished names: parsing into RDNs (RFC 4514), escaping values, and
+//! the small operations sync and shell need (parent, rdn, rebase).
+
+use std::fmt;
+
+/// A DN that could not be parsed, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad DN '{dn}': {reason}")]
+pub struct DnError {
+    /// The text given.
+    pub dn: String,
+    /// Why it is not a DN.
+    pub reason: String,
+}
+
+/// A parsed DN: RDN strings as written (escapes kept), most specific first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dn {
+    rdns: Vec<String>,
+}
+
+impl Dn {
+    /// Parses `s` strictly: every RDN needs `attr=value`, escapes must be
+    /// complete, the attribute type must be a name or an OID.
+    pub fn parse(s: &str) -> Result<Dn, DnError> {
+        let err = |reason: &str| DnError {
+            dn: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if s.trim().is_empty() {
+            return Ok(Dn { rdns: Vec::new() });
+        }
+        let mut rdns = Vec::new();
+        let mut cur = String::new();
+        let mut chars = s.chars().peekable();
+        let mut in_quotes = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let Some(n) = chars.next() else {
+                        return Err(err("it ends with a lone backslash"));
+                    };
+                    cur.push('\\');
+                    cur.push(n);
+                    if n.is_ascii_hexdigit() {
+                        match chars.next() {
+                            Some(m) if m.is_ascii_hexdigit() => cur.push(m),
+                            _ => return Err(err("a \\XX escape needs two hex digits")),
+                        }
+                    }
+                }
+                '"' => {
+                    in_quotes = !in_quotes;
+                    cur.push(c);
+                }
+                ',' | ';' if !in_quotes => {
+                    rdns.push(std::mem::take(&mut cur));
+                }
+                _ => cur.push(c),
+            }
+        }
+        if in_quotes {
+            return Err(err("a quoted value is not closed"));
+        }
+        rdns.push(cur);
+        let mut out = Vec::with_capacity(rdns.len());
+        for rdn in rdns {
+            let rdn = rdn.trim().to_string();
+            if rdn.is_empty() {
+                return Err(err("it has an empty RDN (two commas in a row, or a comma at an end)"));
+            }
+            for ava in split_unescaped(&rdn, '+') {
+                let Some((attr, value)) = ava.split_once('=') else {
+                    return Err(err(&format!("'{rdn}' has no '=' (expected attribute=value)")));
+                };
+                let attr = attr.trim();
+                let ok_name = attr
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                    && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                let ok_oid = !attr.is_empty()
+                    && attr.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    && !attr.starts_with('.');
+                if !ok_name && !ok_oid {
+                    return Err(err(&format!("'{attr}' is not an attribute name")));
+                }
+                if value.trim().is_empty() {
+                    return Err(err(&format!("'{rdn}' has an empty value")));
+                }
+            }
+            out.push(rdn);
+        }
+        Ok(Dn { rdns: out })
+    }
+
+    /// The RDNs, most specific first.
+    pub fn rdns(&self) -> &[String] {
+        &self.rdns
+    }
+
+    /// The first RDN, or `None` for the root DSE.
+    pub fn rdn(&self) -> Option<&str> {
+        self.rdns.first().map(String::as_str)
+    }
+
+    /// The parent DN (empty for a single-RDN DN).
+    pub fn parent(&self) -> Dn {
+        Dn {
+            rdns: self.rdns.iter().skip(1).cloned().collect(),
+        }
+    }
+
+    /// True when `self` equals `base` or lies beneath it (case-insensitive).
+    pub fn is_under(&self, base: &Dn) -> bool {
+        if base.rdns.len() > self.rdns.len() {
+            return false;
+        }
+        let off = self.rdns.len() - base.rdns.len();
+        self.rdns[off..]
+            .iter()
+            .zip(&base.rdns)
+            .all(|(a, b)| norm(a) == norm(b))
+    }
+
+    /// True for the empty DN.
+    pub fn is_empty(&self) -> bool {
+        self.rdns.is_empty()
+    }
+}
+
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rdns.join(","))
+    }
+}
+
+/// A comparison form of an RDN: lower case, spaces around `=` removed.
+fn norm(rdn: &str) -> String {
+    rdn.split('+')
+        .map(|ava| match ava.split_once('=') {
+            Some((a, v)) => format!("{}={}", a.trim(), v.trim()).to_lowercase(),
+            None => ava.to_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// True when two DNs name the same entry (case-insensitive, RDN-wise).
+pub fn dn_eq(a: &str, b: &str) -> bool {
+    match (Dn::parse(a), Dn::parse(b)) {
+        (Ok(x), Ok(y)) => {
+            x.rdns.len() == y.rdns.len() && x.rdns.iter().zip(&y.rdns).all(|(p, q)| norm(p) == norm(q))
+        }
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == sep {
+            out.push(&s[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Escapes a value for use inside an RDN (RFC 4514 §2.4).
+pub fn dn_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 4);
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\{:02x}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a value for use inside an LDAP search filter (RFC 4515).
+pub fn ldap_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes raw bytes for a filter (every byte as `\XX`), as binary
+/// attributes such as objectGUID need.
+pub fn ldap_escape_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_walks() {
+        let d = Dn::parse("CN=Lee\\, Ann,OU=Staff,DC=corp,DC=example").unwrap();
+        assert_eq!(d.rdns().len(), 4);
+        assert_eq!(d.rdn(), Some("CN=Lee\\, Ann"));
+        assert_eq!(d.parent().to_string(), "OU=Staff,DC=corp,DC=example");
+        assert!(d.is_under(&Dn::parse("dc=CORP, dc=example").unwrap()));
+        assert!(!d.is_under(&Dn::parse("dc=other,dc=example").unwrap()));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in ["cn=a,,dc=x", "cn", "cn=a,dc=x,", "=a", "cn=a\\", "cn=a\\4", "c n=a"] {
+            assert!(Dn::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        let e = Dn::parse("cn=a,,dc=x").unwrap_err();
+        assert!(e.to_string().contains("empty RDN"), "{e}");
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(dn_escape("Lee, Ann"), "Lee\\, Ann");
+        assert_eq!(dn_escape(" #x "), "\\ #x\\ ");
+        assert_eq!(dn_escape("#x"), "\\#x");
+        assert_eq!(ldap_escape("a*(b)\\"), "a\\2a\\28b\\29\\5c");
+        assert!(dn_eq("CN=A, DC=x", "cn=a,dc=X"));
+        // Escaped output parses back as one RDN.
+        let dn = format!("cn={},dc=x", dn_escape("a,b+c=d"));
+        assert_eq!(Dn::parse(&dn).unwrap().rdns().len(), 2);
+    }
+}

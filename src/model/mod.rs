@@ -1,0 +1,12 @@
+//! The data model every layer shares: entries and values, GUID/SID codecs,
+//! DNs and escaping, secrets. No I/O here.
+
+pub mod codec;
+pub mod dn;
+pub mod entry;
+pub mod secret;
+pub mod value;
+
+pub use entry::{Attribute, Entry};
+pub use secret::Secret;
+pub use value::Value;
