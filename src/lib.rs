@@ -5,3 +5,5 @@
 //! holds `IDSYNC_HOME`, connection profiles and secrets.
 
 pub mod model;
+pub mod store;
+pub mod config;

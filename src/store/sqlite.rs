@@ -1,0 +1,493 @@
+//! The embedded state store: one SQLite file (`IDSYNC_HOME/state.db` by
+//! default), owner-only (0600), WAL journal, 5 s busy timeout, schema
+//! versioned by `PRAGMA user_version` and migrated on open.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use super::{Profile, StateStore, StoreError, now_ms, validate_name};
+
+/// Schema migrations, applied in order: entry `i` takes the schema from
+/// version `i` to `i + 1`. Append new entries; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: connection profiles and settings.
+    "CREATE TABLE profile (
+        name       TEXT PRIMARY KEY NOT NULL,
+        kind       TEXT NOT NULL,
+        data       TEXT NOT NULL,          -- JSON
+        updated_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE setting (
+        key        TEXT PRIMARY KEY NOT NULL,
+        value      TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) STRICT;",
+];
+
+/// How long a statement waits for another writer before reporting "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`StateStore`] in one SQLite file. Safe to share between threads; the
+/// connection is behind a mutex. Several processes may open the same file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the store at `path` and bring its schema up
+    /// to date. The parent directory must exist. The file is created 0600
+    /// before SQLite writes to it; an existing file and its `-wal`/`-shm`
+    /// companions are tightened to 0600.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        create_private_file(&path)?;
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // The first statement that reads the file: a damaged file fails here.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Data {
+                path,
+                what: "journal mode".into(),
+                cause: format!("SQLite refused WAL mode (got {mode:?})"),
+            });
+        }
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        tighten_companions(&path)?;
+        migrate(&mut conn, &path)?;
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Open the default store, `idsync_home()/state.db`.
+    pub fn open_default() -> anyhow::Result<Self> {
+        let home = crate::config::home::idsync_home()?;
+        Ok(Self::open(home.join("state.db"))?)
+    }
+
+    /// The database file this store uses.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this build writes (the number of migrations).
+    pub fn schema_version() -> i64 {
+        MIGRATIONS.len() as i64
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic in another thread cannot leave SQLite half-written (each
+        // call is one statement or one transaction), so keep going.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sql_err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn row_to_profile(
+        &self,
+        name: String,
+        kind: String,
+        data: String,
+        updated_ms: i64,
+    ) -> Result<Profile, StoreError> {
+        let data = serde_json::from_str(&data).map_err(|e| StoreError::Data {
+            path: self.path.clone(),
+            what: format!("profile {name:?}"),
+            cause: format!("stored data is not valid JSON ({e})"),
+        })?;
+        Ok(Profile {
+            name,
+            kind,
+            data,
+            updated_ms,
+        })
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn put_profile(
+        &self,
+        name: &str,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let name = validate_name("profile name", name)?;
+        let kind = validate_name("connection kind", kind)?;
+        let json = data.to_string();
+        self.conn()
+            .execute(
+                "INSERT INTO profile (name, kind, data, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET
+                     kind = excluded.kind, data = excluded.data, updated_ms = excluded.updated_ms",
+                params![name, kind, json, now_ms()],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
+    }
+
+    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
+        let name = validate_name("profile name", name)?;
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT name, kind, data, updated_ms FROM profile WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql_err(e))?;
+        row.map(|(n, k, d, u)| self.row_to_profile(n, k, d, u))
+            .transpose()
+    }
+
+    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT name, kind, data, updated_ms FROM profile ORDER BY name")
+                .map_err(|e| self.sql_err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.sql_err(e))?
+        };
+        rows.into_iter()
+            .map(|(n, k, d, u)| self.row_to_profile(n, k, d, u))
+            .collect()
+    }
+
+    fn remove_profile(&self, name: &str) -> Result<bool, StoreError> {
+        let name = validate_name("profile name", name)?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM profile WHERE name = ?1", [name])
+            .map_err(|e| self.sql_err(e))?;
+        Ok(n > 0)
+    }
+
+    fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = validate_name("setting key", key)?;
+        self.conn()
+            .query_row("SELECT value FROM setting WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql_err(e))
+    }
+
+    fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let key = validate_name("setting key", key)?;
+        self.conn()
+            .execute(
+                "INSERT INTO setting (key, value, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+                params![key, value, now_ms()],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
+    }
+
+    fn list_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM setting ORDER BY key")
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql_err(e))
+    }
+
+    fn remove_setting(&self, key: &str) -> Result<bool, StoreError> {
+        let key = validate_name("setting key", key)?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM setting WHERE key = ?1", [key])
+            .map_err(|e| self.sql_err(e))?;
+        Ok(n > 0)
+    }
+}
+
+/// Bring the schema to [`MIGRATIONS`]`.len()`, all pending steps in one
+/// immediate transaction (so two processes opening at once cannot both migrate).
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let supported = MIGRATIONS.len() as i64;
+    let version =
+        |c: &Connection| c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+    let too_new = |found| StoreError::TooNew {
+        path: path.to_path_buf(),
+        found,
+        supported,
+    };
+    let found = version(conn).map_err(sql)?;
+    if found > supported {
+        return Err(too_new(found));
+    }
+    if found == supported {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let found = version(&tx).map_err(sql)?;
+    if found > supported {
+        return Err(too_new(found));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(step).map_err(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}
+
+/// Create `path` owner-only if missing, or tighten it to 0600 if it exists.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let io = |what, source| StoreError::Io {
+        path: path.to_path_buf(),
+        what,
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let file = opts.open(path).map_err(|e| io("cannot create file", e))?;
+    drop(file);
+    set_private(path).map_err(|e| io("cannot restrict permissions to 0600", e))
+}
+
+/// Tighten the `-wal` and `-shm` files SQLite keeps next to the database.
+fn tighten_companions(path: &Path) -> Result<(), StoreError> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let companion = PathBuf::from(name);
+        if companion.exists() {
+            set_private(&companion).map_err(|source| StoreError::Io {
+                path: companion.clone(),
+                what: "cannot restrict permissions to 0600",
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// chmod 0600, unless already so (no-op off Unix).
+fn set_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// SQLite's message, with a hint for the failures an administrator can act on.
+pub(crate) fn describe(e: &rusqlite::Error) -> String {
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            " (the file is damaged or is not an idsync state store; move it aside to start a new one)"
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            " (another idsync process held it for more than 5 s)"
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+            " (check that the file and its directory are writable by this user)"
+        }
+        Some(ErrorCode::DiskFull) => " (free some disk space)",
+        _ => "",
+    };
+    format!("{e}{hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fresh() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        (dir, path)
+    }
+
+    #[test]
+    fn sqlite_store_keeps_the_contract() {
+        let (_dir, path) = fresh();
+        let store = SqliteStore::open(&path).unwrap();
+        crate::store::contract(&store);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, path) = fresh();
+        let store = SqliteStore::open(&path).unwrap();
+        store.put_profile("ad", "ldap", &json!({})).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "state.db mode {:o}", mode(&path));
+        for suffix in ["-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            // Both exist while a WAL-mode connection is open and has written.
+            assert_eq!(mode(&p), 0o600, "{suffix} mode {:o}", mode(&p));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_loose_file_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, path) = fresh();
+        drop(SqliteStore::open(&path).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(SqliteStore::open(&path).unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn reopen_persists_and_migration_is_idempotent() {
+        let (_dir, path) = fresh();
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.put_profile("ad", "ldap", &json!({"url": "ldap://x"}))
+                .unwrap();
+            s.put_setting("store", "sqlite").unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let s2 = SqliteStore::open(&path).unwrap(); // a second opener at the same time
+        assert_eq!(
+            s.get_profile("ad").unwrap().unwrap().data,
+            json!({"url": "ldap://x"})
+        );
+        assert_eq!(s2.get_setting("store").unwrap().as_deref(), Some("sqlite"));
+        let v: i64 = s
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SqliteStore::schema_version());
+        let mode: String = s
+            .conn()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // Writes through one handle are seen through the other.
+        s2.put_profile("hr", "csv", &json!({})).unwrap();
+        assert!(s.get_profile("hr").unwrap().is_some());
+    }
+
+    #[test]
+    fn garbage_file_is_a_clear_error_naming_the_file() {
+        for garbage in [&b"this is not a database"[..], &[0xA5u8; 8192][..]] {
+            let (_dir, path) = fresh();
+            std::fs::write(&path, garbage).unwrap();
+            let e = SqliteStore::open(&path).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains("not a database"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let (_dir, path) = fresh();
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn damaged_profile_json_is_an_error_not_a_panic() {
+        let (_dir, path) = fresh();
+        let s = SqliteStore::open(&path).unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO profile VALUES ('bad', 'ldap', '{not json', 0)",
+                [],
+            )
+            .unwrap();
+        let e = s.get_profile("bad").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("profile \"bad\"") && msg.contains("not valid JSON"),
+            "{msg}"
+        );
+        assert!(s.list_profiles().is_err());
+    }
+
+    #[test]
+    fn missing_parent_directory_names_the_file() {
+        let (dir, _) = fresh();
+        let path = dir.path().join("no/such/dir/state.db");
+        let e = SqliteStore::open(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("cannot create file"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_held_write_lock_reports_database_is_locked() {
+        let (_dir, path) = fresh();
+        let s = SqliteStore::open(&path).unwrap();
+        s.conn().busy_timeout(Duration::from_millis(50)).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let e = s.put_profile("ad", "ldap", &json!({})).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "state store {}: database is locked",
+                path.display()
+            )),
+            "{msg}"
+        );
+    }
+}
