@@ -4,6 +4,9 @@
 //! The state store ([`store`]) is reached only through its trait; [`config`]
 //! holds `IDSYNC_HOME`, connection profiles and secrets.
 
-pub mod model;
-pub mod store;
 pub mod config;
+pub mod connector;
+pub mod model;
+pub mod script;
+pub mod shell;
+pub mod store;

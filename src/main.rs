@@ -1,5 +1,122 @@
-//! The `idsync` command: REPL, script file, or one-liner.
+//! The `idsync` command: an interactive shell, a script file, or a
+//! one-liner. Exit status: 0 success, 1 script or runtime error, 2 usage
+//! error (API §1; 3 and 4 are for sync runs).
 
-fn main() {
-    println!("idsync {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use idsync::script::Session;
+use idsync::shell::output::{print_error, print_error_text, print_value};
+use idsync::shell::render::Format;
+
+/// Directory synchronization and administration with a Rhai shell.
+#[derive(Parser, Debug)]
+#[command(
+    name = "idsync",
+    version,
+    about = "Directory synchronization and administration with a Rhai shell",
+    after_help = "Examples:\n  idsync                         interactive shell\n  idsync sync.rhai a b           run a script (ARGS == [\"a\", \"b\"])\n  idsync -c 'help(\"search\")'     one-liner; prints the last value\n\n\
+Output: --format table (default), json, csv or ldif. Tables are coloured and fitted to the\n\
+terminal only when stdout is a terminal (NO_COLOR turns colour off).\n\
+Exit status: 0 ok, 1 script or runtime error, 2 usage error, 3 a sync run had failed objects,\n\
+4 a run was refused by a safety rule. State, history and logs live in IDSYNC_HOME."
+)]
+struct Cli {
+    /// Run CODE and print the value of its last expression.
+    #[arg(short = 'c', long = "command", value_name = "CODE")]
+    command: Option<String>,
+
+    /// How results are printed: table, json, csv or ldif.
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    format: Format,
+
+    /// Script file to run, then its arguments (available as ARGS).
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Arguments for the script.
+    #[arg(
+        value_name = "ARG",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let quiet_panics = std::env::var_os("RUST_BACKTRACE").is_none()
+        && std::env::var_os("IDSYNC_BACKTRACE").is_none();
+    if quiet_panics {
+        // Panics (e.g. from a library on malformed server data) become a
+        // clean error below; background tasks that panic surface as a lost
+        // connection on the next operation.
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+    match std::panic::catch_unwind(run) {
+        Ok(code) => code,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            print_error_text(&format!(
+                "error: internal error: {msg} (please report this; set IDSYNC_BACKTRACE=1 for details)"
+            ));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(code) = cli.command {
+        let mut args = cli.args;
+        if let Some(f) = cli.file {
+            args.insert(0, f.display().to_string());
+        }
+        let mut session = Session::new(args);
+        return finish(&session.eval(&code, "<command>"), &session, cli.format);
+    }
+    if let Some(file) = cli.file {
+        if !file.exists() {
+            print_error_text(&format!("error: {}: no such script file", file.display()));
+            return ExitCode::from(2);
+        }
+        let mut session = Session::new(cli.args);
+        let r = session.run_file(&file);
+        return finish(&r, &session, cli.format);
+    }
+    idsync::shell::repl::run(cli.format)
+}
+
+fn finish(
+    r: &Result<rhai::Dynamic, idsync::script::ScriptError>,
+    session: &Session,
+    format: Format,
+) -> ExitCode {
+    match r {
+        Ok(v) => {
+            if print_value(session, v.clone(), format) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => match e.exit_code {
+            Some(c) => ExitCode::from(c.clamp(0, 255) as u8),
+            None => {
+                print_error(e);
+                ExitCode::from(1)
+            }
+        },
+    }
 }

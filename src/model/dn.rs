@@ -67,17 +67,18 @@ impl Dn {
         for rdn in rdns {
             let rdn = rdn.trim().to_string();
             if rdn.is_empty() {
-                return Err(err("it has an empty RDN (two commas in a row, or a comma at an end)"));
+                return Err(err(
+                    "it has an empty RDN (two commas in a row, or a comma at an end)",
+                ));
             }
             for ava in split_unescaped(&rdn, '+') {
                 let Some((attr, value)) = ava.split_once('=') else {
-                    return Err(err(&format!("'{rdn}' has no '=' (expected attribute=value)")));
+                    return Err(err(&format!(
+                        "'{rdn}' has no '=' (expected attribute=value)"
+                    )));
                 };
                 let attr = attr.trim();
-                let ok_name = attr
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic())
+                let ok_name = attr.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                     && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
                 let ok_oid = !attr.is_empty()
                     && attr.chars().all(|c| c.is_ascii_digit() || c == '.')
@@ -150,7 +151,8 @@ fn norm(rdn: &str) -> String {
 pub fn dn_eq(a: &str, b: &str) -> bool {
     match (Dn::parse(a), Dn::parse(b)) {
         (Ok(x), Ok(y)) => {
-            x.rdns.len() == y.rdns.len() && x.rdns.iter().zip(&y.rdns).all(|(p, q)| norm(p) == norm(q))
+            x.rdns.len() == y.rdns.len()
+                && x.rdns.iter().zip(&y.rdns).all(|(p, q)| norm(p) == norm(q))
         }
         _ => a.eq_ignore_ascii_case(b),
     }
@@ -232,7 +234,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["cn=a,,dc=x", "cn", "cn=a,dc=x,", "=a", "cn=a\\", "cn=a\\4", "c n=a"] {
+        for bad in [
+            "cn=a,,dc=x",
+            "cn",
+            "cn=a,dc=x,",
+            "=a",
+            "cn=a\\",
+            "cn=a\\4",
+            "c n=a",
+        ] {
             assert!(Dn::parse(bad).is_err(), "{bad} should be rejected");
         }
         let e = Dn::parse("cn=a,,dc=x").unwrap_err();

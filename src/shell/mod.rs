@@ -1,4 +1,7 @@
-//! What a person touches: the REPL, completion, help, and rendering of
-//! results as tables, JSON, CSV or LDIF.
+//! What a person touches: the REPL, completion, output of results as
+//! tables, JSON, CSV or LDIF, and errors.
 
+pub mod complete;
+pub mod output;
 pub mod render;
+pub mod repl;

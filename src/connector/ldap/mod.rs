@@ -1,0 +1,282 @@
+//! The LDAP connector: Active Directory, OpenLDAP and generic LDAPv3
+//! servers over ldap3, with the flavour detected from the rootDSE.
+//!
+//! Submodules: [`options`] (what a user can set), [`tls`], [`rootdse`]
+//! (flavour detection), [`read`] (paged streaming search and entry
+//! decoding), [`write`] (add, modify, moddn, delete, membership),
+//! [`account`] (enable/disable, passwords, authenticate), [`result`]
+//! (errors in words).
+
+pub mod account;
+pub mod options;
+pub mod read;
+pub mod result;
+pub mod rootdse;
+pub mod tls;
+pub mod write;
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
+
+pub use options::{Flavor, LdapOptions, TlsMode};
+pub use rootdse::RootDse;
+
+use crate::connector::{Change, Connector, Error, Result, SearchQuery, Sink, TestReport};
+use crate::model::{Entry, Secret, Value};
+
+/// An open, bound LDAP connection.
+pub struct LdapConnector {
+    opts: LdapOptions,
+    ldap: Mutex<Ldap>,
+    root: RootDse,
+    flavor: Flavor,
+    base: String,
+}
+
+impl LdapConnector {
+    /// Connects, binds and reads the rootDSE. Fails with a clear message when
+    /// the server is unreachable, TLS fails, or the bind is refused.
+    pub async fn connect(opts: LdapOptions) -> Result<LdapConnector> {
+        opts.validate()?;
+        let ldap = open(&opts, true).await?;
+        let root = rootdse::read(&ldap, &opts).await?;
+        let flavor = opts.flavor.unwrap_or_else(|| root.flavor());
+        let base = match &opts.base {
+            Some(b) => b.clone(),
+            None => root.default_base().unwrap_or_default(),
+        };
+        Ok(LdapConnector {
+            opts,
+            ldap: Mutex::new(ldap),
+            root,
+            flavor,
+            base,
+        })
+    }
+
+    /// The options this connection was opened with.
+    pub fn options(&self) -> &LdapOptions {
+        &self.opts
+    }
+
+    /// The detected (or forced) flavour.
+    pub fn ldap_flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The default search base.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// What the rootDSE said.
+    pub fn root_dse(&self) -> &RootDse {
+        &self.root
+    }
+
+    /// The attribute holding each entry's immutable id.
+    pub fn anchor_attr(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Ad => "objectGUID",
+            _ => "entryUUID",
+        }
+    }
+
+    /// True when the transport is encrypted (LDAPS or StartTLS).
+    pub fn is_encrypted(&self) -> bool {
+        self.opts.tls_mode() != TlsMode::None
+    }
+
+    /// A handle for one operation, reconnecting first if the connection was
+    /// closed (server restart, idle timeout).
+    async fn handle(&self) -> Result<Ldap> {
+        let mut current = self
+            .ldap
+            .lock()
+            .map_err(|_| Error::Other("connection lock poisoned".into()))?
+            .clone();
+        if current.is_closed() {
+            current = open(&self.opts, true).await?;
+            *self
+                .ldap
+                .lock()
+                .map_err(|_| Error::Other("connection lock poisoned".into()))? = current.clone();
+        }
+        current.with_timeout(self.opts.timeout);
+        Ok(current)
+    }
+}
+
+/// Opens a connection with `opts`; binds with the configured credentials
+/// when `bind` is true.
+pub(crate) async fn open(opts: &LdapOptions, bind: bool) -> Result<Ldap> {
+    let url = opts.effective_url();
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(opts.timeout)
+        .set_starttls(opts.tls_mode() == TlsMode::StartTls);
+    if opts.tls_mode() != TlsMode::None {
+        settings = settings.set_config(tls::client_config(opts.ca_file.as_deref(), opts.verify)?);
+        if !opts.verify {
+            settings = settings.set_no_tls_verify(true);
+        }
+    }
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
+        .await
+        .map_err(|e| result::ldap_error(&format!("cannot connect to {url}"), e))?;
+    ldap3::drive!(conn);
+    if bind {
+        if let Some(dn) = &opts.bind_dn {
+            let pw = opts.password.as_ref().map(Secret::expose).unwrap_or("");
+            if pw.is_empty() {
+                return Err(Error::Auth(format!(
+                    "bind as '{dn}' refused: no password given (an empty password would be an unauthenticated bind)"
+                )));
+            }
+            ldap.with_timeout(opts.timeout);
+            let res = ldap
+                .simple_bind(dn, pw)
+                .await
+                .map_err(|e| result::ldap_error(&format!("bind to {url}"), e))?;
+            if res.rc != 0 {
+                return Err(result::bind_error(dn, &res));
+            }
+        }
+    }
+    Ok(ldap)
+}
+
+#[async_trait]
+impl Connector for LdapConnector {
+    fn kind(&self) -> &'static str {
+        "ldap"
+    }
+
+    fn describe(&self) -> String {
+        let who = self.opts.bind_dn.as_deref().unwrap_or("anonymous");
+        format!(
+            "{} as {} ({}, base {})",
+            self.opts.effective_url(),
+            who,
+            self.flavor,
+            self.base
+        )
+    }
+
+    fn flavor(&self) -> String {
+        self.flavor.to_string()
+    }
+
+    fn profile(&self) -> Result<serde_json::Value> {
+        self.opts.profile()
+    }
+
+    async fn test(&self) -> Result<TestReport> {
+        let mut report = TestReport {
+            flavor: self.flavor.to_string(),
+            bind_identity: self
+                .opts
+                .bind_dn
+                .clone()
+                .unwrap_or_else(|| "anonymous".into()),
+            ..TestReport::default()
+        };
+        match open(&self.opts, false).await {
+            Ok(mut l) => {
+                report.reachable = true;
+                let _ = l.unbind().await;
+            }
+            Err(e) => {
+                report.details.push(("error".into(), e.to_string()));
+                return Ok(report);
+            }
+        }
+        match open(&self.opts, true).await {
+            Ok(l) => {
+                report.bound = true;
+                let root = rootdse::read(&l, &self.opts).await?;
+                report.vendor = root.vendor();
+                report.naming_contexts = root.naming_contexts.clone();
+                if let Some(v) = &root.vendor_version {
+                    report.details.push(("version".into(), v.clone()));
+                }
+                if let Some(d) = &root.default_naming_context {
+                    report
+                        .details
+                        .push(("default naming context".into(), d.clone()));
+                }
+                if let Some(h) = &root.dns_host_name {
+                    report.details.push(("host".into(), h.clone()));
+                }
+                report
+                    .details
+                    .push(("tls".into(), self.opts.tls_mode().to_string()));
+                let mut l = l;
+                let _ = l.unbind().await;
+            }
+            Err(e) => report.details.push(("error".into(), e.to_string())),
+        }
+        Ok(report)
+    }
+
+    async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()> {
+        read::search(self, q, sink).await
+    }
+
+    async fn attribute_names(&self) -> Result<Vec<String>> {
+        read::attribute_names(self).await
+    }
+
+    async fn get(&self, identity: &str) -> Result<Option<Entry>> {
+        read::get(self, identity, None).await
+    }
+
+    async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+        write::create(self, dn, attrs).await
+    }
+
+    async fn modify(&self, identity: &str, changes: &[Change]) -> Result<()> {
+        write::modify(self, identity, changes).await
+    }
+
+    async fn rename(&self, identity: &str, new_rdn: &str) -> Result<String> {
+        write::rename(self, identity, new_rdn).await
+    }
+
+    async fn move_to(&self, identity: &str, new_parent: &str) -> Result<String> {
+        write::move_to(self, identity, new_parent).await
+    }
+
+    async fn delete(&self, identity: &str) -> Result<()> {
+        write::delete(self, identity).await
+    }
+
+    async fn members(&self, group: &str) -> Result<Vec<String>> {
+        write::members(self, group).await
+    }
+
+    async fn add_member(&self, group: &str, member: &str) -> Result<()> {
+        write::add_member(self, group, member).await
+    }
+
+    async fn remove_member(&self, group: &str, member: &str) -> Result<()> {
+        write::remove_member(self, group, member).await
+    }
+
+    async fn enable(&self, identity: &str) -> Result<()> {
+        account::set_enabled(self, identity, true).await
+    }
+
+    async fn disable(&self, identity: &str) -> Result<()> {
+        account::set_enabled(self, identity, false).await
+    }
+
+    async fn set_password(&self, identity: &str, password: &Secret) -> Result<()> {
+        account::set_password(self, identity, password).await
+    }
+
+    async fn authenticate(&self, identity: &str, password: &Secret) -> Result<bool> {
+        account::authenticate(self, identity, password).await
+    }
+}

@@ -1,0 +1,416 @@
+//! Reading: paged streaming search, entry decoding (binary attributes by the
+//! known list, never by UTF-8 luck), identity lookup, schema attribute names.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{ResultEntry, Scope as LScope, SearchEntry};
+
+use super::LdapConnector;
+use super::options::Flavor;
+use super::result;
+use crate::connector::{Error, Result, Scope, SearchQuery, Sink};
+use crate::model::codec;
+use crate::model::dn::{Dn, ldap_escape, ldap_escape_bytes};
+use crate::model::value::is_binary;
+use crate::model::{Entry, Value};
+
+/// Decodes a raw search result, turning ldap3's panic on malformed BER into
+/// an error.
+pub fn construct(raw: ResultEntry) -> Result<SearchEntry> {
+    catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(raw)))
+        .map_err(|_| Error::Connection("the server sent a malformed search result entry".into()))
+}
+
+/// Converts an ldap3 entry into ours: attributes on the binary list keep their
+/// bytes wherever ldap3 put them; requested order first, then alphabetical.
+pub fn to_entry(se: SearchEntry, anchor_attr: &str, order: Option<&[String]>) -> Entry {
+    let mut named: Vec<(String, Vec<Value>)> =
+        Vec::with_capacity(se.attrs.len() + se.bin_attrs.len());
+    for (name, vals) in se.attrs {
+        let values = if is_binary(&name) {
+            vals.into_iter()
+                .map(|v| Value::Binary(v.into_bytes()))
+                .collect()
+        } else {
+            vals.into_iter().map(Value::Text).collect()
+        };
+        named.push((name, values));
+    }
+    for (name, vals) in se.bin_attrs {
+        let values: Vec<Value> = vals.into_iter().map(Value::Binary).collect();
+        match named
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            Some((_, existing)) => existing.extend(values),
+            None => named.push((name, values)),
+        }
+    }
+    let rank = |n: &str| -> usize {
+        order
+            .and_then(|o| o.iter().position(|a| a.eq_ignore_ascii_case(n)))
+            .unwrap_or(usize::MAX)
+    };
+    named.sort_by(|(a, _), (b, _)| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()))
+    });
+    let mut e = Entry::new(se.dn);
+    for (name, values) in named {
+        e.push(&name, values);
+    }
+    e.anchor = e.first(anchor_attr);
+    e
+}
+
+fn lscope(s: Scope) -> LScope {
+    match s {
+        Scope::Base => LScope::Base,
+        Scope::One => LScope::OneLevel,
+        Scope::Sub => LScope::Subtree,
+    }
+}
+
+/// Checks a filter before it is sent, so a typo gets a clear message.
+pub fn check_filter(filter: &str) -> Result<()> {
+    if ldap3::parse_filter(filter).is_err() {
+        return Err(Error::usage(format!(
+            "bad filter '{filter}': not a valid LDAP filter (RFC 4515); check the parentheses, \
+             and escape * ( ) \\ in values with ldap_escape()"
+        )));
+    }
+    Ok(())
+}
+
+/// Streams the entries matching `q` into `sink`, paging under the hood.
+pub async fn search(c: &LdapConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()> {
+    let filter = if q.filter.trim().is_empty() {
+        "(objectClass=*)".to_string()
+    } else {
+        q.filter.clone()
+    };
+    check_filter(&filter)?;
+    let base = q.base.clone().unwrap_or_else(|| c.base().to_string());
+    if let Err(e) = Dn::parse(&base) {
+        return Err(Error::usage(e.to_string()));
+    }
+    let anchor = c.anchor_attr();
+    let attrs: Vec<String> = match &q.attrs {
+        None => vec!["*".into(), anchor.into()],
+        Some(list) => {
+            let mut a = list.clone();
+            if !a.iter().any(|x| x.eq_ignore_ascii_case(anchor)) {
+                a.push(anchor.into());
+            }
+            a
+        }
+    };
+    let page = c.options().page_size;
+    let mut ldap = c.handle().await?;
+    if let Some(limit) = q.limit {
+        ldap.with_search_options(
+            ldap3::SearchOptions::new().sizelimit(limit.min(i32::MAX as usize) as i32),
+        );
+    }
+    let what = format!("search under '{base}'");
+    let mut adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(EntriesOnly::new())];
+    if page > 0 && q.scope != Scope::Base {
+        adapters.push(Box::new(PagedResults::new(page as i32)));
+    }
+    let mut stream = ldap
+        .streaming_search_with(adapters, &base, lscope(q.scope), &filter, attrs)
+        .await
+        .map_err(|e| result::ldap_error(&what, e))?;
+    let mut count = 0usize;
+    let mut stopped = false;
+    loop {
+        let next = stream
+            .next()
+            .await
+            .map_err(|e| result::ldap_error(&what, e))?;
+        let Some(raw) = next else { break };
+        let e = to_entry(construct(raw)?, anchor, q.attrs.as_deref());
+        count += 1;
+        if !sink(e)? || q.limit.is_some_and(|l| count >= l) {
+            stopped = true;
+            break;
+        }
+    }
+    if stopped {
+        let id = stream.ldap_handle().last_id();
+        let _ = stream.ldap_handle().abandon(id).await;
+        return Ok(());
+    }
+    let res = stream.finish().await;
+    match res.rc {
+        0 => Ok(()),
+        4 if q.limit.is_some() => Ok(()),
+        32 => Err(Error::NotFound(base)),
+        _ => Err(result::op_error(&what, &res)),
+    }
+}
+
+/// Collects a whole search into a vector.
+pub async fn search_all(c: &LdapConnector, q: &SearchQuery) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    search(c, q, &mut |e| {
+        out.push(e);
+        Ok(true)
+    })
+    .await?;
+    Ok(out)
+}
+
+/// How an identity string is to be looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A distinguished name.
+    Dn(String),
+    /// A GUID / UUID.
+    Guid(String),
+    /// A SID string.
+    Sid(Vec<u8>),
+    /// An account or object name.
+    Name(String),
+}
+
+/// Classifies an identity: GUID, SID, DN, or a name.
+pub fn classify(identity: &str) -> Result<Identity> {
+    let s = identity.trim();
+    if s.is_empty() {
+        return Err(Error::usage(
+            "empty identity (give a DN, GUID, SID or account name)",
+        ));
+    }
+    if codec::looks_like_guid(s) {
+        return Ok(Identity::Guid(
+            s.trim_matches(|c| c == '{' || c == '}')
+                .to_ascii_lowercase(),
+        ));
+    }
+    if codec::looks_like_sid(s) {
+        return Ok(Identity::Sid(codec::sid_from_string(s).unwrap_or_default()));
+    }
+    if s.contains('=') {
+        Dn::parse(s).map_err(|e| Error::usage(e.to_string()))?;
+        return Ok(Identity::Dn(s.to_string()));
+    }
+    Ok(Identity::Name(s.to_string()))
+}
+
+/// The filter that finds an identity on this flavour.
+fn identity_filter(flavor: Flavor, id: &Identity) -> String {
+    match (id, flavor) {
+        (Identity::Guid(g), Flavor::Ad) => {
+            format!(
+                "(objectGUID={})",
+                ldap_escape_bytes(&codec::guid_from_string(g).unwrap_or_default())
+            )
+        }
+        (Identity::Guid(g), _) => format!("(entryUUID={})", ldap_escape(g)),
+        (Identity::Sid(b), _) => format!("(objectSid={})", ldap_escape_bytes(b)),
+        (Identity::Name(n), Flavor::Ad) => {
+            let n = ldap_escape(n);
+            format!("(|(sAMAccountName={n})(userPrincipalName={n}))")
+        }
+        (Identity::Name(n), _) => {
+            let n = ldap_escape(n);
+            if n.contains('@') {
+                format!("(|(uid={n})(mail={n}))")
+            } else {
+                format!("(|(uid={n})(cn={n}))")
+            }
+        }
+        (Identity::Dn(_), _) => "(objectClass=*)".into(),
+    }
+}
+
+/// One entry by identity (DN, GUID, SID, sAMAccountName, userPrincipalName,
+/// uid, cn) with the given attributes; `None` when nothing matches, an
+/// ambiguity error when several do.
+pub async fn get(
+    c: &LdapConnector,
+    identity: &str,
+    attrs: Option<Vec<String>>,
+) -> Result<Option<Entry>> {
+    let id = classify(identity)?;
+    let (base, scope) = match &id {
+        Identity::Dn(dn) => (dn.clone(), Scope::Base),
+        _ => (c.base().to_string(), Scope::Sub),
+    };
+    let q = SearchQuery {
+        base: Some(base),
+        scope,
+        filter: identity_filter(c.ldap_flavor(), &id),
+        attrs,
+        limit: None,
+    };
+    let mut found = Vec::new();
+    let r = search(c, &q, &mut |e| {
+        found.push(e);
+        Ok(found.len() < 6)
+    })
+    .await;
+    match r {
+        Ok(()) => {}
+        Err(Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        n => Err(Error::Ambiguous {
+            identity: identity.to_string(),
+            count: n,
+            sample: found
+                .iter()
+                .take(3)
+                .map(|e| e.dn.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
+/// The DN of an identity; a DN is taken as given without a round trip.
+pub async fn resolve_dn(c: &LdapConnector, identity: &str) -> Result<String> {
+    match classify(identity)? {
+        Identity::Dn(dn) => Ok(dn),
+        _ => match get(c, identity, Some(vec!["1.1".into()])).await? {
+            Some(e) => Ok(e.dn),
+            None => Err(Error::NotFound(identity.to_string())),
+        },
+    }
+}
+
+/// The entry of an identity (with `attrs`), or a not-found error.
+pub async fn require(c: &LdapConnector, identity: &str, attrs: &[&str]) -> Result<Entry> {
+    let attrs = attrs.iter().map(|s| s.to_string()).collect();
+    get(c, identity, Some(attrs))
+        .await?
+        .ok_or_else(|| Error::NotFound(identity.to_string()))
+}
+
+/// Attribute names from the server's schema, for completion.
+pub async fn attribute_names(c: &LdapConnector) -> Result<Vec<String>> {
+    let root = c.root_dse();
+    let mut names = Vec::new();
+    if c.ldap_flavor() == Flavor::Ad {
+        if let Some(schema) = &root.schema_nc {
+            let q = SearchQuery {
+                base: Some(schema.clone()),
+                scope: Scope::One,
+                filter: "(objectClass=attributeSchema)".into(),
+                attrs: Some(vec!["lDAPDisplayName".into()]),
+                limit: None,
+            };
+            search(c, &q, &mut |e| {
+                if let Some(n) = e.first("lDAPDisplayName") {
+                    names.push(n);
+                }
+                Ok(true)
+            })
+            .await?;
+        }
+    } else if let Some(sub) = &root.subschema {
+        let q = SearchQuery {
+            base: Some(sub.clone()),
+            scope: Scope::Base,
+            filter: "(objectClass=subschema)".into(),
+            attrs: Some(vec!["attributeTypes".into()]),
+            limit: None,
+        };
+        for e in search_all(c, &q).await? {
+            for v in e.values("attributeTypes") {
+                if let Value::Text(def) = v {
+                    names.extend(schema_names(def));
+                }
+            }
+        }
+    }
+    names.sort_by_key(|n| n.to_ascii_lowercase());
+    names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    Ok(names)
+}
+
+/// The NAME(s) of one RFC 4512 attribute type definition.
+fn schema_names(def: &str) -> Vec<String> {
+    let Some(pos) = def.find("NAME ") else {
+        return Vec::new();
+    };
+    let rest = def[pos + 5..].trim_start();
+    let part = if rest.starts_with('(') {
+        rest[1..].split(')').next().unwrap_or("")
+    } else {
+        rest.split_whitespace().next().unwrap_or("")
+    };
+    part.split_whitespace()
+        .map(|n| n.trim_matches('\'').to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn binary_attrs_decoded_by_list_not_utf8_luck() {
+        let guid_bytes: Vec<u8> = b"ABCDEFGHIJKLMNOP".to_vec();
+        let mut attrs = HashMap::new();
+        attrs.insert(
+            "objectGUID".to_string(),
+            vec![String::from_utf8(guid_bytes.clone()).unwrap()],
+        );
+        attrs.insert("cn".to_string(), vec!["x".to_string()]);
+        let mut bin = HashMap::new();
+        bin.insert(
+            "objectSid".to_string(),
+            vec![codec::sid_from_string("S-1-5-21-1-2-3-500").unwrap()],
+        );
+        let se = SearchEntry {
+            dn: "cn=x".into(),
+            attrs,
+            bin_attrs: bin,
+        };
+        let e = to_entry(se, "objectGUID", None);
+        assert_eq!(e.values("objectguid")[0], Value::Binary(guid_bytes.clone()));
+        assert_eq!(
+            e.anchor.as_deref(),
+            codec::guid_to_string(&guid_bytes).as_deref()
+        );
+        assert_eq!(e.first("objectSid").as_deref(), Some("S-1-5-21-1-2-3-500"));
+    }
+
+    #[test]
+    fn classify_identities() {
+        assert!(matches!(classify("cn=a,dc=x").unwrap(), Identity::Dn(_)));
+        assert!(matches!(
+            classify("{0a0b0c0d-0000-1111-2222-333344445555}").unwrap(),
+            Identity::Guid(_)
+        ));
+        assert!(matches!(
+            classify("S-1-5-21-1-2-3").unwrap(),
+            Identity::Sid(_)
+        ));
+        assert!(matches!(classify("ann").unwrap(), Identity::Name(_)));
+        assert!(classify("cn=a,,dc=x").is_err());
+        assert!(classify("  ").is_err());
+        assert_eq!(
+            identity_filter(Flavor::Generic, &Identity::Name("a*".into())),
+            "(|(uid=a\\2a)(cn=a\\2a))"
+        );
+    }
+
+    #[test]
+    fn schema_name_parsing() {
+        assert_eq!(
+            schema_names("( 2.5.4.3 NAME ( 'cn' 'commonName' ) SUP name )"),
+            vec!["cn", "commonName"]
+        );
+        assert_eq!(schema_names("( 0.9 NAME 'mail' EQUALITY x )"), vec!["mail"]);
+    }
+}

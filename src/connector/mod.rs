@@ -1,0 +1,188 @@
+//! Connectors: one trait that every connected system implements (LDAP now;
+//! CSV, LDIF, Graph and SQL later), so the sync engine and the shell can
+//! treat them alike. Reads stream entries into a sink, so a whole directory
+//! is never held in memory.
+
+pub mod error;
+pub mod ldap;
+
+use async_trait::async_trait;
+
+pub use error::{Error, Result};
+
+use crate::model::{Entry, Secret, Value};
+
+/// How deep a search goes below its base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// The base object only.
+    Base,
+    /// Direct children of the base.
+    One,
+    /// The base and everything below it.
+    #[default]
+    Sub,
+}
+
+impl std::str::FromStr for Scope {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Scope> {
+        match s.to_ascii_lowercase().as_str() {
+            "base" => Ok(Scope::Base),
+            "one" | "onelevel" | "one_level" => Ok(Scope::One),
+            "sub" | "subtree" => Ok(Scope::Sub),
+            _ => Err(Error::usage(format!(
+                "unknown scope '{s}' (expected \"base\", \"one\" or \"sub\")"
+            ))),
+        }
+    }
+}
+
+/// A search request.
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    /// Where to start; `None` = the connection's base.
+    pub base: Option<String>,
+    /// How deep to go.
+    pub scope: Scope,
+    /// Filter in the system's syntax (LDAP: RFC 4515).
+    pub filter: String,
+    /// Attributes to return; `None` = all user attributes.
+    pub attrs: Option<Vec<String>>,
+    /// Stop after this many entries.
+    pub limit: Option<usize>,
+}
+
+/// One attribute change of a modify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Replace all values (an empty list removes the attribute).
+    Replace(String, Vec<Value>),
+    /// Add values.
+    Add(String, Vec<Value>),
+    /// Delete these values (an empty list deletes the attribute).
+    Delete(String, Vec<Value>),
+}
+
+/// What `test()` found out about a connection.
+#[derive(Clone, Debug, Default)]
+pub struct TestReport {
+    /// Whether the server answered.
+    pub reachable: bool,
+    /// Whether the bind (authentication) worked.
+    pub bound: bool,
+    /// The bound identity or "anonymous".
+    pub bind_identity: String,
+    /// Vendor as the server announces it.
+    pub vendor: String,
+    /// Flavour: "ad", "openldap", "generic", ...
+    pub flavor: String,
+    /// Naming contexts the server holds.
+    pub naming_contexts: Vec<String>,
+    /// Free-form details (version, TLS, default naming context).
+    pub details: Vec<(String, String)>,
+}
+
+/// The receiver of streamed search results; return `Ok(false)` to stop.
+pub type Sink<'a> = dyn FnMut(Entry) -> Result<bool> + Send + 'a;
+
+/// A connected system. Every method names the object in its errors.
+/// Operations a system cannot do return [`Error::Unsupported`].
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Kind of system: "ldap", "csv", "ldif", "graph", "sql".
+    fn kind(&self) -> &'static str;
+
+    /// One line saying where this connection points (never a secret).
+    fn describe(&self) -> String;
+
+    /// The flavour of the system ("ad", "openldap", "generic", ...).
+    fn flavor(&self) -> String {
+        self.kind().to_string()
+    }
+
+    /// The options to store in a named profile: secrets as references only.
+    fn profile(&self) -> Result<serde_json::Value>;
+
+    /// Reachability, authentication, vendor and naming contexts.
+    async fn test(&self) -> Result<TestReport>;
+
+    /// Streams the entries matching `q` into `sink`.
+    async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()>;
+
+    /// Attribute names the system knows (for completion); may be empty.
+    async fn attribute_names(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// One entry by identity (DN, GUID, SID, account name, key), or `None`.
+    async fn get(&self, identity: &str) -> Result<Option<Entry>>;
+
+    /// Creates an entry and returns it as stored.
+    async fn create(&self, _dn: &str, _attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+        Err(self.unsupported("create"))
+    }
+
+    /// Applies attribute changes to the entry named by `identity`.
+    async fn modify(&self, _identity: &str, _changes: &[Change]) -> Result<()> {
+        Err(self.unsupported("modify"))
+    }
+
+    /// Changes the RDN; returns the new DN.
+    async fn rename(&self, _identity: &str, _new_rdn: &str) -> Result<String> {
+        Err(self.unsupported("rename"))
+    }
+
+    /// Moves under a new parent; returns the new DN.
+    async fn move_to(&self, _identity: &str, _new_parent: &str) -> Result<String> {
+        Err(self.unsupported("move"))
+    }
+
+    /// Deletes the entry.
+    async fn delete(&self, _identity: &str) -> Result<()> {
+        Err(self.unsupported("delete"))
+    }
+
+    /// DNs (or ids) of the group's direct members.
+    async fn members(&self, _group: &str) -> Result<Vec<String>> {
+        Err(self.unsupported("members"))
+    }
+
+    /// Adds a member; adding an existing member is not an error.
+    async fn add_member(&self, _group: &str, _member: &str) -> Result<()> {
+        Err(self.unsupported("add_member"))
+    }
+
+    /// Removes a member; removing a non-member is not an error.
+    async fn remove_member(&self, _group: &str, _member: &str) -> Result<()> {
+        Err(self.unsupported("remove_member"))
+    }
+
+    /// Enables an account.
+    async fn enable(&self, _identity: &str) -> Result<()> {
+        Err(self.unsupported("enable"))
+    }
+
+    /// Disables an account.
+    async fn disable(&self, _identity: &str) -> Result<()> {
+        Err(self.unsupported("disable"))
+    }
+
+    /// Sets a password as an administrator.
+    async fn set_password(&self, _identity: &str, _password: &Secret) -> Result<()> {
+        Err(self.unsupported("set_password"))
+    }
+
+    /// True when the system accepts `password` for `identity`.
+    async fn authenticate(&self, _identity: &str, _password: &Secret) -> Result<bool> {
+        Err(self.unsupported("authenticate"))
+    }
+
+    /// The error for an operation this system cannot do.
+    fn unsupported(&self, op: &str) -> Error {
+        Error::Unsupported {
+            op: op.to_string(),
+            kind: self.kind().to_string(),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Process-wide state that Rhai bindings reach: the state store (opened on
+//! first use) and the open connections (for attribute-name completion).
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use crate::connector::Connector;
+use crate::store::StateStore;
+use crate::store::sqlite::SqliteStore;
+
+use super::convert::{ScriptResult, rt_err};
+
+static STORE: OnceLock<Arc<dyn StateStore>> = OnceLock::new();
+static OPEN: Mutex<Vec<Weak<dyn Connector>>> = Mutex::new(Vec::new());
+/// Connections opened since attribute names were last loaded.
+static ATTR_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The state store under `IDSYNC_HOME`, opened on first use.
+pub fn store() -> ScriptResult<Arc<dyn StateStore>> {
+    if let Some(s) = STORE.get() {
+        return Ok(s.clone());
+    }
+    let s = SqliteStore::open_default().map_err(|e| rt_err(format!("{e:#}")))?;
+    Ok(STORE.get_or_init(|| Arc::new(s)).clone())
+}
+
+/// Remembers an open connection, for completion.
+pub fn register(c: &Arc<dyn Connector>) {
+    if let Ok(mut list) = OPEN.lock() {
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(c));
+    }
+}
+
+/// Attribute names known to the open connections: each new connection's
+/// schema is read once (5 s at most), then served from a cache.
+pub fn attribute_names() -> Vec<String> {
+    let fresh: Vec<Arc<dyn Connector>> = match OPEN.lock() {
+        Ok(mut list) => list.drain(..).filter_map(|w| w.upgrade()).collect(),
+        Err(_) => Vec::new(),
+    };
+    let Ok(mut cache) = ATTR_NAMES.lock() else {
+        return Vec::new();
+    };
+    for c in fresh {
+        let fut = c.attribute_names();
+        if let Ok(Ok(found)) = super::runtime::block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), fut).await
+        }) {
+            cache.extend(found);
+        }
+    }
+    cache.sort_by_key(|n| n.to_ascii_lowercase());
+    cache.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    cache.clone()
+}

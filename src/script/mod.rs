@@ -1,0 +1,383 @@
+//! The Rhai layer: one [`Session`] holds the engine with every idsync
+//! binding registered, the variables of a REPL or script, and the functions
+//! it has defined. Bindings live one family per file.
+
+pub mod connect;
+pub mod context;
+pub mod convert;
+pub mod entry_api;
+pub mod help;
+pub mod objects;
+pub mod profiles;
+pub mod runtime;
+pub mod secrets;
+pub mod text;
+
+use std::fmt;
+use std::path::Path;
+
+use rhai::{
+    AST, Array, Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Position, Scope,
+    exported_module,
+};
+
+use crate::model::{Entry, Secret};
+use objects::Connection;
+
+/// A script error, already worded: `file:line:col: cause`, the offending
+/// line and a caret under the position.
+#[derive(Debug, Clone)]
+pub struct ScriptError {
+    /// The full text to print.
+    pub message: String,
+    /// Exit code requested by `exit(n)`, when that is what ended the script.
+    pub exit_code: Option<i32>,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+/// An engine plus the state of one shell or script run.
+pub struct Session {
+    engine: Engine,
+    scope: Scope<'static>,
+    functions: AST,
+}
+
+/// Builds the engine with every idsync binding.
+pub fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_expr_depths(256, 256);
+    engine
+        .register_type_with_name::<Entry>("Entry")
+        .register_type_with_name::<Connection>("Connection")
+        .register_type_with_name::<Secret>("Secret");
+    engine.register_global_module(exported_module!(entry_api::entry_api).into());
+    engine.register_global_module(exported_module!(objects::objects).into());
+    engine.register_global_module(exported_module!(connect::connect_api).into());
+    engine.register_global_module(exported_module!(secrets::secrets_api).into());
+    engine.register_global_module(exported_module!(profiles::profiles_api).into());
+    engine.register_global_module(exported_module!(text::text_api).into());
+    engine.register_global_module(exported_module!(help::help_api).into());
+    engine.on_print(|s| println!("{s}"));
+    engine.on_debug(|s, src, pos| match src {
+        Some(src) => eprintln!("{src}:{pos}: {s}"),
+        None => eprintln!("{pos}: {s}"),
+    });
+    engine
+}
+
+impl Session {
+    /// A new session; `args` become the `ARGS` array.
+    pub fn new(args: Vec<String>) -> Session {
+        let mut scope = Scope::new();
+        let args: Array = args.into_iter().map(Dynamic::from).collect();
+        scope.push_constant("ARGS", args);
+        Session {
+            engine: engine(),
+            scope,
+            functions: AST::empty(),
+        }
+    }
+
+    /// The engine (for help and completion).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Evaluates `code` (named `source` in errors), keeping variables and
+    /// functions for the next call.
+    pub fn eval(&mut self, code: &str, source: &str) -> Result<Dynamic, ScriptError> {
+        let mut ast = self
+            .engine
+            .compile_with_scope(&self.scope, code)
+            .map_err(|e| parse_error(&e, code, source))?;
+        ast.set_source(source);
+        let full = self.functions.merge(&ast);
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &full);
+        self.functions += ast.clone_functions_only();
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => match *e {
+                EvalAltResult::Exit(v, _) => Err(ScriptError {
+                    message: String::new(),
+                    exit_code: Some(v.as_int().map(|n| n as i32).unwrap_or(0)),
+                }),
+                _ => Err(runtime_error(*e, code, source)),
+            },
+        }
+    }
+
+    /// Runs a script file.
+    pub fn run_file(&mut self, path: &Path) -> Result<Dynamic, ScriptError> {
+        let name = path.display().to_string();
+        let code = std::fs::read_to_string(path).map_err(|e| ScriptError {
+            message: format!("error: {name}: cannot read the script: {e}"),
+            exit_code: None,
+        })?;
+        // A shebang line is blanked, keeping line numbers.
+        let code = match code.strip_prefix("#!") {
+            Some(rest) => rest
+                .find('\n')
+                .map(|i| rest[i..].to_string())
+                .unwrap_or_default(),
+            None => code,
+        };
+        self.eval(&code, &name)
+    }
+
+    /// Turns values that only make sense inside scripts (connections,
+    /// secrets) into printable text; other values are returned as they are.
+    pub fn printable(&self, v: Dynamic) -> Dynamic {
+        if let Some(c) = v.clone().try_cast::<Connection>() {
+            return Dynamic::from(format!("Connection({})", c.0.describe()));
+        }
+        if let Some(s) = v.clone().try_cast::<Secret>() {
+            return Dynamic::from(s.to_string());
+        }
+        v
+    }
+
+    /// Names of variables in scope (for completion).
+    pub fn variable_names(&self) -> Vec<String> {
+        self.scope.iter().map(|(n, _, _)| n.to_string()).collect()
+    }
+
+    /// Names of script-defined functions (for completion).
+    pub fn script_function_names(&self) -> Vec<String> {
+        self.functions
+            .iter_functions()
+            .map(|f| f.name.to_string())
+            .collect()
+    }
+
+    /// True when `code` is unfinished (open bracket or string, or the
+    /// parser ran out of input), so a REPL should read another line.
+    pub fn is_incomplete(&self, code: &str) -> bool {
+        if brackets_open(code) {
+            return true;
+        }
+        matches!(
+            self.engine.compile_with_scope(&self.scope, code),
+            Err(ParseError(ref t, _)) if matches!(**t, ParseErrorType::UnexpectedEOF)
+        )
+    }
+}
+
+/// True when a bracket, brace, parenthesis, string or backtick is still open.
+fn brackets_open(code: &str) -> bool {
+    let mut depth: i32 = 0;
+    let mut quote: Option<char> = None;
+    let mut chars = code.chars().peekable();
+    let mut line_comment = false;
+    while let Some(c) = chars.next() {
+        if line_comment {
+            if c == '\n' {
+                line_comment = false;
+            }
+            continue;
+        }
+        match quote {
+            Some(q) => {
+                if c == '\\' && q != '`' {
+                    chars.next();
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '`' | '\'' => quote = Some(c),
+                '/' if chars.peek() == Some(&'/') => line_comment = true,
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                _ => {}
+            },
+        }
+    }
+    depth > 0 || matches!(quote, Some('`') | Some('"'))
+}
+
+fn caret(code: &str, pos: Position) -> String {
+    let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
+        return String::new();
+    };
+    let Some(text) = code.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let width = line.to_string().len();
+    format!(
+        "\n{:width$} |\n{line} | {text}\n{:width$} | {}^",
+        "",
+        "",
+        " ".repeat(col.saturating_sub(1)),
+        width = width
+    )
+}
+
+fn location(source: &str, pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{source}:{l}:{c}"),
+        (Some(l), None) => format!("{source}:{l}"),
+        _ => source.to_string(),
+    }
+}
+
+fn parse_error(e: &ParseError, code: &str, source: &str) -> ScriptError {
+    let pos = e.1;
+    ScriptError {
+        message: format!(
+            "error: {}: syntax error: {}{}",
+            location(source, pos),
+            e.0,
+            caret(code, pos)
+        ),
+        exit_code: None,
+    }
+}
+
+/// Words a runtime error: the innermost cause, its position, the line.
+fn runtime_error(e: EvalAltResult, code: &str, source: &str) -> ScriptError {
+    let mut err = e;
+    let mut outer_pos = Position::NONE;
+    let mut chain = Vec::new();
+    loop {
+        match err {
+            EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) => {
+                if !pos.is_none() {
+                    outer_pos = pos;
+                }
+                chain.push(name);
+                err = *inner;
+            }
+            EvalAltResult::ErrorInModule(_, inner, pos) => {
+                if !pos.is_none() {
+                    outer_pos = pos;
+                }
+                err = *inner;
+            }
+            other => {
+                err = other;
+                break;
+            }
+        }
+    }
+    let mut pos = err.take_position();
+    if pos.is_none() {
+        pos = outer_pos;
+    }
+    let cause = match &err {
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    let via = if chain.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (in {})",
+            chain
+                .iter()
+                .map(|n| format!("{n}()"))
+                .collect::<Vec<_>>()
+                .join(" <- ")
+        )
+    };
+    ScriptError {
+        message: format!(
+            "error: {}: {cause}{via}{}",
+            location(source, pos),
+            caret(code, pos)
+        ),
+        exit_code: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluates_and_keeps_state() {
+        let mut s = Session::new(vec!["a".into()]);
+        assert_eq!(s.eval("40 + 2", "t").unwrap().as_int().unwrap(), 42);
+        s.eval("let x = 5; fn dbl(n) { n * 2 }", "t").unwrap();
+        assert_eq!(s.eval("dbl(x)", "t").unwrap().as_int().unwrap(), 10);
+        assert_eq!(s.eval("ARGS[0]", "t").unwrap().to_string(), "a");
+    }
+
+    #[test]
+    fn errors_have_position_and_caret() {
+        let mut s = Session::new(vec![]);
+        let e = s.eval("let a = 1;\nlet b = a +;", "f.rhai").unwrap_err();
+        assert!(e.message.starts_with("error: f.rhai:2:"), "{}", e.message);
+        assert!(
+            e.message.contains("let b = a +;") && e.message.contains('^'),
+            "{}",
+            e.message
+        );
+        let e = s
+            .eval("let x = 1;\nldap_escape(1, 2, 3)", "g.rhai")
+            .unwrap_err();
+        assert!(e.message.starts_with("error: g.rhai:2:1:"), "{}", e.message);
+    }
+
+    #[test]
+    fn incomplete_input_detected() {
+        let s = Session::new(vec![]);
+        assert!(s.is_incomplete("fn f() {"));
+        assert!(s.is_incomplete("let a = [1,"));
+        assert!(s.is_incomplete("let s = `abc"));
+        assert!(!s.is_incomplete("let a = 1;"));
+        assert!(!s.is_incomplete("let a = \"{\";"));
+    }
+
+    #[test]
+    fn help_comes_from_doc_comments() {
+        let s = Session::new(vec![]);
+        let h = help::render(s.engine(), Some("search"));
+        assert!(
+            h.contains("Connection.search(filter: String) -> Array"),
+            "{h}"
+        );
+        assert!(h.contains("paging under the hood"), "{h}");
+        assert!(
+            h.contains("c.search(\"(&(objectClass=user)(sn=Lee))\")"),
+            "{h}"
+        );
+        let idx = help::render(s.engine(), None);
+        for name in [
+            "connect_ldap",
+            "secret",
+            ".search()",
+            ".set_password()",
+            "ldap_escape",
+            ".dn",
+        ] {
+            assert!(idx.contains(name), "{name} missing from\n{idx}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        // SAFETY-free: a unique variable name, set before any thread reads it.
+        unsafe { std::env::set_var("IDSYNC_TEST_SECRET_XYZ", "hunter2-value") };
+        let mut s = Session::new(vec![]);
+        let v = s
+            .eval(
+                "let p = secret(\"IDSYNC_TEST_SECRET_XYZ\"); `${p}` + \" \" + p",
+                "t",
+            )
+            .unwrap();
+        assert!(!v.to_string().contains("hunter2"), "{v}");
+        assert!(
+            v.to_string()
+                .contains("<secret env:IDSYNC_TEST_SECRET_XYZ>")
+        );
+    }
+}

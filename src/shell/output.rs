@@ -1,0 +1,50 @@
+//! Printing results and errors the same way in the REPL, script files and
+//! one-liners: values through the chosen format, errors in red on a terminal.
+
+use std::io::IsTerminal;
+
+use nu_ansi_term::Color;
+use rhai::Dynamic;
+
+use super::render::{Format, RenderOptions, render};
+use crate::script::{ScriptError, Session};
+
+/// True when colour is wanted on stderr.
+fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Prints a script's value in `format`; returns false (after printing why)
+/// when the value cannot be shown in that format.
+pub fn print_value(session: &Session, v: Dynamic, format: Format) -> bool {
+    let v = session.printable(v);
+    match render(&v, format, &RenderOptions::for_stdout()) {
+        Ok(text) if text.is_empty() => true,
+        Ok(text) => {
+            println!("{text}");
+            true
+        }
+        Err(e) => {
+            print_error_text(&format!("error: {e}"));
+            false
+        }
+    }
+}
+
+/// Prints a script error (location, line, caret, cause) to stderr.
+pub fn print_error(e: &ScriptError) {
+    if !e.message.is_empty() {
+        print_error_text(&e.message);
+    }
+}
+
+/// Prints error text, colouring the leading `error:` on a terminal.
+pub fn print_error_text(msg: &str) {
+    if stderr_color() {
+        if let Some(rest) = msg.strip_prefix("error:") {
+            eprintln!("{}{rest}", Color::Red.bold().paint("error:"));
+            return;
+        }
+    }
+    eprintln!("{msg}");
+}

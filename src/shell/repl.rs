@@ -1,0 +1,291 @@
+//! The interactive shell: line editing, persistent history (secrets
+//! masked), multi-line input, completion, coloured prompt and errors.
+
+use std::borrow::Cow;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use nu_ansi_term::Color;
+use rustyline::completion::{Completer, Pair};
+use rustyline::config::Configurer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Editor, Helper};
+
+use super::complete::{self, Names};
+use super::output::{print_error, print_error_text, print_value};
+use super::render::Format;
+use crate::script::{Session, context};
+
+const PROMPT: &str = "idsync> ";
+
+/// The rustyline helper: completion, validation (multi-line), prompt colour.
+struct ReplHelper {
+    names: Arc<Mutex<Names>>,
+    checker: Session,
+    color: bool,
+}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        Ok(complete::complete(
+            &self.names,
+            &context::attribute_names,
+            line,
+            pos,
+        ))
+    }
+}
+
+impl Hinter for ReplHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ReplHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        default: bool,
+    ) -> Cow<'b, str> {
+        if self.color && default {
+            Cow::Owned(Color::Green.bold().paint(prompt).to_string())
+        } else {
+            Cow::Borrowed(prompt)
+        }
+    }
+}
+
+impl Validator for ReplHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        if self.checker.is_incomplete(ctx.input()) {
+            Ok(ValidationResult::Incomplete)
+        } else {
+            Ok(ValidationResult::Valid(None))
+        }
+    }
+}
+
+impl Helper for ReplHelper {}
+
+/// Masks string literals given to password-like keys or functions, so a
+/// password typed in clear never reaches the history file.
+pub fn redact(line: &str) -> String {
+    let keys = [
+        "password",
+        "client_secret",
+        "secret_value",
+        "pw:",
+        "set_password(",
+        "authenticate(",
+    ];
+    let lower = line.to_ascii_lowercase();
+    if !keys.iter().any(|k| lower.contains(k)) {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '"' || c == '`' {
+            // Find the end of the literal.
+            let mut end = None;
+            let mut escaped = false;
+            for (j, d) in chars.by_ref() {
+                if escaped {
+                    escaped = false;
+                } else if d == '\\' && c == '"' {
+                    escaped = true;
+                } else if d == c {
+                    end = Some(j);
+                    break;
+                }
+            }
+            let ctx = lower[..i].trim_end();
+            let sensitive = ctx.ends_with("password:")
+                || ctx.ends_with("client_secret:")
+                || ctx.ends_with("pw:")
+                || (ctx.ends_with(',')
+                    && (ctx.contains("set_password(") || ctx.contains("authenticate(")));
+            match end {
+                Some(_) if sensitive => out.push_str(&format!("{c}********{c}")),
+                Some(j) => out.push_str(&line[i..=j]),
+                None => out.push_str(&line[i..]),
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn refresh_names(names: &Arc<Mutex<Names>>, session: &Session, with_profiles: bool) {
+    let (functions, methods) = crate::script::help::names(session.engine());
+    let profiles = if with_profiles {
+        context::store()
+            .ok()
+            .and_then(|s| s.list_profiles().ok())
+            .map(|l| l.into_iter().map(|p| p.name).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if let Ok(mut n) = names.lock() {
+        n.functions = functions;
+        n.functions.extend(session.script_function_names());
+        n.methods = methods;
+        n.variables = session.variable_names();
+        if with_profiles {
+            n.profiles = profiles;
+        }
+    }
+}
+
+/// Runs the shell until `exit` or end of input.
+pub fn run(format: Format) -> ExitCode {
+    let interactive = std::io::stdin().is_terminal();
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut session = Session::new(Vec::new());
+    let names = Arc::new(Mutex::new(Names::default()));
+    refresh_names(&names, &session, true);
+    let helper = ReplHelper {
+        names: names.clone(),
+        checker: Session::new(Vec::new()),
+        color,
+    };
+    let mut rl: Editor<ReplHelper, DefaultHistory> = match Editor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            print_error_text(&format!("error: cannot start the line editor: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    rl.set_helper(Some(helper));
+    let _ = rl.set_max_history_size(5000);
+    rl.set_auto_add_history(false);
+    let history = crate::config::home::history_file().ok();
+    if let Some(h) = &history {
+        if h.exists() {
+            let _ = rl.load_history(h);
+        }
+    }
+    if interactive {
+        println!(
+            "idsync {} — help() lists functions, help(\"name\") explains one; exit or Ctrl-D to leave.",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    let mut failed = false;
+    let mut pending = String::new();
+    loop {
+        let prompt = if pending.is_empty() {
+            PROMPT
+        } else {
+            "    ... "
+        };
+        let line = match rl.readline(prompt) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => {
+                pending.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                print_error_text(&format!("error: reading input: {e}"));
+                failed = true;
+                break;
+            }
+        };
+        // Without a terminal the validator does not run: gather lines here.
+        if !pending.is_empty() {
+            pending.push('\n');
+        }
+        pending.push_str(&line);
+        if !interactive && session.is_incomplete(&pending) {
+            continue;
+        }
+        let input = std::mem::take(&mut pending);
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let entry = redact(&input);
+        if rl.add_history_entry(entry.as_str()).unwrap_or(false) {
+            if let Some(h) = &history {
+                let _ = rl.append_history(h);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+        }
+        match trimmed.trim_end_matches(';') {
+            "exit" | "quit" => break,
+            "clear" => {
+                let _ = rl.clear_screen();
+                continue;
+            }
+            "history" => {
+                for (i, h) in rl.history().iter().enumerate() {
+                    println!("{:>5}  {h}", i + 1);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        match session.eval(&input, "repl") {
+            Ok(v) => {
+                if !print_value(&session, v, format) {
+                    failed = true;
+                }
+            }
+            Err(e) if e.exit_code.is_some() => break,
+            Err(e) => {
+                print_error(&e);
+                failed = true;
+            }
+        }
+        refresh_names(&names, &session, trimmed.contains("connection"));
+    }
+    if !interactive && failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_literal_passwords_only() {
+        assert_eq!(
+            redact(r#"connect_ldap("ldap://x", #{ bind_dn: "cn=a", password: "s3cret" })"#),
+            r#"connect_ldap("ldap://x", #{ bind_dn: "cn=a", password: "********" })"#
+        );
+        assert_eq!(
+            redact(r#"c.set_password("ann", "N3w!pass")"#),
+            r#"c.set_password("ann", "********")"#
+        );
+        assert_eq!(
+            redact(r#"c.authenticate("ann", "pw")"#),
+            r#"c.authenticate("ann", "********")"#
+        );
+        assert_eq!(
+            redact(r#"password: secret("PW")"#),
+            r#"password: secret("PW")"#
+        );
+        assert_eq!(redact(r#"c.search("(cn=a)")"#), r#"c.search("(cn=a)")"#);
+    }
+}
