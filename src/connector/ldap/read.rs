@@ -65,6 +65,16 @@ pub fn to_entry(se: SearchEntry, anchor_attr: &str, order: Option<&[String]>) ->
     e
 }
 
+/// True when the anchor attribute was fetched only for `e.anchor` and should
+/// not show as an attribute (asked-for lists without it; OpenLDAP's
+/// operational entryUUID under "*", which an LDIF import would reject).
+fn hide_anchor(attrs: Option<&[String]>, anchor_attr: &str, flavor: Flavor) -> bool {
+    match attrs {
+        Some(list) => !list.iter().any(|a| a.eq_ignore_ascii_case(anchor_attr) || a == "+"),
+        None => flavor != Flavor::Ad,
+    }
+}
+
 fn lscope(s: Scope) -> LScope {
     match s {
         Scope::Base => LScope::Base,
@@ -123,6 +133,7 @@ pub async fn search(c: &LdapConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> 
         .streaming_search_with(adapters, &base, lscope(q.scope), &filter, attrs)
         .await
         .map_err(|e| result::ldap_error(&what, e))?;
+    let hide = hide_anchor(q.attrs.as_deref(), anchor, c.ldap_flavor());
     let mut count = 0usize;
     let mut stopped = false;
     loop {
@@ -131,7 +142,10 @@ pub async fn search(c: &LdapConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> 
             .await
             .map_err(|e| result::ldap_error(&what, e))?;
         let Some(raw) = next else { break };
-        let e = to_entry(construct(raw)?, anchor, q.attrs.as_deref());
+        let mut e = to_entry(construct(raw)?, anchor, q.attrs.as_deref());
+        if hide {
+            e.set(anchor, Vec::new());
+        }
         count += 1;
         if !sink(e)? || q.limit.is_some_and(|l| count >= l) {
             stopped = true;
