@@ -64,7 +64,15 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(profiles::profiles_api).into());
     engine.register_global_module(exported_module!(text::text_api).into());
     engine.register_global_module(exported_module!(help::help_api).into());
-    engine.on_print(|s| println!("{s}"));
+    engine.on_print(|s| {
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, "{s}") {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    });
     engine.on_debug(|s, src, pos| match src {
         Some(src) => eprintln!("{src}:{pos}: {s}"),
         None => eprintln!("{pos}: {s}"),

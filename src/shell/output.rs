@@ -9,6 +9,18 @@ use rhai::Dynamic;
 use super::render::{Format, RenderOptions, render};
 use crate::script::{ScriptError, Session};
 
+/// Writes a line to stdout; a closed pipe (`idsync ... | head`) ends
+/// the process quietly instead of failing.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = writeln!(o, "{text}").and_then(|_| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 /// True when colour is wanted on stderr.
 fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -21,7 +33,7 @@ pub fn print_value(session: &Session, v: Dynamic, format: Format) -> bool {
     match render(&v, format, &RenderOptions::for_stdout()) {
         Ok(text) if text.is_empty() => true,
         Ok(text) => {
-            println!("{text}");
+            out(&text);
             true
         }
         Err(e) => {

@@ -237,7 +237,7 @@ pub fn run(format: Format) -> ExitCode {
             }
             "history" => {
                 for (i, h) in rl.history().iter().enumerate() {
-                    println!("{:>5}  {h}", i + 1);
+                    super::output::out(&format!("{:>5}  {h}", i + 1));
                 }
                 continue;
             }

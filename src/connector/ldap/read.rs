@@ -70,7 +70,9 @@ pub fn to_entry(se: SearchEntry, anchor_attr: &str, order: Option<&[String]>) ->
 /// operational entryUUID under "*", which an LDIF import would reject).
 fn hide_anchor(attrs: Option<&[String]>, anchor_attr: &str, flavor: Flavor) -> bool {
     match attrs {
-        Some(list) => !list.iter().any(|a| a.eq_ignore_ascii_case(anchor_attr) || a == "+"),
+        Some(list) => !list
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(anchor_attr) || a == "+"),
         None => flavor != Flavor::Ad,
     }
 }
