@@ -41,7 +41,8 @@ pub mod objects {
     }
 
     /// Searches with options: `base` (DN), `scope` ("base", "one", "sub"),
-    /// `attrs` (array of names), `limit` (stop after N entries).
+    /// `attrs` (array of names), `limit` (stop after N entries; 0 = no
+    /// limit, as in LDAP).
     ///
     /// Example:
     /// ```rhai
@@ -59,7 +60,9 @@ pub mod objects {
             scope,
             filter: filter.to_string(),
             attrs: opt_list(&opts, "attrs")?,
-            limit: opt_num(&opts, "limit")?.map(|n| n as usize),
+            limit: opt_num(&opts, "limit")?
+                .map(|n| n as usize)
+                .filter(|&n| n > 0),
         };
         let mut out = Array::new();
         let conn = c.0.clone();
