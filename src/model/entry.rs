@@ -89,6 +89,23 @@ impl Entry {
     }
 }
 
+impl std::fmt::Display for Entry {
+    /// A plain record: `dn: ...` then one `name: value` line per value
+    /// (opaque binary shown as its size).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dn: {}", self.dn)?;
+        for a in &self.attrs {
+            for v in &a.values {
+                match v.display(&a.name) {
+                    Some(s) => write!(f, "\n{}: {}", a.name, s)?,
+                    None => write!(f, "\n{}: <binary {} bytes>", a.name, v.as_bytes().len())?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,22 +121,5 @@ mod tests {
         assert_eq!(e.attributes()[0].name, "mail");
         e.set("Mail", vec![]);
         assert!(!e.has("mail"));
-    }
-}
-
-impl std::fmt::Display for Entry {
-    /// A plain record: `dn: ...` then one `name: value` line per value
-    /// (opaque binary shown as its size).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dn: {}", self.dn)?;
-        for a in &self.attrs {
-            for v in &a.values {
-                match v.display(&a.name) {
-                    Some(s) => write!(f, "\n{}: {}", a.name, s)?,
-                    None => write!(f, "\n{}: <binary {} bytes>", a.name, v.as_bytes().len())?,
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -42,6 +42,10 @@ impl fmt::Display for ScriptError {
 
 impl std::error::Error for ScriptError {}
 
+/// The status given to `exit(n)`, on its way to the top level.
+#[derive(Debug, Clone, Copy)]
+struct ExitRequest(i64);
+
 /// An engine plus the state of one shell or script run.
 pub struct Session {
     engine: Engine,
@@ -67,11 +71,19 @@ pub fn engine() -> Engine {
     engine.on_print(|s| {
         use std::io::Write;
         let mut o = std::io::stdout().lock();
-        if let Err(e) = writeln!(o, "{s}") {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
+        if let Err(e) = writeln!(o, "{s}")
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
         }
+    });
+    // Rhai's own `exit(v)` ends the script with `v` as its *value*, so the
+    // status would be lost: ours carries it in a type no script can build.
+    engine.register_fn("exit", |code: i64| -> Result<Dynamic, Box<EvalAltResult>> {
+        Err(EvalAltResult::Exit(Dynamic::from(ExitRequest(code)), Position::NONE).into())
+    });
+    engine.register_fn("exit", || -> Result<Dynamic, Box<EvalAltResult>> {
+        Err(EvalAltResult::Exit(Dynamic::from(ExitRequest(0)), Position::NONE).into())
     });
     engine.on_debug(|s, src, pos| match src {
         Some(src) => eprintln!("{src}:{pos}: {s}"),
@@ -112,6 +124,10 @@ impl Session {
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &full);
         self.functions += ast.clone_functions_only();
         match result {
+            Ok(v) if v.is::<ExitRequest>() => Err(ScriptError {
+                message: String::new(),
+                exit_code: Some(v.cast::<ExitRequest>().0.clamp(0, 255) as i32),
+            }),
             Ok(v) => Ok(v),
             Err(e) => match *e {
                 EvalAltResult::Exit(v, _) => Err(ScriptError {
@@ -219,9 +235,18 @@ fn caret(code: &str, pos: Position) -> String {
     let Some(text) = code.lines().nth(line.saturating_sub(1)) else {
         return String::new();
     };
+    // A password typed as a literal is masked here as in the history file;
+    // the caret keeps pointing at the same token.
+    let shown = crate::shell::repl::redact(text);
+    let col = if shown == text {
+        col
+    } else {
+        let before: String = text.chars().take(col.saturating_sub(1)).collect();
+        crate::shell::repl::redact(&before).chars().count() + 1
+    };
     let width = line.to_string().len();
     format!(
-        "\n{:width$} |\n{line} | {text}\n{:width$} | {}^",
+        "\n{:width$} |\n{line} | {shown}\n{:width$} | {}^",
         "",
         "",
         " ".repeat(col.saturating_sub(1)),
@@ -314,7 +339,7 @@ mod tests {
     fn evaluates_and_keeps_state() {
         let mut s = Session::new(vec!["a".into()]);
         assert_eq!(s.eval("40 + 2", "t").unwrap().as_int().unwrap(), 42);
-        s.eval("let x = 5; fn dbl(n) { n * 2 }", "t").unwrap();
+        let _ = s.eval("let x = 5; fn dbl(n) { n * 2 }", "t").unwrap();
         assert_eq!(s.eval("dbl(x)", "t").unwrap().as_int().unwrap(), 10);
         assert_eq!(s.eval("ARGS[0]", "t").unwrap().to_string(), "a");
     }

@@ -14,10 +14,10 @@ use crate::script::{ScriptError, Session};
 pub fn out(text: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    if let Err(e) = writeln!(o, "{text}").and_then(|_| o.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+    if let Err(e) = writeln!(o, "{text}").and_then(|_| o.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 
@@ -52,11 +52,11 @@ pub fn print_error(e: &ScriptError) {
 
 /// Prints error text, colouring the leading `error:` on a terminal.
 pub fn print_error_text(msg: &str) {
-    if stderr_color() {
-        if let Some(rest) = msg.strip_prefix("error:") {
-            eprintln!("{}{rest}", Color::Red.bold().paint("error:"));
-            return;
-        }
+    if stderr_color()
+        && let Some(rest) = msg.strip_prefix("error:")
+    {
+        eprintln!("{}{rest}", Color::Red.bold().paint("error:"));
+        return;
     }
     eprintln!("{msg}");
 }

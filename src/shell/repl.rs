@@ -173,10 +173,10 @@ pub fn run(format: Format) -> ExitCode {
     let _ = rl.set_max_history_size(5000);
     rl.set_auto_add_history(false);
     let history = crate::config::home::history_file().ok();
-    if let Some(h) = &history {
-        if h.exists() {
-            let _ = rl.load_history(h);
-        }
+    if let Some(h) = &history
+        && h.exists()
+    {
+        let _ = rl.load_history(h);
     }
     if interactive {
         println!(
@@ -219,14 +219,14 @@ pub fn run(format: Format) -> ExitCode {
             continue;
         }
         let entry = redact(&input);
-        if rl.add_history_entry(entry.as_str()).unwrap_or(false) {
-            if let Some(h) = &history {
-                let _ = rl.append_history(h);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let _ = std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o600));
-                }
+        if rl.add_history_entry(entry.as_str()).unwrap_or(false)
+            && let Some(h) = &history
+        {
+            let _ = rl.append_history(h);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o600));
             }
         }
         match trimmed.trim_end_matches(';') {

@@ -126,22 +126,20 @@ pub(crate) async fn open(opts: &LdapOptions, bind: bool) -> Result<Ldap> {
         .await
         .map_err(|e| result::ldap_error(&format!("cannot connect to {url}"), e))?;
     ldap3::drive!(conn);
-    if bind {
-        if let Some(dn) = &opts.bind_dn {
-            let pw = opts.password.as_ref().map(Secret::expose).unwrap_or("");
-            if pw.is_empty() {
-                return Err(Error::Auth(format!(
-                    "bind as '{dn}' refused: no password given (an empty password would be an unauthenticated bind)"
-                )));
-            }
-            ldap.with_timeout(opts.timeout);
-            let res = ldap
-                .simple_bind(dn, pw)
-                .await
-                .map_err(|e| result::ldap_error(&format!("bind to {url}"), e))?;
-            if res.rc != 0 {
-                return Err(result::bind_error(dn, &res));
-            }
+    if bind && let Some(dn) = &opts.bind_dn {
+        let pw = opts.password.as_ref().map(Secret::expose).unwrap_or("");
+        if pw.is_empty() {
+            return Err(Error::Auth(format!(
+                "bind as '{dn}' refused: no password given (an empty password would be an unauthenticated bind)"
+            )));
+        }
+        ldap.with_timeout(opts.timeout);
+        let res = ldap
+            .simple_bind(dn, pw)
+            .await
+            .map_err(|e| result::ldap_error(&format!("bind to {url}"), e))?;
+        if res.rc != 0 {
+            return Err(result::bind_error(dn, &res));
         }
     }
     Ok(ldap)

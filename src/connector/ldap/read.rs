@@ -358,7 +358,11 @@ fn schema_names(def: &str) -> Vec<String> {
     };
     let rest = def[pos + 5..].trim_start();
     let part = if rest.starts_with('(') {
-        rest[1..].split(')').next().unwrap_or("")
+        rest.strip_prefix('(')
+            .unwrap_or(rest)
+            .split(')')
+            .next()
+            .unwrap_or("")
     } else {
         rest.split_whitespace().next().unwrap_or("")
     };
