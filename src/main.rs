@@ -45,8 +45,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let quiet_panics = std::env::var_os("RUST_BACKTRACE").is_none()
-        && std::env::var_os("IDSYNC_BACKTRACE").is_none();
+    // RUST_BACKTRACE is often set globally by developers; only
+    // IDSYNC_BACKTRACE asks idsync for internals.
+    let quiet_panics = std::env::var_os("IDSYNC_BACKTRACE").is_none();
     if quiet_panics {
         // Panics (e.g. from a library on malformed server data) become a
         // clean error below; background tasks that panic surface as a lost
