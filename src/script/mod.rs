@@ -160,11 +160,21 @@ impl Session {
     /// Turns values that only make sense inside scripts (connections,
     /// secrets) into printable text; other values are returned as they are.
     pub fn printable(&self, v: Dynamic) -> Dynamic {
-        if let Some(c) = v.clone().try_cast::<Connection>() {
+        if v.is::<Connection>() {
+            let c = v.cast::<Connection>();
             return Dynamic::from(format!("Connection({})", c.0.describe()));
         }
-        if let Some(s) = v.clone().try_cast::<Secret>() {
-            return Dynamic::from(s.to_string());
+        if v.is::<Secret>() {
+            return Dynamic::from(v.cast::<Secret>().to_string());
+        }
+        // Also inside arrays and maps (e.g. a map holding a secret).
+        if v.is_array() {
+            let a = v.cast::<Array>();
+            return Dynamic::from_array(a.into_iter().map(|x| self.printable(x)).collect());
+        }
+        if v.is_map() {
+            let m = v.cast::<rhai::Map>();
+            return Dynamic::from_map(m.into_iter().map(|(k, x)| (k, self.printable(x))).collect());
         }
         v
     }

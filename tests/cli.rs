@@ -1,0 +1,716 @@
+//! The `idsync` command line as users and other programs see it: exit codes, error messages
+//! with file:line:col and a caret, output formats in a pipe, secrets that never print, the
+//! private IDSYNC_HOME, and named connection profiles against a real slapd.
+//!
+//! Every test runs the built binary in its own temporary IDSYNC_HOME, so they run in parallel.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `idsync` with IDSYNC_HOME=`home` and a clean environment for what the tests check:
+/// no backtrace or colour switches inherited from the developer's shell.
+fn idsync(home: &Path) -> Command {
+    let mut c = Command::new(support::idsync_bin());
+    c.env("IDSYNC_HOME", home)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("IDSYNC_BACKTRACE")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run idsync")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code and both streams, for assertion messages.
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// Runs `idsync -c code` (after `extra` arguments) in `home`.
+fn one_liner(home: &Path, extra: &[&str], code: &str) -> Output {
+    run(idsync(home).args(extra).arg("-c").arg(code))
+}
+
+/// No Rust panic or backtrace text.
+fn assert_no_rust_noise(o: &Output) {
+    let all = format!("{}{}", stdout(o), stderr(o));
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "stack backtrace",
+        "thread 'main'",
+    ] {
+        assert!(!all.contains(bad), "{bad:?} in output:\n{}", show(o));
+    }
+}
+
+/// Writes `text` as `name` in a fresh directory kept alive by the returned guard.
+fn script(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// invocation and exit codes
+
+#[test]
+fn one_liner_prints_exactly_the_value() {
+    let home = support::temp_home();
+    let o = one_liner(home.path(), &[], "40 + 2");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o), "42\n", "{}", show(&o));
+    assert_eq!(stderr(&o), "", "{}", show(&o));
+}
+
+#[test]
+fn script_file_gets_its_arguments_in_args() {
+    let home = support::temp_home();
+    let (_d, path) = script("args.rhai", "ARGS\n");
+    let o = run(idsync(home.path())
+        .args(["--format", "json"])
+        .arg(&path)
+        .args(["a", "b"]));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v, serde_json::json!(["a", "b"]), "{}", show(&o));
+    // Arguments that look like options belong to the script.
+    let o = run(idsync(home.path())
+        .args(["--format", "json"])
+        .arg(&path)
+        .args(["-x", "--y", "z"]));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v, serde_json::json!(["-x", "--y", "z"]), "{}", show(&o));
+}
+
+#[test]
+fn version_and_help() {
+    let home = support::temp_home();
+    let o = run(idsync(home.path()).arg("--version"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        stdout(&o).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        show(&o)
+    );
+    let o = run(idsync(home.path()).arg("--help"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let h = stdout(&o);
+    assert!(h.contains("-c"), "{h}");
+    assert!(h.contains("--format"), "{h}");
+    assert!(h.contains("json"), "{h}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let home = support::temp_home();
+    let o = run(idsync(home.path()).arg("--no-such-flag"));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(stderr(&o).contains("--no-such-flag"), "{}", show(&o));
+    assert_no_rust_noise(&o);
+
+    let o = one_liner(home.path(), &["--format", "xml"], "1");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(e.contains("xml"), "{e}");
+    for f in ["table", "json", "csv", "ldif"] {
+        assert!(e.contains(f), "valid format {f} not named:\n{e}");
+    }
+
+    // A script file that does not exist is a usage error (main.rs: exit 2), naming the file.
+    let missing = home.path().join("no-such-script.rhai");
+    let o = run(idsync(home.path()).arg(&missing));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(stderr(&o).contains("no-such-script.rhai"), "{}", show(&o));
+    assert_no_rust_noise(&o);
+}
+
+#[test]
+fn exit_sets_the_status() {
+    let home = support::temp_home();
+    let o = one_liner(home.path(), &[], "exit(3)");
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(stdout(&o), "", "exit's code must not print as a value");
+    // from a file, inside a function, after output; nothing after exit runs
+    let (_d, path) = script(
+        "exit.rhai",
+        "fn bail(n) {\n  exit(n);\n}\nprint(\"before\");\nbail(7);\nprint(\"after\");\n",
+    );
+    let o = run(idsync(home.path()).arg(&path));
+    assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+    assert_eq!(stdout(&o), "before\n", "{}", show(&o));
+    // try/catch cannot swallow exit
+    let o = one_liner(
+        home.path(),
+        &[],
+        "try { exit(5) } catch { print(\"caught\") }",
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert!(!stdout(&o).contains("caught"), "{}", show(&o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors: file:line:col, the line, a caret, no panic text
+
+/// Checks the caret block after the `error:` line: `LINE | source` followed by `  | ^` with the
+/// caret under `col` (1-based) of that source line.
+fn assert_caret(err: &str, line: usize, col: usize, source_line: &str) {
+    let lines: Vec<&str> = err.lines().collect();
+    let prefix = format!("{line} | ");
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}...` line in\n{err}"));
+    assert_eq!(&lines[i][prefix.len()..], source_line, "{err}");
+    let caret_line = lines
+        .get(i + 1)
+        .unwrap_or_else(|| panic!("no caret in\n{err}"));
+    let caret_at = caret_line
+        .find('^')
+        .unwrap_or_else(|| panic!("no caret in\n{err}"));
+    assert_eq!(
+        caret_at,
+        prefix.len() + col - 1,
+        "caret not under column {col}:\n{err}"
+    );
+}
+
+#[test]
+fn syntax_error_names_file_line_col_with_a_caret() {
+    let home = support::temp_home();
+    let (_d, path) = script("syntax.rhai", "let a = 1;\nlet b = a +* 2;\nprint(b);\n");
+    for backtrace in [None, Some("1"), Some("full")] {
+        let mut cmd = idsync(home.path());
+        cmd.arg(&path);
+        if let Some(b) = backtrace {
+            cmd.env("RUST_BACKTRACE", b);
+        }
+        let o = run(&mut cmd);
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        let e = stderr(&o);
+        let want = format!("error: {}:2:12:", path.display());
+        assert!(e.starts_with(&want), "expected {want:?} first:\n{e}");
+        assert!(e.contains("'*'"), "cause not named:\n{e}");
+        assert_caret(&e, 2, 12, "let b = a +* 2;");
+        assert_eq!(stdout(&o), "", "{}", show(&o));
+        assert_no_rust_noise(&o);
+    }
+}
+
+#[test]
+fn runtime_errors_name_file_line_col() {
+    let home = support::temp_home();
+    let (_d, path) = script("rt.rhai", "let a = 1;\n\n   nosuchfn(a);\n");
+    let o = run(idsync(home.path()).arg(&path).env("RUST_BACKTRACE", "1"));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!("error: {}:3:4:", path.display())),
+        "{e}"
+    );
+    assert!(e.contains("nosuchfn"), "{e}");
+    assert_caret(&e, 3, 4, "   nosuchfn(a);");
+    assert_no_rust_noise(&o);
+
+    let (_d2, path) = script("throw.rhai", "print(\"start\");\nthrow \"boom\";\n");
+    let o = run(idsync(home.path()).arg(&path));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(stdout(&o), "start\n");
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!("error: {}:2:1:", path.display())),
+        "{e}"
+    );
+    assert!(e.contains("boom"), "{e}");
+    assert_no_rust_noise(&o);
+
+    // one-liners are named <command>
+    let o = one_liner(home.path(), &[], "let x = 1; x.no_such_method()");
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        stderr(&o).starts_with("error: <command>:1:"),
+        "{}",
+        show(&o)
+    );
+    assert_no_rust_noise(&o);
+}
+
+#[test]
+fn error_inside_a_function_reports_the_line_in_the_function() {
+    let home = support::temp_home();
+    let (_d, path) = script(
+        "fn.rhai",
+        "fn check(x) {\n  let y = x + 1;\n  throw \"boom in check\";\n}\nlet z = 1;\ncheck(z);\n",
+    );
+    let o = run(idsync(home.path()).arg(&path).env("RUST_BACKTRACE", "1"));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!("error: {}:3:3:", path.display())),
+        "{e}"
+    );
+    assert!(e.contains("boom in check"), "{e}");
+    assert_caret(&e, 3, 3, "  throw \"boom in check\";");
+    assert_no_rust_noise(&o);
+
+    let (_d2, path) = script(
+        "fn2.rhai",
+        "fn outer() {\n  inner(1)\n}\nfn inner(v) {\n  v.nope()\n}\nouter();\n",
+    );
+    let o = run(idsync(home.path()).arg(&path));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!("error: {}:5:", path.display())),
+        "{e}"
+    );
+    assert!(e.contains("nope"), "{e}");
+    assert_no_rust_noise(&o);
+}
+
+// ---------------------------------------------------------------------------------------------
+// output formats in a pipe
+
+#[test]
+fn map_prints_as_record_and_array_of_maps_as_table() {
+    let home = support::temp_home();
+    let o = one_liner(home.path(), &[], r#"#{ name: "ann", city: "Oslo" }"#);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    let rec: Vec<&str> = out.lines().collect();
+    assert!(
+        rec.iter()
+            .any(|l| l.starts_with("name") && l.contains(':') && l.ends_with("ann")),
+        "{out}"
+    );
+    assert!(
+        rec.iter()
+            .any(|l| l.starts_with("city") && l.contains(':') && l.ends_with("Oslo")),
+        "{out}"
+    );
+
+    let o = one_liner(
+        home.path(),
+        &[],
+        r#"[#{ name: "ann", city: "Oslo" }, #{ name: "bob", city: "Rome" }]"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.contains("name") && l.contains("city"))
+        .unwrap_or_else(|| panic!("no header row:\n{out}"));
+    let ann = lines
+        .iter()
+        .position(|l| l.contains("ann") && l.contains("Oslo"))
+        .unwrap_or_else(|| panic!("no row for ann:\n{out}"));
+    let bob = lines
+        .iter()
+        .position(|l| l.contains("bob") && l.contains("Rome"))
+        .unwrap_or_else(|| panic!("no row for bob:\n{out}"));
+    assert!(header < ann && ann < bob, "{out}");
+    assert!(!out.contains('\x1b'), "ANSI escapes in a pipe:\n{out:?}");
+}
+
+#[test]
+fn json_output_parses() {
+    let home = support::temp_home();
+    let o = one_liner(
+        home.path(),
+        &["--format", "json"],
+        r#"#{ name: "ann", n: 3, tags: ["a", "b"], ok: true }"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({ "name": "ann", "n": 3, "tags": ["a", "b"], "ok": true })
+    );
+    let o = one_liner(
+        home.path(),
+        &["--format", "json"],
+        r#"[#{ name: "ann" }, #{ name: "bob", extra: () }]"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let arr = v.as_array().expect("array");
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[0]["name"], "ann");
+    assert_eq!(arr[1]["name"], "bob");
+}
+
+/// Spawns idsync with stdout piped, reads one line, closes the pipe: the process must end
+/// without panic text (the `| head -1` case).
+fn closed_pipe(code: &str) {
+    let home = support::temp_home();
+    let mut child = idsync(home.path())
+        .arg("-c")
+        .arg(code)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn idsync");
+    let mut first = String::new();
+    {
+        let mut r = BufReader::new(child.stdout.take().unwrap());
+        r.read_line(&mut first).unwrap();
+        // r (the read end) is dropped here
+    }
+    assert!(!first.is_empty(), "no first line");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    for bad in ["panicked", "RUST_BACKTRACE", "Broken pipe", "error"] {
+        assert!(
+            !err.contains(bad),
+            "{bad:?} on stderr after the reader went away ({status}):\n{err}"
+        );
+    }
+    assert!(
+        status.code().is_some_and(|c| c == 0),
+        "status {status}, stderr:\n{err}"
+    );
+}
+
+#[test]
+fn closed_stdout_ends_quietly_while_printing() {
+    closed_pipe(r#"for i in 0..500000 { print("line " + i) }"#);
+}
+
+#[test]
+fn closed_stdout_ends_quietly_while_rendering_a_value() {
+    closed_pipe("let a = []; for i in 0..100000 { a.push(#{ n: i, s: \"some text\" }) } a");
+}
+
+#[test]
+fn no_ansi_escapes_when_not_on_a_terminal() {
+    let home = support::temp_home();
+    // NO_COLOR is removed by idsync(): plainness must come from the pipe alone.
+    for code in [
+        r#"[#{ a: 1, b: "x" }, #{ a: 2, b: "y" }]"#,
+        r#"#{ a: 1, b: "x" }"#,
+        r#"help("search")"#,
+        "help()",
+    ] {
+        let o = one_liner(home.path(), &[], code);
+        assert_eq!(o.status.code(), Some(0), "{code}: {}", show(&o));
+        assert!(!stdout(&o).contains('\x1b'), "{code}: {:?}", stdout(&o));
+    }
+    let o = one_liner(home.path(), &[], "throw \"plain\"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains('\x1b'), "{:?}", stderr(&o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// secrets
+
+const PW_VALUE: &str = "hunter2-xyz";
+
+#[test]
+fn a_secret_prints_as_its_reference() {
+    let home = support::temp_home();
+    let o = run(idsync(home.path())
+        .env("MY_PW", PW_VALUE)
+        .arg("-c")
+        .arg(r#"let p = secret("MY_PW"); print(p); print(`in ${p} text`); debug(p); p"#));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("<secret env:MY_PW>"), "{}", show(&o));
+    assert!(out.contains("in <secret env:MY_PW> text"), "{}", show(&o));
+    assert!(
+        !out.contains(PW_VALUE) && !stderr(&o).contains(PW_VALUE),
+        "{}",
+        show(&o)
+    );
+    for fmt in ["json", "csv", "table"] {
+        let o = run(idsync(home.path())
+            .env("MY_PW", PW_VALUE)
+            .args(["--format", fmt, "-c"])
+            .arg(r#"[#{ who: "a", p: secret("MY_PW") }]"#));
+        assert_eq!(o.status.code(), Some(0), "{fmt}: {}", show(&o));
+        assert!(
+            !stdout(&o).contains(PW_VALUE) && !stderr(&o).contains(PW_VALUE),
+            "{fmt}: {}",
+            show(&o)
+        );
+        // nested in a map, a secret still shows as its reference (not a Rust type name)
+        assert!(
+            stdout(&o).contains("<secret env:MY_PW>"),
+            "{fmt}: {}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
+fn a_secret_never_shows_in_errors() {
+    let home = support::temp_home();
+    for code in [
+        r#"connect_ldap("ldap://127.0.0.1:1", #{ bind_dn: "cn=x", password: secret("MY_PW") })"#,
+        r#"let p = secret("MY_PW"); throw p"#,
+        r#"let p = secret("MY_PW"); throw `failed with ${p}`"#,
+        r#"let p = secret("MY_PW"); p.no_such_method()"#,
+        r#"let p = secret("MY_PW"); p + 1"#,
+    ] {
+        let o = run(idsync(home.path())
+            .env("MY_PW", PW_VALUE)
+            .arg("-c")
+            .arg(code));
+        assert_eq!(o.status.code(), Some(1), "{code}: {}", show(&o));
+        assert!(
+            !stdout(&o).contains(PW_VALUE) && !stderr(&o).contains(PW_VALUE),
+            "{code}: {}",
+            show(&o)
+        );
+        assert_no_rust_noise(&o);
+    }
+}
+
+#[test]
+fn a_literal_password_is_masked_in_the_error_line() {
+    let home = support::temp_home();
+    let (_d, path) = script(
+        "literal.rhai",
+        "// a password typed in clear\nlet c = connect_ldap(\"ldap://127.0.0.1:1\", #{ bind_dn: \"cn=x\", password: \"TopSecret123\" }); c.nosuch()\n",
+    );
+    let o = run(idsync(home.path()).arg(&path));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!("error: {}:2:9:", path.display())),
+        "{e}"
+    );
+    assert!(!e.contains("TopSecret123"), "literal password echoed:\n{e}");
+    // the line is still shown, masked, with the caret under connect_ldap
+    assert_caret(
+        &e,
+        2,
+        9,
+        "let c = connect_ldap(\"ldap://127.0.0.1:1\", #{ bind_dn: \"cn=x\", password: \"********\" }); c.nosuch()",
+    );
+    let o = one_liner(
+        home.path(),
+        &[],
+        r#"let m = #{ password: "TopSecret123" }; m.nosuch()"#,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(!e.contains("TopSecret123"), "{e}");
+    // caret after the masked literal still points at the failing call
+    assert_caret(
+        &e,
+        1,
+        38,
+        r#"let m = #{ password: "********" }; m.nosuch()"#,
+    );
+}
+
+#[test]
+fn an_unset_secret_variable_is_a_clear_error() {
+    let home = support::temp_home();
+    let o = run(idsync(home.path())
+        .env_remove("UNSET_VAR_X")
+        .arg("-c")
+        .arg(r#"secret("UNSET_VAR_X")"#));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("UNSET_VAR_X"), "{}", show(&o));
+    assert!(
+        stderr(&o).starts_with("error: <command>:1:"),
+        "{}",
+        show(&o)
+    );
+    assert_no_rust_noise(&o);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IDSYNC_HOME and profiles
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn home_created_by_idsync_is_private() {
+    let tmp = support::temp_home();
+    let home = tmp.path().join("fresh").join("idsync");
+    assert!(!home.exists());
+    // Saving needs a connection; the refused port fails before the store is touched, so
+    // use the store through connections() (read) then remove_connection (write).
+    let o = one_liner(&home, &[], r#"connections().len()"#);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o), "0\n");
+    let o = one_liner(&home, &[], r#"remove_connection("nothing-here")"#);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o), "false\n");
+    assert_eq!(mode(&home), 0o700, "IDSYNC_HOME mode");
+    let db = home.join("state.db");
+    assert_eq!(mode(&db), 0o600, "state.db mode");
+    for e in std::fs::read_dir(&home).unwrap().flatten() {
+        let p = e.path();
+        if p.is_file() {
+            assert_eq!(mode(&p) & 0o077, 0, "{} is readable by others", p.display());
+        }
+    }
+}
+
+/// A user with a distinctive password in the shared slapd, so its bytes can be searched for.
+fn slapd_user(l: &support::Ldap) -> (String, String) {
+    let uid = support::unique("cli");
+    let dn = format!("uid={uid},ou=people,{}", l.base);
+    let pw = format!("Pw-{}-Zq9", support::unique("p"));
+    l.ldapadd(&format!(
+        "dn: {dn}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: Test\nuserPassword: {pw}\n"
+    ));
+    assert!(l.can_bind(&dn, &pw), "fixture user cannot bind");
+    (dn, pw)
+}
+
+/// Every file under `dir`, concatenated (state.db and any WAL/SHM companions).
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_file() {
+            out.extend(std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn saved_connection_profiles_keep_references_only() {
+    let Some(l) = support::slapd() else { return };
+    let (dn, pw) = slapd_user(l);
+    let tmp = support::temp_home();
+    let home = tmp.path().join("home");
+    let with_pw = |c: &mut Command| {
+        c.env("OL_PW", &pw);
+    };
+
+    let mut cmd = idsync(&home);
+    with_pw(&mut cmd);
+    let o = run(cmd.arg("-c").arg(format!(
+        r#"save_connection("lab", connect_ldap("{}", #{{ bind_dn: "{dn}", password: secret("OL_PW"), base: "{}" }}))"#,
+        l.url, l.base
+    )));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(mode(&home), 0o700, "IDSYNC_HOME mode");
+    assert_eq!(mode(&home.join("state.db")), 0o600, "state.db mode");
+
+    // a new process sees the profile, with the reference only
+    let o = one_liner(&home, &["--format", "json"], "connections()");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let lab = v
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "lab"))
+        .unwrap_or_else(|| panic!("lab not listed: {v}"));
+    assert_eq!(lab["password"], "env:OL_PW", "{v}");
+    assert_eq!(lab["url"], l.url.as_str(), "{v}");
+    assert_eq!(lab["bind_dn"], dn.as_str(), "{v}");
+    assert!(!stdout(&o).contains(&pw));
+
+    // it opens and binds again, reading the password from the environment
+    let mut cmd = idsync(&home);
+    with_pw(&mut cmd);
+    let o = run(cmd
+        .args(["--format", "json", "-c"])
+        .arg(r#"connection("lab").test()"#));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["bound"], true, "{v}");
+    assert!(!stdout(&o).contains(&pw) && !stderr(&o).contains(&pw));
+
+    // without the variable: a clear error naming it, not a silent anonymous bind
+    let o = run(idsync(&home)
+        .env_remove("OL_PW")
+        .arg("-c")
+        .arg(r#"connection("lab")"#));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("OL_PW"), "{}", show(&o));
+
+    // the password itself is nowhere in the state files
+    let bytes = all_bytes(&home);
+    assert!(contains(&bytes, b"env:OL_PW"), "reference not stored");
+    assert!(
+        !contains(&bytes, pw.as_bytes()),
+        "password stored in clear under IDSYNC_HOME"
+    );
+
+    let o = one_liner(&home, &[], r#"remove_connection("lab")"#);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o), "true\n");
+    let mut cmd = idsync(&home);
+    with_pw(&mut cmd);
+    let o = run(cmd.arg("-c").arg(r#"connection("lab")"#));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("no saved connection"), "{}", show(&o));
+    assert_no_rust_noise(&o);
+}
+
+#[test]
+fn a_plain_text_password_is_never_saved() {
+    let Some(l) = support::slapd() else { return };
+    let (dn, pw) = slapd_user(l);
+    let home = support::temp_home();
+    let o = one_liner(
+        home.path(),
+        &[],
+        &format!(
+            r#"save_connection("plain", connect_ldap("{}", #{{ bind_dn: "{dn}", password: "{pw}" }}))"#,
+            l.url
+        ),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("never stored") || e.contains("not stored"),
+        "{e}"
+    );
+    assert!(e.contains("secret("), "the fix is not suggested:\n{e}");
+    assert!(
+        !stdout(&o).contains(&pw) && !e.contains(&pw),
+        "{}",
+        show(&o)
+    );
+    assert_no_rust_noise(&o);
+    let o = one_liner(home.path(), &["--format", "json"], "connections()");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!stdout(&o).contains("plain"), "{}", show(&o));
+    assert!(!contains(&all_bytes(home.path()), pw.as_bytes()));
+}

@@ -1,0 +1,452 @@
+//! The interactive shell driven through a pseudo-terminal, as an administrator uses it:
+//! evaluation, multi-line input, persistent history (Up arrow, across sessions, passwords
+//! masked), tab completion of functions, variables, methods, saved connections and schema
+//! attribute names, `help`, colour rules, and leaving with `exit` or Ctrl-D.
+//!
+//! Each test has its own IDSYNC_HOME and pty, so they run in parallel.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use rexpect::process::WaitStatus;
+use rexpect::session::PtySession;
+
+/// Generous: the first completion on an LDAP connection reads the server's schema.
+const TIMEOUT_MS: u64 = 20_000;
+const UP: &str = "\x1b[A";
+
+/// One idsync REPL in a pty, with a transcript of everything it wrote (for failure messages
+/// and for checking what never appeared on screen).
+struct Repl {
+    p: PtySession,
+    seen: String,
+    /// How a fresh, empty prompt is drawn.
+    prompt: &'static str,
+}
+
+impl Repl {
+    /// Starts `idsync` with IDSYNC_HOME=`home`, TERM=xterm, NO_COLOR=1 and `env`, and waits
+    /// for the first prompt.
+    fn start(home: &Path, env: &[(&str, &str)]) -> Repl {
+        Self::start_with(home, env, true)
+    }
+
+    fn start_with(home: &Path, env: &[(&str, &str)], no_color: bool) -> Repl {
+        let mut cmd = Command::new(support::idsync_bin());
+        cmd.env("IDSYNC_HOME", home)
+            .env("TERM", "xterm")
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("IDSYNC_BACKTRACE");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let p = rexpect::session::spawn_command(cmd, Some(TIMEOUT_MS)).expect("spawn idsync");
+        let mut r = Repl {
+            p,
+            seen: String::new(),
+            // the prompt is bold green on a colour terminal
+            prompt: if no_color {
+                "\x1b[Kidsync> \r"
+            } else {
+                "idsync> \x1b[0m\r"
+            },
+        };
+        r.prompt();
+        r
+    }
+
+    /// Waits for `s` in the output.
+    fn expect(&mut self, s: &str) {
+        match self.p.exp_string(s) {
+            Ok(before) => {
+                self.seen.push_str(&before);
+                self.seen.push_str(s);
+            }
+            Err(e) => panic!(
+                "waiting for {s:?}: {e}\n--- transcript so far ---\n{:?}",
+                self.seen
+            ),
+        }
+    }
+
+    /// Waits for a fresh, empty prompt (not for a redraw of a line being edited).
+    fn prompt(&mut self) {
+        let p = self.prompt;
+        self.expect(p);
+    }
+
+    /// Waits for an output line that is exactly `v`, then the next prompt.
+    fn value(&mut self, v: &str) {
+        self.expect(&format!("\r\n{v}\r\n"));
+        self.prompt();
+    }
+
+    /// Sends raw keys.
+    fn keys(&mut self, s: &str) {
+        self.p.send(s).expect("send");
+        self.p.flush().expect("flush");
+    }
+
+    /// Types a line and presses Enter.
+    fn line(&mut self, l: &str) {
+        self.keys(&format!("{l}\r"));
+    }
+
+    /// Waits for the redraw of the edited line after a Tab, and returns the line's text.
+    fn redrawn_line(&mut self) -> String {
+        match self.p.exp_regex(r"idsync> ([^\r\n\x1b]*)\r") {
+            Ok((before, m)) => {
+                self.seen.push_str(&before);
+                self.seen.push_str(&m);
+                m["idsync> ".len()..m.len() - 1].to_string()
+            }
+            Err(e) => panic!(
+                "waiting for a redrawn line: {e}\n--- transcript so far ---\n{:?}",
+                self.seen
+            ),
+        }
+    }
+
+    /// Waits for the process to end and returns its exit code.
+    fn finish(mut self) -> (i32, String) {
+        match self.p.exp_eof() {
+            Ok(rest) => self.seen.push_str(&rest),
+            Err(e) => panic!(
+                "idsync did not end: {e}\n--- transcript ---\n{:?}",
+                self.seen
+            ),
+        }
+        match self.p.process().wait() {
+            Ok(WaitStatus::Exited(_, code)) => (code, self.seen),
+            other => panic!("idsync ended with {other:?}\n{:?}", self.seen),
+        }
+    }
+}
+
+fn history(home: &Path) -> String {
+    let p = home.join("history.txt");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// True when the text contains an SGR (colour) escape such as `ESC[1;32m`.
+fn has_colour(s: &str) -> bool {
+    s.match_indices("\x1b[").any(|(i, _)| {
+        let rest = &s[i + 2..];
+        let params = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(rest.len());
+        rest[params..].starts_with('m')
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn evaluates_and_keeps_variables() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("40 + 2");
+    r.value("42");
+    r.line("let x = 5;");
+    r.prompt();
+    r.line("x * 2");
+    r.value("10");
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0, "{seen:?}");
+    assert!(!has_colour(&seen), "colour despite NO_COLOR=1: {seen:?}");
+}
+
+#[test]
+fn multi_line_input_continues_an_open_block() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    // typed without waiting: the unfinished block must wait for its closing brace
+    r.line("fn add(a, b) {");
+    r.line("a + b");
+    r.line("}");
+    r.prompt();
+    r.line("add(2, 3)");
+    r.value("5");
+    // an open array continues too
+    r.line("let xs = [1,");
+    r.line("2, 39];");
+    r.prompt();
+    r.line("xs.reduce(|s, v| s + v, 0)");
+    r.value("42");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn errors_are_reported_and_the_shell_goes_on() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("nosuchfn(1)");
+    r.expect("error: repl:1:1:");
+    r.expect("nosuchfn");
+    r.prompt();
+    r.line("1 +* 2");
+    r.expect("error: repl:1:");
+    r.expect("syntax error");
+    r.prompt();
+    r.line("20 + 22");
+    r.value("42");
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0);
+    assert!(!seen.contains("panicked"), "{seen:?}");
+}
+
+#[test]
+fn history_is_recalled_saved_private_and_reloaded() {
+    let home = support::temp_home();
+    // Computed output, so the echo of the typed line cannot match the printed value.
+    let cmd = r#"print("rec" + "all-" + "me")"#;
+    let mut r = Repl::start(home.path(), &[]);
+    r.line(cmd);
+    r.value("recall-me");
+    r.keys(UP);
+    assert_eq!(r.redrawn_line(), cmd, "Up did not recall the last line");
+    r.keys("\r");
+    r.value("recall-me");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+
+    let path = home.path().join("history.txt");
+    assert!(path.exists(), "no history.txt after exit");
+    assert_eq!(mode(&path), 0o600, "history.txt mode");
+    let h = history(home.path());
+    assert!(h.lines().any(|l| l == cmd), "{h}");
+
+    // A new session finds it: Up gives `exit`, Up again the print.
+    let mut r = Repl::start(home.path(), &[]);
+    r.keys(UP);
+    assert_eq!(r.redrawn_line(), "exit");
+    r.keys(UP);
+    assert_eq!(r.redrawn_line(), cmd);
+    r.keys("\r");
+    r.value("recall-me");
+    // Ctrl-D leaves with status 0 too.
+    r.p.send_control('d').unwrap();
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn exit_and_ctrl_d_end_with_status_0() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("1 + 1");
+    r.value("2");
+    r.p.send_control('d').unwrap();
+    assert_eq!(r.finish().0, 0);
+
+    // Ctrl-C abandons the line being typed, not the shell.
+    let mut r = Repl::start(home.path(), &[]);
+    r.keys("this is abandoned");
+    r.expect("abandoned");
+    r.p.send_control('c').unwrap();
+    r.prompt();
+    r.line("6 * 7");
+    r.value("42");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn tab_completes_functions_variables_and_script_functions() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+
+    // Several candidates: rustyline's default (circular) completion puts the first sorted
+    // candidate on the line, each further Tab the next one.
+    r.keys("conn");
+    r.expect("conn");
+    let mut shown = Vec::new();
+    for _ in 0..20 {
+        r.keys("\t");
+        let l = r.redrawn_line();
+        if l == "conn" {
+            continue;
+        }
+        shown.push(l.clone());
+        if l == "connections" {
+            break;
+        }
+    }
+    for want in ["connect_ldap", "connection", "connections"] {
+        assert!(
+            shown.contains(&want.to_string()),
+            "{want} not offered: {shown:?}"
+        );
+    }
+    assert!(shown.iter().all(|s| s.starts_with("conn")), "{shown:?}");
+    let mut sorted = shown.clone();
+    sorted.sort();
+    assert_eq!(shown, sorted, "candidates not in order");
+    // the completed name is usable as typed
+    r.line("().len() + 700 * 2");
+    r.value("1400");
+
+    // a variable in scope
+    r.line("let myvariable = 1234;");
+    r.prompt();
+    r.keys("myvar\t");
+    assert_eq!(r.redrawn_line(), "myvariable");
+    r.line(" * 2");
+    r.value("2468");
+
+    // a function the session defined
+    r.line("fn my_helper_fn(n) { n + 1 }");
+    r.prompt();
+    r.keys("my_help\t");
+    assert_eq!(r.redrawn_line(), "my_helper_fn");
+    r.line("(99)");
+    r.value("100");
+
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn help_lists_functions_and_explains_one() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("help()");
+    r.expect("connect_ldap()");
+    r.expect("secret()");
+    r.expect(".search()");
+    r.prompt();
+    r.line(r#"help("search")"#);
+    r.expect("Connection.search(");
+    r.expect("Example");
+    r.expect("c.search(");
+    r.prompt();
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn literal_passwords_are_masked_in_history_and_secret_references_kept() {
+    let home = support::temp_home();
+    let value = "hunter2-repl-value";
+    let mut r = Repl::start(home.path(), &[("MY_PW", value)]);
+    let literal = r#"let c = connect_ldap("ldap://127.0.0.1:1", #{ bind_dn: "cn=x", password: "TopSecret123" })"#;
+    r.line(literal);
+    r.expect("error:");
+    r.expect("connection refused");
+    r.prompt();
+    let with_ref = r#"let c2 = connect_ldap("ldap://127.0.0.1:1", #{ bind_dn: "cn=x", password: secret("MY_PW") })"#;
+    r.line(with_ref);
+    r.expect("error:");
+    r.prompt();
+    r.line(r#"let s = secret("MY_PW"); s"#);
+    r.value("<secret env:MY_PW>");
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0);
+    assert!(!seen.contains(value), "secret value on screen: {seen:?}");
+
+    let h = history(home.path());
+    assert!(
+        !h.contains("TopSecret123"),
+        "literal password in history:\n{h}"
+    );
+    assert!(
+        h.contains(r#"password: "********""#),
+        "masked line missing:\n{h}"
+    );
+    assert!(
+        h.lines().any(|l| l == with_ref),
+        "secret() line not kept as typed:\n{h}"
+    );
+    assert!(
+        h.lines().any(|l| l == r#"let s = secret("MY_PW"); s"#),
+        "{h}"
+    );
+    assert!(!h.contains(value), "secret value in history:\n{h}");
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    let home = support::temp_home();
+    let mut r = Repl::start_with(home.path(), &[], false);
+    r.line("throw \"red alert\"");
+    r.expect("red alert");
+    r.prompt();
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0);
+    assert!(has_colour(&seen), "no colour on a terminal: {seen:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// with a real OpenLDAP
+
+#[test]
+fn completion_of_methods_attributes_and_saved_connections_on_slapd() {
+    let Some(l) = support::slapd() else { return };
+    let uid = support::unique("repl");
+    let given = format!("Gv{}", support::unique("g"));
+    l.ldapadd(&format!(
+        "dn: uid={uid},ou=people,{}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: Test\ngivenName: {given}\n",
+        l.base
+    ));
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
+    r.line(&format!(
+        r#"let c = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{}" }});"#,
+        l.url, l.admin_dn, l.base
+    ));
+    r.prompt();
+
+    // a method after a dot (first of the sorted candidates)
+    r.keys("c.sea\t");
+    assert_eq!(r.redrawn_line(), "c.search");
+    r.line(&format!(r#"("(uid={uid})").len() + 1000"#));
+    r.value("1001");
+
+    // an attribute name from the server's schema, in the server's spelling
+    r.keys(&format!(r#"c.search("(uid={uid})")[0].given"#));
+    r.expect(".given");
+    r.keys("\t");
+    assert_eq!(
+        r.redrawn_line(),
+        format!(r#"c.search("(uid={uid})")[0].givenName"#)
+    );
+    r.keys("\r");
+    r.value(&given);
+
+    // a saved connection's name inside connection("
+    let profile = support::unique("lab");
+    r.line(&format!(r#"save_connection("{profile}", c)"#));
+    r.prompt();
+    let typed = format!(r#"connection("{}"#, &profile[..5]);
+    r.keys(&typed);
+    r.expect(&profile[..5]);
+    r.keys("\t");
+    assert_eq!(r.redrawn_line(), format!(r#"connection("{profile}"#));
+    r.line(r#"").test().bound"#);
+    r.value("true");
+
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0);
+    assert!(!seen.contains(&format!("\"{}\"", l.admin_pw)), "{seen:?}");
+}
