@@ -33,9 +33,13 @@ fn serve(reply: fn(u8) -> Vec<u8>) -> u16 {
     std::thread::spawn(move || {
         for conn in l.incoming().take(4) {
             let Ok(mut s) = conn else { return };
-            let Some(id) = read_message(&mut s) else { continue };
+            let Some(id) = read_message(&mut s) else {
+                continue;
+            };
             // BindResponse: success.
-            let _ = s.write_all(&[0x30, 0x0c, 0x02, 0x01, id, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00]);
+            let _ = s.write_all(&[
+                0x30, 0x0c, 0x02, 0x01, id, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+            ]);
             if let Some(id) = read_message(&mut s) {
                 let _ = s.write_all(&reply(id));
             }
@@ -58,7 +62,10 @@ fn run_against(port: u16) -> (i32, String) {
         ))
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -66,14 +73,21 @@ fn malformed_search_entry_is_a_clear_error() {
     // SearchResultEntry whose attribute list is an OCTET STRING, not a SEQUENCE.
     // Then a SearchResultDone, so the client decodes the entry.
     let port = serve(|id| {
-        let mut v = vec![0x30, 0x0a, 0x02, 0x01, id, 0x64, 0x05, 0x04, 0x00, 0x04, 0x01, b'A'];
-        v.extend([0x30, 0x0c, 0x02, 0x01, id, 0x65, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00]);
+        let mut v = vec![
+            0x30, 0x0a, 0x02, 0x01, id, 0x64, 0x05, 0x04, 0x00, 0x04, 0x01, b'A',
+        ];
+        v.extend([
+            0x30, 0x0c, 0x02, 0x01, id, 0x65, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+        ]);
         v
     });
     let (code, err) = run_against(port);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("malformed"), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -81,6 +95,12 @@ fn garbage_bytes_are_a_clear_error() {
     let port = serve(|_| b"this is not BER at all\r\n".to_vec());
     let (code, err) = run_against(port);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("rootDSE") || err.contains("connection"), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(
+        err.contains("rootDSE") || err.contains("connection"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
 }
