@@ -338,27 +338,8 @@ fn array_table(a: &Array, opts: &RenderOptions) -> String {
     }
     let entries: Vec<_> = a.iter().map_while(|x| x.read_lock::<Entry>()).collect();
     if entries.len() == a.len() {
-        let attrs = attribute_union(entries.iter().map(|e| &**e));
-        let mut headers = vec!["dn".to_string()];
-        headers.extend(attrs.iter().cloned());
-        let rows = entries
-            .iter()
-            .map(|e| {
-                let mut row = vec![e.dn.clone()];
-                row.extend(attrs.iter().map(|name| {
-                    e.attr(name)
-                        .map(|at| {
-                            at.values
-                                .iter()
-                                .map(|v| value_text(&at.name, v))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default()
-                }));
-                row
-            })
-            .collect();
+        let refs: Vec<&Entry> = entries.iter().map(|e| &**e).collect();
+        let (headers, rows) = entry_rows(&refs, ", ", value_text);
         return grid(headers, rows, true, opts, ("entry", "entries"));
     }
     drop(entries);
@@ -718,6 +699,16 @@ fn render_csv(v: &Dynamic) -> Result<String, RenderError> {
 }
 
 fn entries_csv(entries: &[&Entry]) -> (Vec<String>, Vec<Vec<String>>) {
+    entry_rows(entries, ";", value_data)
+}
+
+/// Header (`dn` + the union of attributes) and one row per entry, each
+/// cell the attribute's values rendered by `cell` and joined with `sep`.
+fn entry_rows(
+    entries: &[&Entry],
+    sep: &str,
+    cell: fn(&str, &Value) -> String,
+) -> (Vec<String>, Vec<Vec<String>>) {
     let attrs = attribute_union(entries.iter().copied());
     let mut headers = vec!["dn".to_string()];
     headers.extend(attrs.iter().cloned());
@@ -730,9 +721,9 @@ fn entries_csv(entries: &[&Entry]) -> (Vec<String>, Vec<Vec<String>>) {
                     .map(|a| {
                         a.values
                             .iter()
-                            .map(|v| value_data(&a.name, v))
+                            .map(|v| cell(&a.name, v))
                             .collect::<Vec<_>>()
-                            .join(";")
+                            .join(sep)
                     })
                     .unwrap_or_default()
             }));
