@@ -178,6 +178,17 @@ pub trait Connector: Send + Sync {
         Err(self.unsupported("authenticate"))
     }
 
+    /// Starts a batch: file connectors keep writes in memory until
+    /// [`Connector::flush`]; servers write at once and ignore this.
+    fn begin_batch(&self) {}
+
+    /// Makes the writes of a batch durable (file connectors: write a temp
+    /// file and rename it over the old one, so a crash never leaves half a
+    /// file) and ends the batch.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The error for an operation this system cannot do.
     fn unsupported(&self, op: &str) -> Error {
         Error::Unsupported {
