@@ -26,6 +26,55 @@ pub struct Profile {
     pub updated_ms: i64,
 }
 
+/// A stored pair: a source object and the target object it is synchronised with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The source object's anchor (stable identifier, e.g. an objectGUID or a CSV key).
+    pub source_anchor: String,
+    /// The target object's anchor.
+    pub target_anchor: String,
+    /// The last known target DN.
+    pub target_dn: String,
+    /// Hash of the source object as last applied; `None` = recompute next run.
+    pub source_hash: Option<String>,
+    /// The DN the create rule produced when last applied (to detect
+    /// source-driven renames and moves).
+    pub desired_dn: Option<String>,
+    /// When the link was last written, milliseconds since the Unix epoch (stored as given).
+    pub updated_ms: i64,
+}
+
+/// One recorded run of a step or workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The run id, increasing with each run.
+    pub id: i64,
+    /// The step or workflow name, e.g. `hr-to-ad/users`.
+    pub name: String,
+    /// `"step"` or `"workflow"` (see [`RUN_KINDS`]).
+    pub kind: String,
+    /// When the run started, milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// When the run finished; `None` while running.
+    pub finished_ms: Option<i64>,
+    /// `"running"`, `"ok"`, `"failed"`, `"refused"` or `"interrupted"` (see [`RUN_STATUSES`]).
+    pub status: String,
+    /// The counts as given to [`StateStore::finish_run`] (`{"created": n, ...}`); `{}` while running.
+    pub counts: serde_json::Value,
+    /// A message for the administrator (why it failed, was refused, ...).
+    pub message: Option<String>,
+    /// The run's log file.
+    pub log_path: Option<String>,
+}
+
+/// The kinds of run [`StateStore::start_run`] accepts.
+pub const RUN_KINDS: &[&str] = &["step", "workflow"];
+/// Every run status; [`StateStore::finish_run`] accepts all but `"running"`.
+pub const RUN_STATUSES: &[&str] = &["running", "ok", "failed", "refused", "interrupted"];
+/// The message [`StateStore::start_run`] gives to an older run of the same
+/// name that was still marked running.
+pub const INTERRUPTED_MESSAGE: &str = "interrupted: the process ended before the run finished";
+
 /// Why the state store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,7 +120,15 @@ pub enum StoreError {
         /// What is wrong with it.
         cause: String,
     },
-    /// A profile name or setting key is not acceptable.
+    /// [`StateStore::finish_run`] was given an id that no run has.
+    #[error("state store {}: there is no run with id {id}", path.display())]
+    NoSuchRun {
+        /// The database file.
+        path: PathBuf,
+        /// The id as given.
+        id: i64,
+    },
+    /// A profile name, setting key, step or run name, run kind or status is not acceptable.
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName {
         /// "profile name" or "setting key".
@@ -107,6 +164,63 @@ pub trait StateStore: Send + Sync {
     fn list_settings(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Forget the setting `key`; `true` if it existed.
     fn remove_setting(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Every link of the step `step` (trimmed), in no particular order.
+    fn links(&self, step: &str) -> Result<Vec<Link>, StoreError>;
+    /// Create or replace the links of `step`, keyed by source anchor, all in
+    /// one transaction (all or nothing). Fast enough for 100,000 links at once.
+    fn put_links(&self, step: &str, links: &[Link]) -> Result<(), StoreError>;
+    /// Forget the links of `step` with these source anchors, in one
+    /// transaction; returns how many existed.
+    fn remove_links(&self, step: &str, source_anchors: &[String]) -> Result<usize, StoreError>;
+    /// How many links `step` has.
+    fn link_count(&self, step: &str) -> Result<usize, StoreError>;
+    /// The distinct names of the steps that have links, sorted.
+    fn step_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Record the start of a run of `name` (trimmed; `kind` is `"step"` or
+    /// `"workflow"`) with status `"running"`, and return its id. In the same
+    /// transaction, older runs of the same name still marked `"running"`
+    /// (their process ended without finishing them) become `"interrupted"`
+    /// with [`INTERRUPTED_MESSAGE`].
+    fn start_run(&self, name: &str, kind: &str, log_path: Option<&str>) -> Result<i64, StoreError>;
+    /// Record the end of run `id`: its final `status` (`"ok"`, `"failed"`,
+    /// `"refused"` or `"interrupted"`), counts and message; finished now.
+    fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        counts: &serde_json::Value,
+        message: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// At most `limit` runs, newest first; only those of `name` (trimmed) if given.
+    fn runs(&self, name: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+}
+
+/// Check a run kind against [`RUN_KINDS`].
+pub(crate) fn validate_run_kind(kind: &str) -> Result<&str, StoreError> {
+    if RUN_KINDS.contains(&kind) {
+        Ok(kind)
+    } else {
+        Err(StoreError::InvalidName {
+            what: "run kind",
+            name: kind.to_string(),
+            reason: format!("must be one of {}", RUN_KINDS.join(", ")),
+        })
+    }
+}
+
+/// Check a final run status: one of [`RUN_STATUSES`] other than `"running"`.
+pub(crate) fn validate_final_status(status: &str) -> Result<&str, StoreError> {
+    if status != "running" && RUN_STATUSES.contains(&status) {
+        Ok(status)
+    } else {
+        Err(StoreError::InvalidName {
+            what: "run status",
+            name: status.to_string(),
+            reason: format!("must be one of {}", RUN_STATUSES[1..].join(", ")),
+        })
+    }
 }
 
 /// Check a profile name or setting key and return it trimmed: it must not be
@@ -268,6 +382,241 @@ pub(crate) fn contract(store: &dyn StateStore) {
         store.get_profile("t7-9").unwrap().unwrap().data,
         json!({"i": 9})
     );
+
+    contract_links(store);
+    contract_runs(store);
+}
+
+#[cfg(test)]
+fn link(n: usize, step_tag: &str) -> Link {
+    Link {
+        source_anchor: format!("src-{n}"),
+        target_anchor: format!("tgt-{step_tag}-{n}"),
+        target_dn: format!("CN=User {n},OU=Staff,DC=corp,DC=example"),
+        source_hash: (!n.is_multiple_of(3)).then(|| format!("h{n}")),
+        desired_dn: n
+            .is_multiple_of(2)
+            .then(|| format!("CN=User {n},OU=Staff,DC=corp,DC=example")),
+        updated_ms: 1_700_000_000_000 + n as i64,
+    }
+}
+
+/// Links: put, get, overwrite, remove, steps isolated, 100k at once.
+#[cfg(test)]
+fn contract_links(store: &dyn StateStore) {
+    let sorted = |mut v: Vec<Link>| {
+        v.sort_by(|a, b| a.source_anchor.cmp(&b.source_anchor));
+        v
+    };
+    let users = "hr-to-ad/users";
+    let groups = "hr-to-ad/groups";
+    assert!(store.links(users).unwrap().is_empty());
+    assert_eq!(store.link_count(users).unwrap(), 0);
+    assert!(store.step_names().unwrap().is_empty());
+    assert_eq!(store.remove_links(users, &["src-1".into()]).unwrap(), 0);
+    store.put_links(users, &[]).unwrap();
+    assert!(store.step_names().unwrap().is_empty());
+
+    // Put and read back, with and without the optional fields, Unicode included.
+    let mut first: Vec<Link> = (0..5).map(|n| link(n, "u")).collect();
+    first[4].target_dn = "CN=Zoë Ångström,OU=東京,DC=corp,DC=example".into();
+    store.put_links(users, &first).unwrap();
+    assert_eq!(sorted(store.links(users).unwrap()), first);
+    assert_eq!(store.link_count(users).unwrap(), 5);
+    // Step names are trimmed like profile names.
+    assert_eq!(store.link_count(" hr-to-ad/users ").unwrap(), 5);
+
+    // Overwrite by source anchor: replaced, not duplicated; others untouched.
+    let mut changed = first[1].clone();
+    changed.target_anchor = "tgt-new".into();
+    changed.target_dn = "CN=Renamed,OU=Moved,DC=corp,DC=example".into();
+    changed.source_hash = None;
+    changed.desired_dn = Some("CN=Renamed,OU=Staff,DC=corp,DC=example".into());
+    changed.updated_ms += 1000;
+    let fresh = link(5, "u");
+    store
+        .put_links(users, &[changed.clone(), fresh.clone()])
+        .unwrap();
+    let mut expected = first.clone();
+    expected[1] = changed.clone();
+    expected.push(fresh);
+    assert_eq!(sorted(store.links(users).unwrap()), expected);
+    // The same anchor twice in one call: the last one wins.
+    let mut twice = first[0].clone();
+    twice.target_dn = "CN=Second".into();
+    store
+        .put_links(users, &[first[0].clone(), twice.clone()])
+        .unwrap();
+    expected[0] = twice;
+    assert_eq!(sorted(store.links(users).unwrap()), expected);
+
+    // Two steps are isolated, even with the same source anchors.
+    let group_links: Vec<Link> = (0..3).map(|n| link(n, "g")).collect();
+    store.put_links(groups, &group_links).unwrap();
+    assert_eq!(sorted(store.links(groups).unwrap()), group_links);
+    assert_eq!(sorted(store.links(users).unwrap()), expected);
+    assert_eq!(store.step_names().unwrap(), [groups, users]);
+
+    // Remove: counts only what existed, leaves the other step alone.
+    let gone = store
+        .remove_links(
+            users,
+            &[
+                "src-0".into(),
+                "src-1".into(),
+                "src-1".into(),
+                "nope".into(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(gone, 2);
+    assert_eq!(store.link_count(users).unwrap(), 4);
+    assert_eq!(store.link_count(groups).unwrap(), 3);
+    assert_eq!(store.remove_links(users, &[]).unwrap(), 0);
+    let all: Vec<String> = (0..3).map(|n| format!("src-{n}")).collect();
+    assert_eq!(store.remove_links(groups, &all).unwrap(), 3);
+    assert_eq!(store.step_names().unwrap(), [users]);
+
+    // Bad step names are refused.
+    for bad in ["", "  ", "a\nb"] {
+        let e = store.put_links(bad, &first).unwrap_err();
+        assert!(e.to_string().starts_with("invalid step name"), "{e}");
+        assert!(store.links(bad).is_err());
+        assert!(store.link_count(bad).is_err());
+        assert!(store.remove_links(bad, &[]).is_err());
+    }
+
+    // 100,000 links in one call, read back.
+    let big_step = "bulk/users";
+    let many: Vec<Link> = (0..100_000).map(|n| link(n, "b")).collect();
+    let t = std::time::Instant::now();
+    store.put_links(big_step, &many).unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "put_links of 100,000 took {took:?}"
+    );
+    assert_eq!(store.link_count(big_step).unwrap(), 100_000);
+    let back = sorted(store.links(big_step).unwrap());
+    assert_eq!(back.len(), 100_000);
+    assert_eq!(back, sorted(many.clone()));
+    // Re-putting them all (every one an update) is as quick and does not duplicate.
+    let t = std::time::Instant::now();
+    store.put_links(big_step, &many).unwrap();
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    assert_eq!(store.link_count(big_step).unwrap(), 100_000);
+    let anchors: Vec<String> = many.iter().map(|l| l.source_anchor.clone()).collect();
+    assert_eq!(store.remove_links(big_step, &anchors).unwrap(), 100_000);
+    assert_eq!(store.link_count(big_step).unwrap(), 0);
+    assert_eq!(store.step_names().unwrap(), [users]);
+}
+
+/// Run history: start/finish, newest first, filter, limit, interrupted runs.
+#[cfg(test)]
+fn contract_runs(store: &dyn StateStore) {
+    use serde_json::json;
+
+    assert!(store.runs(None, 10).unwrap().is_empty());
+    assert!(store.runs(Some("hr-to-ad"), 10).unwrap().is_empty());
+
+    let before = now_ms();
+    let a = store
+        .start_run("hr-to-ad", "workflow", Some("/logs/hr-to-ad-1.log"))
+        .unwrap();
+    let running = &store.runs(Some("hr-to-ad"), 10).unwrap()[0];
+    assert_eq!(running.id, a);
+    assert_eq!(
+        (
+            running.name.as_str(),
+            running.kind.as_str(),
+            running.status.as_str()
+        ),
+        ("hr-to-ad", "workflow", "running")
+    );
+    assert!(running.started_ms >= before && running.started_ms <= now_ms() + 1);
+    assert_eq!(running.finished_ms, None);
+    assert_eq!(running.message, None);
+    assert_eq!(running.log_path.as_deref(), Some("/logs/hr-to-ad-1.log"));
+
+    let counts = json!({"created": 3, "updated": 1, "unchanged": 99_000, "failed": 0,
+                        "duration_ms": 1234, "errors": ["CN=Ann Lee: no such parent", "Zoë"]});
+    store.finish_run(a, "ok", &counts, None).unwrap();
+    let done = &store.runs(None, 10).unwrap()[0];
+    assert_eq!(done.status, "ok");
+    assert_eq!(done.counts, counts);
+    let finished = done.finished_ms.expect("finished");
+    assert!(finished >= done.started_ms && finished <= now_ms() + 1);
+
+    // An older run of the same name left "running" becomes "interrupted";
+    // a running run of another name is left alone.
+    let b = store.start_run("hr-to-ad/users", "step", None).unwrap();
+    let c = store.start_run("hr-to-ad/groups", "step", None).unwrap();
+    let d = store.start_run("hr-to-ad/users", "step", None).unwrap();
+    assert!(a < b && b < c && c < d);
+    let all = store.runs(None, 100).unwrap();
+    let ids: Vec<i64> = all.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [d, c, b, a]);
+    let by_id = |id| all.iter().find(|r| r.id == id).unwrap().clone();
+    let old = by_id(b);
+    assert_eq!(old.status, "interrupted");
+    assert_eq!(old.message.as_deref(), Some(INTERRUPTED_MESSAGE));
+    assert!(old.finished_ms.is_some());
+    assert_eq!(by_id(c).status, "running");
+    assert_eq!(by_id(d).status, "running");
+    assert_eq!(by_id(a).status, "ok");
+    // A finished run is not touched by a new start.
+    store.start_run("hr-to-ad", "workflow", None).unwrap();
+    assert_eq!(by_id(a), store.runs(Some("hr-to-ad"), 10).unwrap()[1]);
+
+    store
+        .finish_run(d, "failed", &json!({"failed": 2}), Some("2 objects failed"))
+        .unwrap();
+    store
+        .finish_run(
+            c,
+            "refused",
+            &json!({}),
+            Some("would deprovision 600 objects"),
+        )
+        .unwrap();
+    let users = store.runs(Some(" hr-to-ad/users "), 10).unwrap();
+    assert_eq!(users.iter().map(|r| r.id).collect::<Vec<_>>(), [d, b]);
+    assert_eq!(
+        (users[0].status.as_str(), users[0].message.as_deref()),
+        ("failed", Some("2 objects failed"))
+    );
+    assert_eq!(users[0].counts, json!({"failed": 2}));
+    assert_eq!(
+        store.runs(Some("hr-to-ad/groups"), 10).unwrap()[0].status,
+        "refused"
+    );
+
+    // Limit.
+    assert_eq!(store.runs(None, 2).unwrap().len(), 2);
+    assert_eq!(store.runs(None, 2).unwrap()[1].id, d);
+    assert_eq!(store.runs(Some("hr-to-ad/users"), 1).unwrap()[0].id, d);
+    assert!(store.runs(None, 0).unwrap().is_empty());
+    assert_eq!(store.runs(None, usize::MAX).unwrap().len(), 5);
+    assert!(store.runs(Some("nothing"), 10).unwrap().is_empty());
+
+    // Refusals.
+    let e = store.start_run("", "step", None).unwrap_err();
+    assert!(e.to_string().starts_with("invalid run name"), "{e}");
+    let e = store.start_run("x", "job", None).unwrap_err();
+    assert!(e.to_string().starts_with("invalid run kind"), "{e}");
+    let e = store.finish_run(d, "done", &json!({}), None).unwrap_err();
+    assert!(e.to_string().starts_with("invalid run status"), "{e}");
+    assert!(store.finish_run(d, "running", &json!({}), None).is_err());
+    let e = store
+        .finish_run(999_999, "ok", &json!({}), None)
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NoSuchRun { id: 999_999, .. }),
+        "{e}"
+    );
+    assert!(store.runs(Some(""), 10).is_err());
+    assert_eq!(store.runs(None, 100).unwrap().len(), 5);
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use super::{Profile, StateStore, StoreError, now_ms, validate_name};
+use super::{
+    INTERRUPTED_MESSAGE, Link, Profile, RunRecord, StateStore, StoreError, now_ms,
+    validate_final_status, validate_name, validate_run_kind,
+};
 
 /// Schema migrations, applied in order: entry `i` takes the schema from
 /// version `i` to `i + 1`. Append new entries; never edit a released one.
@@ -25,6 +28,30 @@ const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         updated_ms INTEGER NOT NULL
     ) STRICT;",
+    // 2: links between source and target objects, and run history.
+    "CREATE TABLE link (
+        step          TEXT NOT NULL,
+        source_anchor TEXT NOT NULL,
+        target_anchor TEXT NOT NULL,
+        target_dn     TEXT NOT NULL,
+        source_hash   TEXT NULL,
+        desired_dn    TEXT NULL,
+        updated_ms    INTEGER NOT NULL,
+        PRIMARY KEY (step, source_anchor)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX link_by_target ON link (step, target_anchor);
+    CREATE TABLE run (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        started_ms  INTEGER NOT NULL,
+        finished_ms INTEGER NULL,
+        status      TEXT NOT NULL,
+        counts      TEXT NOT NULL,         -- JSON
+        message     TEXT NULL,
+        log_path    TEXT NULL
+    ) STRICT;
+    CREATE INDEX run_by_name ON run (name, id);",
 ];
 
 /// How long a statement waits for another writer before reporting "database is locked".
@@ -132,6 +159,64 @@ impl SqliteStore {
     }
 }
 
+/// The columns of `run` in [`RunRow`] order.
+const RUN_COLUMNS: &str =
+    "id, name, kind, started_ms, finished_ms, status, counts, message, log_path";
+
+/// A `run` row as read, before its counts JSON is parsed.
+type RunRow = (
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+fn read_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+impl SqliteStore {
+    fn row_to_run(&self, row: RunRow) -> Result<RunRecord, StoreError> {
+        let (id, name, kind, started_ms, finished_ms, status, counts, message, log_path) = row;
+        let counts = serde_json::from_str(&counts).map_err(|e| StoreError::Data {
+            path: self.path.clone(),
+            what: format!("counts of run {id} ({name:?})"),
+            cause: format!("not valid JSON ({e})"),
+        })?;
+        Ok(RunRecord {
+            id,
+            name,
+            kind,
+            started_ms,
+            finished_ms,
+            status,
+            counts,
+            message,
+            log_path,
+        })
+    }
+}
+
+/// A count from SQLite (never negative) as `usize`.
+fn to_usize(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
 impl StateStore for SqliteStore {
     fn put_profile(
         &self,
@@ -231,6 +316,192 @@ impl StateStore for SqliteStore {
             .execute("DELETE FROM setting WHERE key = ?1", [key])
             .map_err(|e| self.sql_err(e))?;
         Ok(n > 0)
+    }
+
+    fn links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
+                 FROM link WHERE step = ?1",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([step], |r| {
+            Ok(Link {
+                source_anchor: r.get(0)?,
+                target_anchor: r.get(1)?,
+                target_dn: r.get(2)?,
+                source_hash: r.get(3)?,
+                desired_dn: r.get(4)?,
+                updated_ms: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql_err(e))
+    }
+
+    fn put_links(&self, step: &str, links: &[Link]) -> Result<(), StoreError> {
+        let step = validate_name("step name", step)?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
+                                       source_hash, desired_dn, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (step, source_anchor) DO UPDATE SET
+                         target_anchor = excluded.target_anchor,
+                         target_dn = excluded.target_dn,
+                         source_hash = excluded.source_hash,
+                         desired_dn = excluded.desired_dn,
+                         updated_ms = excluded.updated_ms",
+                )
+                .map_err(sql)?;
+            for l in links {
+                stmt.execute(params![
+                    step,
+                    l.source_anchor,
+                    l.target_anchor,
+                    l.target_dn,
+                    l.source_hash,
+                    l.desired_dn,
+                    l.updated_ms
+                ])
+                .map_err(sql)?;
+            }
+        }
+        // Dropping `tx` on an error above rolls everything back.
+        tx.commit().map_err(sql)
+    }
+
+    fn remove_links(&self, step: &str, source_anchors: &[String]) -> Result<usize, StoreError> {
+        let step = validate_name("step name", step)?;
+        if source_anchors.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut removed = 0;
+        {
+            let mut stmt = tx
+                .prepare("DELETE FROM link WHERE step = ?1 AND source_anchor = ?2")
+                .map_err(sql)?;
+            for anchor in source_anchors {
+                removed += stmt.execute(params![step, anchor]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(removed)
+    }
+
+    fn link_count(&self, step: &str) -> Result<usize, StoreError> {
+        let step = validate_name("step name", step)?;
+        self.conn()
+            .query_row("SELECT count(*) FROM link WHERE step = ?1", [step], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(to_usize)
+            .map_err(|e| self.sql_err(e))
+    }
+
+    fn step_names(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        // DISTINCT over the primary key's first column: an index scan, sorted.
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT step FROM link ORDER BY step")
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql_err(e))
+    }
+
+    fn start_run(&self, name: &str, kind: &str, log_path: Option<&str>) -> Result<i64, StoreError> {
+        let name = validate_name("run name", name)?;
+        let kind = validate_run_kind(kind)?;
+        let now = now_ms();
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        tx.execute(
+            "UPDATE run SET status = 'interrupted', finished_ms = ?2, message = ?3
+             WHERE name = ?1 AND status = 'running'",
+            params![name, now, INTERRUPTED_MESSAGE],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO run (name, kind, started_ms, status, counts, log_path)
+             VALUES (?1, ?2, ?3, 'running', '{}', ?4)",
+            params![name, kind, now, log_path],
+        )
+        .map_err(sql)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(sql)?;
+        Ok(id)
+    }
+
+    fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        counts: &serde_json::Value,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let status = validate_final_status(status)?;
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE run SET status = ?2, finished_ms = ?3, counts = ?4, message = ?5
+                 WHERE id = ?1",
+                params![id, status, now_ms(), counts.to_string(), message],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun {
+                path: self.path.clone(),
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    fn runs(&self, name: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let name = name.map(|n| validate_name("run name", n)).transpose()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<RunRow> = {
+            let conn = self.conn();
+            let sql = |e| self.sql_err(e);
+            match name {
+                Some(name) => conn
+                    .prepare(&format!(
+                        "SELECT {RUN_COLUMNS} FROM run WHERE name = ?1 ORDER BY id DESC LIMIT ?2"
+                    ))
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![name, limit], read_run_row)?
+                            .collect()
+                    })
+                    .map_err(sql)?,
+                None => conn
+                    .prepare(&format!(
+                        "SELECT {RUN_COLUMNS} FROM run ORDER BY id DESC LIMIT ?1"
+                    ))
+                    .and_then(|mut stmt| stmt.query_map([limit], read_run_row)?.collect())
+                    .map_err(sql)?,
+            }
+        };
+        rows.into_iter().map(|r| self.row_to_run(r)).collect()
     }
 }
 
@@ -415,6 +686,120 @@ mod tests {
         // Writes through one handle are seen through the other.
         s2.put_profile("hr", "csv", &json!({})).unwrap();
         assert!(s.get_profile("hr").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_version_1_store_is_upgraded_and_keeps_its_profiles() {
+        let (_dir, path) = fresh();
+        {
+            // A store as the first release left it: migration 1 only.
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "journal_mode", "WAL").unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO profile VALUES ('ad', 'ldap', '{\"url\":\"ldaps://dc1\"}', 42)",
+                [],
+            )
+            .unwrap();
+            c.execute("INSERT INTO setting VALUES ('store', 'sqlite', 42)", [])
+                .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let v: i64 = s
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SqliteStore::schema_version());
+        assert_eq!(v, 2);
+        let p = s.get_profile("ad").unwrap().unwrap();
+        assert_eq!(
+            (p.kind.as_str(), &p.data, p.updated_ms),
+            ("ldap", &json!({"url": "ldaps://dc1"}), 42)
+        );
+        assert_eq!(s.get_setting("store").unwrap().as_deref(), Some("sqlite"));
+        // The new tables work.
+        assert_eq!(s.link_count("a/b").unwrap(), 0);
+        let id = s.start_run("a/b", "step", None).unwrap();
+        s.finish_run(id, "ok", &json!({"created": 1}), None)
+            .unwrap();
+        assert_eq!(s.runs(None, 10).unwrap()[0].counts, json!({"created": 1}));
+        drop(s);
+        // And reopening does not migrate again.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.runs(None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_schema_is_as_specified() {
+        let (_dir, path) = fresh();
+        let s = SqliteStore::open(&path).unwrap();
+        let conn = s.conn();
+        let sql_of = |name: &str| -> String {
+            conn.query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert!(sql_of("link").contains("STRICT, WITHOUT ROWID"));
+        assert!(sql_of("link_by_target").contains("(step, target_anchor)"));
+        assert!(sql_of("run").contains("AUTOINCREMENT"));
+        assert!(sql_of("run_by_name").contains("(name, id)"));
+        // Lookups by name use the index rather than scanning the table.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM run WHERE name = 'x' ORDER BY id DESC LIMIT 5",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("run_by_name"), "{plan}");
+    }
+
+    #[test]
+    fn a_failed_put_links_writes_nothing() {
+        let (_dir, path) = fresh();
+        let s = SqliteStore::open(&path).unwrap();
+        // Make the 3rd insert fail inside the transaction.
+        s.conn()
+            .execute_batch(
+                "CREATE TRIGGER no_bad BEFORE INSERT ON link WHEN NEW.source_anchor = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let l = |a: &str| Link {
+            source_anchor: a.into(),
+            target_anchor: format!("t-{a}"),
+            target_dn: format!("CN={a}"),
+            source_hash: None,
+            desired_dn: None,
+            updated_ms: 1,
+        };
+        let e = s
+            .put_links("s", &[l("a"), l("b"), l("bad"), l("c")])
+            .unwrap_err();
+        assert!(e.to_string().contains("refused"), "{e}");
+        assert_eq!(s.link_count("s").unwrap(), 0);
+        // The store is usable afterwards (no transaction left open).
+        s.put_links("s", &[l("a")]).unwrap();
+        assert_eq!(s.link_count("s").unwrap(), 1);
+    }
+
+    #[test]
+    fn damaged_run_counts_are_an_error_not_a_panic() {
+        let (_dir, path) = fresh();
+        let s = SqliteStore::open(&path).unwrap();
+        let id = s.start_run("w", "workflow", None).unwrap();
+        s.conn()
+            .execute("UPDATE run SET counts = '{oops' WHERE id = ?1", [id])
+            .unwrap();
+        let msg = s.runs(None, 10).unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("counts of run {id}")) && msg.contains("not valid JSON"),
+            "{msg}"
+        );
     }
 
     #[test]
