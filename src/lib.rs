@@ -10,3 +10,4 @@ pub mod model;
 pub mod script;
 pub mod shell;
 pub mod store;
+pub mod sync;

@@ -106,17 +106,26 @@ fn finish(
 ) -> ExitCode {
     match r {
         Ok(v) => {
-            if print_value(session, v.clone(), format) {
-                ExitCode::SUCCESS
+            if !print_value(session, v.clone(), format) {
+                return ExitCode::from(1);
+            }
+            // A sync run that finished with failed objects: exit 3.
+            if idsync::script::context::run_flags().0 {
+                ExitCode::from(3)
             } else {
-                ExitCode::from(1)
+                ExitCode::SUCCESS
             }
         }
         Err(e) => match e.exit_code {
             Some(c) => ExitCode::from(c.clamp(0, 255) as u8),
             None => {
                 print_error(e);
-                ExitCode::from(1)
+                // Refused by a safety rule (the deletion threshold): exit 4.
+                if idsync::script::context::run_flags().1 {
+                    ExitCode::from(4)
+                } else {
+                    ExitCode::from(1)
+                }
             }
         },
     }

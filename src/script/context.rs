@@ -1,7 +1,10 @@
 //! Process-wide state that Rhai bindings reach: the state store (opened on
 //! first use) and the open connections (for attribute-name completion).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use rhai::{AST, Engine};
 
 use crate::connector::Connector;
 use crate::store::StateStore;
@@ -13,6 +16,46 @@ static STORE: OnceLock<Arc<dyn StateStore>> = OnceLock::new();
 static OPEN: Mutex<Vec<Weak<dyn Connector>>> = Mutex::new(Vec::new());
 /// Connections opened since attribute names were last loaded.
 static ATTR_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The engine and AST of the script being evaluated (closures need both).
+static EVAL_ENV: Mutex<Option<(Arc<Engine>, Arc<AST>)>> = Mutex::new(None);
+/// Set when a sync run in this process ended with failed objects (exit 3).
+static RUN_FAILED: AtomicBool = AtomicBool::new(false);
+/// Set when a safety rule refused a run (exit 4).
+static RUN_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Records the engine and AST of the evaluation in progress.
+pub fn set_eval_env(engine: Arc<Engine>, ast: Arc<AST>) {
+    if let Ok(mut env) = EVAL_ENV.lock() {
+        *env = Some((engine, ast));
+    }
+}
+
+/// The engine and AST of the evaluation in progress.
+pub fn eval_env() -> ScriptResult<(Arc<Engine>, Arc<AST>)> {
+    EVAL_ENV
+        .lock()
+        .ok()
+        .and_then(|e| e.clone())
+        .ok_or_else(|| rt_err("no script is being evaluated"))
+}
+
+/// Notes that a run had failed objects.
+pub fn note_run_failed() {
+    RUN_FAILED.store(true, Ordering::SeqCst);
+}
+
+/// Notes that a run was refused by a safety rule.
+pub fn note_run_refused() {
+    RUN_REFUSED.store(true, Ordering::SeqCst);
+}
+
+/// (a run had failed objects, a run was refused) so far in this process.
+pub fn run_flags() -> (bool, bool) {
+    (
+        RUN_FAILED.load(Ordering::SeqCst),
+        RUN_REFUSED.load(Ordering::SeqCst),
+    )
+}
 
 /// The state store under `IDSYNC_HOME`, opened on first use.
 pub fn store() -> ScriptResult<Arc<dyn StateStore>> {

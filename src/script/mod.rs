@@ -11,10 +11,12 @@ pub mod objects;
 pub mod profiles;
 pub mod runtime;
 pub mod secrets;
+pub mod sync_api;
 pub mod text;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rhai::{
     AST, Array, Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Position, Scope,
@@ -48,7 +50,7 @@ struct ExitRequest(i64);
 
 /// An engine plus the state of one shell or script run.
 pub struct Session {
-    engine: Engine,
+    engine: Arc<Engine>,
     scope: Scope<'static>,
     functions: AST,
 }
@@ -68,6 +70,10 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(profiles::profiles_api).into());
     engine.register_global_module(exported_module!(text::text_api).into());
     engine.register_global_module(exported_module!(help::help_api).into());
+    engine.register_global_module(exported_module!(sync_api::sync_api).into());
+    engine
+        .register_type_with_name::<sync_api::Step>("Step")
+        .register_type_with_name::<sync_api::Workflow>("Workflow");
     engine.on_print(|s| {
         use std::io::Write;
         let mut o = std::io::stdout().lock();
@@ -99,7 +105,7 @@ impl Session {
         let args: Array = args.into_iter().map(Dynamic::from).collect();
         scope.push_constant("ARGS", args);
         Session {
-            engine: engine(),
+            engine: Arc::new(engine()),
             scope,
             functions: AST::empty(),
         }
@@ -118,7 +124,9 @@ impl Session {
             .compile_with_scope(&self.scope, code)
             .map_err(|e| parse_error(&e, code, source))?;
         ast.set_source(source);
-        let full = self.functions.merge(&ast);
+        let full = Arc::new(self.functions.merge(&ast));
+        // Closures given to sync steps are called later, with this AST.
+        context::set_eval_env(self.engine.clone(), full.clone());
         let result = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &full);

@@ -1,0 +1,783 @@
+//! Sync in scripts: `sync_step`, `workflow`, `preview`, `run`, `history`,
+//! `last_run`, `links`, `unlink` (API §5). Rhai closures become the plain
+//! Rust callables the engine takes.
+
+use std::sync::Arc;
+
+use rhai::{AST, Array, Dynamic, Engine, FnPtr, Map};
+
+use super::context;
+use super::convert::*;
+use super::objects::Connection;
+use crate::connector::Scope;
+use crate::model::{Entry, Value};
+use crate::sync::apply::Progress;
+use crate::sync::plan::{Action, AttrChange, Plan};
+use crate::sync::rules::{
+    CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, ScopeRule, StepDef, TextRule,
+};
+use crate::sync::run::{self, Report, RunError, RunOptions};
+
+/// A sync step as scripts hold it.
+#[derive(Clone)]
+pub struct Step(pub Arc<StepDef>);
+
+/// A named list of steps run in order.
+#[derive(Clone)]
+pub struct Workflow {
+    /// Workflow name.
+    pub name: String,
+    /// Its steps.
+    pub steps: Vec<Step>,
+}
+
+/// A Rhai closure bound to the engine and AST that defined it.
+#[derive(Clone)]
+struct Callable {
+    f: FnPtr,
+    engine: Arc<Engine>,
+    ast: Arc<AST>,
+    what: String,
+}
+
+impl Callable {
+    fn call(&self, e: &Entry) -> Result<Dynamic, String> {
+        self.f
+            .call::<Dynamic>(&self.engine, &self.ast, (Dynamic::from(e.clone()),))
+            .map_err(|err| {
+                let inner = err.unwrap_inner().to_string();
+                format!("{}: {inner}", self.what)
+            })
+    }
+}
+
+fn callable(f: FnPtr, what: &str) -> ScriptResult<Callable> {
+    let (engine, ast) = context::eval_env()?;
+    Ok(Callable {
+        f,
+        engine,
+        ast,
+        what: what.to_string(),
+    })
+}
+
+fn values_of(attr: &str, d: &Dynamic) -> Result<Vec<Value>, String> {
+    dynamic_to_values(attr, d).map_err(|e| e.to_string())
+}
+
+fn text_rule(what: &str, d: &Dynamic) -> ScriptResult<TextRule> {
+    if let Some(f) = d.clone().try_cast::<FnPtr>() {
+        let c = callable(f, what)?;
+        return Ok(TextRule::Compute(Arc::new(move |e: &Entry| {
+            let v = c.call(e)?;
+            if v.is_unit() {
+                return Err("gave no value".into());
+            }
+            Ok(v.to_string())
+        })));
+    }
+    if d.is_string() {
+        return Ok(TextRule::Fixed(d.to_string()));
+    }
+    Err(rt_err(format!(
+        "{what} must be a string or a closure |e| ..., got {}",
+        d.type_name()
+    )))
+}
+
+fn flow(target: &str, d: &Dynamic) -> ScriptResult<Flow> {
+    let (value, once) = if let Some(m) = d.read_lock::<Map>() {
+        check_keys(&format!("flows.{target}"), &m, &["value", "once"])?;
+        let value = m
+            .get("value")
+            .cloned()
+            .ok_or_else(|| rt_err(format!("flows.{target}: needs 'value'")))?;
+        (value, opt_bool(&m, "once")?.unwrap_or(false))
+    } else {
+        (d.clone(), false)
+    };
+    let attr = target.to_string();
+    if let Some(f) = value.clone().try_cast::<FnPtr>() {
+        let c = callable(f, &format!("flow {target}"))?;
+        let a = attr.clone();
+        return Ok(Flow {
+            target: attr.clone(),
+            source: FlowSource::Compute(Arc::new(move |e: &Entry| values_of(&a, &c.call(e)?))),
+            once,
+            rule: format!("{target} <- |e| ..."),
+        });
+    }
+    if value.is_string() {
+        let src = value.to_string();
+        return Ok(Flow {
+            target: attr,
+            rule: format!("{target} <- {src}"),
+            source: FlowSource::Attr(src),
+            once,
+        });
+    }
+    Err(rt_err(format!(
+        "flows.{target}: expected a source attribute name, a closure |e| ..., or #{{ value, once }}; got {}",
+        value.type_name()
+    )))
+}
+
+/// Builds a step definition from the script's option map.
+fn step_def(
+    name: &str,
+    source: Connection,
+    target: Connection,
+    opts: &Map,
+) -> ScriptResult<StepDef> {
+    check_keys(
+        "sync_step",
+        opts,
+        &[
+            "scope",
+            "join",
+            "create",
+            "flows",
+            "deprovision",
+            "target_base",
+        ],
+    )?;
+    let mut fingerprint = String::new();
+    let mut scope = ScopeRule::default();
+    if let Some(m) = opts
+        .get("scope")
+        .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
+    {
+        check_keys("scope", &m, &["base", "filter", "scope", "where"])?;
+        scope.base = opt_str(&m, "base")?;
+        scope.filter = opt_str(&m, "filter")?.unwrap_or_default();
+        if let Some(s) = opt_str(&m, "scope")? {
+            scope.scope = s.parse::<Scope>().map_err(|e| conn_err("scope", e))?;
+        }
+        if let Some(f) = m.get("where").and_then(|d| d.clone().try_cast::<FnPtr>()) {
+            fingerprint.push_str(f.fn_name());
+            let c = callable(f, "scope 'where'")?;
+            scope.filter_where = Some(Arc::new(move |e: &Entry| {
+                let v = c.call(e)?;
+                v.as_bool()
+                    .map_err(|t| format!("must return true or false, got {t}"))
+            }));
+        }
+        fingerprint.push_str(&format!(
+            "|{}|{}",
+            scope.base.clone().unwrap_or_default(),
+            scope.filter
+        ));
+    }
+    let mut join = Vec::new();
+    if let Some(m) = opts
+        .get("join")
+        .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
+    {
+        for (t, s) in &m {
+            if !s.is_string() {
+                return Err(rt_err(format!(
+                    "join.{t}: expected the source attribute name, got {}",
+                    s.type_name()
+                )));
+            }
+            join.push((t.to_string(), s.to_string()));
+        }
+    }
+    let create = match opts
+        .get("create")
+        .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
+    {
+        None => None,
+        Some(m) => {
+            check_keys("create", &m, &["parent", "rdn", "class"])?;
+            let parent = m
+                .get("parent")
+                .ok_or_else(|| rt_err("create: needs 'parent'"))?;
+            let rdn = m.get("rdn").ok_or_else(|| rt_err("create: needs 'rdn'"))?;
+            for d in [parent, rdn] {
+                if let Some(f) = d.clone().try_cast::<FnPtr>() {
+                    fingerprint.push_str(f.fn_name());
+                } else {
+                    fingerprint.push_str(&d.to_string());
+                }
+            }
+            Some(CreateRule {
+                parent: text_rule("create 'parent'", parent)?,
+                rdn: text_rule("create 'rdn'", rdn)?,
+                classes: opt_list(&m, "class")?.unwrap_or_default(),
+            })
+        }
+    };
+    let mut flows = Vec::new();
+    if let Some(m) = opts
+        .get("flows")
+        .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
+    {
+        for (t, d) in &m {
+            let f = flow(t, d)?;
+            fingerprint.push_str(&format!("|{}", f.rule));
+            if let Some(p) = d.clone().try_cast::<FnPtr>() {
+                fingerprint.push_str(p.fn_name());
+            }
+            flows.push(f);
+        }
+    }
+    let mut deprovision = Deprovision::default();
+    if let Some(m) = opts
+        .get("deprovision")
+        .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
+    {
+        check_keys("deprovision", &m, &["action", "parent", "prefix"])?;
+        if let Some(a) = opt_str(&m, "action")? {
+            deprovision.action = a.parse::<DeprovisionAction>().map_err(rt_err)?;
+        }
+        deprovision.parent = opt_str(&m, "parent")?;
+        deprovision.prefix = opt_list(&m, "prefix")?.unwrap_or_default();
+        if deprovision.action == DeprovisionAction::DisableMove && deprovision.parent.is_none() {
+            return Err(rt_err(
+                "deprovision: \"disable_move\" needs 'parent' (where leavers go)",
+            ));
+        }
+    }
+    if name.trim().is_empty() {
+        return Err(rt_err("sync_step: the step needs a name"));
+    }
+    Ok(StepDef {
+        name: name.trim().to_string(),
+        source: source.0,
+        target: target.0,
+        scope,
+        join,
+        create,
+        flows,
+        deprovision,
+        target_base: opt_str(opts, "target_base")?,
+        fingerprint,
+    })
+}
+
+fn run_options(opts: &Map) -> ScriptResult<RunOptions> {
+    check_keys("run", opts, &["full", "allow_deletes"])?;
+    Ok(RunOptions {
+        full: opt_bool(opts, "full")?.unwrap_or(false),
+        allow_deletes: opt_num(opts, "allow_deletes")?.map(|n| n as usize),
+    })
+}
+
+fn show(vals: &[Value], attr: &str) -> Dynamic {
+    let texts: Vec<String> = vals
+        .iter()
+        .map(|v| {
+            v.display(attr)
+                .unwrap_or_else(|| format!("<binary {} bytes>", v.as_bytes().len()))
+        })
+        .collect();
+    match texts.len() {
+        0 => Dynamic::UNIT,
+        1 => Dynamic::from(texts.into_iter().next().unwrap_or_default()),
+        _ => Dynamic::from(texts.join("; ")),
+    }
+}
+
+fn row(step: &str, op: &str, object: &str, c: Option<&AttrChange>, note: &str) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("step".into(), step.into());
+    m.insert("op".into(), op.into());
+    m.insert("object".into(), object.into());
+    m.insert(
+        "attribute".into(),
+        c.map(|c| Dynamic::from(c.attr.clone()))
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert(
+        "old".into(),
+        c.map(|c| show(&c.old, &c.attr)).unwrap_or(Dynamic::UNIT),
+    );
+    m.insert(
+        "new".into(),
+        match c {
+            Some(c) => show(&c.new, &c.attr),
+            None if !note.is_empty() => note.into(),
+            None => Dynamic::UNIT,
+        },
+    );
+    m.insert(
+        "rule".into(),
+        c.map(|c| Dynamic::from(c.rule.clone()))
+            .unwrap_or(Dynamic::UNIT),
+    );
+    Dynamic::from_map(m)
+}
+
+/// The plan as table rows: one per attribute change, rename, move,
+/// deprovision or error, then the unchanged count.
+fn plan_rows(plan: &Plan, refused: Option<&str>) -> Array {
+    let s = plan.step.as_str();
+    let mut rows = Array::new();
+    if let Some(why) = refused {
+        rows.push(row(s, "REFUSED", "(run would be refused)", None, why));
+    }
+    for item in &plan.items {
+        match &item.action {
+            Action::Create { dn, attrs } => {
+                for a in attrs {
+                    rows.push(row(s, "create", dn, Some(a), ""));
+                }
+            }
+            Action::Update {
+                target_dn,
+                changes,
+                new_dn,
+                joined,
+                ..
+            } => {
+                if *joined {
+                    rows.push(row(
+                        s,
+                        "join",
+                        target_dn,
+                        None,
+                        &format!("linked to source {}", item.source_dn),
+                    ));
+                }
+                for c in changes {
+                    rows.push(row(s, "update", target_dn, Some(c), ""));
+                }
+                if let Some(n) = new_dn {
+                    rows.push(row(s, "rename/move", target_dn, None, n));
+                }
+            }
+            Action::Deprovision {
+                target_dn,
+                how,
+                changes,
+                move_to,
+                ..
+            } => {
+                rows.push(row(s, &format!("deprovision ({how})"), target_dn, None, ""));
+                for c in changes {
+                    rows.push(row(s, "deprovision", target_dn, Some(c), ""));
+                }
+                if let Some(p) = move_to {
+                    rows.push(row(s, "move", target_dn, None, p));
+                }
+            }
+            Action::Error { message } => {
+                let obj = if item.source_dn.is_empty() {
+                    &item.source_anchor
+                } else {
+                    &item.source_dn
+                };
+                rows.push(row(s, "error", obj, None, message));
+            }
+        }
+    }
+    let writes = plan.items.iter().filter(|i| !matches!(&i.action, Action::Update { changes, new_dn, joined, .. } if changes.is_empty() && new_dn.is_none() && !joined)).count();
+    let quiet = plan.unchanged + plan.items.len() - writes;
+    rows.push(row(s, "unchanged", &format!("({quiet} objects)"), None, ""));
+    rows
+}
+
+fn report_map(r: &Report) -> Map {
+    let c = &r.counts;
+    let mut m = Map::new();
+    m.insert("step".into(), r.step.clone().into());
+    m.insert("status".into(), r.status.clone().into());
+    m.insert("run_id".into(), Dynamic::from(r.run_id));
+    for (k, v) in [
+        ("created", c.created),
+        ("updated", c.updated),
+        ("renamed", c.renamed),
+        ("moved", c.moved),
+        ("joined", c.joined),
+        ("deprovisioned", c.deprovisioned),
+        ("unchanged", c.unchanged),
+        ("failed", c.failed),
+    ] {
+        m.insert(k.into(), Dynamic::from(v as i64));
+    }
+    m.insert("duration_ms".into(), Dynamic::from(r.duration_ms as i64));
+    m.insert(
+        "errors".into(),
+        Dynamic::from_array(
+            r.failures
+                .iter()
+                .map(|f| Dynamic::from(format!("{}: {}", f.object, f.cause)))
+                .collect(),
+        ),
+    );
+    m.insert(
+        "log".into(),
+        r.log_path
+            .clone()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m
+}
+
+/// A progress bar on a terminal (stderr), nothing otherwise.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(step: &str) -> Bar {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let pb = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} objects, {per_sec}, ETA {eta}",
+        ) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_prefix(step.to_string());
+        Bar(Some(pb))
+    }
+}
+
+impl Progress for Bar {
+    fn tick(&self, done: usize, total: usize) {
+        if let Some(pb) = &self.0 {
+            if total >= 100 {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            }
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn run_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Map> {
+    let store = context::store()?;
+    let logs = crate::config::home::logs_dir().ok();
+    let bar = Bar::new(&step.name);
+    let r = super::runtime::block_on(run::run(step, store.as_ref(), logs.as_deref(), opts, &bar));
+    drop(bar);
+    match r {
+        Ok(report) => {
+            if report.counts.failed > 0 {
+                context::note_run_failed();
+            }
+            Ok(report_map(&report))
+        }
+        Err(RunError::Refused(m)) => {
+            context::note_run_refused();
+            Err(rt_err(m))
+        }
+        Err(RunError::Failed(m)) => {
+            context::note_run_failed();
+            Err(rt_err(m))
+        }
+    }
+}
+
+fn preview_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Array> {
+    let store = context::store()?;
+    let plan = super::runtime::block_on(run::preview(step, store.as_ref(), opts))
+        .map_err(|e| rt_err(e.to_string()))?;
+    let refused = run::threshold(&plan, opts.allow_deletes);
+    Ok(plan_rows(&plan, refused.as_deref()))
+}
+
+fn run_record(r: &crate::store::RunRecord) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("id".into(), Dynamic::from(r.id));
+    m.insert("name".into(), r.name.clone().into());
+    m.insert("kind".into(), r.kind.clone().into());
+    m.insert(
+        "started".into(),
+        crate::sync::clock::iso(r.started_ms).into(),
+    );
+    m.insert(
+        "finished".into(),
+        r.finished_ms
+            .map(|f| Dynamic::from(crate::sync::clock::iso(f)))
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("status".into(), r.status.clone().into());
+    for k in [
+        "created",
+        "updated",
+        "renamed",
+        "moved",
+        "deprovisioned",
+        "unchanged",
+        "failed",
+    ] {
+        let v = r
+            .counts
+            .get(k)
+            .and_then(|v| v.as_i64())
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT);
+        m.insert(k.into(), v);
+    }
+    m.insert(
+        "message".into(),
+        r.message
+            .clone()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert(
+        "log".into(),
+        r.log_path
+            .clone()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
+    );
+    Dynamic::from_map(m)
+}
+
+/// Sync bindings.
+#[rhai::export_module]
+pub mod sync_api {
+    use super::*;
+
+    /// Defines a sync step from `source` to `target`. Options: `scope`
+    /// (#{ base, filter, scope, where: |e| bool }), `join` (#{ targetAttr:
+    /// "sourceAttr" }, all must agree), `create` (#{ parent, rdn, class };
+    /// parent and rdn are strings or closures), `flows` (#{ targetAttr:
+    /// "sourceAttr" | |e| value | #{ value, once: true } }; `()` clears),
+    /// `deprovision` (#{ action: "disable_move" | "disable" | "delete" |
+    /// "none", parent, prefix: [attrs] }; default "disable"), `target_base`
+    /// (where joins look in the target).
+    ///
+    /// Example:
+    /// ```rhai
+    /// let users = sync_step("hr-to-ldap/users", hr, ol, #{ join: #{ employeeNumber: "employee_id" }, create: #{ parent: "ou=people,dc=example,dc=com", rdn: |e| `uid=${e.employee_id}`, class: ["inetOrgPerson"] }, flows: #{ cn: |e| `${e.first} ${e.last}`, sn: "last", employeeNumber: "employee_id" } });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn sync_step(
+        name: &str,
+        source: Connection,
+        target: Connection,
+        opts: Map,
+    ) -> ScriptResult<Step> {
+        Ok(Step(Arc::new(step_def(name, source, target, &opts)?)))
+    }
+
+    /// Groups steps to run in order under one name.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let wf = workflow("hr-to-ldap", [users, groups]);  wf.run()
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn workflow(name: &str, steps: Array) -> ScriptResult<Workflow> {
+        let mut list = Vec::new();
+        for (i, s) in steps.into_iter().enumerate() {
+            match s.try_cast::<Step>() {
+                Some(st) => list.push(st),
+                None => return Err(rt_err(format!("workflow: element {i} is not a sync step"))),
+            }
+        }
+        Ok(Workflow {
+            name: name.to_string(),
+            steps: list,
+        })
+    }
+
+    /// What a run would write, object by object and attribute by attribute
+    /// (old value, new value, the rule that produced it). Writes nothing,
+    /// to the target or to the state store.
+    ///
+    /// Example:
+    /// ```rhai
+    /// users.preview()
+    /// ```
+    #[rhai_fn(name = "preview", return_raw, pure)]
+    pub fn step_preview(s: &mut Step) -> ScriptResult<Array> {
+        preview_step(&s.0, RunOptions::default())
+    }
+
+    /// Preview with options (`full: true` compares every object).
+    #[rhai_fn(name = "preview", return_raw, pure)]
+    pub fn step_preview_with(s: &mut Step, opts: Map) -> ScriptResult<Array> {
+        preview_step(&s.0, run_options(&opts)?)
+    }
+
+    /// Runs the step: the same plan as preview, then the writes. Returns a
+    /// report (created, updated, renamed, moved, joined, deprovisioned,
+    /// unchanged, failed, duration, run id, log file). A run that would
+    /// deprovision more than 500 objects or 10 % of the links is refused
+    /// before writing anything (exit status 4).
+    ///
+    /// Example:
+    /// ```rhai
+    /// users.run()
+    /// ```
+    #[rhai_fn(name = "run", return_raw, pure)]
+    pub fn step_run(s: &mut Step) -> ScriptResult<Map> {
+        run_step(&s.0, RunOptions::default())
+    }
+
+    /// Runs with options: `full: true` (ignore change tracking, compare
+    /// everything), `allow_deletes: N` (raise the deletion threshold for
+    /// this run only).
+    ///
+    /// Example:
+    /// ```rhai
+    /// users.run(#{ allow_deletes: 800 })
+    /// ```
+    #[rhai_fn(name = "run", return_raw, pure)]
+    pub fn step_run_with(s: &mut Step, opts: Map) -> ScriptResult<Map> {
+        run_step(&s.0, run_options(&opts)?)
+    }
+
+    /// The step's name.
+    #[rhai_fn(get = "name", pure)]
+    pub fn step_name(s: &mut Step) -> String {
+        s.0.name.clone()
+    }
+
+    /// Previews every step of the workflow, in order.
+    #[rhai_fn(name = "preview", return_raw, pure)]
+    pub fn wf_preview(w: &mut Workflow) -> ScriptResult<Array> {
+        let mut rows = Array::new();
+        for s in &w.steps {
+            rows.extend(preview_step(&s.0, RunOptions::default())?);
+        }
+        Ok(rows)
+    }
+
+    /// Runs every step in order; stops at the first step that is refused
+    /// or cannot run. Returns one report per step.
+    #[rhai_fn(name = "run", return_raw, pure)]
+    pub fn wf_run(w: &mut Workflow) -> ScriptResult<Array> {
+        wf_run_with(w, Map::new())
+    }
+
+    /// Runs every step with options (see a step's `run`).
+    #[rhai_fn(name = "run", return_raw, pure)]
+    pub fn wf_run_with(w: &mut Workflow, opts: Map) -> ScriptResult<Array> {
+        let o = run_options(&opts)?;
+        let store = context::store()?;
+        let id = store
+            .start_run(&w.name, "workflow", None)
+            .map_err(|e| rt_err(e.to_string()))?;
+        let mut reports = Array::new();
+        let mut totals = crate::sync::apply::Counts::default();
+        for s in &w.steps {
+            match run_step(&s.0, o) {
+                Ok(m) => {
+                    for (k, slot) in [
+                        ("created", &mut totals.created),
+                        ("updated", &mut totals.updated),
+                        ("deprovisioned", &mut totals.deprovisioned),
+                        ("unchanged", &mut totals.unchanged),
+                        ("failed", &mut totals.failed),
+                    ] {
+                        *slot += m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0) as usize;
+                    }
+                    reports.push(Dynamic::from_map(m));
+                }
+                Err(e) => {
+                    let _ = store.finish_run(
+                        id,
+                        "failed",
+                        &run::counts_json(&totals),
+                        Some(&e.to_string()),
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        let status = if totals.failed > 0 { "failed" } else { "ok" };
+        let _ = store.finish_run(id, status, &run::counts_json(&totals), None);
+        Ok(reports)
+    }
+
+    /// Every recorded run, newest first (at most 100).
+    ///
+    /// Example:
+    /// ```rhai
+    /// history()
+    /// ```
+    #[rhai_fn(name = "history", return_raw)]
+    pub fn history_all() -> ScriptResult<Array> {
+        let list = context::store()?
+            .runs(None, 100)
+            .map_err(|e| rt_err(e.to_string()))?;
+        Ok(list.iter().map(run_record).collect())
+    }
+
+    /// The runs of one step or workflow, newest first (at most 100).
+    ///
+    /// Example:
+    /// ```rhai
+    /// history("hr-to-ldap/users")
+    /// ```
+    #[rhai_fn(name = "history", return_raw)]
+    pub fn history_of(name: &str) -> ScriptResult<Array> {
+        let list = context::store()?
+            .runs(Some(name), 100)
+            .map_err(|e| rt_err(e.to_string()))?;
+        Ok(list.iter().map(run_record).collect())
+    }
+
+    /// The latest run of a step or workflow, or `()`.
+    ///
+    /// Example:
+    /// ```rhai
+    /// last_run("hr-to-ldap/users").status
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn last_run(name: &str) -> ScriptResult<Dynamic> {
+        let list = context::store()?
+            .runs(Some(name), 1)
+            .map_err(|e| rt_err(e.to_string()))?;
+        Ok(list.first().map(run_record).unwrap_or(Dynamic::UNIT))
+    }
+
+    /// The stored links of a step: source anchor, target anchor, target DN.
+    ///
+    /// Example:
+    /// ```rhai
+    /// links("hr-to-ldap/users")
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn links(step: &str) -> ScriptResult<Array> {
+        let mut list = context::store()?
+            .links(step)
+            .map_err(|e| rt_err(e.to_string()))?;
+        list.sort_by(|a, b| a.target_dn.cmp(&b.target_dn));
+        Ok(list
+            .into_iter()
+            .map(|l| {
+                let mut m = Map::new();
+                m.insert("source_anchor".into(), l.source_anchor.into());
+                m.insert("target_anchor".into(), l.target_anchor.into());
+                m.insert("target_dn".into(), l.target_dn.into());
+                m.insert(
+                    "updated".into(),
+                    crate::sync::clock::iso(l.updated_ms).into(),
+                );
+                Dynamic::from_map(m)
+            })
+            .collect())
+    }
+
+    /// Forgets one link (by source anchor); true when it existed. The next
+    /// run treats that source object as new (join or create).
+    ///
+    /// Example:
+    /// ```rhai
+    /// unlink("hr-to-ldap/users", "E1001")
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn unlink(step: &str, anchor: &str) -> ScriptResult<bool> {
+        let n = context::store()?
+            .remove_links(step, &[anchor.to_string()])
+            .map_err(|e| rt_err(e.to_string()))?;
+        Ok(n > 0)
+    }
+}

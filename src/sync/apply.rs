@@ -1,0 +1,339 @@
+//! Executing a plan: the writes, in plan order, with links stored in
+//! batches after the target has the data (so a crash never leaves a link
+//! to a write that did not happen). One object's failure is logged and the
+//! run goes on; it is retried next run because its link or hash is not
+//! updated. A lost connection ends the run.
+
+use crate::connector::{Change, Error as CError};
+use crate::model::dn::{Dn, dn_eq};
+use crate::store::{Link, StateStore};
+
+use super::clock;
+use super::log::RunLog;
+use super::plan::{Action, AttrChange, Item, Plan};
+use super::rules::{DeprovisionAction, StepDef};
+
+/// How many objects are written between two link commits.
+const COMMIT_EVERY: usize = 500;
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    /// Objects created.
+    pub created: usize,
+    /// Objects updated (attributes written).
+    pub updated: usize,
+    /// Objects renamed.
+    pub renamed: usize,
+    /// Objects moved.
+    pub moved: usize,
+    /// Objects linked by a join this run.
+    pub joined: usize,
+    /// Objects deprovisioned.
+    pub deprovisioned: usize,
+    /// Objects with nothing to write.
+    pub unchanged: usize,
+    /// Objects that failed.
+    pub failed: usize,
+}
+
+/// One failed object.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// DN or anchor.
+    pub object: String,
+    /// Why.
+    pub cause: String,
+}
+
+/// Reports progress (a bar on a terminal, nothing otherwise).
+pub trait Progress {
+    /// `done` of `total` objects handled.
+    fn tick(&self, done: usize, total: usize);
+}
+
+/// No progress display.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn tick(&self, _: usize, _: usize) {}
+}
+
+fn changes_of(list: &[AttrChange]) -> Vec<Change> {
+    list.iter()
+        .map(|c| Change::Replace(c.attr.clone(), c.new.clone()))
+        .collect()
+}
+
+fn is_connection_lost(e: &CError) -> bool {
+    matches!(e, CError::Connection(_))
+}
+
+fn already_exists(e: &CError) -> bool {
+    e.code() == Some(68) || e.to_string().contains("already exists")
+}
+
+/// Applies `plan`; returns counts and failures. A lost connection or a
+/// store failure ends the run with an error (after committing what was done).
+pub async fn apply(
+    step: &StepDef,
+    plan: &Plan,
+    store: &dyn StateStore,
+    log: &mut RunLog,
+    progress: &dyn Progress,
+) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, String)> {
+    let mut counts = Counts {
+        unchanged: plan.unchanged,
+        ..Counts::default()
+    };
+    let mut failures = Vec::new();
+    let mut put: Vec<Link> = Vec::new();
+    let mut remove: Vec<String> = Vec::new();
+    let target = &step.target;
+    target.begin_batch();
+    let total = plan.items.len();
+    let mut fatal: Option<String> = None;
+    for (i, item) in plan.items.iter().enumerate() {
+        match apply_one(step, item, &mut counts, &mut put, &mut remove, log).await {
+            Ok(()) => {}
+            Err((object, e)) => {
+                counts.failed += 1;
+                log.line(&format!("FAILED {object}: {e}"));
+                failures.push(Failure {
+                    object: object.clone(),
+                    cause: e.to_string(),
+                });
+                if is_connection_lost(&e) {
+                    fatal = Some(format!("stopped after {} of {total} objects: {e}", i + 1));
+                    break;
+                }
+            }
+        }
+        if (i + 1) % COMMIT_EVERY == 0 {
+            if let Err(m) = commit(step, store, &mut put, &mut remove).await {
+                fatal = Some(m);
+                break;
+            }
+        }
+        progress.tick(i + 1, total);
+    }
+    if let Err(m) = commit(step, store, &mut put, &mut remove).await {
+        fatal.get_or_insert(m);
+    }
+    match fatal {
+        Some(m) => {
+            log.line(&format!("ABORTED {m}"));
+            Err((counts, failures, m))
+        }
+        None => Ok((counts, failures)),
+    }
+}
+
+/// Makes the target durable, then records the links of what it holds.
+async fn commit(
+    step: &StepDef,
+    store: &dyn StateStore,
+    put: &mut Vec<Link>,
+    remove: &mut Vec<String>,
+) -> Result<(), String> {
+    step.target
+        .flush()
+        .await
+        .map_err(|e| format!("writing the target: {e}"))?;
+    if !put.is_empty() {
+        store
+            .put_links(&step.name, put)
+            .map_err(|e| e.to_string())?;
+        put.clear();
+    }
+    if !remove.is_empty() {
+        store
+            .remove_links(&step.name, remove)
+            .map_err(|e| e.to_string())?;
+        remove.clear();
+    }
+    step.target.begin_batch();
+    Ok(())
+}
+
+fn link(item: &Item, target_anchor: &str, target_dn: &str) -> Link {
+    Link {
+        source_anchor: item.source_anchor.clone(),
+        target_anchor: target_anchor.to_string(),
+        target_dn: target_dn.to_string(),
+        source_hash: Some(item.source_hash.clone()),
+        desired_dn: item.desired_dn.clone(),
+        updated_ms: clock::now_ms(),
+    }
+}
+
+async fn apply_one(
+    step: &StepDef,
+    item: &Item,
+    counts: &mut Counts,
+    put: &mut Vec<Link>,
+    remove: &mut Vec<String>,
+    log: &mut RunLog,
+) -> Result<(), (String, CError)> {
+    let target = &step.target;
+    match &item.action {
+        Action::Error { message } => {
+            let object = if item.source_dn.is_empty() {
+                item.source_anchor.clone()
+            } else {
+                item.source_dn.clone()
+            };
+            Err((object, CError::Other(message.clone())))
+        }
+        Action::Create { dn, attrs } => {
+            let list: Vec<(String, Vec<crate::model::Value>)> = attrs
+                .iter()
+                .map(|a| (a.attr.clone(), a.new.clone()))
+                .collect();
+            match target.create(dn, &list).await {
+                Ok(e) => {
+                    let anchor = e.anchor.clone().unwrap_or_else(|| e.dn.clone());
+                    log.line(&format!("create {} (source {})", e.dn, item.source_dn));
+                    put.push(link(item, &anchor, &e.dn));
+                    counts.created += 1;
+                    Ok(())
+                }
+                Err(err) if already_exists(&err) => {
+                    // A crash after the write but before the link: adopt the object.
+                    let existing = target.get(dn).await.map_err(|e| (dn.clone(), e))?;
+                    let Some(t) = existing else {
+                        return Err((dn.clone(), err));
+                    };
+                    let changes: Vec<Change> = attrs
+                        .iter()
+                        .filter(|a| !a.attr.eq_ignore_ascii_case("objectClass"))
+                        .filter(|a| {
+                            let mut old: Vec<Vec<u8>> = t
+                                .values(&a.attr)
+                                .iter()
+                                .map(|v| v.as_bytes().to_vec())
+                                .collect();
+                            let mut new: Vec<Vec<u8>> =
+                                a.new.iter().map(|v| v.as_bytes().to_vec()).collect();
+                            old.sort();
+                            new.sort();
+                            old != new
+                        })
+                        .map(|a| Change::Replace(a.attr.clone(), a.new.clone()))
+                        .collect();
+                    if !changes.is_empty() {
+                        target
+                            .modify(&t.dn, &changes)
+                            .await
+                            .map_err(|e| (t.dn.clone(), e))?;
+                    }
+                    let anchor = t.anchor.clone().unwrap_or_else(|| t.dn.clone());
+                    log.line(&format!(
+                        "adopt {} (it already existed; source {})",
+                        t.dn, item.source_dn
+                    ));
+                    put.push(link(item, &anchor, &t.dn));
+                    counts.created += 1;
+                    Ok(())
+                }
+                Err(err) => Err((dn.clone(), err)),
+            }
+        }
+        Action::Update {
+            target_anchor,
+            target_dn,
+            changes,
+            new_dn,
+            joined,
+        } => {
+            let mut dn = target_dn.clone();
+            if !changes.is_empty() {
+                target
+                    .modify(&dn, &changes_of(changes))
+                    .await
+                    .map_err(|e| (dn.clone(), e))?;
+                let attrs: Vec<&str> = changes.iter().map(|c| c.attr.as_str()).collect();
+                log.line(&format!("update {dn}: {}", attrs.join(", ")));
+                counts.updated += 1;
+            }
+            if let Some(want) = new_dn {
+                let (cur, new) = (Dn::parse(&dn).ok(), Dn::parse(want).ok());
+                if let (Some(cur), Some(new)) = (cur, new) {
+                    let (cr, nr) = (
+                        cur.rdn().unwrap_or_default().to_string(),
+                        new.rdn().unwrap_or_default().to_string(),
+                    );
+                    if !dn_eq(&cr, &nr) {
+                        dn = target.rename(&dn, &nr).await.map_err(|e| (dn.clone(), e))?;
+                        log.line(&format!("rename {} -> {dn}", cur));
+                        counts.renamed += 1;
+                    }
+                    let (cp, np) = (cur.parent().to_string(), new.parent().to_string());
+                    if !dn_eq(&cp, &np) {
+                        let before = dn.clone();
+                        dn = target
+                            .move_to(&dn, &np)
+                            .await
+                            .map_err(|e| (before.clone(), e))?;
+                        log.line(&format!("move {before} -> {dn}"));
+                        counts.moved += 1;
+                    }
+                }
+            }
+            if *joined {
+                log.line(&format!("join {dn} (source {})", item.source_dn));
+                counts.joined += 1;
+            }
+            if changes.is_empty() && new_dn.is_none() && !*joined {
+                counts.unchanged += 1;
+            }
+            put.push(link(item, target_anchor, &dn));
+            Ok(())
+        }
+        Action::Deprovision {
+            target_anchor,
+            target_dn,
+            how,
+            changes,
+            move_to,
+        } => {
+            let id = target_anchor.as_str();
+            let fail = |e: CError| (target_dn.clone(), e);
+            match how {
+                DeprovisionAction::None => {}
+                DeprovisionAction::Delete => match target.delete(id).await {
+                    Ok(()) | Err(CError::NotFound(_)) => {}
+                    Err(e) => return Err(fail(e)),
+                },
+                DeprovisionAction::Disable => target.disable(id).await.map_err(fail)?,
+                DeprovisionAction::DisableMove => {
+                    if !changes.is_empty() {
+                        target
+                            .modify(id, &changes_of(changes))
+                            .await
+                            .map_err(fail)?;
+                    }
+                    target.disable(id).await.map_err(fail)?;
+                    if let Some(p) = move_to {
+                        let here = target
+                            .get(id)
+                            .await
+                            .map_err(fail)?
+                            .map(|e| e.dn)
+                            .unwrap_or_else(|| target_dn.clone());
+                        let parent = Dn::parse(&here)
+                            .map(|d| d.parent().to_string())
+                            .unwrap_or_default();
+                        if !dn_eq(&parent, p) {
+                            target.move_to(id, p).await.map_err(fail)?;
+                        }
+                    }
+                }
+            }
+            log.line(&format!("deprovision {target_dn} ({how})"));
+            counts.deprovisioned += 1;
+            remove.push(item.source_anchor.clone());
+            Ok(())
+        }
+    }
+}

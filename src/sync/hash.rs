@@ -1,0 +1,73 @@
+//! A stable hash of a source object, so a run can skip objects that have
+//! not changed since they were last applied. Attribute order and name case
+//! do not matter; values and the step's rules do.
+
+use std::hash::Hasher;
+
+use crate::model::Entry;
+
+/// FNV-1a 64 over the canonical form, twice with different seeds (128 bits)
+/// so accidental collisions are out of the question for any directory size.
+pub fn entry_hash(e: &Entry, fingerprint: &str) -> String {
+    let mut names: Vec<(String, Vec<&[u8]>)> = e
+        .attributes()
+        .iter()
+        .map(|a| {
+            let mut vals: Vec<&[u8]> = a.values.iter().map(|v| v.as_bytes()).collect();
+            vals.sort_unstable();
+            (a.name.to_ascii_lowercase(), vals)
+        })
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h1 = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h2 = Fnv(0x6c62_272e_07bb_0142);
+    for h in [&mut h1, &mut h2] {
+        h.write(fingerprint.as_bytes());
+        h.write(&[0xff]);
+        h.write(e.dn.to_ascii_lowercase().as_bytes());
+        for (n, vals) in &names {
+            h.write(&[0xfe]);
+            h.write(n.as_bytes());
+            for v in vals {
+                h.write(&[0xfd]);
+                h.write(&(v.len() as u64).to_le_bytes());
+                h.write(v);
+            }
+        }
+    }
+    format!("{:016x}{:016x}", h1.finish(), h2.finish())
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Value;
+
+    #[test]
+    fn order_and_case_insensitive_value_sensitive() {
+        let mut a = Entry::new("E1");
+        a.push("first", [Value::Text("Ann".into())]);
+        a.push("mail", [Value::Text("x".into()), Value::Text("y".into())]);
+        let mut b = Entry::new("e1");
+        b.push("MAIL", [Value::Text("y".into()), Value::Text("x".into())]);
+        b.push("First", [Value::Text("Ann".into())]);
+        assert_eq!(entry_hash(&a, "r"), entry_hash(&b, "r"));
+        assert_ne!(entry_hash(&a, "r"), entry_hash(&a, "r2"));
+        b.set("first", vec![Value::Text("Anne".into())]);
+        assert_ne!(entry_hash(&a, "r"), entry_hash(&b, "r"));
+    }
+}

@@ -1,0 +1,16 @@
+//! The sync engine: step definitions ([`rules`]), the planner shared by
+//! preview and run ([`plan`]), execution ([`apply`]), runs with the deletion
+//! threshold, history and log files ([`run`]). It knows nothing of Rhai:
+//! flows and scopes arrive as Rust callables.
+
+pub mod apply;
+pub mod clock;
+pub mod hash;
+pub mod log;
+pub mod plan;
+pub mod rules;
+pub mod run;
+
+pub use plan::{Action, AttrChange, Plan};
+pub use rules::StepDef;
+pub use run::{Report, RunError, RunOptions};

@@ -1,0 +1,703 @@
+//! The planner: reads the source (streaming), follows stored links, joins
+//! unlinked objects, and decides per object what a run would write. Preview
+//! prints this plan; run executes exactly this plan.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::connector::{Error as CError, SearchQuery};
+use crate::model::dn::{Dn, dn_eq, ldap_escape};
+use crate::model::{Entry, Value};
+use crate::store::{Link, StateStore};
+
+use super::hash::entry_hash;
+use super::rules::{DeprovisionAction, FlowSource, StepDef};
+
+/// One attribute change and the rule that produced it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttrChange {
+    /// Target attribute.
+    pub attr: String,
+    /// Values now in the target.
+    pub old: Vec<Value>,
+    /// Values the run writes (empty = clear).
+    pub new: Vec<Value>,
+    /// The flow, in words.
+    pub rule: String,
+}
+
+/// What a run does to one object.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Create a target object.
+    Create {
+        /// The new DN.
+        dn: String,
+        /// Attributes to write, with the rule of each.
+        attrs: Vec<AttrChange>,
+    },
+    /// Update a linked (or newly joined) target object.
+    Update {
+        /// The target's anchor.
+        target_anchor: String,
+        /// The target's current DN.
+        target_dn: String,
+        /// Attribute changes (may be empty when only the link or hash is new).
+        changes: Vec<AttrChange>,
+        /// New DN when the create rule now gives another place or name.
+        new_dn: Option<String>,
+        /// True when this run makes the link (join).
+        joined: bool,
+    },
+    /// Deprovision a target object whose source left the scope.
+    Deprovision {
+        /// The target's anchor.
+        target_anchor: String,
+        /// The target's DN.
+        target_dn: String,
+        /// The policy applied.
+        how: DeprovisionAction,
+        /// Prefix changes (disable_move).
+        changes: Vec<AttrChange>,
+        /// Where it moves (disable_move).
+        move_to: Option<String>,
+    },
+    /// The object cannot be planned (ambiguous join, failing flow, ...).
+    Error {
+        /// Why, in words.
+        message: String,
+    },
+}
+
+/// One object's entry in the plan.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Source anchor (for deprovisions: of the departed source object).
+    pub source_anchor: String,
+    /// Source DN or key ("" for deprovisions).
+    pub source_dn: String,
+    /// Hash to store when applied.
+    pub source_hash: String,
+    /// The DN the create rule gives now (stored to notice later renames).
+    pub desired_dn: Option<String>,
+    /// What to do.
+    pub action: Action,
+}
+
+/// A whole plan for one step.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Step name.
+    pub step: String,
+    /// Objects that need a write (or failed to plan).
+    pub items: Vec<Item>,
+    /// Objects skipped because nothing changed.
+    pub unchanged: usize,
+    /// Links the step had before this run.
+    pub links_before: usize,
+    /// Source objects read (in scope).
+    pub source_count: usize,
+}
+
+impl Plan {
+    /// How many objects the plan deprovisions in a way that touches the
+    /// target (what the deletion threshold counts).
+    pub fn deprovision_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(&i.action, Action::Deprovision { how, .. } if *how != DeprovisionAction::None))
+            .count()
+    }
+}
+
+/// Options of a planning pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanOptions {
+    /// Ignore stored hashes and compare every object.
+    pub full: bool,
+    /// Date prefix for disable_move (`YYYYMMDD`).
+    pub today_ms: i64,
+}
+
+/// Above this many changed objects the target is read once in bulk instead
+/// of one lookup per object.
+const BULK_READ_ABOVE: usize = 200;
+
+/// Builds the plan for `step`.
+pub async fn plan(
+    step: &StepDef,
+    store: &dyn StateStore,
+    opts: PlanOptions,
+) -> Result<Plan, String> {
+    let links = store.links(&step.name).map_err(|e| e.to_string())?;
+    let links_before = links.len();
+    let by_source: HashMap<String, Link> = links
+        .into_iter()
+        .map(|l| (l.source_anchor.clone(), l))
+        .collect();
+    let linked_targets: HashMap<String, String> = by_source
+        .values()
+        .map(|l| {
+            (
+                l.target_anchor.to_ascii_lowercase(),
+                l.source_anchor.clone(),
+            )
+        })
+        .collect();
+
+    // 1. Stream the source; keep only what changed since it was last applied.
+    let q = SearchQuery {
+        base: step.scope.base.clone(),
+        scope: step.scope.scope,
+        filter: step.scope.filter.clone(),
+        attrs: None,
+        limit: None,
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut changed: Vec<(Entry, String)> = Vec::new();
+    let mut unchanged = 0usize;
+    let mut source_count = 0usize;
+    let mut items: Vec<Item> = Vec::new();
+    {
+        let mut sink = |e: Entry| -> Result<bool, CError> {
+            if let Some(pred) = &step.scope.filter_where {
+                match pred(&e) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(true),
+                    Err(m) => {
+                        let anchor = anchor_of(&e);
+                        seen.insert(anchor.clone());
+                        items.push(Item {
+                            source_anchor: anchor,
+                            source_dn: e.dn.clone(),
+                            source_hash: String::new(),
+                            desired_dn: None,
+                            action: Action::Error {
+                                message: format!("scope 'where': {m}"),
+                            },
+                        });
+                        return Ok(true);
+                    }
+                }
+            }
+            source_count += 1;
+            let anchor = anchor_of(&e);
+            if !seen.insert(anchor.clone()) {
+                items.push(Item {
+                    source_anchor: anchor.clone(),
+                    source_dn: e.dn.clone(),
+                    source_hash: String::new(),
+                    desired_dn: None,
+                    action: Action::Error {
+                        message: format!("two source objects have the anchor '{anchor}'"),
+                    },
+                });
+                return Ok(true);
+            }
+            let h = entry_hash(&e, &step.fingerprint);
+            if !opts.full
+                && by_source
+                    .get(&anchor)
+                    .and_then(|l| l.source_hash.as_deref())
+                    == Some(h.as_str())
+            {
+                unchanged += 1;
+            } else {
+                changed.push((e, h));
+            }
+            Ok(true)
+        };
+        step.source
+            .search(&q, &mut sink)
+            .await
+            .map_err(|e| format!("reading the source: {e}"))?;
+    }
+
+    // 2. The target side: per-object lookups, or one bulk read.
+    let mut target = TargetView::new(step, changed.len() > BULK_READ_ABOVE);
+    let mut claimed: HashSet<String> = HashSet::new();
+    for (e, h) in changed {
+        let anchor = anchor_of(&e);
+        let item = plan_one(
+            step,
+            &mut target,
+            &by_source,
+            &linked_targets,
+            &mut claimed,
+            &e,
+            &anchor,
+            h,
+        )
+        .await;
+        items.push(item);
+    }
+
+    // 3. Leavers: linked sources not seen in scope.
+    let today = super::clock::yyyymmdd(opts.today_ms);
+    let mut leavers: Vec<&Link> = by_source
+        .values()
+        .filter(|l| !seen.contains(&l.source_anchor))
+        .collect();
+    leavers.sort_by(|a, b| a.target_dn.cmp(&b.target_dn));
+    for l in leavers {
+        items.push(deprovision_item(step, &mut target, l, &today).await);
+    }
+    Ok(Plan {
+        step: step.name.clone(),
+        items,
+        unchanged,
+        links_before,
+        source_count,
+    })
+}
+
+fn anchor_of(e: &Entry) -> String {
+    e.anchor.clone().unwrap_or_else(|| e.dn.clone())
+}
+
+/// Reads target objects, from a bulk index or one at a time.
+struct TargetView<'a> {
+    step: &'a StepDef,
+    bulk: bool,
+    loaded: bool,
+    by_anchor: HashMap<String, Entry>,
+}
+
+impl<'a> TargetView<'a> {
+    fn new(step: &'a StepDef, bulk: bool) -> Self {
+        TargetView {
+            step,
+            bulk,
+            loaded: false,
+            by_anchor: HashMap::new(),
+        }
+    }
+
+    async fn load(&mut self) -> Result<(), String> {
+        if self.loaded {
+            return Ok(());
+        }
+        self.loaded = true;
+        let q = SearchQuery {
+            base: self.step.target_base.clone(),
+            ..SearchQuery::default()
+        };
+        let map = &mut self.by_anchor;
+        self.step
+            .target
+            .search(&q, &mut |e| {
+                map.insert(anchor_of(&e).to_ascii_lowercase(), e);
+                Ok(true)
+            })
+            .await
+            .map_err(|e| format!("reading the target: {e}"))
+    }
+
+    async fn by_anchor(&mut self, anchor: &str) -> Result<Option<Entry>, String> {
+        if self.bulk {
+            self.load().await?;
+            return Ok(self.by_anchor.get(&anchor.to_ascii_lowercase()).cloned());
+        }
+        self.step
+            .target
+            .get(anchor)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn join(&mut self, pairs: &[(String, String)]) -> Result<Vec<Entry>, String> {
+        if self.bulk {
+            self.load().await?;
+            return Ok(self
+                .by_anchor
+                .values()
+                .filter(|t| {
+                    pairs.iter().all(|(attr, v)| {
+                        t.values(attr)
+                            .iter()
+                            .any(|x| x.display(attr).is_some_and(|s| s.eq_ignore_ascii_case(v)))
+                    })
+                })
+                .cloned()
+                .collect());
+        }
+        let filter = format!(
+            "(&{})",
+            pairs
+                .iter()
+                .map(|(a, v)| format!("({a}={})", ldap_escape(v)))
+                .collect::<String>()
+        );
+        let q = SearchQuery {
+            base: self.step.target_base.clone(),
+            filter,
+            ..SearchQuery::default()
+        };
+        let mut out = Vec::new();
+        self.step
+            .target
+            .search(&q, &mut |e| {
+                out.push(e);
+                Ok(out.len() < 5)
+            })
+            .await
+            .map_err(|e| format!("join search in the target: {e}"))?;
+        Ok(out)
+    }
+}
+
+/// The values a flow gives for `e`.
+fn flow_values(src: &FlowSource, e: &Entry) -> Result<Vec<Value>, String> {
+    match src {
+        FlowSource::Attr(a) => Ok(e
+            .attr(a)
+            .map(|at| {
+                at.values
+                    .iter()
+                    .map(|v| {
+                        v.display(&at.name)
+                            .map(Value::Text)
+                            .unwrap_or_else(|| v.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()),
+        FlowSource::Compute(f) => f(e),
+    }
+}
+
+/// Same values, ignoring order.
+fn same_values(a: &[Value], b: &[Value]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut x: Vec<&[u8]> = a.iter().map(|v| v.as_bytes()).collect();
+    let mut y: Vec<&[u8]> = b.iter().map(|v| v.as_bytes()).collect();
+    x.sort_unstable();
+    y.sort_unstable();
+    x == y
+}
+
+/// Target values as comparable text (GUID/SID attributes in canonical form).
+fn target_values(t: &Entry, attr: &str) -> Vec<Value> {
+    match t.attr(attr) {
+        Some(a) => a
+            .values
+            .iter()
+            .map(|v| {
+                v.display(&a.name)
+                    .map(Value::Text)
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
+    let Some(c) = &step.create else {
+        return Ok(None);
+    };
+    let rdn = c.rdn.eval(e).map_err(|m| format!("create 'rdn': {m}"))?;
+    let parent = c
+        .parent
+        .eval(e)
+        .map_err(|m| format!("create 'parent': {m}"))?;
+    let dn = if parent.trim().is_empty() {
+        rdn
+    } else {
+        format!("{rdn},{parent}")
+    };
+    Dn::parse(&dn).map_err(|e| format!("create rule gives {e}"))?;
+    Ok(Some(dn))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_one(
+    step: &StepDef,
+    target: &mut TargetView<'_>,
+    by_source: &HashMap<String, Link>,
+    linked_targets: &HashMap<String, String>,
+    claimed: &mut HashSet<String>,
+    e: &Entry,
+    anchor: &str,
+    hash: String,
+) -> Item {
+    let mk = |action: Action, desired: Option<String>| Item {
+        source_anchor: anchor.to_string(),
+        source_dn: e.dn.clone(),
+        source_hash: hash.clone(),
+        desired_dn: desired,
+        action,
+    };
+    let err = |message: String| mk(Action::Error { message }, None);
+    let desired = match desired_dn(step, e) {
+        Ok(d) => d,
+        Err(m) => return err(m),
+    };
+    // Projection of every flow.
+    let mut projected: Vec<(usize, Vec<Value>)> = Vec::with_capacity(step.flows.len());
+    for (i, f) in step.flows.iter().enumerate() {
+        match flow_values(&f.source, e) {
+            Ok(v) => projected.push((i, v)),
+            Err(m) => return err(format!("flow {}: {m}", f.rule)),
+        }
+    }
+    // Follow the link, or join.
+    let link = by_source.get(anchor);
+    let mut joined = false;
+    let found = match link {
+        Some(l) => match target.by_anchor(&l.target_anchor).await {
+            Ok(t) => t,
+            Err(m) => return err(m),
+        },
+        None => None,
+    };
+    let found = match found {
+        Some(t) => Some(t),
+        None if step.join.is_empty() => None,
+        None => {
+            let mut pairs = Vec::new();
+            for (tattr, sattr) in &step.join {
+                match e.first(sattr) {
+                    Some(v) if !v.is_empty() => pairs.push((tattr.clone(), v)),
+                    _ => {
+                        pairs.clear();
+                        break;
+                    }
+                }
+            }
+            if pairs.is_empty() {
+                None
+            } else {
+                match target.join(&pairs).await {
+                    Err(m) => return err(m),
+                    Ok(mut hits) => match hits.len() {
+                        0 => None,
+                        1 => {
+                            let t = hits.pop().unwrap_or_default();
+                            let ta = anchor_of(&t).to_ascii_lowercase();
+                            if let Some(other) =
+                                linked_targets.get(&ta).filter(|s| s.as_str() != anchor)
+                            {
+                                return err(format!(
+                                    "join matches {}, which is already linked to source '{other}'",
+                                    t.dn
+                                ));
+                            }
+                            if !claimed.insert(ta) {
+                                return err(format!(
+                                    "join matches {}, which another source object of this run also matches",
+                                    t.dn
+                                ));
+                            }
+                            joined = true;
+                            Some(t)
+                        }
+                        n => {
+                            let dns: Vec<&str> =
+                                hits.iter().take(3).map(|h| h.dn.as_str()).collect();
+                            return err(format!(
+                                "ambiguous join: {n} target objects match ({}); fix the data or the join rules",
+                                dns.join("; ")
+                            ));
+                        }
+                    },
+                }
+            }
+        }
+    };
+    match found {
+        Some(t) => {
+            let mut changes = Vec::new();
+            for (i, vals) in projected {
+                let f = &step.flows[i];
+                if f.once {
+                    continue;
+                }
+                let old = target_values(&t, &f.target);
+                if !same_values(&old, &vals) {
+                    changes.push(AttrChange {
+                        attr: f.target.clone(),
+                        old,
+                        new: vals,
+                        rule: f.rule.clone(),
+                    });
+                }
+            }
+            // Follow source-driven renames and moves, not hand moves in the target.
+            let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
+                (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
+                    Some(want.clone())
+                }
+                _ => None,
+            };
+            mk(
+                Action::Update {
+                    target_anchor: anchor_of(&t),
+                    target_dn: t.dn.clone(),
+                    changes,
+                    new_dn,
+                    joined,
+                },
+                desired,
+            )
+        }
+        None => {
+            let (Some(dn), Some(c)) = (desired.clone(), &step.create) else {
+                return err("no target object matches and the step has no create rule".into());
+            };
+            let mut attrs: Vec<AttrChange> = Vec::new();
+            if !c.classes.is_empty() {
+                attrs.push(AttrChange {
+                    attr: "objectClass".into(),
+                    old: vec![],
+                    new: c.classes.iter().map(|s| Value::Text(s.clone())).collect(),
+                    rule: "create class".into(),
+                });
+            }
+            for (i, vals) in projected {
+                if vals.is_empty() {
+                    continue;
+                }
+                let f = &step.flows[i];
+                attrs.push(AttrChange {
+                    attr: f.target.clone(),
+                    old: vec![],
+                    new: vals,
+                    rule: f.rule.clone(),
+                });
+            }
+            // The naming attribute must be present in the new entry.
+            if let Some((rattr, rval)) = Dn::parse(&dn)
+                .ok()
+                .and_then(|d| d.rdn().map(rdn_pair))
+                .flatten()
+            {
+                if !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr)) {
+                    attrs.push(AttrChange {
+                        attr: rattr,
+                        old: vec![],
+                        new: vec![Value::Text(rval)],
+                        rule: "create rdn".into(),
+                    });
+                }
+            }
+            mk(Action::Create { dn, attrs }, desired)
+        }
+    }
+}
+
+/// The attribute and unescaped value of a single-valued RDN.
+fn rdn_pair(rdn: &str) -> Option<(String, String)> {
+    let (a, v) = rdn.split_once('=')?;
+    if rdn.contains('+') && !rdn.contains("\\+") {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::new();
+    let mut chars = v.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let Some(n) = chars.next() else { break };
+            if n.is_ascii_hexdigit() {
+                let m = chars.next().unwrap_or('0');
+                if let Ok(b) = u8::from_str_radix(&format!("{n}{m}"), 16) {
+                    out.push(b);
+                }
+            } else {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(n.encode_utf8(&mut buf).as_bytes());
+            }
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    Some((a.trim().to_string(), out))
+}
+
+async fn deprovision_item(
+    step: &StepDef,
+    target: &mut TargetView<'_>,
+    l: &Link,
+    today: &str,
+) -> Item {
+    let d = &step.deprovision;
+    let mut changes = Vec::new();
+    let mut dn = l.target_dn.clone();
+    if d.action == DeprovisionAction::DisableMove && !d.prefix.is_empty() {
+        match target.by_anchor(&l.target_anchor).await {
+            Ok(Some(t)) => {
+                dn = t.dn.clone();
+                for attr in &d.prefix {
+                    let old = target_values(&t, attr);
+                    let new: Vec<Value> = old
+                        .iter()
+                        .map(|v| {
+                            let s = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                            if s.starts_with(&format!("{today}-")) {
+                                Value::Text(s)
+                            } else {
+                                Value::Text(format!("{today}-{s}"))
+                            }
+                        })
+                        .collect();
+                    if !same_values(&old, &new) {
+                        changes.push(AttrChange {
+                            attr: attr.clone(),
+                            old,
+                            new,
+                            rule: format!("deprovision prefix {today}-"),
+                        });
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(m) => {
+                return Item {
+                    source_anchor: l.source_anchor.clone(),
+                    source_dn: String::new(),
+                    source_hash: String::new(),
+                    desired_dn: None,
+                    action: Action::Error { message: m },
+                };
+            }
+        }
+    }
+    let move_to = match d.action {
+        DeprovisionAction::DisableMove => d.parent.clone(),
+        _ => None,
+    };
+    Item {
+        source_anchor: l.source_anchor.clone(),
+        source_dn: String::new(),
+        source_hash: String::new(),
+        desired_dn: None,
+        action: Action::Deprovision {
+            target_anchor: l.target_anchor.clone(),
+            target_dn: dn,
+            how: d.action,
+            changes,
+            move_to,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdn_values_are_unescaped() {
+        assert_eq!(
+            rdn_pair("CN=Lee\\, Ann"),
+            Some(("CN".into(), "Lee, Ann".into()))
+        );
+        assert_eq!(rdn_pair("uid=a\\2cb"), Some(("uid".into(), "a,b".into())));
+        assert_eq!(rdn_pair("cn=Zo\\c3\\ab"), Some(("cn".into(), "Zoë".into())));
+        assert!(same_values(
+            &[Value::Text("a".into()), Value::Text("b".into())],
+            &[Value::Text("b".into()), Value::Text("a".into())]
+        ));
+    }
+}

@@ -1,0 +1,167 @@
+//! What a sync step is, as plain Rust: scope, join, create, flows and
+//! deprovisioning. The script layer builds these from Rhai values; the
+//! engine never sees Rhai.
+
+use std::sync::Arc;
+
+use crate::connector::{Connector, Scope};
+use crate::model::{Entry, Value};
+
+/// A computed value list (`()` = no value = clear the target attribute).
+pub type EntryFn = Arc<dyn Fn(&Entry) -> Result<Vec<Value>, String> + Send + Sync>;
+/// A yes/no question about a source entry.
+pub type Predicate = Arc<dyn Fn(&Entry) -> Result<bool, String> + Send + Sync>;
+/// A computed text (a parent DN, an RDN).
+pub type TextFn = Arc<dyn Fn(&Entry) -> Result<String, String> + Send + Sync>;
+
+/// Where a flow's value comes from.
+#[derive(Clone)]
+pub enum FlowSource {
+    /// The values of a source attribute, as they are.
+    Attr(String),
+    /// A computed value.
+    Compute(EntryFn),
+}
+
+/// One attribute flow: target attribute <- source.
+#[derive(Clone)]
+pub struct Flow {
+    /// Target attribute name.
+    pub target: String,
+    /// Where the value comes from.
+    pub source: FlowSource,
+    /// Set on create only, never updated.
+    pub once: bool,
+    /// How the plan names this rule ("givenName <- first", "displayName <- closure").
+    pub rule: String,
+}
+
+/// A fixed or computed text.
+#[derive(Clone)]
+pub enum TextRule {
+    /// The same for every object.
+    Fixed(String),
+    /// Computed from the source entry.
+    Compute(TextFn),
+}
+
+impl TextRule {
+    /// The text for `e`.
+    pub fn eval(&self, e: &Entry) -> Result<String, String> {
+        match self {
+            TextRule::Fixed(s) => Ok(s.clone()),
+            TextRule::Compute(f) => f(e),
+        }
+    }
+}
+
+/// Where and how new target objects are made.
+#[derive(Clone)]
+pub struct CreateRule {
+    /// Parent DN of a new object.
+    pub parent: TextRule,
+    /// RDN of a new object (`CN=Ann Lee`).
+    pub rdn: TextRule,
+    /// objectClass values of a new object.
+    pub classes: Vec<String>,
+}
+
+/// What happens to a target object whose source left the scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeprovisionAction {
+    /// Forget the link; leave the target object alone.
+    None,
+    /// Delete the target object.
+    Delete,
+    /// Disable the account.
+    Disable,
+    /// Disable, prefix the listed attributes with the date, move to `parent`.
+    DisableMove,
+}
+
+impl std::str::FromStr for DeprovisionAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(DeprovisionAction::None),
+            "delete" => Ok(DeprovisionAction::Delete),
+            "disable" => Ok(DeprovisionAction::Disable),
+            "disable_move" => Ok(DeprovisionAction::DisableMove),
+            _ => Err(format!(
+                "unknown deprovision action '{s}' (expected \"disable_move\", \"disable\", \"delete\" or \"none\")"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DeprovisionAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeprovisionAction::None => "none",
+            DeprovisionAction::Delete => "delete",
+            DeprovisionAction::Disable => "disable",
+            DeprovisionAction::DisableMove => "disable_move",
+        })
+    }
+}
+
+/// The deprovisioning policy of a step.
+#[derive(Clone, Debug)]
+pub struct Deprovision {
+    /// What to do.
+    pub action: DeprovisionAction,
+    /// Where `disable_move` puts the object.
+    pub parent: Option<String>,
+    /// Attributes whose values get a `YYYYMMDD-` prefix (frees unique values).
+    pub prefix: Vec<String>,
+}
+
+impl Default for Deprovision {
+    /// Directories are never deleted from by default: disable.
+    fn default() -> Self {
+        Deprovision {
+            action: DeprovisionAction::Disable,
+            parent: None,
+            prefix: Vec::new(),
+        }
+    }
+}
+
+/// Which source objects the step looks after.
+#[derive(Clone, Default)]
+pub struct ScopeRule {
+    /// Search base in the source (None = the connection's base).
+    pub base: Option<String>,
+    /// Search depth.
+    pub scope: Scope,
+    /// Source filter (empty = everything).
+    pub filter: String,
+    /// A further test on each entry.
+    pub filter_where: Option<Predicate>,
+}
+
+/// A complete step definition.
+#[derive(Clone)]
+pub struct StepDef {
+    /// Unique name, e.g. `hr-to-ad/users`.
+    pub name: String,
+    /// Where objects come from.
+    pub source: Arc<dyn Connector>,
+    /// Where they go.
+    pub target: Arc<dyn Connector>,
+    /// Which source objects.
+    pub scope: ScopeRule,
+    /// Join rules: (target attribute, source attribute); all must agree.
+    pub join: Vec<(String, String)>,
+    /// How to create unmatched objects (None = never create).
+    pub create: Option<CreateRule>,
+    /// Attribute flows.
+    pub flows: Vec<Flow>,
+    /// What happens to leavers.
+    pub deprovision: Deprovision,
+    /// Where target objects are looked for when joining (None = the target
+    /// connection's base).
+    pub target_base: Option<String>,
+    /// Text that changes when the rules change (so hashes are recomputed).
+    pub fingerprint: String,
+}

@@ -1,0 +1,206 @@
+//! A run of one step: plan, the deletion threshold, apply, the history
+//! record and the log file. Preview is the same pass without the writes.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::store::StateStore;
+
+use super::apply::{self, Counts, Failure, Progress};
+use super::clock;
+use super::log::RunLog;
+use super::plan::{self, Plan, PlanOptions};
+use super::rules::StepDef;
+
+/// Absolute deletion threshold: more deprovisions than this are refused.
+pub const MAX_DEPROVISIONS: usize = 500;
+/// Relative threshold: more than this percentage of the links is refused.
+pub const MAX_DEPROVISION_PERCENT: usize = 10;
+
+/// Options of a run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Compare every object, ignoring stored hashes.
+    pub full: bool,
+    /// Allow up to this many deprovisions for this run.
+    pub allow_deletes: Option<usize>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Step name.
+    pub step: String,
+    /// History id.
+    pub run_id: i64,
+    /// Counts.
+    pub counts: Counts,
+    /// Failed objects.
+    pub failures: Vec<Failure>,
+    /// Wall time.
+    pub duration_ms: u128,
+    /// The log file.
+    pub log_path: Option<String>,
+    /// "ok" or "failed".
+    pub status: String,
+}
+
+/// Why a run did not finish normally.
+#[derive(Clone, Debug)]
+pub enum RunError {
+    /// The deletion threshold refused the run; nothing was written.
+    Refused(String),
+    /// The run could not go on (source unreadable, connection lost, store).
+    Failed(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Refused(m) | RunError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The threshold verdict for a plan: `Some(reason)` when refused.
+pub fn threshold(plan: &Plan, allow_deletes: Option<usize>) -> Option<String> {
+    let n = plan.deprovision_count();
+    let over_abs = n > MAX_DEPROVISIONS;
+    let over_pct = n * 100 > plan.links_before * MAX_DEPROVISION_PERCENT;
+    if n == 0 || !(over_abs || over_pct) || allow_deletes.is_some_and(|a| a >= n) {
+        return None;
+    }
+    let why = if over_abs {
+        format!("more than {MAX_DEPROVISIONS}")
+    } else {
+        format!(
+            "more than {MAX_DEPROVISION_PERCENT} % of the {} linked objects",
+            plan.links_before
+        )
+    };
+    Some(format!(
+        "{}: refused: this run would deprovision {n} objects ({why}); nothing was written. \
+         An empty or truncated source is the usual cause; check it, then allow it with run(#{{ allow_deletes: {n} }})",
+        plan.step
+    ))
+}
+
+/// Plans the step without writing anything anywhere.
+pub async fn preview(
+    step: &StepDef,
+    store: &dyn StateStore,
+    opts: RunOptions,
+) -> Result<Plan, RunError> {
+    plan::plan(
+        step,
+        store,
+        PlanOptions {
+            full: opts.full,
+            today_ms: clock::now_ms(),
+        },
+    )
+    .await
+    .map_err(|m| RunError::Failed(format!("{}: {m}", step.name)))
+}
+
+/// Runs the step: plan, threshold, apply; records history and a log file.
+pub async fn run(
+    step: &StepDef,
+    store: &dyn StateStore,
+    logs_dir: Option<&std::path::Path>,
+    opts: RunOptions,
+    progress: &dyn Progress,
+) -> Result<Report, RunError> {
+    let started = Instant::now();
+    let started_ms = clock::now_ms();
+    let mut log = match logs_dir {
+        Some(d) => RunLog::create(d, &step.name, started_ms).map_err(|e| {
+            RunError::Failed(format!(
+                "{}: cannot create the run log in {}: {e}",
+                step.name,
+                d.display()
+            ))
+        })?,
+        None => RunLog::none(),
+    };
+    let log_path = log.path().map(|p| p.display().to_string());
+    let run_id = store
+        .start_run(&step.name, "step", log_path.as_deref())
+        .map_err(|e| RunError::Failed(e.to_string()))?;
+    log.line(&format!(
+        "start step {} (run {run_id}): {} -> {}{}",
+        step.name,
+        step.source.describe(),
+        step.target.describe(),
+        if opts.full { ", full" } else { "" }
+    ));
+    let finish = |status: &str, counts: &Counts, msg: Option<&str>| {
+        let _ = store.finish_run(run_id, status, &counts_json(counts), msg);
+    };
+    let plan = match plan::plan(
+        step,
+        store,
+        PlanOptions {
+            full: opts.full,
+            today_ms: started_ms,
+        },
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(m) => {
+            let m = format!("{}: {m}", step.name);
+            log.line(&format!("FAILED {m}"));
+            finish("failed", &Counts::default(), Some(&m));
+            return Err(RunError::Failed(m));
+        }
+    };
+    log.line(&format!(
+        "planned: {} source objects, {} to write, {} unchanged, {} to deprovision",
+        plan.source_count,
+        plan.items.len(),
+        plan.unchanged,
+        plan.deprovision_count()
+    ));
+    if let Some(why) = threshold(&plan, opts.allow_deletes) {
+        log.line(&format!("REFUSED {why}"));
+        finish("refused", &Counts::default(), Some(&why));
+        return Err(RunError::Refused(why));
+    }
+    let result = apply::apply(step, &plan, store, &mut log, progress).await;
+    let (counts, failures, fatal) = match result {
+        Ok((c, f)) => (c, f, None),
+        Err((c, f, m)) => (c, f, Some(m)),
+    };
+    let status = if fatal.is_some() || counts.failed > 0 {
+        "failed"
+    } else {
+        "ok"
+    };
+    log.line(&format!(
+        "end: created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, unchanged {}, failed {} ({status})",
+        counts.created, counts.updated, counts.renamed, counts.moved, counts.joined, counts.deprovisioned, counts.unchanged, counts.failed
+    ));
+    finish(status, &counts, fatal.as_deref());
+    if let Some(m) = fatal {
+        return Err(RunError::Failed(format!("{}: {m}", step.name)));
+    }
+    Ok(Report {
+        step: step.name.clone(),
+        run_id,
+        counts,
+        failures,
+        duration_ms: started.elapsed().as_millis(),
+        log_path,
+        status: status.into(),
+    })
+}
+
+/// Counts as stored in the history.
+pub fn counts_json(c: &Counts) -> serde_json::Value {
+    json!({
+        "created": c.created, "updated": c.updated, "renamed": c.renamed, "moved": c.moved,
+        "joined": c.joined, "deprovisioned": c.deprovisioned, "unchanged": c.unchanged, "failed": c.failed,
+    })
+}
