@@ -210,8 +210,59 @@ fn attribute_union<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Stri
     names
 }
 
-/// Map keys in first-seen order across `maps`.
+/// Keys that idsync's own maps use, in the order a reader wants them
+/// (Rhai maps are sorted by key, which puts "created" before "id").
+const PREFERRED_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "step",
+    "kind",
+    "status",
+    "op",
+    "object",
+    "attribute",
+    "old",
+    "new",
+    "rule",
+    "run_id",
+    "started",
+    "finished",
+    "created",
+    "updated",
+    "renamed",
+    "moved",
+    "joined",
+    "deprovisioned",
+    "unchanged",
+    "failed",
+    "duration_ms",
+    "source_anchor",
+    "target_anchor",
+    "target_dn",
+    "url",
+    "bind_dn",
+    "base",
+    "password",
+    "message",
+    "errors",
+    "log",
+];
+
+/// Map keys across `maps`: known keys in [`PREFERRED_KEYS`] order, then the
+/// rest in first-seen order.
 fn key_union<'a>(maps: impl IntoIterator<Item = &'a Map>) -> Vec<String> {
+    let mut keys = seen_keys(maps);
+    keys.sort_by_key(|k| {
+        PREFERRED_KEYS
+            .iter()
+            .position(|p| p == k)
+            .unwrap_or(usize::MAX)
+    });
+    keys
+}
+
+/// Map keys in first-seen order across `maps`.
+fn seen_keys<'a>(maps: impl IntoIterator<Item = &'a Map>) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for m in maps {
         for k in m.keys() {
@@ -584,9 +635,12 @@ fn map_record(m: &Map, opts: &RenderOptions) -> String {
     if m.is_empty() {
         return "#{}".into();
     }
-    let lines: Vec<_> = m
-        .iter()
-        .map(|(k, v)| (k.to_string(), vec![compact(v)]))
+    let lines: Vec<_> = key_union([m])
+        .into_iter()
+        .map(|k| {
+            let v = m.get(k.as_str()).map(compact).unwrap_or_default();
+            (k, vec![v])
+        })
         .collect();
     record(&lines, opts)
 }
