@@ -3,8 +3,11 @@
 //! treat them alike. Reads stream entries into a sink, so a whole directory
 //! is never held in memory.
 
+pub mod csv;
 pub mod error;
+pub mod file;
 pub mod ldap;
+pub mod ldif;
 
 use async_trait::async_trait;
 

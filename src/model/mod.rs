@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod dn;
 pub mod entry;
+pub mod filter;
 pub mod secret;
 pub mod value;
 

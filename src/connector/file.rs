@@ -1,0 +1,647 @@
+//! What the file connectors (CSV, LDIF) share: an ordered in-memory table
+//! of entries indexed by key, the lock around it, batch mode, the atomic
+//! file write, and LDAP-like modify semantics.
+//!
+//! Outside a batch every write is persisted at once: the change is made on
+//! a copy of the table, the copy is written with [`atomic_write`], and only
+//! then does it replace the table, so a failed write changes nothing. In a
+//! batch ([`FileStore::begin_batch`]) writes stay in memory until
+//! [`FileStore::flush`]. A file that does not exist yet reads as empty and
+//! is created on the first write.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::connector::{Change, Error, Result, TestReport};
+use crate::model::{Entry, Value};
+
+/// Entries in file order, found by key without regard to case.
+///
+/// Slots are stable for the table's lifetime (a removed entry leaves an
+/// empty slot), so callers may keep slot numbers in their own indexes.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    slots: Vec<Option<(String, Entry)>>,
+    index: HashMap<String, Vec<usize>>,
+    live: usize,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Appends `entry` under `key`; returns its slot.
+    pub fn insert(&mut self, key: String, entry: Entry) -> usize {
+        let slot = self.slots.len();
+        self.index.entry(key.to_lowercase()).or_default().push(slot);
+        self.slots.push(Some((key, entry)));
+        self.live += 1;
+        slot
+    }
+
+    /// The slot whose key is exactly `key`.
+    pub fn find_exact(&self, key: &str) -> Option<usize> {
+        self.find_ci(key)
+            .iter()
+            .copied()
+            .find(|&s| self.key(s) == Some(key))
+    }
+
+    /// The slots whose key equals `key` ignoring case.
+    pub fn find_ci(&self, key: &str) -> &[usize] {
+        self.index
+            .get(&key.to_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The key of a slot.
+    pub fn key(&self, slot: usize) -> Option<&str> {
+        self.slots.get(slot)?.as_ref().map(|(k, _)| k.as_str())
+    }
+
+    /// The entry in a slot.
+    pub fn get(&self, slot: usize) -> Option<&Entry> {
+        self.slots.get(slot)?.as_ref().map(|(_, e)| e)
+    }
+
+    /// The entry in a slot, to change in place (its key stays).
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Entry> {
+        self.slots.get_mut(slot)?.as_mut().map(|(_, e)| e)
+    }
+
+    /// Gives a slot a new key, keeping its place in the order.
+    pub fn rekey(&mut self, slot: usize, key: String) {
+        let Some(Some((old, _))) = self.slots.get(slot) else {
+            return;
+        };
+        let old = old.to_lowercase();
+        self.unindex(&old, slot);
+        self.index.entry(key.to_lowercase()).or_default().push(slot);
+        if let Some(Some((k, _))) = self.slots.get_mut(slot) {
+            *k = key;
+        }
+    }
+
+    /// Removes the entry in a slot.
+    pub fn remove(&mut self, slot: usize) -> Option<Entry> {
+        let (key, entry) = self.slots.get_mut(slot)?.take()?;
+        self.unindex(&key.to_lowercase(), slot);
+        self.live -= 1;
+        Some(entry)
+    }
+
+    fn unindex(&mut self, lower: &str, slot: usize) {
+        if let Some(v) = self.index.get_mut(lower) {
+            v.retain(|&s| s != slot);
+            if v.is_empty() {
+                self.index.remove(lower);
+            }
+        }
+    }
+
+    /// Slots and entries in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|(_, e)| (i, e)))
+    }
+
+    /// Entries in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.iter().map(|(_, e)| e)
+    }
+}
+
+/// The table plus format-specific data (the CSV header, the LDIF anchor
+/// index) that a write may change too.
+#[derive(Clone, Debug)]
+pub struct Data<M> {
+    /// The entries.
+    pub table: Table,
+    /// Format-specific state.
+    pub meta: M,
+}
+
+/// Turns the data into the file's bytes.
+pub type Render<M> = fn(&Data<M>, &str) -> Result<Vec<u8>>;
+
+struct State<M> {
+    data: Data<M>,
+    batch: bool,
+    dirty: bool,
+}
+
+/// A file held in memory behind a lock, written back atomically.
+pub struct FileStore<M> {
+    path: PathBuf,
+    label: String,
+    state: Mutex<State<M>>,
+    render: Render<M>,
+}
+
+impl<M: Clone> FileStore<M> {
+    /// Wraps loaded data; `label` names the file in messages.
+    pub fn new(path: PathBuf, label: String, data: Data<M>, render: Render<M>) -> FileStore<M> {
+        FileStore {
+            path,
+            label,
+            state: Mutex::new(State {
+                data,
+                batch: false,
+                dirty: false,
+            }),
+            render,
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file as named in messages (the path as the user gave it).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State<M>>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::Other(format!("{}: internal lock poisoned", self.label)))
+    }
+
+    /// Runs `f` on the data for reading.
+    pub fn read<R>(&self, f: impl FnOnce(&Data<M>) -> R) -> Result<R> {
+        Ok(f(&self.lock()?.data))
+    }
+
+    /// Runs a change. In a batch it is applied in memory (so `f` must check
+    /// everything before it changes anything); otherwise it is applied to a
+    /// copy that is written to the file and kept only if the write works.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Data<M>) -> Result<R>) -> Result<R> {
+        let mut st = self.lock()?;
+        if st.batch {
+            let r = f(&mut st.data)?;
+            st.dirty = true;
+            return Ok(r);
+        }
+        let mut copy = st.data.clone();
+        let r = f(&mut copy)?;
+        let bytes = (self.render)(&copy, &self.label)?;
+        atomic_write(&self.path, &bytes)?;
+        st.data = copy;
+        st.dirty = false;
+        Ok(r)
+    }
+
+    /// Starts a batch: writes stay in memory until [`FileStore::flush`].
+    pub fn begin_batch(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.batch = true;
+        }
+    }
+
+    /// True inside a batch.
+    pub fn in_batch(&self) -> bool {
+        self.state.lock().map(|s| s.batch).unwrap_or(false)
+    }
+
+    /// Writes what a batch changed and ends the batch. When the write fails
+    /// the batch stays open with its changes, so flushing again can retry.
+    pub fn flush(&self) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.dirty {
+            let bytes = (self.render)(&st.data, &self.label)?;
+            atomic_write(&self.path, &bytes)?;
+            st.dirty = false;
+        }
+        st.batch = false;
+        Ok(())
+    }
+
+    /// Writes the file now, changed or not.
+    pub fn save(&self) -> Result<()> {
+        let mut st = self.lock()?;
+        let bytes = (self.render)(&st.data, &self.label)?;
+        atomic_write(&self.path, &bytes)?;
+        st.dirty = false;
+        Ok(())
+    }
+
+    /// A test report for the file: reachable when it exists and can be read.
+    pub fn test_report(&self, kind: &str) -> Result<TestReport> {
+        let count = self.read(|d| d.table.len())?;
+        let mut r = TestReport {
+            vendor: format!("{kind} file"),
+            flavor: kind.to_string(),
+            bind_identity: "n/a (file)".into(),
+            ..TestReport::default()
+        };
+        r.details.push(("path".into(), shown_path(&self.path)));
+        match std::fs::File::open(&self.path) {
+            Ok(_) => {
+                r.reachable = true;
+                r.bound = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                r.details.push((
+                    "status".into(),
+                    "does not exist yet (it is created on the first write)".into(),
+                ));
+            }
+            Err(e) => r
+                .details
+                .push(("error".into(), format!("{}: {e}", self.label))),
+        }
+        r.details.push(("entries".into(), count.to_string()));
+        Ok(r)
+    }
+}
+
+/// The absolute form of a path for profiles and reports (as given when it
+/// cannot be made absolute).
+pub fn shown_path(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Reads a file; `None` when it does not exist. A UTF-8 byte order mark
+/// is dropped.
+pub fn read_file(path: &Path, label: &str) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(mut bytes) => {
+            if bytes.starts_with(&[0xef, 0xbb, 0xbf]) {
+                bytes.drain(..3);
+            }
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Other(format!("{label}: cannot read: {e}"))),
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash at any point leaves either
+/// the old file or the new one, never half a file: writes `path.tmp-<pid>`
+/// in the same directory, syncs it, renames it over `path` and syncs the
+/// directory. An existing file's permissions are kept; a symlink is
+/// followed, so the file it points to is replaced.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |what: &str, e: std::io::Error| {
+        Error::Other(format!("{}: cannot {what}: {e}", path.display()))
+    };
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(path).map_err(|e| fail("resolve the symlink", e))?
+        }
+        _ => path.to_path_buf(),
+    };
+    let Some(name) = target.file_name() else {
+        return Err(Error::usage(format!("{}: not a file name", path.display())));
+    };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let perms = std::fs::metadata(&target).ok().map(|m| m.permissions());
+    let written = write_tmp(&tmp, bytes, perms)
+        .and_then(|()| std::fs::rename(&tmp, &target).map_err(|e| ("replace the file", e)));
+    if let Err((what, e)) = written {
+        // remove_file never removes a directory that was in the way.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(&format!("{what} ({})", tmp.display()), e));
+    }
+    sync_dir(&dir).map_err(|e| fail("sync the directory", e))
+}
+
+/// Writes, keeps permissions and syncs the temp file; the error says
+/// which step failed.
+fn write_tmp(
+    tmp: &Path,
+    bytes: &[u8],
+    perms: Option<std::fs::Permissions>,
+) -> std::result::Result<(), (&'static str, std::io::Error)> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(|e| ("create the temp file", e))?;
+    f.write_all(bytes).map_err(|e| ("write the temp file", e))?;
+    if let Some(p) = perms {
+        f.set_permissions(p)
+            .map_err(|e| ("keep the file's permissions", e))?;
+    }
+    f.sync_all().map_err(|e| ("sync the temp file", e))
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// True when two values are the same for a directory: text ignoring case,
+/// binary byte for byte.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Text(x), Value::Text(y)) => x == y || x.to_lowercase() == y.to_lowercase(),
+        _ => a.as_bytes() == b.as_bytes(),
+    }
+}
+
+/// Applies one change with LDAP semantics: Replace sets the values (none
+/// removes the attribute), Add adds those not yet present, Delete removes
+/// the given values or, with none, the attribute. Adding a present value
+/// or deleting an absent one is not an error (files have no schema to
+/// enforce that). `name` is the attribute name to store under when the
+/// attribute is new (lets CSV keep the header's spelling).
+pub fn apply_change(entry: &mut Entry, change: &Change, name: &str) {
+    match change {
+        Change::Replace(_, values) => {
+            let mut out: Vec<Value> = Vec::new();
+            for v in values {
+                if !out.iter().any(|o| same_value(o, v)) {
+                    out.push(v.clone());
+                }
+            }
+            let existing = entry.attr(name).map(|a| a.name.clone());
+            set_keeping_place(entry, existing.as_deref().unwrap_or(name), out);
+        }
+        Change::Add(_, values) => {
+            let mut add: Vec<Value> = Vec::new();
+            for v in values {
+                let present = entry.values(name).iter().any(|o| same_value(o, v))
+                    || add.iter().any(|o| same_value(o, v));
+                if !present {
+                    add.push(v.clone());
+                }
+            }
+            if !add.is_empty() {
+                entry.push(name, add);
+            }
+        }
+        Change::Delete(_, values) => {
+            let Some(attr) = entry.attr(name) else { return };
+            let attr_name = attr.name.clone();
+            let kept: Vec<Value> = if values.is_empty() {
+                Vec::new()
+            } else {
+                attr.values
+                    .iter()
+                    .filter(|v| !values.iter().any(|d| same_value(v, d)))
+                    .cloned()
+                    .collect()
+            };
+            set_keeping_place(entry, &attr_name, kept);
+        }
+    }
+}
+
+/// Like [`Entry::set`], but an attribute that stays keeps its position.
+fn set_keeping_place(entry: &mut Entry, name: &str, values: Vec<Value>) {
+    if values.is_empty() || !entry.has(name) {
+        entry.set(name, values);
+        return;
+    }
+    let mut rebuilt = Entry::new(entry.dn.clone());
+    rebuilt.anchor = entry.anchor.clone();
+    let mut values = Some(values);
+    for a in entry.attributes() {
+        if a.name.eq_ignore_ascii_case(name) {
+            if let Some(v) = values.take() {
+                rebuilt.push(&a.name, v);
+            }
+        } else {
+            rebuilt.push(&a.name, a.values.iter().cloned());
+        }
+    }
+    *entry = rebuilt;
+}
+
+/// The entry with only the requested attributes (`None` or `*` = all,
+/// `1.1` = none), names matched without regard to case.
+pub fn project(entry: &Entry, attrs: Option<&[String]>) -> Entry {
+    let Some(want) = attrs else {
+        return entry.clone();
+    };
+    if want.iter().any(|a| a == "*") {
+        return entry.clone();
+    }
+    let mut out = Entry::new(entry.dn.clone());
+    out.anchor = entry.anchor.clone();
+    for a in entry.attributes() {
+        if want.iter().any(|w| w.eq_ignore_ascii_case(&a.name)) {
+            out.push(&a.name, a.values.iter().cloned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    #[test]
+    fn table_keeps_order_and_finds_by_key() {
+        let mut t = Table::new();
+        t.insert("E1".into(), Entry::new("E1"));
+        t.insert("e1".into(), Entry::new("e1"));
+        t.insert("E2".into(), Entry::new("E2"));
+        assert_eq!(t.find_exact("e1"), Some(1));
+        assert_eq!(t.find_ci("E1").len(), 2);
+        assert_eq!(t.remove(0).map(|e| e.dn), Some("E1".to_string()));
+        assert_eq!(t.find_ci("E1"), &[1]);
+        t.rekey(2, "E3".into());
+        assert_eq!(t.find_exact("E3"), Some(2));
+        assert!(t.find_ci("e2").is_empty());
+        let order: Vec<&str> = t.entries().map(|e| e.dn.as_str()).collect();
+        assert_eq!(order, ["e1", "E2"]);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn modify_semantics() {
+        let mut e = Entry::new("x");
+        e.push("cn", [text("a")]);
+        e.push("mail", [text("a@x"), text("b@x")]);
+        e.push("sn", [text("s")]);
+        apply_change(
+            &mut e,
+            &Change::Add("MAIL".into(), vec![text("A@X"), text("c@x")]),
+            "MAIL",
+        );
+        assert_eq!(e.values("mail").len(), 3);
+        apply_change(
+            &mut e,
+            &Change::Delete("mail".into(), vec![text("B@x")]),
+            "mail",
+        );
+        assert_eq!(e.values("mail"), &[text("a@x"), text("c@x")]);
+        apply_change(
+            &mut e,
+            &Change::Replace("mail".into(), vec![text("z@x")]),
+            "mail",
+        );
+        assert_eq!(e.attributes()[1].name, "mail");
+        assert_eq!(e.values("mail"), &[text("z@x")]);
+        apply_change(&mut e, &Change::Delete("mail".into(), vec![]), "mail");
+        assert!(!e.has("mail"));
+        apply_change(
+            &mut e,
+            &Change::Delete("nothing".into(), vec![text("1")]),
+            "nothing",
+        );
+        apply_change(&mut e, &Change::Replace("title".into(), vec![]), "title");
+        assert!(!e.has("title"));
+        apply_change(
+            &mut e,
+            &Change::Add("title".into(), vec![text("T")]),
+            "Title",
+        );
+        assert_eq!(
+            e.attributes().last().map(|a| a.name.as_str()),
+            Some("Title")
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.txt");
+        atomic_write(&path, b"one").expect("first write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        }
+        atomic_write(&path, b"two").expect("second write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o640);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn failed_atomic_write_keeps_old_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keep.txt");
+        std::fs::write(&path, b"old").expect("seed");
+        // Something in the way of the temp file makes the write fail (a
+        // read-only directory would not stop root).
+        let blocker = dir
+            .path()
+            .join(format!("keep.txt.tmp-{}", std::process::id()));
+        std::fs::create_dir(&blocker).expect("blocker");
+        let err = atomic_write(&path, b"new").expect_err("must fail");
+        assert!(err.to_string().contains("keep.txt"), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), b"old");
+        assert!(blocker.is_dir());
+        // A missing directory fails cleanly too.
+        let missing = dir.path().join("no/such/dir/f.txt");
+        assert!(atomic_write(&missing, b"x").is_err());
+    }
+
+    #[test]
+    fn atomic_write_follows_symlinks() {
+        #[cfg(unix)]
+        {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let real = dir.path().join("real.txt");
+            let link = dir.path().join("link.txt");
+            std::fs::write(&real, b"old").expect("seed");
+            std::os::unix::fs::symlink(&real, &link).expect("symlink");
+            atomic_write(&link, b"new").expect("write");
+            assert!(
+                std::fs::symlink_metadata(&link)
+                    .expect("meta")
+                    .file_type()
+                    .is_symlink()
+            );
+            assert_eq!(std::fs::read(&real).expect("read"), b"new");
+        }
+    }
+
+    fn render(d: &Data<()>, _: &str) -> Result<Vec<u8>> {
+        Ok(d.table
+            .entries()
+            .map(|e| e.dn.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes())
+    }
+
+    #[test]
+    fn batch_writes_nothing_until_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.txt");
+        let data = Data {
+            table: Table::new(),
+            meta: (),
+        };
+        let store = FileStore::new(path.clone(), "t.txt".into(), data, render);
+        store
+            .write(|d| {
+                d.table.insert("a".into(), Entry::new("a"));
+                Ok(())
+            })
+            .expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"a");
+        store.begin_batch();
+        assert!(store.in_batch());
+        store
+            .write(|d| {
+                d.table.insert("b".into(), Entry::new("b"));
+                Ok(())
+            })
+            .expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"a");
+        store.flush().expect("flush");
+        assert!(!store.in_batch());
+        assert_eq!(std::fs::read(&path).expect("read"), b"a\nb");
+        // A failing change outside a batch changes nothing.
+        let r: Result<()> = store.write(|d| {
+            d.table.insert("c".into(), Entry::new("c"));
+            Err(Error::usage("no"))
+        });
+        assert!(r.is_err());
+        assert_eq!(store.read(|d| d.table.len()).expect("read"), 2);
+    }
+}
