@@ -126,6 +126,16 @@ pub trait Connector: Send + Sync {
         Err(self.unsupported("create"))
     }
 
+    /// Creates an entry and returns only its anchor (cheaper than
+    /// [`Connector::create`] where the server can say it in the reply).
+    async fn create_anchor(
+        &self,
+        dn: &str,
+        attrs: &[(String, Vec<Value>)],
+    ) -> Result<Option<String>> {
+        Ok(self.create(dn, attrs).await?.anchor)
+    }
+
     /// Applies attribute changes to the entry named by `identity`.
     async fn modify(&self, _identity: &str, _changes: &[Change]) -> Result<()> {
         Err(self.unsupported("modify"))

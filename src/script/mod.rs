@@ -57,6 +57,16 @@ pub struct Session {
 
 /// Builds the engine with every idsync binding.
 pub fn engine() -> Engine {
+    // Fixed hashing seeds: Rhai names each closure after a hash of its body,
+    // and sync step fingerprints (stored with each link) include those
+    // names; with ahash's per-process random seeds every run would look
+    // like a rule change and recompare every object.
+    let _ = rhai::config::hashing::set_hashing_seed(Some([
+        0x6964_7379_6e63_0001,
+        0x6964_7379_6e63_0002,
+        0x6964_7379_6e63_0003,
+        0x6964_7379_6e63_0004,
+    ]));
     let mut engine = Engine::new();
     engine.set_max_expr_depths(256, 256);
     engine

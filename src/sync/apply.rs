@@ -1,4 +1,4 @@
-//! Executing a plan: the writes, in plan order, with links stored in
+//! Executing a plan: the writes, several in flight, with links stored in
 //! batches after the target has the data (so a crash never leaves a link
 //! to a write that did not happen). One object's failure is logged and the
 //! run goes on; it is retried next run because its link or hash is not
@@ -73,6 +73,25 @@ fn already_exists(e: &CError) -> bool {
     e.code() == Some(68) || e.to_string().contains("already exists")
 }
 
+/// How many objects are written at once (requests in flight on the
+/// target connection; the server works on them in parallel).
+pub const IN_FLIGHT: usize = 8;
+
+/// What writing one object did.
+#[derive(Default)]
+struct Outcome {
+    created: bool,
+    updated: bool,
+    renamed: bool,
+    moved: bool,
+    joined: bool,
+    deprovisioned: bool,
+    unchanged: bool,
+    put: Option<Link>,
+    remove: Option<String>,
+    lines: Vec<String>,
+}
+
 /// Applies `plan`; returns counts and failures. A lost connection or a
 /// store failure ends the run with an error (after committing what was done).
 pub async fn apply(
@@ -82,6 +101,8 @@ pub async fn apply(
     log: &mut RunLog,
     progress: &dyn Progress,
 ) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, String)> {
+    use futures::stream::{self, StreamExt};
+
     let mut counts = Counts {
         unchanged: plan.unchanged,
         ..Counts::default()
@@ -89,13 +110,29 @@ pub async fn apply(
     let mut failures = Vec::new();
     let mut put: Vec<Link> = Vec::new();
     let mut remove: Vec<String> = Vec::new();
-    let target = &step.target;
-    target.begin_batch();
+    step.target.begin_batch();
     let total = plan.items.len();
     let mut fatal: Option<String> = None;
-    for (i, item) in plan.items.iter().enumerate() {
-        match apply_one(step, item, &mut counts, &mut put, &mut remove, log).await {
-            Ok(()) => {}
+    let mut done = 0usize;
+    let mut results = stream::iter(plan.items.iter().map(|item| apply_one(step, item)))
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(result) = results.next().await {
+        done += 1;
+        match result {
+            Ok(o) => {
+                for l in &o.lines {
+                    log.line(l);
+                }
+                counts.created += o.created as usize;
+                counts.updated += o.updated as usize;
+                counts.renamed += o.renamed as usize;
+                counts.moved += o.moved as usize;
+                counts.joined += o.joined as usize;
+                counts.deprovisioned += o.deprovisioned as usize;
+                counts.unchanged += o.unchanged as usize;
+                put.extend(o.put);
+                remove.extend(o.remove);
+            }
             Err((object, e)) => {
                 counts.failed += 1;
                 log.line(&format!("FAILED {object}: {e}"));
@@ -104,19 +141,22 @@ pub async fn apply(
                     cause: e.to_string(),
                 });
                 if is_connection_lost(&e) {
-                    fatal = Some(format!("stopped after {} of {total} objects: {e}", i + 1));
+                    fatal = Some(format!("stopped after {done} of {total} objects: {e}"));
                     break;
                 }
             }
         }
-        if (i + 1) % COMMIT_EVERY == 0 {
+        if put.len() + remove.len() >= COMMIT_EVERY {
             if let Err(m) = commit(step, store, &mut put, &mut remove).await {
                 fatal = Some(m);
                 break;
             }
         }
-        progress.tick(i + 1, total);
+        progress.tick(done, total);
     }
+    // Writes still in flight when the run stopped are abandoned: their
+    // objects are planned again next run (and adopted if they landed).
+    drop(results);
     if let Err(m) = commit(step, store, &mut put, &mut remove).await {
         fatal.get_or_insert(m);
     }
@@ -167,14 +207,8 @@ fn link(item: &Item, target_anchor: &str, target_dn: &str) -> Link {
     }
 }
 
-async fn apply_one(
-    step: &StepDef,
-    item: &Item,
-    counts: &mut Counts,
-    put: &mut Vec<Link>,
-    remove: &mut Vec<String>,
-    log: &mut RunLog,
-) -> Result<(), (String, CError)> {
+async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CError)> {
+    let mut o = Outcome::default();
     let target = &step.target;
     match &item.action {
         Action::Error { message } => {
@@ -193,10 +227,11 @@ async fn apply_one(
             match target.create(dn, &list).await {
                 Ok(e) => {
                     let anchor = e.anchor.clone().unwrap_or_else(|| e.dn.clone());
-                    log.line(&format!("create {} (source {})", e.dn, item.source_dn));
-                    put.push(link(item, &anchor, &e.dn));
-                    counts.created += 1;
-                    Ok(())
+                    o.lines
+                        .push(format!("create {} (source {})", e.dn, item.source_dn));
+                    o.put = Some(link(item, &anchor, &e.dn));
+                    o.created = true;
+                    Ok(o)
                 }
                 Err(err) if already_exists(&err) => {
                     // A crash after the write but before the link: adopt the object.
@@ -228,13 +263,13 @@ async fn apply_one(
                             .map_err(|e| (t.dn.clone(), e))?;
                     }
                     let anchor = t.anchor.clone().unwrap_or_else(|| t.dn.clone());
-                    log.line(&format!(
+                    o.lines.push(format!(
                         "adopt {} (it already existed; source {})",
                         t.dn, item.source_dn
                     ));
-                    put.push(link(item, &anchor, &t.dn));
-                    counts.created += 1;
-                    Ok(())
+                    o.put = Some(link(item, &anchor, &t.dn));
+                    o.created = true;
+                    Ok(o)
                 }
                 Err(err) => Err((dn.clone(), err)),
             }
@@ -247,15 +282,8 @@ async fn apply_one(
             joined,
         } => {
             let mut dn = target_dn.clone();
-            if !changes.is_empty() {
-                target
-                    .modify(&dn, &changes_of(changes))
-                    .await
-                    .map_err(|e| (dn.clone(), e))?;
-                let attrs: Vec<&str> = changes.iter().map(|c| c.attr.as_str()).collect();
-                log.line(&format!("update {dn}: {}", attrs.join(", ")));
-                counts.updated += 1;
-            }
+            // Rename and move first: a flow of the naming attribute (cn) can only be
+            // written once the RDN carries the new value.
             if let Some(want) = new_dn {
                 let (cur, new) = (Dn::parse(&dn).ok(), Dn::parse(want).ok());
                 if let (Some(cur), Some(new)) = (cur, new) {
@@ -265,8 +293,8 @@ async fn apply_one(
                     );
                     if !dn_eq(&cr, &nr) {
                         dn = target.rename(&dn, &nr).await.map_err(|e| (dn.clone(), e))?;
-                        log.line(&format!("rename {} -> {dn}", cur));
-                        counts.renamed += 1;
+                        o.lines.push(format!("rename {} -> {dn}", cur));
+                        o.renamed = true;
                     }
                     let (cp, np) = (cur.parent().to_string(), new.parent().to_string());
                     if !dn_eq(&cp, &np) {
@@ -275,20 +303,30 @@ async fn apply_one(
                             .move_to(&dn, &np)
                             .await
                             .map_err(|e| (before.clone(), e))?;
-                        log.line(&format!("move {before} -> {dn}"));
-                        counts.moved += 1;
+                        o.lines.push(format!("move {before} -> {dn}"));
+                        o.moved = true;
                     }
                 }
             }
+            if !changes.is_empty() {
+                target
+                    .modify(&dn, &changes_of(changes))
+                    .await
+                    .map_err(|e| (dn.clone(), e))?;
+                let attrs: Vec<&str> = changes.iter().map(|c| c.attr.as_str()).collect();
+                o.lines.push(format!("update {dn}: {}", attrs.join(", ")));
+                o.updated = true;
+            }
             if *joined {
-                log.line(&format!("join {dn} (source {})", item.source_dn));
-                counts.joined += 1;
+                o.lines
+                    .push(format!("join {dn} (source {})", item.source_dn));
+                o.joined = true;
             }
             if changes.is_empty() && new_dn.is_none() && !*joined {
-                counts.unchanged += 1;
+                o.unchanged = true;
             }
-            put.push(link(item, target_anchor, &dn));
-            Ok(())
+            o.put = Some(link(item, target_anchor, &dn));
+            Ok(o)
         }
         Action::Deprovision {
             target_anchor,
@@ -330,10 +368,10 @@ async fn apply_one(
                     }
                 }
             }
-            log.line(&format!("deprovision {target_dn} ({how})"));
-            counts.deprovisioned += 1;
-            remove.push(item.source_anchor.clone());
-            Ok(())
+            o.lines.push(format!("deprovision {target_dn} ({how})"));
+            o.deprovisioned = true;
+            o.remove = Some(item.source_anchor.clone());
+            Ok(o)
         }
     }
 }

@@ -234,6 +234,14 @@ impl Connector for LdapConnector {
         write::create(self, dn, attrs).await
     }
 
+    async fn create_anchor(
+        &self,
+        dn: &str,
+        attrs: &[(String, Vec<Value>)],
+    ) -> Result<Option<String>> {
+        write::create_anchor(self, dn, attrs).await
+    }
+
     async fn modify(&self, identity: &str, changes: &[Change]) -> Result<()> {
         write::modify(self, identity, changes).await
     }

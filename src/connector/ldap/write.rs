@@ -12,6 +12,9 @@ use crate::connector::{Change, Error, Result, Scope, SearchQuery};
 use crate::model::dn::{Dn, dn_eq, dn_escape};
 use crate::model::{Entry, Value};
 
+/// RFC 4527 Post-Read control.
+const POST_READ_OID: &str = "1.3.6.1.1.13.2";
+
 fn set_of(values: &[Value]) -> HashSet<Vec<u8>> {
     values.iter().map(|v| v.as_bytes().to_vec()).collect()
 }
@@ -26,6 +29,36 @@ fn check_dn(dn: &str) -> Result<Dn> {
 
 /// Adds an entry and returns it as the server stored it.
 pub async fn create(c: &LdapConnector, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+    add(c, dn, attrs, false).await?;
+    read::get(c, dn, None)
+        .await?
+        .ok_or_else(|| Error::object(dn, "created, but the server does not return it", None))
+}
+
+/// Adds an entry and returns its anchor: from the Post-Read control
+/// (RFC 4527) in the add reply when the server offers it, else by reading
+/// back just the anchor attribute.
+pub async fn create_anchor(
+    c: &LdapConnector,
+    dn: &str,
+    attrs: &[(String, Vec<Value>)],
+) -> Result<Option<String>> {
+    if let Some(anchor) = add(c, dn, attrs, true).await? {
+        return Ok(Some(anchor));
+    }
+    let anchor = c.anchor_attr().to_string();
+    Ok(read::get(c, dn, Some(vec![anchor]))
+        .await?
+        .and_then(|e| e.anchor))
+}
+
+/// Sends the add; with `post_read`, asks for the anchor in the reply.
+async fn add(
+    c: &LdapConnector,
+    dn: &str,
+    attrs: &[(String, Vec<Value>)],
+    post_read: bool,
+) -> Result<Option<String>> {
     check_dn(dn)?;
     if attrs.is_empty() {
         return Err(Error::usage(format!(
@@ -38,6 +71,10 @@ pub async fn create(c: &LdapConnector, dn: &str, attrs: &[(String, Vec<Value>)])
         .map(|(n, v)| (n.as_bytes().to_vec(), set_of(v)))
         .collect();
     let mut ldap = c.handle().await?;
+    let post_read = post_read && c.root_dse().supports_control(POST_READ_OID);
+    if post_read {
+        ldap.with_controls(ldap3::controls::PostRead::new(vec![c.anchor_attr()]));
+    }
     let res = ldap
         .add(dn, add)
         .await
@@ -45,9 +82,29 @@ pub async fn create(c: &LdapConnector, dn: &str, attrs: &[(String, Vec<Value>)])
     if res.rc != 0 {
         return Err(result::op_error(dn, &res));
     }
-    read::get(c, dn, None)
-        .await?
-        .ok_or_else(|| Error::object(dn, "created, but the server does not return it", None))
+    if !post_read {
+        return Ok(None);
+    }
+    for ctrl in &res.ctrls {
+        if matches!(ctrl.0, Some(ldap3::controls::ControlType::PostReadResp)) {
+            let raw = &ctrl.1;
+            // ldap3's control parser panics on malformed data: guard it.
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                raw.val
+                    .as_ref()
+                    .map(|_| raw.parse::<ldap3::controls::PostReadResp>())
+            }));
+            if let Ok(Some(resp)) = parsed {
+                let se = ldap3::SearchEntry {
+                    dn: dn.to_string(),
+                    attrs: resp.attrs,
+                    bin_attrs: resp.bin_attrs,
+                };
+                return Ok(read::to_entry(se, c.anchor_attr(), None).anchor);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Applies replace / add / delete changes.
