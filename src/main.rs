@@ -79,6 +79,7 @@ fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    idsync::shell::output::install_show(cli.format);
     if let Some(code) = cli.command {
         let mut args = cli.args;
         if let Some(f) = cli.file {

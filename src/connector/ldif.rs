@@ -849,6 +849,27 @@ impl Connector for LdifConnector {
         })
     }
 
+    /// Enables an account: removes `pwdAccountLockedTime` (the OpenLDAP
+    /// ppolicy convention, which an LDIF file imported into slapd keeps).
+    async fn enable(&self, identity: &str) -> Result<()> {
+        self.modify(
+            identity,
+            &[Change::Delete("pwdAccountLockedTime".into(), Vec::new())],
+        )
+        .await
+    }
+
+    /// Disables an account: `pwdAccountLockedTime: 000001010000Z` (locked
+    /// until enabled, as OpenLDAP's ppolicy reads it).
+    async fn disable(&self, identity: &str) -> Result<()> {
+        let locked = vec![crate::model::Value::Text("000001010000Z".into())];
+        self.modify(
+            identity,
+            &[Change::Replace("pwdAccountLockedTime".into(), locked)],
+        )
+        .await
+    }
+
     async fn delete(&self, identity: &str) -> Result<()> {
         self.store.write(|d| {
             let (slot, entry) = require(d, identity)?;

@@ -9,7 +9,9 @@ use rhai::Map;
 use super::convert::*;
 use super::objects::Connection;
 use super::runtime::block_on;
+use crate::connector::csv::{CsvConnector, CsvOptions};
 use crate::connector::ldap::{Flavor, LdapConnector, LdapOptions, TlsMode};
+use crate::connector::ldif::LdifConnector;
 
 /// The options `connect_ldap` understands.
 pub const LDAP_OPTIONS: &[&str] = &[
@@ -72,6 +74,38 @@ pub fn ldap_options(url: &str, opts: &Map) -> ScriptResult<LdapOptions> {
     Ok(o)
 }
 
+/// Opens a CSV file as a connection; options `key` (required),
+/// `delimiter` (one character, default ","), `multi_value_separator`.
+pub fn open_csv(path: &str, opts: &Map) -> ScriptResult<Connection> {
+    check_keys(
+        "connect_csv",
+        opts,
+        &["key", "delimiter", "multi_value_separator"],
+    )?;
+    let key = opt_str(opts, "key")?.ok_or_else(|| {
+        rt_err("connect_csv: option 'key' (the column that identifies a row) is required")
+    })?;
+    let mut o = CsvOptions::new(key);
+    if let Some(d) = opt_str(opts, "delimiter")? {
+        let b = d.as_bytes();
+        if b.len() != 1 {
+            return Err(rt_err(format!(
+                "connect_csv: delimiter must be one ASCII character, got '{d}'"
+            )));
+        }
+        o.delimiter = b[0];
+    }
+    o.multi_value_separator = opt_str(opts, "multi_value_separator")?.filter(|s| !s.is_empty());
+    let c = CsvConnector::open(path, o).map_err(|e| conn_err("connect_csv", e))?;
+    Ok(Connection::new(Arc::new(c)))
+}
+
+/// Opens an LDIF file as a directory-like connection.
+pub fn open_ldif(path: &str) -> ScriptResult<Connection> {
+    let c = LdifConnector::open(path).map_err(|e| conn_err("connect_ldif", e))?;
+    Ok(Connection::new(Arc::new(c)))
+}
+
 /// Connects with `opts` and wraps the connection for scripts.
 pub fn open_ldap(opts: LdapOptions) -> ScriptResult<Connection> {
     let c = block_on(LdapConnector::connect(opts)).map_err(|e| conn_err("connect_ldap", e))?;
@@ -107,5 +141,34 @@ pub mod connect_api {
     #[rhai_fn(name = "connect_ldap", return_raw)]
     pub fn connect_ldap_anon(url: &str) -> ScriptResult<Connection> {
         open_ldap(ldap_options(url, &Map::new())?)
+    }
+
+    /// Opens a CSV file (an HR export, say) as a connection: each row is an
+    /// entry whose DN and anchor are its `key` column. Options: `key`
+    /// (required), `delimiter` (default ","), `multi_value_separator` (splits
+    /// a cell into several values). Usable as a sync source and target;
+    /// writes replace the file atomically.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let hr = connect_csv("hr.csv", #{ key: "employee_id" });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn connect_csv(path: &str, opts: Map) -> ScriptResult<Connection> {
+        open_csv(path, &opts)
+    }
+
+    /// Opens an LDIF file as a small directory: search with filters and
+    /// scopes, create, modify, rename, move, delete. Entries get an
+    /// `entryUUID` as their anchor. A missing file starts empty and is
+    /// created on the first write (atomically replaced afterwards).
+    ///
+    /// Example:
+    /// ```rhai
+    /// let dir = connect_ldif("directory.ldif");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn connect_ldif(path: &str) -> ScriptResult<Connection> {
+        open_ldif(path)
     }
 }

@@ -23,6 +23,24 @@ static RUN_FAILED: AtomicBool = AtomicBool::new(false);
 /// Set when a safety rule refused a run (exit 4).
 static RUN_REFUSED: AtomicBool = AtomicBool::new(false);
 
+/// How `show(value)` prints: installed by the shell (which owns rendering).
+type ShowFn = Box<dyn Fn(&rhai::Dynamic) + Send + Sync>;
+static SHOW: OnceLock<ShowFn> = OnceLock::new();
+
+/// Installs the printer behind `show(value)`.
+pub fn set_show(f: ShowFn) {
+    let _ = SHOW.set(f);
+}
+
+/// Prints a value the way the shell prints results (plain text when no
+/// shell installed a printer).
+pub fn show(v: &rhai::Dynamic) {
+    match SHOW.get() {
+        Some(f) => f(v),
+        None => println!("{v}"),
+    }
+}
+
 /// Records the engine and AST of the evaluation in progress.
 pub fn set_eval_env(engine: Arc<Engine>, ast: Arc<AST>) {
     if let Ok(mut env) = EVAL_ENV.lock() {

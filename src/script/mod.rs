@@ -164,6 +164,13 @@ impl Session {
             message: format!("error: {name}: cannot read the script: {e}"),
             exit_code: None,
         })?;
+        // SCRIPT_DIR: the folder of the script, for files shipped beside it.
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        self.scope
+            .set_or_push("SCRIPT_DIR", dir.display().to_string());
         // A shebang line is blanked, keeping line numbers.
         let code = match code.strip_prefix("#!") {
             Some(rest) => rest

@@ -76,6 +76,30 @@ pub mod profiles_api {
                 }
                 open_ldap(ldap_options(&url, &m)?)
             }
+            "csv" => {
+                let path = p
+                    .data
+                    .get("path")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut m = Map::new();
+                for k in ["key", "multi_value_separator", "delimiter"] {
+                    if let Some(v) = p.data.get(k).and_then(|v| v.as_str()) {
+                        m.insert(k.into(), Dynamic::from(v.to_string()));
+                    }
+                }
+                crate::script::connect::open_csv(&path, &m)
+            }
+            "ldif" => {
+                let path = p
+                    .data
+                    .get("path")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                crate::script::connect::open_ldif(&path)
+            }
             other => Err(rt_err(format!(
                 "connection '{name}': unknown kind '{other}'"
             ))),

@@ -1,4 +1,5 @@
-//! Escaping helpers for scripts that build their own filters and DNs.
+//! Small helpers: escaping for scripts that build their own filters and
+//! DNs, `show` (print like the shell), `idsync_home`.
 
 /// Escaping bindings.
 #[rhai::export_module]
@@ -22,5 +23,29 @@ pub mod text_api {
     /// ```
     pub fn dn_escape(value: &str) -> String {
         crate::model::dn::dn_escape(value)
+    }
+
+    /// Prints a value the way the shell prints results: an array of entries
+    /// or maps as a table, one entry or map as a record (honours --format).
+    ///
+    /// Example:
+    /// ```rhai
+    /// show(users.preview());
+    /// ```
+    pub fn show(value: rhai::Dynamic) {
+        crate::script::context::show(&value);
+    }
+
+    /// The idsync home directory (state store, history, logs).
+    ///
+    /// Example:
+    /// ```rhai
+    /// let dir = connect_ldif(`${idsync_home()}/directory.ldif`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn idsync_home() -> Result<String, Box<rhai::EvalAltResult>> {
+        crate::config::home::idsync_home()
+            .map(|p| p.display().to_string())
+            .map_err(|e| crate::script::convert::rt_err(e.to_string()))
     }
 }

@@ -26,6 +26,17 @@ fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Installs the printer behind the script function `show(value)`.
+pub fn install_show(format: Format) {
+    crate::script::context::set_show(Box::new(move |v: &Dynamic| {
+        match render(v, format, &RenderOptions::for_stdout()) {
+            Ok(text) if text.is_empty() => {}
+            Ok(text) => out(&text),
+            Err(e) => print_error_text(&format!("error: {e}")),
+        }
+    }));
+}
+
 /// Prints a script's value in `format`; returns false (after printing why)
 /// when the value cannot be shown in that format.
 pub fn print_value(session: &Session, v: Dynamic, format: Format) -> bool {
