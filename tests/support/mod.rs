@@ -70,6 +70,8 @@ pub struct Ldap {
     log: PathBuf,
     /// for private instances: the directory removed after the server is stopped
     owned_dir: Option<PathBuf>,
+    /// the server's command line (slapd only), for [`Ldap::restart`]
+    argv: Vec<String>,
 }
 
 impl Ldap {
@@ -158,6 +160,59 @@ impl Ldap {
         );
         unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
         wait_gone(self.pid, STOP_GRACE);
+    }
+
+    /// Starts a private instance again after [`Ldap::kill`]: the same command line (same
+    /// directory, same ports), so the mdb data that survived the SIGKILL is served again at the
+    /// same URLs. Waits (bounded) until it answers and tracks the new PID (`self.pid`, Drop).
+    /// The previous run's log is kept as `slapd.log.1`. Panics on a shared instance, if the
+    /// server is still running, or if it does not come back.
+    pub fn restart(&mut self) {
+        assert_eq!(
+            self.kind,
+            Kind::PrivateSlapd,
+            "Ldap::restart is only for private_slapd() instances"
+        );
+        assert!(
+            !alive(self.pid),
+            "Ldap::restart: slapd pid {} is still running; kill() it first",
+            self.pid
+        );
+        let _ = fs::rename(&self.log, self.dir.join("slapd.log.1"));
+        let mut last_err = String::new();
+        // The listening sockets died with the old process; a port can still be briefly busy
+        // (e.g. while the kernel tears the old sockets down), so retry a few times.
+        for attempt in 0..10 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let t = Instant::now();
+            let pid = spawn_server(self.argv.clone(), &self.log, true, false)
+                .unwrap_or_else(|e| panic!("spawn slapd: {e}"));
+            match wait_ready(pid, &self.url, SLAPD_READY) {
+                Ok(()) => {
+                    if std::env::var_os("IDSYNC_HARNESS_VERBOSE").is_some() {
+                        eprintln!(
+                            "harness: slapd pid {pid} ready again on {} in {:?}",
+                            self.url,
+                            t.elapsed()
+                        );
+                    }
+                    let _ = fs::write(self.dir.join("slapd.bgpid"), pid.to_string());
+                    self.pid = pid;
+                    return;
+                }
+                Err(e) => {
+                    stop_pid(pid);
+                    let text = fs::read_to_string(&self.log).unwrap_or_default();
+                    last_err = format!("{e}\n--- slapd log ({}) ---\n{text}", self.log.display());
+                    if !text.contains("Address already in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("slapd did not start again: {last_err}");
     }
 
     /// Runs `samba-tool ARGS... -s smb.conf` against the Samba instance; returns stdout,
@@ -754,8 +809,8 @@ fn start_slapd(fixture_ldif: Option<&str>, kind: Kind) -> Ldap {
         env2.push(("SLAPD_LDAPS_PORT", &p2));
         let argv = read_lines(&run_script("slapd", &["cmdline"], &env2));
         let t = Instant::now();
-        let pid =
-            spawn_server(argv, &log, true, false).unwrap_or_else(|e| panic!("spawn slapd: {e}"));
+        let pid = spawn_server(argv.clone(), &log, true, false)
+            .unwrap_or_else(|e| panic!("spawn slapd: {e}"));
         let url = format!("ldap://127.0.0.1:{port}");
         match wait_ready(pid, &url, SLAPD_READY) {
             Ok(()) => {
@@ -779,6 +834,7 @@ fn start_slapd(fixture_ldif: Option<&str>, kind: Kind) -> Ldap {
                     dir: dir.clone(),
                     log,
                     owned_dir: (kind == Kind::PrivateSlapd).then(|| dir.clone()),
+                    argv,
                 };
             }
             Err(e) => {
@@ -871,6 +927,7 @@ fn start_samba() -> Result<Ldap, Unavail> {
         dir: ad.clone(),
         log: log.clone(),
         owned_dir: None,
+        argv: Vec::new(),
     };
 
     // 1. reuse a harness-started Samba that is still running
