@@ -659,13 +659,9 @@ fn random_source_changes_converge() {
 
 /// A leaver and a newcomer with the same join value in the same run (an entry deleted and
 /// added again with the same uid, e.g. a rehire or an HR correction): the newcomer's join
-/// finds the leaver's target, which is still linked to the departed source, so the planner
-/// fails the object ("join matches ..., which is already linked to source ...") and then
-/// deprovisions the target. The run fails (exit 3) and the target lacks the entry until the
-/// next run creates it.
+/// finds the leaver's target; since the old source has left, the newcomer takes the target
+/// over (the old link is dropped, the target is not deprovisioned), and the run succeeds.
 #[test]
-#[ignore = "bug: delete + re-add of the same join value in one run fails the run and leaves \
-            the target without the object until the next run (src/sync/plan.rs join check)"]
 fn delete_and_readd_same_uid_in_one_run() {
     let Some(l) = support::private_slapd(None) else {
         return;

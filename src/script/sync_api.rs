@@ -329,16 +329,18 @@ fn plan_rows(plan: &Plan, refused: Option<&str>) -> Array {
                 changes,
                 new_dn,
                 joined,
+                takes_over,
                 ..
             } => {
                 if *joined {
-                    rows.push(row(
-                        s,
-                        "join",
-                        target_dn,
-                        None,
-                        &format!("linked to source {}", item.source_dn),
-                    ));
+                    let note = match takes_over {
+                        Some(old) => format!(
+                            "linked to source {} (takes over from departed source {old})",
+                            item.source_dn
+                        ),
+                        None => format!("linked to source {}", item.source_dn),
+                    };
+                    rows.push(row(s, "join", target_dn, None, &note));
                 }
                 for c in changes {
                     rows.push(row(s, "update", target_dn, Some(c), ""));

@@ -280,7 +280,13 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             changes,
             new_dn,
             joined,
+            takes_over,
         } => {
+            if let Some(old) = takes_over {
+                o.lines
+                    .push(format!("take over {target_dn} from departed source {old}"));
+                o.remove = Some(old.clone());
+            }
             let mut dn = target_dn.clone();
             // Rename and move first: a flow of the naming attribute (cn) can only be
             // written once the RDN carries the new value.

@@ -47,6 +47,10 @@ pub enum Action {
         new_dn: Option<String>,
         /// True when this run makes the link (join).
         joined: bool,
+        /// The departed source whose target this object takes over (a
+        /// rehire, or a re-import under a new key): its link is dropped and
+        /// it is not deprovisioned.
+        takes_over: Option<String>,
     },
     /// Deprovision a target object whose source left the scope.
     Deprovision {
@@ -215,14 +219,20 @@ pub async fn plan(
     // 2. The target side: per-object lookups, or one bulk read.
     let mut target = TargetView::new(step, changed.len() > BULK_READ_ABOVE);
     let mut claimed: HashSet<String> = HashSet::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    let known = Known {
+        by_source: &by_source,
+        linked_targets: &linked_targets,
+        seen: &seen,
+    };
     for (e, h) in changed {
         let anchor = anchor_of(&e);
         let item = plan_one(
             step,
             &mut target,
-            &by_source,
-            &linked_targets,
+            &known,
             &mut claimed,
+            &mut taken,
             &e,
             &anchor,
             h,
@@ -235,7 +245,7 @@ pub async fn plan(
     let today = super::clock::yyyymmdd(opts.today_ms);
     let mut leavers: Vec<&Link> = by_source
         .values()
-        .filter(|l| !seen.contains(&l.source_anchor))
+        .filter(|l| !seen.contains(&l.source_anchor) && !taken.contains(&l.source_anchor))
         .collect();
     leavers.sort_by(|a, b| a.target_dn.cmp(&b.target_dn));
     for l in leavers {
@@ -402,22 +412,39 @@ fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
         .parent
         .eval(e)
         .map_err(|m| format!("create 'parent': {m}"))?;
+    let plain_name = parent.trim().is_empty() && !rdn.trim().is_empty() && !rdn.contains('=');
     let dn = if parent.trim().is_empty() {
         rdn
     } else {
         format!("{rdn},{parent}")
     };
-    Dn::parse(&dn).map_err(|e| format!("create rule gives {e}"))?;
+    // A file target names a row by its key (`rdn: |e| e.uid`, no parent),
+    // which is no DN: a lone name without '=' is taken as it is.
+    if let Err(e) = Dn::parse(&dn)
+        && !plain_name
+    {
+        return Err(format!("create rule gives {e}"));
+    }
     Ok(Some(dn))
+}
+
+/// What the planner knows about links when it plans one object.
+struct Known<'a> {
+    /// Links by source anchor.
+    by_source: &'a HashMap<String, Link>,
+    /// Source anchor by lowercased target anchor.
+    linked_targets: &'a HashMap<String, String>,
+    /// Source anchors in scope this run.
+    seen: &'a HashSet<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn plan_one(
     step: &StepDef,
     target: &mut TargetView<'_>,
-    by_source: &HashMap<String, Link>,
-    linked_targets: &HashMap<String, String>,
+    known: &Known<'_>,
     claimed: &mut HashSet<String>,
+    taken: &mut HashSet<String>,
     e: &Entry,
     anchor: &str,
     hash: String,
@@ -443,8 +470,9 @@ async fn plan_one(
         }
     }
     // Follow the link, or join.
-    let link = by_source.get(anchor);
+    let link = known.by_source.get(anchor);
     let mut joined = false;
+    let mut takes_over: Option<String> = None;
     let found = match link {
         Some(l) => match target.by_anchor(&l.target_anchor).await {
             Ok(t) => t,
@@ -476,13 +504,20 @@ async fn plan_one(
                         1 => {
                             let t = hits.pop().unwrap_or_default();
                             let ta = anchor_of(&t).to_ascii_lowercase();
-                            if let Some(other) =
-                                linked_targets.get(&ta).filter(|s| s.as_str() != anchor)
+                            if let Some(other) = known
+                                .linked_targets
+                                .get(&ta)
+                                .filter(|s| s.as_str() != anchor)
                             {
-                                return err(format!(
-                                    "join matches {}, which is already linked to source '{other}'",
-                                    t.dn
-                                ));
+                                if known.seen.contains(other) {
+                                    return err(format!(
+                                        "join matches {}, which is already linked to source '{other}'",
+                                        t.dn
+                                    ));
+                                }
+                                // Its source has left: this object takes the target over.
+                                taken.insert(other.clone());
+                                takes_over = Some(other.clone());
                             }
                             if !claimed.insert(ta) {
                                 return err(format!(
@@ -538,6 +573,7 @@ async fn plan_one(
                     changes,
                     new_dn,
                     joined,
+                    takes_over,
                 },
                 desired,
             )
