@@ -717,10 +717,6 @@ fn hand_rename_and_move_of_target_is_followed_and_source_driven_rename_move_appl
 }
 
 #[test]
-#[ignore = "bug: when the naming attribute is also a flow (cn, as in AD) and the target was \
-            renamed by hand, the planner writes the flow with a plain modify (replace cn), \
-            which the server rejects (LDAP 64 naming violation), so that object fails on every \
-            run; it should be written by a rename (or the RDN attribute left to the rename rule)"]
 fn hand_rename_of_target_with_flowed_naming_attribute_is_not_a_permanent_failure() {
     let Some(l) = support::slapd() else { return };
     let f = fx(l, "mvcn");

@@ -169,6 +169,27 @@ pub async fn apply(
     }
 }
 
+/// The new RDN when `changes` replace the naming attribute of `dn` with
+/// values that no longer hold the current RDN value (a modify alone would
+/// be refused with a naming violation).
+fn naming_rename(dn: &str, changes: &[AttrChange]) -> Option<String> {
+    let parsed = Dn::parse(dn).ok()?;
+    let (attr, value) = super::plan::rdn_pair(parsed.rdn()?)?;
+    let c = changes
+        .iter()
+        .find(|c| c.attr.eq_ignore_ascii_case(&attr))?;
+    let first = c.new.first()?;
+    let keeps = c
+        .new
+        .iter()
+        .any(|v| String::from_utf8_lossy(v.as_bytes()).eq_ignore_ascii_case(&value));
+    if keeps {
+        return None;
+    }
+    let text = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    Some(format!("{attr}={}", crate::model::dn::dn_escape(&text)))
+}
+
 /// Makes the target durable, then records the links of what it holds.
 async fn commit(
     step: &StepDef,
@@ -313,6 +334,18 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                         o.moved = true;
                     }
                 }
+            }
+            // A flow of the naming attribute that drops the current RDN value
+            // (the target was renamed by hand, say) is written as a rename.
+            if let Some(rdn) = naming_rename(&dn, changes) {
+                let before = dn.clone();
+                dn = target
+                    .rename(&dn, &rdn)
+                    .await
+                    .map_err(|e| (before.clone(), e))?;
+                o.lines
+                    .push(format!("rename {before} -> {dn} (naming attribute flow)"));
+                o.renamed = true;
             }
             if !changes.is_empty() {
                 target

@@ -624,7 +624,7 @@ async fn plan_one(
 }
 
 /// The attribute and unescaped value of a single-valued RDN.
-fn rdn_pair(rdn: &str) -> Option<(String, String)> {
+pub(crate) fn rdn_pair(rdn: &str) -> Option<(String, String)> {
     let (a, v) = rdn.split_once('=')?;
     if rdn.contains('+') && !rdn.contains("\\+") {
         return None;
