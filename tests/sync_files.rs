@@ -1,0 +1,1461 @@
+//! End-to-end tests of the file connectors in sync runs (issue 3 items 8 and 10, API §5):
+//! the README's quickstart (HR CSV -> LDIF directory), CSV -> OpenLDAP, OpenLDAP -> CSV and
+//! OpenLDAP -> LDIF, atomic file writes (a reader never sees half a file, SIGKILL mid-run
+//! leaves a complete file and a rerun converges), clear errors for bad files, and the exit
+//! codes 3 (failed objects) and 4 (refused run).
+//!
+//! Every test runs the real `idsync` binary (IDSYNC_HOME a fresh temporary directory,
+//! NO_COLOR=1, the bind password only through `secret()`), and checks each effect
+//! independently: `ldapsearch` for slapd, and the CSV / LDIF files parsed here (the `csv`
+//! crate, a small LDIF reader), never through idsync.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use support::Ldap;
+
+/// The environment variable the scripts read the bind password from.
+const PW_ENV: &str = "IDSYNC_TEST_BIND_PW";
+/// The second suffix of the test slapd.
+const TARGET: &str = "dc=target,dc=com";
+
+// ---------------------------------------------------------------------------------------------
+// helpers: running idsync
+
+fn idsync_cmd(home: &Path) -> Command {
+    let mut cmd = Command::new(support::idsync_bin());
+    cmd.env("IDSYNC_HOME", home)
+        .env("NO_COLOR", "1")
+        .env(PW_ENV, "secret")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("IDSYNC_BACKTRACE")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn no_panic(what: &str, stdout: &str, stderr: &str) {
+    for s in [stdout, stderr] {
+        assert!(
+            !s.contains("panicked")
+                && !s.contains("internal error")
+                && !s.contains("RUST_BACKTRACE"),
+            "panic text in idsync output:\n--- {what} ---\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        );
+    }
+}
+
+/// Writes `script` to a file in `dir` and runs `idsync [--format F] FILE` (current directory
+/// `dir`); returns (exit code, stdout, stderr).
+fn run_script(
+    home: &Path,
+    dir: &Path,
+    format: Option<&str>,
+    script: &str,
+) -> (i32, String, String) {
+    let file = dir.join(format!("{}.rhai", support::unique("s")));
+    std::fs::write(&file, script).unwrap();
+    let mut cmd = idsync_cmd(home);
+    cmd.current_dir(dir);
+    if let Some(f) = format {
+        cmd.args(["--format", f]);
+    }
+    cmd.arg(&file);
+    let out = cmd.output().expect("run idsync");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    no_panic(script, &stdout, &stderr);
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Runs with `--format json`, requires exit `code`; returns the printed value and stderr.
+fn json_exit(home: &Path, dir: &Path, code: i32, script: &str) -> (Json, String) {
+    let (c, out, err) = run_script(home, dir, Some("json"), script);
+    assert_eq!(
+        c, code,
+        "expected exit {code}:\n--- script ---\n{script}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+    );
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!("invalid JSON ({e}):\n--- script ---\n{script}\n--- stdout ---\n{out}\n--- stderr ---\n{err}")
+    });
+    (v, err)
+}
+
+fn json_ok(home: &Path, dir: &Path, script: &str) -> Json {
+    json_exit(home, dir, 0, script).0
+}
+
+/// Runs and requires a non-zero exit; returns (code, stderr).
+fn fails(home: &Path, dir: &Path, script: &str) -> (i32, String) {
+    let (c, out, err) = run_script(home, dir, None, script);
+    assert_ne!(c, 0, "expected a failure:\n{script}\n--- stdout ---\n{out}");
+    (c, err)
+}
+
+fn n(v: &Json, key: &str) -> i64 {
+    v.get(key)
+        .and_then(Json::as_i64)
+        .unwrap_or_else(|| panic!("no integer '{key}' in {v:#}"))
+}
+
+fn s<'a>(v: &'a Json, key: &str) -> &'a str {
+    v.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_else(|| panic!("no string '{key}' in {v:#}"))
+}
+
+/// Checks a run report's counts: `expect` lists (name, value); names not listed must be 0.
+fn counts(report: &Json, expect: &[(&str, i64)]) {
+    for k in [
+        "created",
+        "updated",
+        "renamed",
+        "moved",
+        "joined",
+        "deprovisioned",
+        "unchanged",
+        "failed",
+    ] {
+        let want = expect
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| *v)
+            .unwrap_or(0);
+        assert_eq!(n(report, k), want, "report count '{k}' in {report:#}");
+    }
+}
+
+fn errors(report: &Json) -> Vec<String> {
+    report["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array in {report:#}"))
+        .iter()
+        .map(|e| e.as_str().expect("error text").to_string())
+        .collect()
+}
+
+/// A Rhai string literal.
+fn lit(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// Names in `dir` that look like an atomic write's temp file.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// (bytes, inode, mtime) of a file: equal means the file was not rewritten.
+fn stamp(p: &Path) -> (Vec<u8>, u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (std::fs::read(p).unwrap(), m.ino(), m.modified().unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers: reading CSV and LDIF files (independently of idsync)
+
+/// A CSV file parsed strictly (every record must have the header's field count): the header
+/// and the rows.
+#[derive(Debug, Clone, PartialEq)]
+struct Csv {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    fn parse(bytes: &[u8]) -> Result<Csv, String> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(bytes);
+        let header: Vec<String> = rdr
+            .headers()
+            .map_err(|e| format!("header: {e}"))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut rows = Vec::new();
+        for r in rdr.records() {
+            let r = r.map_err(|e| format!("record: {e}"))?;
+            rows.push(r.iter().map(str::to_string).collect());
+        }
+        Ok(Csv { header, rows })
+    }
+
+    fn read(p: &Path) -> Csv {
+        let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        Csv::parse(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{} is not valid CSV: {e}\n{}",
+                p.display(),
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    }
+
+    fn col(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
+    }
+
+    /// key -> (column -> cell).
+    fn by_key(&self, key: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+        let k = self.col(key);
+        let mut out = BTreeMap::new();
+        for r in &self.rows {
+            let row: BTreeMap<String, String> =
+                self.header.iter().cloned().zip(r.iter().cloned()).collect();
+            assert!(
+                out.insert(r[k].clone(), row).is_none(),
+                "duplicate key {} in {self:?}",
+                r[k]
+            );
+        }
+        out
+    }
+}
+
+/// One LDIF record: DN and (attribute, value) pairs in file order, base64 decoded.
+type Record = (String, Vec<(String, String)>);
+
+/// Parses content LDIF (unfolds continuation lines, decodes `::` values, skips `version:`).
+fn read_ldif(text: &str) -> Vec<Record> {
+    use base64::Engine;
+    let mut lines: Vec<String> = Vec::new();
+    for raw in text.split('\n') {
+        if let Some(rest) = raw.strip_prefix(' ') {
+            lines
+                .last_mut()
+                .unwrap_or_else(|| panic!("continuation with nothing to continue:\n{text}"))
+                .push_str(rest);
+        } else {
+            lines.push(raw.to_string());
+        }
+    }
+    let mut out: Vec<Record> = Vec::new();
+    let mut cur: Option<Record> = None;
+    for l in lines {
+        if l.is_empty() {
+            out.extend(cur.take());
+            continue;
+        }
+        if l.starts_with('#') {
+            continue;
+        }
+        let (name, rest) = l
+            .split_once(':')
+            .unwrap_or_else(|| panic!("bad LDIF line {l:?} in:\n{text}"));
+        let value = match rest.strip_prefix(':') {
+            Some(b64) => String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .unwrap_or_else(|e| panic!("bad base64 in {l:?}: {e}")),
+            )
+            .expect("UTF-8 value"),
+            None => rest.strip_prefix(' ').unwrap_or(rest).to_string(),
+        };
+        if name.eq_ignore_ascii_case("dn") {
+            out.extend(cur.take());
+            cur = Some((value, Vec::new()));
+        } else if name.eq_ignore_ascii_case("version") && cur.is_none() {
+            assert_eq!(value, "1");
+        } else {
+            cur.as_mut()
+                .unwrap_or_else(|| panic!("attribute before dn: {l:?}"))
+                .1
+                .push((name.to_string(), value));
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+fn ldif_vals(rec: &Record, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = rec
+        .1
+        .iter()
+        .filter(|(a, _)| a.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn set(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers: the directory (ldapsearch)
+
+type Attrs = BTreeMap<String, Vec<String>>;
+
+/// `ldapsearch -LLL -o ldif-wrap=no` output: DN (lowercased, `\2C` written `\,`) ->
+/// attribute (lowercased) -> sorted values.
+fn search(
+    l: &Ldap,
+    base: &str,
+    scope: &str,
+    filter: &str,
+    attrs: &[&str],
+) -> BTreeMap<String, Attrs> {
+    let mut out = BTreeMap::new();
+    for (dn, pairs) in read_ldif(&l.ldapsearch(base, scope, filter, attrs)) {
+        let mut a = Attrs::new();
+        for (k, v) in pairs {
+            a.entry(k.to_ascii_lowercase()).or_default().push(v);
+        }
+        for v in a.values_mut() {
+            v.sort();
+        }
+        out.insert(norm_dn(&dn), a);
+    }
+    out
+}
+
+fn norm_dn(dn: &str) -> String {
+    dn.replace("\\2C", "\\,")
+        .replace("\\2c", "\\,")
+        .to_lowercase()
+}
+
+/// Everything under `base` with operational attributes: equal snapshots = nothing written.
+fn snapshot(l: &Ldap, base: &str) -> BTreeMap<String, Attrs> {
+    search(l, base, "sub", "", &["*", "+"])
+}
+
+fn persons(l: &Ldap, base: &str) -> BTreeMap<String, Attrs> {
+    search(l, base, "sub", "(objectClass=inetOrgPerson)", &["*", "+"])
+}
+
+fn vals(a: &Attrs, name: &str) -> Vec<String> {
+    a.get(&name.to_ascii_lowercase())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn add_ou(l: &Ldap, parent: &str, name: &str) -> String {
+    let dn = format!("ou={name},{parent}");
+    l.ldapadd(&format!(
+        "dn: {dn}\nobjectClass: organizationalUnit\nou: {name}\n"
+    ));
+    dn
+}
+
+fn connect_ldap(l: &Ldap, var: &str, base: &str) -> String {
+    format!(
+        "let {var} = connect_ldap({url}, #{{ bind_dn: {dn}, password: secret(\"{PW_ENV}\"), base: {base} }});\n",
+        url = lit(&l.url),
+        dn = lit(&l.admin_dn),
+        base = lit(base)
+    )
+}
+
+fn utc_today() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y%m%d"])
+        .output()
+        .expect("run date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. the quickstart, as the README's first command runs it
+
+/// Cells of the table rows (lines with `│`) in `text`, header row included.
+fn table_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| l.contains('│'))
+        .map(|l| l.split('│').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+/// `key: value` lines of a printed record.
+fn record(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.contains('│'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The part of `out` between the line `from` and the line `to`.
+fn section<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
+    let a = out
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from:?} in the output:\n{out}"));
+    let rest = &out[a + from.len()..];
+    let b = rest
+        .find(to)
+        .unwrap_or_else(|| panic!("no {to:?} after {from:?} in the output:\n{out}"));
+    &rest[..b]
+}
+
+fn run_quickstart(home: &Path) -> String {
+    let out = idsync_cmd(home)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("scripts/quickstart.rhai")
+        .output()
+        .expect("run idsync");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    no_panic("quickstart", &stdout, &stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "quickstart failed:\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    stdout
+}
+
+fn check_report(text: &str, want: &[(&str, &str)]) {
+    let r = record(text);
+    for (k, v) in want {
+        assert_eq!(
+            r.get(*k).map(String::as_str),
+            Some(*v),
+            "report field {k} in:\n{text}"
+        );
+    }
+}
+
+/// The 10 active people of scripts/quickstart/hr.csv: (DN, cn, employeeNumber).
+const QS_PEOPLE: [(&str, &str, &str); 10] = [
+    ("cn=Ann Lee,ou=Sales", "Ann Lee", "E1001"),
+    ("cn=Bob Martinez,ou=Sales", "Bob Martinez", "E1002"),
+    ("cn=Chen Wei,ou=Engineering", "Chen Wei", "E1003"),
+    ("cn=Zoë Müller,ou=Engineering", "Zoë Müller", "E1004"),
+    (
+        "cn=David Smith\\, Jr.,ou=Finance",
+        "David Smith, Jr.",
+        "E1005",
+    ),
+    (
+        "cn=Emma Johansson,ou=Engineering",
+        "Emma Johansson",
+        "E1006",
+    ),
+    ("cn=Grace O'Neil,ou=Sales", "Grace O'Neil", "E1008"),
+    ("cn=Hiro Tanaka,ou=Engineering", "Hiro Tanaka", "E1009"),
+    ("cn=Isabel Costa,ou=Finance", "Isabel Costa", "E1010"),
+    ("cn=Kara Novak,ou=Engineering", "Kara Novak", "E1012"),
+];
+
+#[test]
+fn quickstart_readme_command_previews_runs_reruns_with_zero_writes_and_writes_the_ldif() {
+    let home = support::temp_home();
+    let hr = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/quickstart/hr.csv");
+    let hr_before = std::fs::read(&hr).unwrap();
+    let out = run_quickstart(home.path());
+
+    // 1. the preview: Ann's create rows, attribute by attribute, with the rule
+    let preview = section(&out, "1. Preview", "2. Run");
+    let rows = table_rows(preview);
+    assert_eq!(
+        rows[0],
+        ["step", "op", "object", "attribute", "old", "new", "rule"],
+        "{preview}"
+    );
+    let ann = "cn=Ann Lee,ou=Sales,ou=people,dc=example,dc=com";
+    for (attr, new, rule) in [
+        (
+            "objectClass",
+            "top; person; organizationalPerson; inetOrgPerson",
+            "create class",
+        ),
+        ("givenName", "Ann", "givenName <- first"),
+        ("sn", "Lee", "sn <- last"),
+        ("cn", "Ann Lee", "cn <- |e| ..."),
+        ("title", "Account Executive", "title <- title"),
+        ("mail", "ann.lee@example.com", "mail <- mail"),
+        ("telephoneNumber", "+1 555 0101", "telephoneNumber <- phone"),
+        ("employeeNumber", "E1001", "employeeNumber <- employee_id"),
+        ("departmentNumber", "Sales", "departmentNumber <- dept"),
+        ("uid", "e1001", "uid <- |e| ..."),
+    ] {
+        let want = ["quickstart/users", "create", ann, attr, "", new, rule];
+        assert!(
+            rows.iter().any(|r| r == &want),
+            "no preview row {want:?} in:\n{preview}"
+        );
+    }
+    assert_eq!(rows.len(), 11, "header + Ann's 10 rows:\n{preview}");
+    // 10 people x (objectClass + 9 flows) + the unchanged row
+    assert!(preview.contains("(101 rows in all"), "{preview}");
+
+    // 2. the run, 3. the zero-write rerun
+    check_report(
+        section(&out, "\n2. Run", "3. Run again"),
+        &[
+            ("step", "quickstart/users"),
+            ("status", "ok"),
+            ("created", "10"),
+            ("updated", "0"),
+            ("deprovisioned", "0"),
+            ("unchanged", "0"),
+            ("failed", "0"),
+        ],
+    );
+    check_report(
+        section(&out, "3. Run again", "4. History"),
+        &[
+            ("status", "ok"),
+            ("created", "0"),
+            ("updated", "0"),
+            ("renamed", "0"),
+            ("moved", "0"),
+            ("deprovisioned", "0"),
+            ("unchanged", "10"),
+            ("failed", "0"),
+        ],
+    );
+
+    // 4. history: two runs, newest first
+    let hist = section(&out, "4. History", "The directory now holds");
+    let rows = table_rows(hist);
+    let col = |name: &str| {
+        rows[0]
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name}:\n{hist}"))
+    };
+    let (id, status, created, unchanged) =
+        (col("id"), col("status"), col("created"), col("unchanged"));
+    assert_eq!(rows.len(), 3, "header + 2 runs:\n{hist}");
+    assert!(hist.contains("2 rows"), "{hist}");
+    assert_eq!(
+        [
+            &rows[1][id],
+            &rows[1][status],
+            &rows[1][created],
+            &rows[1][unchanged]
+        ],
+        ["2", "ok", "0", "10"]
+    );
+    assert_eq!(
+        [
+            &rows[2][id],
+            &rows[2][status],
+            &rows[2][created],
+            &rows[2][unchanged]
+        ],
+        ["1", "ok", "10", "0"]
+    );
+    let listing = &out[out.find("The directory now holds").unwrap()..];
+    assert!(listing.contains("10 entries"), "{listing}");
+
+    // the LDIF directory, read here: exactly the 10 active people
+    let ldif_path = home.path().join("quickstart-directory.ldif");
+    let text = std::fs::read_to_string(&ldif_path).unwrap();
+    let recs = read_ldif(&text);
+    let dns: BTreeSet<String> = recs.iter().map(|r| r.0.clone()).collect();
+    let want: BTreeSet<String> = QS_PEOPLE
+        .iter()
+        .map(|(dn, _, _)| format!("{dn},ou=people,dc=example,dc=com"))
+        .collect();
+    assert_eq!(dns, want, "{text}");
+    assert_eq!(recs.len(), 10, "{text}");
+    let mut uuids = BTreeSet::new();
+    for (dn, cn, emp) in QS_PEOPLE {
+        let dn = format!("{dn},ou=people,dc=example,dc=com");
+        let r = recs.iter().find(|r| r.0 == dn).unwrap();
+        assert_eq!(ldif_vals(r, "cn"), [cn], "{dn}");
+        assert_eq!(ldif_vals(r, "employeeNumber"), [emp], "{dn}");
+        assert_eq!(ldif_vals(r, "uid"), [emp.to_lowercase()], "once flow: {dn}");
+        assert_eq!(
+            ldif_vals(r, "objectClass"),
+            set(&["top", "person", "organizationalPerson", "inetOrgPerson"])
+        );
+        let u = ldif_vals(r, "entryUUID");
+        assert!(u.len() == 1 && is_uuid(&u[0]), "entryUUID of {dn}: {u:?}");
+        assert!(uuids.insert(u[0].clone()), "entryUUID used twice: {u:?}");
+    }
+    assert!(
+        text.contains("\ndn: cn=David Smith\\, Jr.,ou=Finance,ou=people,dc=example,dc=com\n"),
+        "the comma is escaped in the DN:\n{text}"
+    );
+    assert!(text.contains("\ncn: David Smith, Jr.\n"), "{text}");
+    let zoe = recs.iter().find(|r| r.0.starts_with("cn=Zoë")).unwrap();
+    assert_eq!(ldif_vals(zoe, "sn"), ["Müller"]);
+    // written either base64-encoded (`dn::`) or as UTF-8, never mangled
+    assert!(
+        text.contains("dn: cn=Zoë Müller,") || text.contains("dn:: "),
+        "{text}"
+    );
+    for gone in ["Farid", "Jonas", "E1007", "E1011"] {
+        assert!(!text.contains(gone), "terminated {gone} in the directory");
+    }
+    assert_eq!(
+        std::fs::read(&hr).unwrap(),
+        hr_before,
+        "the source was rewritten"
+    );
+    assert!(temp_files(home.path()).is_empty());
+
+    // the quickstart again in the same home: every run writes nothing
+    let before = stamp(&ldif_path);
+    let out = run_quickstart(home.path());
+    for (from, to) in [("\n2. Run", "3. Run again"), ("3. Run again", "4. History")] {
+        check_report(
+            section(&out, from, to),
+            &[
+                ("status", "ok"),
+                ("created", "0"),
+                ("updated", "0"),
+                ("deprovisioned", "0"),
+                ("unchanged", "10"),
+                ("failed", "0"),
+            ],
+        );
+    }
+    let hist = section(&out, "4. History", "The directory now holds");
+    assert_eq!(table_rows(hist).len(), 5, "4 runs now:\n{hist}");
+    assert!(hist.contains("4 rows"), "{hist}");
+    assert_eq!(stamp(&ldif_path), before, "the LDIF file was rewritten");
+    assert_eq!(std::fs::read(&hr).unwrap(), hr_before);
+    assert!(temp_files(home.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. CSV -> OpenLDAP
+
+/// One row of the HR CSV of the CSV -> OpenLDAP test.
+#[derive(Clone)]
+struct Hr {
+    id: String,
+    first: &'static str,
+    last: &'static str,
+    title: &'static str,
+    status: &'static str,
+    phones: &'static str,
+}
+
+fn hr_csv(rows: &[Hr]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["id", "first", "last", "title", "status", "mail", "phones"])
+        .unwrap();
+    for r in rows {
+        let mail = format!("{}@example.com", r.id.to_lowercase());
+        w.write_record([&r.id, r.first, r.last, r.title, r.status, &mail, r.phones])
+            .unwrap();
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+#[test]
+fn csv_to_openldap_creates_then_writes_nothing_updates_one_and_deprovisions_leavers() {
+    let Some(l) = support::slapd() else { return };
+    let id = support::unique("csvol");
+    let dst = add_ou(l, TARGET, &id);
+    let leavers = add_ou(l, &dst, "leavers");
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("hr.csv");
+    let step = format!("{id}/users");
+    let e = |i: usize| format!("{id}-{i:02}");
+    let names: [(&str, &str); 10] = [
+        ("Ann", "Lee"),
+        ("David", "Smith, Jr."),
+        ("Zoë", "Müller"),
+        ("Chen", "Wei"),
+        ("Emma", "Johansson"),
+        ("Grace", "O'Neil"),
+        ("Hiro", "Tanaka"),
+        ("Isabel", "Costa"),
+        ("Kara", "Novak"),
+        ("Omar", "Haddad"),
+    ];
+    let phones = |i: usize| match i {
+        0 => "+1 555 0100;+1 555 0200",
+        2 => "+49 30 1;+49 30 2;+49 30 3",
+        5 => "",
+        _ => "+1 555 0999",
+    };
+    let mut rows: Vec<Hr> = names
+        .iter()
+        .enumerate()
+        .map(|(i, (f, la))| Hr {
+            id: e(i),
+            first: f,
+            last: la,
+            title: "Engineer",
+            status: "active",
+            phones: phones(i),
+        })
+        .collect();
+    std::fs::write(&csv_path, hr_csv(&rows)).unwrap();
+    let raw = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(raw.contains("\"Smith, Jr.\""), "a quoted field: {raw}");
+
+    let script = |tail: &str| {
+        format!(
+            "{conn}let hr = connect_csv(\"hr.csv\", #{{ key: \"id\", multi_value_separator: \";\" }});\n\
+             let st = sync_step({step}, hr, ol, #{{\n\
+               scope: #{{ where: |e| e.status == \"active\" }},\n\
+               join: #{{ employeeNumber: \"id\" }},\n\
+               create: #{{ parent: {dst}, rdn: |e| `cn=${{dn_escape(e.first + \" \" + e.last)}}`, class: [\"inetOrgPerson\"] }},\n\
+               flows: #{{ cn: |e| `${{e.first}} ${{e.last}}`, sn: \"last\", givenName: \"first\", title: \"title\",\n\
+                          mail: \"mail\", telephoneNumber: \"phones\", employeeNumber: \"id\" }},\n\
+               deprovision: #{{ action: \"disable_move\", parent: {leavers}, prefix: [\"mail\"] }},\n\
+               target_base: {dst},\n\
+             }});\n{tail}\n",
+            conn = connect_ldap(l, "ol", TARGET),
+            step = lit(&step),
+            dst = lit(&dst),
+            leavers = lit(&leavers),
+        )
+    };
+    let run_ok = |tail: &str| json_ok(home.path(), dir.path(), &script(tail));
+    let dn_of = |i: usize| {
+        let (f, la) = names[i];
+        norm_dn(&format!("cn={f} {},{dst}", la.replace(',', "\\,")))
+    };
+
+    // initial run: 10 objects, with the quoted comma, the non-ASCII name and multi-values
+    let r = run_ok("st.run()");
+    counts(&r, &[("created", 10)]);
+    let got = persons(l, &dst);
+    let want: BTreeSet<String> = (0..10).map(dn_of).collect();
+    assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), want);
+    for (i, (f, la)) in names.iter().enumerate() {
+        let a = &got[&dn_of(i)];
+        assert_eq!(vals(a, "cn"), [format!("{f} {la}")]);
+        assert_eq!(vals(a, "sn"), [la.to_string()]);
+        assert_eq!(vals(a, "givenName"), [f.to_string()]);
+        assert_eq!(vals(a, "employeeNumber"), [e(i)]);
+        assert_eq!(vals(a, "title"), ["Engineer"]);
+        assert_eq!(vals(a, "mail"), [format!("{}@example.com", e(i))]);
+        let mut ph: Vec<String> = phones(i)
+            .split(';')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        ph.sort();
+        assert_eq!(
+            vals(a, "telephoneNumber"),
+            ph,
+            "multi-valued cell of row {i}"
+        );
+    }
+    assert_eq!(vals(&got[&dn_of(0)], "telephoneNumber").len(), 2);
+    assert_eq!(vals(&got[&dn_of(2)], "telephoneNumber").len(), 3);
+    assert_eq!(vals(&got[&dn_of(1)], "cn"), ["David Smith, Jr."]);
+    assert_eq!(vals(&got[&dn_of(2)], "cn"), ["Zoë Müller"]);
+
+    // second run: nothing written (operational attributes included)
+    let before = snapshot(l, &dst);
+    let r = run_ok("st.run()");
+    counts(&r, &[("unchanged", 10)]);
+    assert_eq!(
+        snapshot(l, &dst),
+        before,
+        "a run with no source change wrote"
+    );
+
+    // one title edited: exactly one update, of that attribute only
+    rows[3].title = "Principal Engineer";
+    std::fs::write(&csv_path, hr_csv(&rows)).unwrap();
+    let r = run_ok("st.run()");
+    counts(&r, &[("updated", 1), ("unchanged", 9)]);
+    let after = snapshot(l, &dst);
+    let changed: Vec<&String> = before
+        .keys()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert_eq!(changed, [&dn_of(3)], "only Chen's entry changes");
+    let (b, a) = (&before[&dn_of(3)], &after[&dn_of(3)]);
+    let attrs: BTreeSet<&str> = b
+        .keys()
+        .chain(a.keys())
+        .filter(|k| b.get(*k) != a.get(*k))
+        .map(String::as_str)
+        .collect();
+    // title, and the bookkeeping of a modify (modifyTimestamp has whole seconds)
+    let operational = ["entrycsn", "modifiersname", "modifytimestamp"];
+    let user: BTreeSet<&str> = attrs
+        .iter()
+        .copied()
+        .filter(|k| !operational.contains(k))
+        .collect();
+    assert_eq!(user, BTreeSet::from(["title"]), "{b:?}\n{a:?}");
+    assert!(attrs.contains("entrycsn"), "{b:?}\n{a:?}");
+    assert_eq!(vals(a, "title"), ["Principal Engineer"]);
+
+    // a row removed: deprovisioned per the policy (locked, mail prefixed, moved)
+    let today = utc_today();
+    let removed = rows.remove(9);
+    std::fs::write(&csv_path, hr_csv(&rows)).unwrap();
+    let r = run_ok("st.run()");
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 9)]);
+    let left = persons(l, &leavers);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (ldn, la) = left.iter().next().unwrap();
+    assert_eq!(ldn, &norm_dn(&format!("cn=Omar Haddad,{leavers}")));
+    assert_eq!(vals(la, "pwdAccountLockedTime"), ["000001010000Z"]);
+    assert_eq!(
+        vals(la, "mail"),
+        [format!("{today}-{}@example.com", removed.id.to_lowercase())]
+    );
+    assert_eq!(persons(l, &dst).len(), 10, "moved, not deleted");
+
+    // status -> terminated: leaves the `where` scope. 1 of 9 links is over 10 %: refused
+    // (exit 4, nothing written) until allowed
+    rows[4].status = "terminated";
+    std::fs::write(&csv_path, hr_csv(&rows)).unwrap();
+    let before = snapshot(l, &dst);
+    let (c, out, err) = run_script(home.path(), dir.path(), None, &script("st.run()"));
+    assert_eq!(c, 4, "{out}\n{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(snapshot(l, &dst), before, "a refused run wrote");
+    let r = run_ok("st.run(#{ allow_deletes: 1 })");
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 8)]);
+    let left = persons(l, &leavers);
+    let emma = norm_dn(&format!("cn=Emma Johansson,{leavers}"));
+    assert!(left.contains_key(&emma), "{left:?}");
+    assert_eq!(
+        vals(&left[&emma], "pwdAccountLockedTime"),
+        ["000001010000Z"]
+    );
+    assert_eq!(
+        vals(&left[&emma], "mail"),
+        [format!("{today}-{}@example.com", e(4))]
+    );
+    // the others untouched, and the next run writes nothing
+    let before = snapshot(l, &dst);
+    let r = run_ok("st.run()");
+    counts(&r, &[("unchanged", 8)]);
+    assert_eq!(snapshot(l, &dst), before);
+    let links = json_ok(home.path(), dir.path(), &format!("links({})", lit(&step)));
+    assert_eq!(links.as_array().map(Vec::len), Some(8), "{links:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. OpenLDAP -> CSV and OpenLDAP -> LDIF
+
+#[test]
+fn openldap_to_csv_and_ldif_files_written_once_then_untouched_and_one_change_is_one_cell() {
+    let Some(l) = support::slapd() else { return };
+    let id = support::unique("olf");
+    let src = add_ou(l, &format!("ou=people,{}", l.base), &id);
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let people = [
+        (
+            "ann",
+            "Ann Lee",
+            "Lee",
+            "mail: ann@example.com\nmail: ann.lee@example.com\ntitle: Engineer\n",
+        ),
+        (
+            "bob",
+            "Bob Smith, Jr.",
+            "Smith",
+            "mail: bob@example.com\ntitle: Controller\n",
+        ),
+        (
+            "zoe",
+            "Zoë Müller",
+            "Müller",
+            "mail: zoe@example.com\ntitle: SRE\n",
+        ),
+        ("dan", "Dan Brown", "Brown", "mail: dan@example.com\n"),
+    ];
+    let ldif: Vec<String> = people
+        .iter()
+        .map(|(uid, cn, sn, extra)| {
+            format!("dn: uid={uid},{src}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {cn}\nsn: {sn}\n{extra}")
+        })
+        .collect();
+    l.ldapadd(&ldif.join("\n"));
+    let script = format!(
+        "{conn}let out = connect_csv(\"people.csv\", #{{ key: \"login\", multi_value_separator: \";\" }});\n\
+         let dir = connect_ldif(\"people.ldif\");\n\
+         let scope = #{{ base: {src}, filter: \"(objectClass=inetOrgPerson)\" }};\n\
+         let to_csv = sync_step({s1}, src, out, #{{ scope: scope,\n\
+           create: #{{ parent: \"\", rdn: |e| e.uid }},\n\
+           flows: #{{ login: \"uid\", name: \"cn\", mail: \"mail\", title: \"title\" }},\n\
+           deprovision: #{{ action: \"delete\" }} }});\n\
+         let to_ldif = sync_step({s2}, src, dir, #{{ scope: scope,\n\
+           create: #{{ parent: \"ou=people,dc=files,dc=example\", rdn: |e| `uid=${{e.uid}}`, class: [\"top\", \"inetOrgPerson\"] }},\n\
+           flows: #{{ cn: \"cn\", sn: \"sn\", mail: \"mail\", title: \"title\" }},\n\
+           deprovision: #{{ action: \"delete\" }} }});\n\
+         [to_csv.run(), to_ldif.run()]\n",
+        conn = connect_ldap(l, "src", &l.base),
+        src = lit(&src),
+        s1 = lit(&format!("{id}/csv")),
+        s2 = lit(&format!("{id}/ldif")),
+    );
+    let run = || {
+        let v = json_ok(home.path(), dir.path(), &script);
+        let v = v.as_array().expect("two reports").clone();
+        assert_eq!(v.len(), 2);
+        (v[0].clone(), v[1].clone())
+    };
+    let csv_path = dir.path().join("people.csv");
+    let ldif_path = dir.path().join("people.ldif");
+
+    let (a, b) = run();
+    counts(&a, &[("created", 4)]);
+    counts(&b, &[("created", 4)]);
+
+    // the CSV: key column set by the flow, one row per entry, multi-values joined with ';'
+    let csv = Csv::read(&csv_path);
+    let mut header = csv.header.clone();
+    header.sort();
+    assert_eq!(header, ["login", "mail", "name", "title"], "{csv:?}");
+    assert_eq!(csv.header[0], "login", "the key column first");
+    let rows = csv.by_key("login");
+    assert_eq!(
+        rows.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ann", "bob", "dan", "zoe"]
+    );
+    let mut ann_mail: Vec<&str> = rows["ann"]["mail"].split(';').collect();
+    ann_mail.sort();
+    assert_eq!(ann_mail, ["ann.lee@example.com", "ann@example.com"]);
+    assert_eq!(rows["bob"]["name"], "Bob Smith, Jr.");
+    assert_eq!(rows["zoe"]["name"], "Zoë Müller");
+    assert_eq!(rows["zoe"]["title"], "SRE");
+    assert_eq!(rows["dan"]["title"], "", "no value, empty cell");
+    let raw = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(raw.contains("\"Bob Smith, Jr.\""), "quoted: {raw}");
+
+    // the LDIF: one record per entry, entryUUID anchors, values as in the source
+    let text = std::fs::read_to_string(&ldif_path).unwrap();
+    let recs = read_ldif(&text);
+    let dns: Vec<&str> = recs.iter().map(|r| r.0.as_str()).collect();
+    let mut dns_sorted = dns.clone();
+    dns_sorted.sort();
+    assert_eq!(
+        dns_sorted,
+        ["ann", "bob", "dan", "zoe"]
+            .map(|u| format!("uid={u},ou=people,dc=files,dc=example"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "{text}"
+    );
+    let rec = |uid: &str| {
+        recs.iter()
+            .find(|r| r.0.starts_with(&format!("uid={uid},")))
+            .unwrap()
+    };
+    assert_eq!(
+        ldif_vals(rec("ann"), "mail"),
+        set(&["ann@example.com", "ann.lee@example.com"])
+    );
+    assert_eq!(ldif_vals(rec("bob"), "cn"), ["Bob Smith, Jr."]);
+    assert_eq!(ldif_vals(rec("zoe"), "cn"), ["Zoë Müller"]);
+    assert_eq!(ldif_vals(rec("zoe"), "uid"), ["zoe"], "naming value");
+    assert_eq!(ldif_vals(rec("dan"), "title"), Vec::<String>::new());
+    assert_eq!(
+        ldif_vals(rec("ann"), "objectClass"),
+        set(&["top", "inetOrgPerson"])
+    );
+    for r in &recs {
+        let u = ldif_vals(r, "entryUUID");
+        assert!(u.len() == 1 && is_uuid(&u[0]), "{r:?}");
+    }
+    assert!(temp_files(dir.path()).is_empty());
+
+    // a second run rewrites neither file
+    let (csv_before, ldif_before) = (stamp(&csv_path), stamp(&ldif_path));
+    std::thread::sleep(Duration::from_millis(20));
+    let (a, b) = run();
+    counts(&a, &[("unchanged", 4)]);
+    counts(&b, &[("unchanged", 4)]);
+    assert_eq!(stamp(&csv_path), csv_before, "the CSV was rewritten");
+    assert_eq!(stamp(&ldif_path), ldif_before, "the LDIF was rewritten");
+
+    // one source value changes: exactly that cell, exactly that LDIF line
+    l.ldapmodify(&format!(
+        "dn: uid=bob,{src}\nchangetype: modify\nreplace: title\ntitle: Chief Controller\n"
+    ));
+    let (a, b) = run();
+    counts(&a, &[("updated", 1), ("unchanged", 3)]);
+    counts(&b, &[("updated", 1), ("unchanged", 3)]);
+    let after = Csv::read(&csv_path);
+    assert_eq!(after.header, csv.header);
+    assert_eq!(after.rows.len(), csv.rows.len());
+    let mut diffs = Vec::new();
+    for (r, (old, new)) in csv.rows.iter().zip(&after.rows).enumerate() {
+        for (c, (o, n)) in old.iter().zip(new).enumerate() {
+            if o != n {
+                diffs.push((r, csv.header[c].clone(), o.clone(), n.clone()));
+            }
+        }
+    }
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].1, "title");
+    assert_eq!(after.rows[diffs[0].0][0], "bob");
+    assert_eq!(
+        (diffs[0].2.as_str(), diffs[0].3.as_str()),
+        ("Controller", "Chief Controller")
+    );
+    let old_lines: Vec<&str> = std::str::from_utf8(&ldif_before.0)
+        .unwrap()
+        .lines()
+        .collect();
+    let new_text = std::fs::read_to_string(&ldif_path).unwrap();
+    let new_lines: Vec<&str> = new_text.lines().collect();
+    assert_eq!(old_lines.len(), new_lines.len(), "{new_text}");
+    let changed: Vec<(&str, &str)> = old_lines
+        .iter()
+        .zip(&new_lines)
+        .filter(|(o, n)| o != n)
+        .map(|(o, n)| (*o, *n))
+        .collect();
+    assert_eq!(changed, [("title: Controller", "title: Chief Controller")]);
+    assert!(temp_files(dir.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. atomic writes of a large CSV target
+
+const BIG: usize = 5000;
+
+/// The script of the big OpenLDAP -> CSV step; `note` is the source attribute of the
+/// `note` column (changing it changes every row).
+fn big_script(l: &Ldap, step: &str, note: &str, tail: &str) -> String {
+    format!(
+        "{conn}let out = connect_csv(\"big.csv\", #{{ key: \"login\" }});\n\
+         let st = sync_step({step}, src, out, #{{\n\
+           scope: #{{ base: \"ou=people,dc=example,dc=com\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+           create: #{{ parent: \"\", rdn: |e| e.uid }},\n\
+           flows: #{{ login: \"uid\", name: \"cn\", mail: \"mail\", note: {note} }},\n\
+           deprovision: #{{ action: \"delete\" }} }});\n{tail}\n",
+        conn = connect_ldap(l, "src", &l.base),
+        step = lit(step),
+        note = lit(note),
+    )
+}
+
+/// Checks one read of the big CSV (None = the file does not exist): a complete file whose
+/// row count is allowed and whose every row is whole and right. Returns the row count.
+fn check_big(
+    bytes: Option<&[u8]>,
+    allowed: &dyn Fn(usize) -> bool,
+    notes: &[&str],
+) -> Result<usize, String> {
+    let Some(bytes) = bytes else { return Ok(0) };
+    if !bytes.ends_with(b"\n") {
+        return Err(format!(
+            "does not end with a newline ({} bytes)",
+            bytes.len()
+        ));
+    }
+    let csv = Csv::parse(bytes)?;
+    if csv.header != ["login", "mail", "name", "note"] {
+        return Err(format!("header {:?}", csv.header));
+    }
+    if !allowed(csv.rows.len()) {
+        return Err(format!("{} rows", csv.rows.len()));
+    }
+    let mut seen = BTreeSet::new();
+    for r in &csv.rows {
+        let i: usize = r[0]
+            .strip_prefix("user")
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| format!("bad key in {r:?}"))?;
+        let note_ok = notes.iter().any(|n| match *n {
+            "sn" => r[3] == format!("User{i}"),
+            "givenName" => r[3] == "Test",
+            _ => false,
+        });
+        if r[1] != format!("{}@example.com", r[0]) || r[2] != format!("User {i}") || !note_ok {
+            return Err(format!("wrong row {r:?}"));
+        }
+        if !seen.insert(i) {
+            return Err(format!("duplicate row {r:?}"));
+        }
+    }
+    Ok(csv.rows.len())
+}
+
+/// Reads the file in a tight loop while `child` runs; every read must pass `check_big`.
+/// Returns (reads while running, distinct row counts seen).
+fn watch_big(
+    child: &mut Child,
+    path: &Path,
+    allowed: &dyn Fn(usize) -> bool,
+    notes: &[&str],
+) -> (usize, BTreeSet<usize>) {
+    let mut reads = 0;
+    let mut seen = BTreeSet::new();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "idsync did not finish"
+        );
+        let bytes = match std::fs::read(path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
+        match check_big(bytes.as_deref(), allowed, notes) {
+            Ok(n) => {
+                seen.insert(n);
+            }
+            Err(m) => {
+                let _ = child.kill();
+                panic!("a reader saw an incomplete or wrong file during the run: {m}");
+            }
+        }
+        reads += 1;
+    }
+    (reads, seen)
+}
+
+fn spawn_big(home: &Path, dir: &Path, script: &str) -> Child {
+    let file = dir.join(format!("{}.rhai", support::unique("big")));
+    std::fs::write(&file, script).unwrap();
+    idsync_cmd(home)
+        .current_dir(dir)
+        .args(["--format", "json"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn idsync")
+}
+
+fn finish(child: Child) -> (i32, Json, String) {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    no_panic("big run", &stdout, &stderr);
+    let v = serde_json::from_str(&stdout).unwrap_or(Json::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+#[test]
+fn large_csv_target_is_never_seen_half_written_and_leaves_no_temp_file() {
+    let Some(l) = support::private_slapd(Some(&support::gen_users(BIG))) else {
+        return;
+    };
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    let step = "big/users";
+
+    // the initial run: the file appears complete; intermediate commits (every 500 objects)
+    // are whole files too
+    let mut child = spawn_big(
+        home.path(),
+        dir.path(),
+        &big_script(&l, step, "sn", "st.run()"),
+    );
+    let any_batch = |n: usize| n == 0 || (n % 500 == 0 && n <= BIG);
+    let (reads, seen) = watch_big(&mut child, &path, &any_batch, &["sn"]);
+    let (c, r, err) = finish(child);
+    assert_eq!(c, 0, "{err}");
+    counts(&r, &[("created", BIG as i64)]);
+    eprintln!("initial run: {reads} reads while running, row counts seen {seen:?}");
+    assert!(reads > 0, "the file was never read while idsync ran");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(check_big(Some(&bytes), &|n| n == BIG, &["sn"]), Ok(BIG));
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+
+    // every row changes: each read shows 5000 whole rows, old or new values
+    let mut child = spawn_big(
+        home.path(),
+        dir.path(),
+        &big_script(&l, step, "givenName", "st.run()"),
+    );
+    let (reads, seen) = watch_big(&mut child, &path, &|n| n == BIG, &["sn", "givenName"]);
+    let (c, r, err) = finish(child);
+    assert_eq!(c, 0, "{err}");
+    counts(&r, &[("updated", BIG as i64)]);
+    eprintln!("update run: {reads} reads while running, row counts seen {seen:?}");
+    assert!(reads > 0);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        check_big(Some(&bytes), &|n| n == BIG, &["givenName"]),
+        Ok(BIG)
+    );
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+}
+
+#[test]
+fn sigkill_mid_run_leaves_a_complete_csv_and_a_rerun_converges_without_duplicates() {
+    let Some(l) = support::private_slapd(Some(&support::gen_users(BIG))) else {
+        return;
+    };
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    let step = "kill/users";
+    let script = big_script(&l, step, "sn", "st.run()");
+    let any_batch = |n: usize| n == 0 || (n % 500 == 0 && n <= BIG);
+
+    // kill as soon as the first batch is on disk (the run is then mid-way)
+    let mut child = spawn_big(home.path(), dir.path(), &script);
+    let t = Instant::now();
+    let mut killed = false;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if path.exists() {
+            child.kill().expect("SIGKILL idsync");
+            killed = true;
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "idsync did not write"
+        );
+    }
+    let status = child.wait().unwrap();
+    let on_disk = std::fs::read(&path).ok();
+    let rows = check_big(on_disk.as_deref(), &any_batch, &["sn"])
+        .unwrap_or_else(|m| panic!("after SIGKILL the CSV is not a complete file: {m}"));
+    eprintln!(
+        "killed: {killed} ({status}); {rows} rows on disk; temp files left: {:?}",
+        temp_files(dir.path())
+    );
+
+    // the rerun finishes with the right content, every row once
+    let (r, _) = json_exit(home.path(), dir.path(), 0, &script);
+    assert_eq!(n(&r, "failed"), 0, "{r:#}");
+    assert_eq!(n(&r, "created") + n(&r, "unchanged"), BIG as i64, "{r:#}");
+    if killed {
+        assert!(n(&r, "created") > 0, "{r:#}");
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(check_big(Some(&bytes), &|n| n == BIG, &["sn"]), Ok(BIG));
+    let links = json_ok(
+        home.path(),
+        dir.path(),
+        &format!("links({}).len()", lit(step)),
+    );
+    assert_eq!(links, Json::from(BIG));
+
+    // and the next run writes nothing
+    let before = stamp(&path);
+    let (r, _) = json_exit(home.path(), dir.path(), 0, &script);
+    counts(&r, &[("unchanged", BIG as i64)]);
+    assert_eq!(stamp(&path), before, "a no-change run rewrote the CSV");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. errors in files and options
+
+#[test]
+fn bad_files_and_options_fail_with_exit_1_and_a_message_naming_file_line_and_cause() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    w("dup.csv", "employee_id,name\nE1,Ann\nE2,Bob\nE1,Cat\n");
+    w("nokey.csv", "id,first,last\n1,Ann,Lee\n");
+    w("quote.csv", "employee_id,name\nE1,\"Ann\nE2,Bob\n");
+    w(
+        "change.ldif",
+        "version: 1\n\ndn: cn=a,dc=example,dc=com\ncn: a\n\ndn: cn=b,dc=example,dc=com\nchangetype: modify\nreplace: cn\ncn: b\n",
+    );
+    w("ok.csv", "employee_id,name\nE1,Ann\n");
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "let c = connect_csv(\"dup.csv\", #{ key: \"employee_id\" });",
+            &["dup.csv line 4", "duplicate key 'E1'", "first on line 2"],
+        ),
+        (
+            "let c = connect_csv(\"nokey.csv\", #{ key: \"employee_id\" });",
+            &[
+                "nokey.csv",
+                "no column 'employee_id'",
+                "columns: id, first, last",
+            ],
+        ),
+        (
+            "let c = connect_csv(\"quote.csv\", #{ key: \"employee_id\" });",
+            &["quote.csv line 2", "quoted field is not closed"],
+        ),
+        (
+            "let c = connect_ldif(\"change.ldif\");",
+            &["change.ldif line 7", "change records", "changetype: modify"],
+        ),
+        (
+            "let c = connect_csv(\"ok.csv\", #{ delimiter: \";\" });",
+            &["connect_csv", "option 'key'", "required"],
+        ),
+        (
+            "let c = connect_csv(\"ok.csv\", #{ kee: \"employee_id\" });",
+            &["unknown option 'kee'"],
+        ),
+    ];
+    for (script, want) in cases {
+        let (c, err) = fails(
+            home.path(),
+            dir.path(),
+            &format!("print(\"start\");\n{script}\nprint(\"end\");\n"),
+        );
+        assert_eq!(c, 1, "{script}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{script}: {w:?} not in:\n{err}");
+        }
+        // the script position of the call, file:line:col
+        assert!(err.contains(".rhai:2:"), "{script}: no position in:\n{err}");
+    }
+    // a bad source file stops a sync script before anything is written
+    let (c, err) = fails(
+        home.path(),
+        dir.path(),
+        "let hr = connect_csv(\"dup.csv\", #{ key: \"employee_id\" });\n\
+         let d = connect_ldif(\"never.ldif\");\n\
+         sync_step(\"e/users\", hr, d, #{ create: #{ parent: \"dc=x\", rdn: |e| `cn=${e.name}` }, flows: #{} }).run()\n",
+    );
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("dup.csv line 4"), "{err}");
+    assert!(!dir.path().join("never.ldif").exists());
+    // the source files are left as they were
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("quote.csv")).unwrap(),
+        "employee_id,name\nE1,\"Ann\nE2,Bob\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. exit codes 3 and 4 end to end
+
+#[test]
+fn one_failing_object_into_a_csv_target_exits_3_and_the_others_are_written() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,name,mail\nA1,Ann,ann@x\nA2,Bob,bob@x;robert@x\nA3,Cat,cat@x\nA4,Dan,dan@x\n",
+    )
+    .unwrap();
+    // the target has no multi_value_separator: a cell cannot hold Bob's two values
+    let script = "let s = connect_csv(\"src.csv\", #{ key: \"id\", multi_value_separator: \";\" });\n\
+         let t = connect_csv(\"out.csv\", #{ key: \"id\" });\n\
+         sync_step(\"x3/users\", s, t, #{ create: #{ parent: \"\", rdn: |e| e.id },\n\
+           flows: #{ id: \"id\", name: \"name\", mail: \"mail\" }, deprovision: #{ action: \"delete\" } }).run()\n";
+    let (r, _) = json_exit(home.path(), dir.path(), 3, script);
+    counts(&r, &[("created", 3), ("failed", 1)]);
+    assert_eq!(s(&r, "status"), "failed");
+    let errs = errors(&r);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("A2") && errs[0].contains("multi_value_separator"),
+        "the object and the cause: {errs:?}"
+    );
+    let log = std::fs::read_to_string(s(&r, "log")).unwrap();
+    assert!(log.contains("FAILED") && log.contains("A2"), "{log}");
+    let out = Csv::read(&dir.path().join("out.csv")).by_key("id");
+    assert_eq!(
+        out.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["A1", "A3", "A4"]
+    );
+    assert_eq!(out["A3"]["mail"], "cat@x");
+
+    // retried next run (and fails again), the others unchanged
+    let (r, _) = json_exit(home.path(), dir.path(), 3, script);
+    counts(&r, &[("failed", 1), ("unchanged", 3)]);
+    // fixed in the source: created, exit 0
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,name,mail\nA1,Ann,ann@x\nA2,Bob,bob@x\nA3,Cat,cat@x\nA4,Dan,dan@x\n",
+    )
+    .unwrap();
+    let (r, _) = json_exit(home.path(), dir.path(), 0, script);
+    counts(&r, &[("created", 1), ("unchanged", 3)]);
+    assert_eq!(Csv::read(&dir.path().join("out.csv")).rows.len(), 4);
+}
+
+#[test]
+fn empty_or_truncated_csv_source_is_refused_exit_4_and_the_target_file_is_unchanged() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hr.csv");
+    let full = "id,first,last,dept\nE1,Ann,Lee,Sales\nE2,Bob,Ray,Sales\nE3,Cat,Poe,IT\nE4,Dan,Oz,IT\nE5,Eve,Ng,HR\n";
+    std::fs::write(&src, full).unwrap();
+    let script = "let hr = connect_csv(\"hr.csv\", #{ key: \"id\" });\n\
+         let d = connect_ldif(\"dir.ldif\");\n\
+         let st = sync_step(\"x4/users\", hr, d, #{ join: #{ employeeNumber: \"id\" },\n\
+           create: #{ parent: \"ou=people,dc=example,dc=com\", rdn: |e| `uid=${e.id}`, class: [\"inetOrgPerson\"] },\n\
+           flows: #{ cn: |e| `${e.first} ${e.last}`, sn: \"last\", employeeNumber: \"id\", ou: \"dept\" },\n\
+           deprovision: #{ action: \"delete\" } });\n";
+    let run = format!("{script}st.run()\n");
+    let r = json_ok(home.path(), dir.path(), &run);
+    counts(&r, &[("created", 5)]);
+    let target = dir.path().join("dir.ldif");
+    assert_eq!(
+        read_ldif(&std::fs::read_to_string(&target).unwrap()).len(),
+        5
+    );
+    let before = stamp(&target);
+
+    for (what, content) in [
+        ("header only", "id,first,last,dept\n".to_string()),
+        ("empty file", String::new()),
+        (
+            "truncated after two rows",
+            full.lines().take(3).map(|l| format!("{l}\n")).collect(),
+        ),
+    ] {
+        std::fs::write(&src, &content).unwrap();
+        let (c, out, err) = run_script(home.path(), dir.path(), None, &run);
+        assert_eq!(c, 4, "{what}: exit 4 expected\n{out}\n{err}");
+        assert!(
+            err.contains("refused") && err.contains("allow_deletes"),
+            "{what}: {err}"
+        );
+        assert_eq!(stamp(&target), before, "{what}: the target file changed");
+        let last = json_ok(home.path(), dir.path(), "last_run(\"x4/users\")");
+        assert_eq!(s(&last, "status"), "refused", "{what}: {last:#}");
+        let links = json_ok(home.path(), dir.path(), "links(\"x4/users\").len()");
+        assert_eq!(links, Json::from(5), "{what}");
+    }
+    // cut in the middle of a row: not a valid file, an error, nothing written
+    std::fs::write(&src, &full[..full.find("E3,Cat").unwrap() + 4]).unwrap();
+    let (c, err) = fails(home.path(), dir.path(), &run);
+    assert!(c == 1 || c == 4, "{c}: {err}");
+    assert_eq!(stamp(&target), before, "the target file changed");
+
+    // preview shows the refusal and writes nothing either
+    std::fs::write(&src, "id,first,last,dept\n").unwrap();
+    let rows = json_ok(home.path(), dir.path(), &format!("{script}st.preview()\n"));
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["op"] == "REFUSED"),
+        "{rows:#}"
+    );
+    assert_eq!(stamp(&target), before);
+
+    // the source restored: nothing to do
+    std::fs::write(&src, full).unwrap();
+    let r = json_ok(home.path(), dir.path(), &run);
+    counts(&r, &[("unchanged", 5)]);
+    assert_eq!(stamp(&target), before);
+}
