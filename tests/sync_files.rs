@@ -1164,7 +1164,7 @@ fn large_csv_target_is_never_seen_half_written_and_leaves_no_temp_file() {
         dir.path(),
         &big_script(&l, step, "sn", "st.run()"),
     );
-    let any_batch = |n: usize| n == 0 || (n % 500 == 0 && n <= BIG);
+    let any_batch = |n: usize| n == 0 || (n.is_multiple_of(500) && n <= BIG);
     let (reads, seen) = watch_big(&mut child, &path, &any_batch, &["sn"]);
     let (c, r, err) = finish(child);
     assert_eq!(c, 0, "{err}");
@@ -1213,7 +1213,7 @@ fn sigkill_mid_run_leaves_a_complete_csv_and_a_rerun_converges_without_duplicate
     let path = dir.path().join("big.csv");
     let step = "kill/users";
     let script = big_script(&l, step, "sn", "st.run()");
-    let any_batch = |n: usize| n == 0 || (n % 500 == 0 && n <= BIG);
+    let any_batch = |n: usize| n == 0 || (n.is_multiple_of(500) && n <= BIG);
 
     // kill as soon as the first batch is on disk (the run is then mid-way)
     let mut child = spawn_big(home.path(), dir.path(), &script);

@@ -559,13 +559,10 @@ fn changed_source_value_updates_only_that_attribute_and_unit_flow_clears() {
         ("ann", "3001", "title: Engineer\nroomNumber: 12"),
         ("bob", "3002", "title: Manager\nroomNumber: 14"),
     ]);
-    let opts = format!(
-        "{}",
-        f.opts("#{ action: \"delete\" }").replace(
+    let opts = f.opts("#{ action: \"delete\" }").replace(
             "flows: #{",
             "flows: #{ title: |e| if e.values(\"title\").is_empty() { () } else { e.title }, roomNumber: \"roomNumber\","
-        )
-    );
+        ).to_string();
     let r = f.run_ok(&opts, "st.run()");
     counts(&r, &[("created", 2)]);
     let ann0 = entry(l, &f.dst_dn("ann"));

@@ -515,7 +515,7 @@ impl<'a> Case<'a> {
             .filter_map(|s| s.get("entryuuid").map(|v| &v[0]))
             .collect();
         self.once.retain(|u, _| uuids.contains(u));
-        for (_, s) in &source {
+        for s in source.values() {
             let one = |k: &str| -> String {
                 let v = s
                     .get(k)

@@ -331,7 +331,34 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(fail(&format!("{what} ({})", tmp.display()), e));
     }
+    remove_stale_temps(&dir, name);
     sync_dir(&dir).map_err(|e| fail("sync the directory", e))
+}
+
+/// Removes `<name>.tmp-<pid>` files left by processes that no longer run
+/// (a crash between writing the temp file and renaming it). Linux only:
+/// elsewhere a leftover temp file stays, harmless.
+fn remove_stale_temps(dir: &Path, name: &std::ffi::OsStr) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(list) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in list.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes, keeps permissions and syncs the temp file; the error says
@@ -464,6 +491,23 @@ pub fn project(entry: &Entry, attrs: Option<&[String]>) -> Entry {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stale_temp_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.csv");
+        let dead = dir.path().join("t.csv.tmp-999999999");
+        std::fs::write(&dead, b"half").unwrap();
+        let other = dir.path().join("u.csv.tmp-999999999");
+        std::fs::write(&other, b"x").unwrap();
+        super::atomic_write(&target, b"a,b\n").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"a,b\n");
+        assert!(
+            !dead.exists(),
+            "stale temp file of a dead process left behind"
+        );
+        assert!(other.exists(), "another file's temp must be left alone");
+    }
+
     use super::*;
 
     fn text(s: &str) -> Value {

@@ -440,11 +440,11 @@ impl Bar {
 
 impl Progress for Bar {
     fn tick(&self, done: usize, total: usize) {
-        if let Some(pb) = &self.0 {
-            if total >= 100 {
-                pb.set_length(total as u64);
-                pb.set_position(done as u64);
-            }
+        if let Some(pb) = &self.0
+            && total >= 100
+        {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
         }
     }
 }

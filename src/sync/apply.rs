@@ -146,11 +146,11 @@ pub async fn apply(
                 }
             }
         }
-        if put.len() + remove.len() >= COMMIT_EVERY {
-            if let Err(m) = commit(step, store, &mut put, &mut remove).await {
-                fatal = Some(m);
-                break;
-            }
+        if put.len() + remove.len() >= COMMIT_EVERY
+            && let Err(m) = commit(step, store, &mut put, &mut remove).await
+        {
+            fatal = Some(m);
+            break;
         }
         progress.tick(done, total);
     }

@@ -608,15 +608,14 @@ async fn plan_one(
                 .ok()
                 .and_then(|d| d.rdn().map(rdn_pair))
                 .flatten()
+                && !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr))
             {
-                if !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr)) {
-                    attrs.push(AttrChange {
-                        attr: rattr,
-                        old: vec![],
-                        new: vec![Value::Text(rval)],
-                        rule: "create rdn".into(),
-                    });
-                }
+                attrs.push(AttrChange {
+                    attr: rattr,
+                    old: vec![],
+                    new: vec![Value::Text(rval)],
+                    rule: "create rdn".into(),
+                });
             }
             mk(Action::Create { dn, attrs }, desired)
         }
