@@ -103,12 +103,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// How many objects the plan deprovisions in a way that touches the
-    /// target (what the deletion threshold counts).
+    /// How many objects the plan deprovisions (what the deletion threshold
+    /// counts). Leavers under "none" count too: their links are dropped, and
+    /// an empty source would otherwise unlink everything silently.
     pub fn deprovision_count(&self) -> usize {
         self.items
             .iter()
-            .filter(|i| matches!(&i.action, Action::Deprovision { how, .. } if *how != DeprovisionAction::None))
+            .filter(|i| matches!(&i.action, Action::Deprovision { .. }))
             .count()
     }
 }

@@ -204,3 +204,52 @@ pub fn counts_json(c: &Counts) -> serde_json::Value {
         "joined": c.joined, "deprovisioned": c.deprovisioned, "unchanged": c.unchanged, "failed": c.failed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::plan::{Action, Item};
+    use crate::sync::rules::DeprovisionAction;
+
+    fn plan_with(links: usize, leavers: usize, how: DeprovisionAction) -> Plan {
+        let items = (0..leavers)
+            .map(|i| Item {
+                source_anchor: format!("s{i}"),
+                source_dn: String::new(),
+                source_hash: String::new(),
+                desired_dn: None,
+                action: Action::Deprovision {
+                    target_anchor: format!("t{i}"),
+                    target_dn: format!("cn=t{i}"),
+                    how,
+                    changes: vec![],
+                    move_to: None,
+                },
+            })
+            .collect();
+        Plan {
+            step: "s".into(),
+            items,
+            links_before: links,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn threshold_counts_every_leaver_and_allows_what_is_covered() {
+        // 10 % of 20 links is allowed, more is refused.
+        assert!(threshold(&plan_with(20, 2, DeprovisionAction::Delete), None).is_none());
+        let why = threshold(&plan_with(20, 3, DeprovisionAction::Delete), None).unwrap();
+        assert!(
+            why.contains("3 objects") && why.contains("allow_deletes: 3"),
+            "{why}"
+        );
+        assert!(threshold(&plan_with(20, 3, DeprovisionAction::Delete), Some(3)).is_none());
+        assert!(threshold(&plan_with(20, 3, DeprovisionAction::Delete), Some(2)).is_some());
+        // "none" only drops links, but an empty source would drop them all: it counts.
+        assert!(threshold(&plan_with(20, 20, DeprovisionAction::None), None).is_some());
+        // The absolute limit applies even when the percentage would allow it.
+        assert!(threshold(&plan_with(100_000, 501, DeprovisionAction::Disable), None).is_some());
+        assert!(threshold(&plan_with(100_000, 500, DeprovisionAction::Disable), None).is_none());
+    }
+}
