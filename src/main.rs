@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// mimalloc: a sync run allocates many small values per object; glibc's
+/// allocator spent about 45 % of a 100k no-change re-run (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use idsync::script::Session;
 use idsync::shell::output::{print_error, print_error_text, print_value};
 use idsync::shell::render::Format;

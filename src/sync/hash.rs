@@ -9,26 +9,37 @@ use crate::model::Entry;
 /// FNV-1a 64 over the canonical form, twice with different seeds (128 bits)
 /// so accidental collisions are out of the question for any directory size.
 pub fn entry_hash(e: &Entry, fingerprint: &str) -> String {
-    let mut names: Vec<(String, Vec<&[u8]>)> = e
-        .attributes()
-        .iter()
-        .map(|a| {
-            let mut vals: Vec<&[u8]> = a.values.iter().map(|v| v.as_bytes()).collect();
-            vals.sort_unstable();
-            (a.name.to_ascii_lowercase(), vals)
-        })
-        .collect();
-    names.sort_by(|a, b| a.0.cmp(&b.0));
+    // Attributes in case-insensitive name order, without allocating names.
+    let attrs = e.attributes();
+    let mut order: Vec<usize> = (0..attrs.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (attrs[a].name.as_bytes(), attrs[b].name.as_bytes());
+        x.iter()
+            .map(u8::to_ascii_lowercase)
+            .cmp(y.iter().map(u8::to_ascii_lowercase))
+    });
     let mut h1 = Fnv(0xcbf2_9ce4_8422_2325);
     let mut h2 = Fnv(0x6c62_272e_07bb_0142);
+    let mut sorted: Vec<&[u8]> = Vec::new();
     for h in [&mut h1, &mut h2] {
         h.write(fingerprint.as_bytes());
         h.write(&[0xff]);
-        h.write(e.dn.to_ascii_lowercase().as_bytes());
-        for (n, vals) in &names {
+        for b in e.dn.bytes() {
+            h.write_u8(b.to_ascii_lowercase());
+        }
+        for &i in &order {
+            let a = &attrs[i];
             h.write(&[0xfe]);
-            h.write(n.as_bytes());
-            for v in vals {
+            for b in a.name.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            // Value order does not matter: one value needs no sorting.
+            sorted.clear();
+            sorted.extend(a.values.iter().map(|v| v.as_bytes()));
+            if sorted.len() > 1 {
+                sorted.sort_unstable();
+            }
+            for v in &sorted {
                 h.write(&[0xfd]);
                 h.write(&(v.len() as u64).to_le_bytes());
                 h.write(v);
