@@ -101,17 +101,17 @@ fn flow(target: &str, d: &Dynamic) -> ScriptResult<Flow> {
         let c = callable(f, &format!("flow {target}"))?;
         let a = attr.clone();
         return Ok(Flow {
-            target: attr.clone(),
+            target: attr.as_str().into(),
             source: FlowSource::Compute(Arc::new(move |e: &Entry| values_of(&a, &c.call(e)?))),
             once,
-            rule: format!("{target} <- |e| ..."),
+            rule: format!("{target} <- |e| ...").into(),
         });
     }
     if value.is_string() {
         let src = value.to_string();
         return Ok(Flow {
-            target: attr,
-            rule: format!("{target} <- {src}"),
+            target: attr.into(),
+            rule: format!("{target} <- {src}").into(),
             source: FlowSource::Attr(src),
             once,
         });
@@ -286,7 +286,7 @@ fn row(step: &str, op: &str, object: &str, c: Option<&AttrChange>, note: &str) -
     m.insert("object".into(), object.into());
     m.insert(
         "attribute".into(),
-        c.map(|c| Dynamic::from(c.attr.clone()))
+        c.map(|c| Dynamic::from(c.attr.to_string()))
             .unwrap_or(Dynamic::UNIT),
     );
     m.insert(
@@ -303,7 +303,7 @@ fn row(step: &str, op: &str, object: &str, c: Option<&AttrChange>, note: &str) -
     );
     m.insert(
         "rule".into(),
-        c.map(|c| Dynamic::from(c.rule.clone()))
+        c.map(|c| Dynamic::from(c.rule.to_string()))
             .unwrap_or(Dynamic::UNIT),
     );
     Dynamic::from_map(m)

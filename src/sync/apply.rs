@@ -61,7 +61,7 @@ impl Progress for NoProgress {
 
 fn changes_of(list: &[AttrChange]) -> Vec<Change> {
     list.iter()
-        .map(|c| Change::Replace(c.attr.clone(), c.new.clone()))
+        .map(|c| Change::Replace(c.attr.to_string(), c.new.clone()))
         .collect()
 }
 
@@ -243,7 +243,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
         Action::Create { dn, attrs } => {
             let list: Vec<(String, Vec<crate::model::Value>)> = attrs
                 .iter()
-                .map(|a| (a.attr.clone(), a.new.clone()))
+                .map(|a| (a.attr.to_string(), a.new.clone()))
                 .collect();
             match target.create(dn, &list).await {
                 Ok(e) => {
@@ -275,7 +275,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                             new.sort();
                             old != new
                         })
-                        .map(|a| Change::Replace(a.attr.clone(), a.new.clone()))
+                        .map(|a| Change::Replace(a.attr.to_string(), a.new.clone()))
                         .collect();
                     if !changes.is_empty() {
                         target
@@ -352,7 +352,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                     .modify(&dn, &changes_of(changes))
                     .await
                     .map_err(|e| (dn.clone(), e))?;
-                let attrs: Vec<&str> = changes.iter().map(|c| c.attr.as_str()).collect();
+                let attrs: Vec<&str> = changes.iter().map(|c| &*c.attr).collect();
                 o.lines.push(format!("update {dn}: {}", attrs.join(", ")));
                 o.updated = true;
             }

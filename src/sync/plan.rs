@@ -3,6 +3,7 @@
 //! prints this plan; run executes exactly this plan.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::connector::{Error as CError, SearchQuery};
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
@@ -16,13 +17,13 @@ use super::rules::{DeprovisionAction, FlowSource, StepDef};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttrChange {
     /// Target attribute.
-    pub attr: String,
+    pub attr: Arc<str>,
     /// Values now in the target.
     pub old: Vec<Value>,
     /// Values the run writes (empty = clear).
     pub new: Vec<Value>,
     /// The flow, in words.
-    pub rule: String,
+    pub rule: Arc<str>,
 }
 
 /// What a run does to one object.
@@ -612,7 +613,7 @@ async fn plan_one(
                 && !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr))
             {
                 attrs.push(AttrChange {
-                    attr: rattr,
+                    attr: rattr.into(),
                     old: vec![],
                     new: vec![Value::Text(rval)],
                     rule: "create rdn".into(),
@@ -680,10 +681,10 @@ async fn deprovision_item(
                         .collect();
                     if !same_values(&old, &new) {
                         changes.push(AttrChange {
-                            attr: attr.clone(),
+                            attr: attr.as_str().into(),
                             old,
                             new,
-                            rule: format!("deprovision prefix {today}-"),
+                            rule: format!("deprovision prefix {today}-").into(),
                         });
                     }
                 }

@@ -27,13 +27,13 @@ pub enum FlowSource {
 #[derive(Clone)]
 pub struct Flow {
     /// Target attribute name.
-    pub target: String,
+    pub target: Arc<str>,
     /// Where the value comes from.
     pub source: FlowSource,
     /// Set on create only, never updated.
     pub once: bool,
     /// How the plan names this rule ("givenName <- first", "displayName <- closure").
-    pub rule: String,
+    pub rule: Arc<str>,
 }
 
 /// A fixed or computed text.
