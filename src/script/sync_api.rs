@@ -147,9 +147,10 @@ fn step_def(
         .get("scope")
         .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
     {
-        check_keys("scope", &m, &["base", "filter", "scope", "where"])?;
+        check_keys("scope", &m, &["base", "filter", "scope", "where", "attrs"])?;
         scope.base = opt_str(&m, "base")?;
         scope.filter = opt_str(&m, "filter")?.unwrap_or_default();
+        scope.attrs = opt_list(&m, "attrs")?;
         if let Some(s) = opt_str(&m, "scope")? {
             scope.scope = s.parse::<Scope>().map_err(|e| conn_err("scope", e))?;
         }
@@ -545,7 +546,8 @@ pub mod sync_api {
     use super::*;
 
     /// Defines a sync step from `source` to `target`. Options: `scope`
-    /// (#{ base, filter, scope, where: |e| bool }), `join` (#{ targetAttr:
+    /// (#{ base, filter, scope, where: |e| bool, attrs: [source attributes to
+    /// read; default all] }), `join` (#{ targetAttr:
     /// "sourceAttr" }, all must agree), `create` (#{ parent, rdn, class };
     /// parent and rdn are strings or closures), `flows` (#{ targetAttr:
     /// "sourceAttr" | |e| value | #{ value, once: true } }; `()` clears),

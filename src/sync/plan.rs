@@ -155,7 +155,7 @@ pub async fn plan(
         base: step.scope.base.clone(),
         scope: step.scope.scope,
         filter: step.scope.filter.clone(),
-        attrs: None,
+        attrs: step.scope.attrs.clone(),
         limit: None,
     };
     let mut seen: HashSet<String> = HashSet::new();

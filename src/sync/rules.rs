@@ -138,6 +138,9 @@ pub struct ScopeRule {
     pub filter: String,
     /// A further test on each entry.
     pub filter_where: Option<Predicate>,
+    /// Source attributes to read (None = all). Fewer attributes, less
+    /// memory and time on large directories; closures see only these.
+    pub attrs: Option<Vec<String>>,
 }
 
 /// A complete step definition.
