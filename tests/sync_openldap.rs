@@ -1457,3 +1457,30 @@ fn hand_edit_in_target_is_kept_by_incremental_run_and_restored_only_by_full_run(
         before[&f.dst_dn("bob").to_ascii_lowercase()]
     );
 }
+
+#[test]
+fn scope_attrs_reads_only_the_named_source_attributes() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "attrs");
+    f.add_people(&[("ann", "4201", "")]);
+    // mail is not read, so its flow has no value and the target gets none;
+    // sn is read and flows; closures see only what was read.
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\", attrs: [\"uid\", \"cn\", \"sn\"] }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| `cn=${{e.cn}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ sn: \"sn\", mail: \"mail\", description: |e| if e.mail == () {{ \"no mail read\" }} else {{ e.mail }} }},\n\
+         deprovision: #{{ action: \"delete\" }},",
+        src = f.src,
+        dst = f.dst
+    );
+    f.run_ok(&opts, "st.run()");
+    let all = persons(l, &f.dst);
+    assert_eq!(all.len(), 1, "{:?}", all.keys());
+    let e = all.values().next().unwrap();
+    assert_eq!(vals(e, "sn"), set(&["Person"]));
+    assert!(
+        vals(e, "mail").is_empty(),
+        "mail was not read, so none may be written: {e:?}"
+    );
+    assert_eq!(vals(e, "description"), set(&["no mail read"]));
+}
