@@ -21,6 +21,8 @@
 //! `${IDSYNC_HARNESS_DIR:-${TMPDIR:-/tmp}/idsync-harness}`.
 #![allow(dead_code)]
 
+pub mod report;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
