@@ -425,7 +425,7 @@ struct Bar(Option<indicatif::ProgressBar>);
 impl Bar {
     fn new(step: &str) -> Bar {
         use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
+        if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
             return Bar(None);
         }
         let pb = indicatif::ProgressBar::new(0);
