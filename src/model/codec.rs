@@ -3,6 +3,14 @@
 
 /// Formats 16 raw objectGUID bytes in .NET order: the first three groups are
 /// little-endian, the last two are taken as they are.
+///
+/// ```
+/// use idsync::model::codec::{guid_from_string, guid_to_string};
+/// let raw: Vec<u8> = (0u8..16).collect();
+/// let s = guid_to_string(&raw).unwrap();
+/// assert_eq!(s, "03020100-0504-0706-0809-0a0b0c0d0e0f");
+/// assert_eq!(guid_from_string(&s).unwrap().to_vec(), raw);
+/// ```
 pub fn guid_to_string(b: &[u8]) -> Option<String> {
     if b.len() != 16 {
         return None;

@@ -177,6 +177,13 @@ fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
 }
 
 /// Escapes a value for use inside an RDN (RFC 4514 §2.4).
+///
+/// ```
+/// use idsync::model::dn::{dn_escape, Dn};
+/// let dn = format!("CN={},OU=Staff,DC=corp,DC=example", dn_escape("Lee, Ann"));
+/// assert_eq!(dn, "CN=Lee\\, Ann,OU=Staff,DC=corp,DC=example");
+/// assert_eq!(Dn::parse(&dn).unwrap().rdns().len(), 4);
+/// ```
 pub fn dn_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 4);
     let last = value.chars().count().saturating_sub(1);
@@ -197,6 +204,10 @@ pub fn dn_escape(value: &str) -> String {
 }
 
 /// Escapes a value for use inside an LDAP search filter (RFC 4515).
+///
+/// ```
+/// assert_eq!(idsync::model::dn::ldap_escape("a*(b)"), "a\\2a\\28b\\29");
+/// ```
 pub fn ldap_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 4);
     for c in value.chars() {
