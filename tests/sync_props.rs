@@ -118,55 +118,7 @@ fn assert_quiet(report: &serde_json::Value) {
 // ---------------------------------------------------------------------------------------------
 // LDIF
 
-type Attrs = BTreeMap<String, Vec<String>>;
-
-/// Parses `ldapsearch -LLL -o ldif-wrap=no` output: DN (lowercased) -> attribute (lowercased)
-/// -> sorted values; base64 values are decoded.
-fn parse_ldif(text: &str) -> BTreeMap<String, Attrs> {
-    use base64::Engine;
-    let mut out = BTreeMap::new();
-    let mut dn: Option<String> = None;
-    let mut attrs = Attrs::new();
-    let mut flush = |dn: &mut Option<String>, attrs: &mut Attrs| {
-        if let Some(d) = dn.take() {
-            for v in attrs.values_mut() {
-                v.sort();
-            }
-            out.insert(d.to_ascii_lowercase(), std::mem::take(attrs));
-        }
-    };
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.trim().is_empty() {
-            flush(&mut dn, &mut attrs);
-            continue;
-        }
-        let (name, rest) = line
-            .split_once(':')
-            .unwrap_or_else(|| panic!("unexpected LDIF line {line:?}"));
-        let value = match rest.strip_prefix(':') {
-            Some(b64) => String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .expect("base64 in LDIF"),
-            )
-            .expect("UTF-8 value"),
-            None => rest.strip_prefix(' ').unwrap_or(rest).to_string(),
-        };
-        if name.eq_ignore_ascii_case("dn") {
-            dn = Some(value);
-        } else {
-            attrs
-                .entry(name.to_ascii_lowercase())
-                .or_default()
-                .push(value);
-        }
-    }
-    flush(&mut dn, &mut attrs);
-    out
-}
+use support::ldif::{Attrs, parse_ldif};
 
 /// `attr:: base64` (safe for any UTF-8 value).
 fn b64_line(attr: &str, value: &str) -> String {
