@@ -12,7 +12,7 @@ use super::objects::Connection;
 use crate::connector::Scope;
 use crate::model::{Entry, Value};
 use crate::sync::apply::Progress;
-use crate::sync::plan::{Action, AttrChange, Plan};
+use crate::sync::plan::{Action, AttrChange, Plan, create_attrs};
 use crate::sync::rules::{
     CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, ScopeRule, StepDef, TextRule,
 };
@@ -312,7 +312,7 @@ fn row(step: &str, op: &str, object: &str, c: Option<&AttrChange>, note: &str) -
 
 /// The plan as table rows: one per attribute change, rename, move,
 /// deprovision or error, then the unchanged count.
-fn plan_rows(plan: &Plan, refused: Option<&str>) -> Array {
+fn plan_rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Array {
     let s = plan.step.as_str();
     let mut rows = Array::new();
     if let Some(why) = refused {
@@ -320,11 +320,14 @@ fn plan_rows(plan: &Plan, refused: Option<&str>) -> Array {
     }
     for item in &plan.items {
         match &item.action {
-            Action::Create { dn, attrs } => {
-                for a in attrs {
-                    rows.push(row(s, "create", dn, Some(a), ""));
+            Action::Create { dn, source } => match create_attrs(step, dn, source) {
+                Ok(attrs) => {
+                    for a in &attrs {
+                        rows.push(row(s, "create", dn, Some(a), ""));
+                    }
                 }
-            }
+                Err(m) => rows.push(row(s, "error", dn, None, &m)),
+            },
             Action::Update {
                 target_dn,
                 changes,
@@ -487,7 +490,7 @@ fn preview_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Array> {
     let plan = super::runtime::block_on(run::preview(step, store.as_ref(), opts))
         .map_err(|e| rt_err(e.to_string()))?;
     let refused = run::threshold(&plan, opts.allow_deletes);
-    Ok(plan_rows(&plan, refused.as_deref()))
+    Ok(plan_rows(step, &plan, refused.as_deref()))
 }
 
 fn run_record(r: &crate::store::RunRecord) -> Dynamic {

@@ -240,17 +240,19 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             };
             Err((object, CError::Other(message.clone())))
         }
-        Action::Create { dn, attrs } => {
+        Action::Create { dn, source } => {
+            let attrs = super::plan::create_attrs(step, dn, source)
+                .map_err(|m| (dn.clone(), CError::Other(m)))?;
             let list: Vec<(String, Vec<crate::model::Value>)> = attrs
                 .iter()
                 .map(|a| (a.attr.to_string(), a.new.clone()))
                 .collect();
-            match target.create(dn, &list).await {
-                Ok(e) => {
-                    let anchor = e.anchor.clone().unwrap_or_else(|| e.dn.clone());
+            match target.create_anchor(dn, &list).await {
+                Ok(anchor) => {
+                    let anchor = anchor.unwrap_or_else(|| dn.clone());
                     o.lines
-                        .push(format!("create {} (source {})", e.dn, item.source_dn));
-                    o.put = Some(link(item, &anchor, &e.dn));
+                        .push(format!("create {dn} (source {})", item.source_dn));
+                    o.put = Some(link(item, &anchor, dn));
                     o.created = true;
                     Ok(o)
                 }

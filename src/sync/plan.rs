@@ -33,8 +33,10 @@ pub enum Action {
     Create {
         /// The new DN.
         dn: String,
-        /// Attributes to write, with the rule of each.
-        attrs: Vec<AttrChange>,
+        /// The source entry in compact form ([`Entry::to_compact`]): the
+        /// attributes are built by [`create_attrs`] when the plan is shown or
+        /// applied, so a plan of many creates stays small in memory.
+        source: Vec<u8>,
     },
     /// Update a linked (or newly joined) target object.
     Update {
@@ -159,7 +161,8 @@ pub async fn plan(
         limit: None,
     };
     let mut seen: HashSet<String> = HashSet::new();
-    let mut changed: Vec<(Entry, String)> = Vec::new();
+    // Changed objects wait here, compact, until the whole source is read.
+    let mut changed: Vec<(Vec<u8>, String)> = Vec::new();
     let mut unchanged = 0usize;
     let mut source_count = 0usize;
     let mut items: Vec<Item> = Vec::new();
@@ -208,7 +211,7 @@ pub async fn plan(
             {
                 unchanged += 1;
             } else {
-                changed.push((e, h));
+                changed.push((e.to_compact(), h));
             }
             Ok(true)
         };
@@ -227,7 +230,11 @@ pub async fn plan(
         linked_targets: &linked_targets,
         seen: &seen,
     };
-    for (e, h) in changed {
+    for (compact, h) in changed {
+        let Some(e) = Entry::from_compact(&compact) else {
+            continue;
+        };
+        drop(compact);
         let anchor = anchor_of(&e);
         let item = plan_one(
             step,
@@ -581,47 +588,66 @@ async fn plan_one(
             )
         }
         None => {
-            let (Some(dn), Some(c)) = (desired.clone(), &step.create) else {
+            let (Some(dn), Some(_)) = (desired.clone(), &step.create) else {
                 return err("no target object matches and the step has no create rule".into());
             };
-            let mut attrs: Vec<AttrChange> = Vec::new();
-            if !c.classes.is_empty() {
-                attrs.push(AttrChange {
-                    attr: "objectClass".into(),
-                    old: vec![],
-                    new: c.classes.iter().map(|s| Value::Text(s.clone())).collect(),
-                    rule: "create class".into(),
-                });
-            }
-            for (i, vals) in projected {
-                if vals.is_empty() {
-                    continue;
-                }
-                let f = &step.flows[i];
-                attrs.push(AttrChange {
-                    attr: f.target.clone(),
-                    old: vec![],
-                    new: vals,
-                    rule: f.rule.clone(),
-                });
-            }
-            // The naming attribute must be present in the new entry.
-            if let Some((rattr, rval)) = Dn::parse(&dn)
-                .ok()
-                .and_then(|d| d.rdn().map(rdn_pair))
-                .flatten()
-                && !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr))
-            {
-                attrs.push(AttrChange {
-                    attr: rattr.into(),
-                    old: vec![],
-                    new: vec![Value::Text(rval)],
-                    rule: "create rdn".into(),
-                });
-            }
-            mk(Action::Create { dn, attrs }, desired)
+            // The flows were evaluated above (so a failing flow is an error now);
+            // the attributes themselves are rebuilt by `create_attrs` when the
+            // plan is printed or applied, from this compact copy of the source.
+            mk(
+                Action::Create {
+                    dn,
+                    source: e.to_compact(),
+                },
+                desired,
+            )
         }
     }
+}
+
+/// The attributes of a new target object for `source` (compact) at `dn`:
+/// the create rule's classes, every flow with a value (`once` flows
+/// included), and the naming attribute. Preview and apply both call this.
+pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrChange>, String> {
+    let e = Entry::from_compact(source).ok_or("internal: unreadable planned entry")?;
+    let mut attrs: Vec<AttrChange> = Vec::new();
+    if let Some(c) = &step.create
+        && !c.classes.is_empty()
+    {
+        attrs.push(AttrChange {
+            attr: "objectClass".into(),
+            old: vec![],
+            new: c.classes.iter().map(|s| Value::Text(s.clone())).collect(),
+            rule: "create class".into(),
+        });
+    }
+    for f in &step.flows {
+        let vals = flow_values(&f.source, &e).map_err(|m| format!("flow {}: {m}", f.rule))?;
+        if vals.is_empty() {
+            continue;
+        }
+        attrs.push(AttrChange {
+            attr: f.target.clone(),
+            old: vec![],
+            new: vals,
+            rule: f.rule.clone(),
+        });
+    }
+    // The naming attribute must be present in the new entry.
+    if let Some((rattr, rval)) = Dn::parse(dn)
+        .ok()
+        .and_then(|d| d.rdn().map(rdn_pair))
+        .flatten()
+        && !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr))
+    {
+        attrs.push(AttrChange {
+            attr: rattr.into(),
+            old: vec![],
+            new: vec![Value::Text(rval)],
+            rule: "create rdn".into(),
+        });
+    }
+    Ok(attrs)
 }
 
 /// The attribute and unescaped value of a single-valued RDN.
