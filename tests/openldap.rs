@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use support::Ldap;
 
 /// The environment variable the scripts read the bind password from.
-const PW_ENV: &str = "IDSYNC_TEST_BIND_PW";
+const PW_ENV: &str = support::PW_ENV;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -40,13 +40,7 @@ fn connect_url(l: &Ldap, url: &str, extra: &str) -> String {
 fn command(home: &Path, format: Option<&str>, script: &str) -> (Command, std::path::PathBuf) {
     let file = home.join(format!("{}.rhai", support::unique("s")));
     std::fs::write(&file, script).unwrap();
-    let mut cmd = Command::new(support::idsync_bin());
-    cmd.env("IDSYNC_HOME", home)
-        .env("NO_COLOR", "1")
-        .env(PW_ENV, "secret")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("IDSYNC_BACKTRACE")
-        .stdin(Stdio::null());
+    let mut cmd = support::idsync_command(home);
     if let Some(f) = format {
         cmd.args(["--format", f]);
     }

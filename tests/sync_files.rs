@@ -20,7 +20,7 @@ use serde_json::Value as Json;
 use support::Ldap;
 
 /// The environment variable the scripts read the bind password from.
-const PW_ENV: &str = "IDSYNC_TEST_BIND_PW";
+const PW_ENV: &str = support::PW_ENV;
 /// The second suffix of the test slapd.
 const TARGET: &str = "dc=target,dc=com";
 
@@ -28,14 +28,7 @@ const TARGET: &str = "dc=target,dc=com";
 // helpers: running idsync
 
 fn idsync_cmd(home: &Path) -> Command {
-    let mut cmd = Command::new(support::idsync_bin());
-    cmd.env("IDSYNC_HOME", home)
-        .env("NO_COLOR", "1")
-        .env(PW_ENV, "secret")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("IDSYNC_BACKTRACE")
-        .stdin(Stdio::null());
-    cmd
+    support::idsync_command(home)
 }
 
 fn no_panic(what: &str, stdout: &str, stderr: &str) {

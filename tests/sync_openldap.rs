@@ -12,13 +12,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value as Json;
 use support::Ldap;
 
 /// The environment variable the scripts read the bind password from.
-const PW_ENV: &str = "IDSYNC_TEST_BIND_PW";
+const PW_ENV: &str = support::PW_ENV;
 /// The second suffix of the test slapd.
 const TARGET: &str = "dc=target,dc=com";
 
@@ -30,13 +30,7 @@ const TARGET: &str = "dc=target,dc=com";
 fn run_fmt(home: &Path, format: Option<&str>, script: &str) -> (i32, String, String) {
     let file = home.join(format!("{}.rhai", support::unique("s")));
     std::fs::write(&file, script).unwrap();
-    let mut cmd = Command::new(support::idsync_bin());
-    cmd.env("IDSYNC_HOME", home)
-        .env("NO_COLOR", "1")
-        .env(PW_ENV, "secret")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("IDSYNC_BACKTRACE")
-        .stdin(Stdio::null());
+    let mut cmd = support::idsync_command(home);
     if let Some(f) = format {
         cmd.args(["--format", f]);
     }

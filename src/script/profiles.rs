@@ -77,28 +77,22 @@ pub mod profiles_api {
                 open_ldap(ldap_options(&url, &m)?)
             }
             "csv" => {
-                let path = p
-                    .data
-                    .get("path")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string();
+                let text = |k: &str| p.data.get(k).and_then(|v| v.as_str()).map(str::to_string);
                 let mut m = Map::new();
                 for k in ["key", "multi_value_separator", "delimiter"] {
-                    if let Some(v) = p.data.get(k).and_then(|v| v.as_str()) {
-                        m.insert(k.into(), Dynamic::from(v.to_string()));
+                    if let Some(v) = text(k) {
+                        m.insert(k.into(), Dynamic::from(v));
                     }
                 }
-                crate::script::connect::open_csv(&path, &m)
+                crate::script::connect::open_csv(&text("path").unwrap_or_default(), &m)
             }
             "ldif" => {
                 let path = p
                     .data
                     .get("path")
                     .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                crate::script::connect::open_ldif(&path)
+                    .unwrap_or_default();
+                crate::script::connect::open_ldif(path)
             }
             other => Err(rt_err(format!(
                 "connection '{name}': unknown kind '{other}'"

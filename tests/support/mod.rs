@@ -1030,3 +1030,19 @@ fn start_samba() -> Result<Ldap, Unavail> {
     }
     Ok(mk(pid))
 }
+
+/// The environment variable tests pass the bind password in (scripts read it with `secret`).
+pub const PW_ENV: &str = "IDSYNC_TEST_BIND_PW";
+
+/// An `idsync` command for a test: its own IDSYNC_HOME, no colour, the bind password in
+/// [`PW_ENV`], no backtrace variables (so panic text can never be mistaken for output), no stdin.
+pub fn idsync_command(home: &Path) -> Command {
+    let mut cmd = Command::new(idsync_bin());
+    cmd.env("IDSYNC_HOME", home)
+        .env("NO_COLOR", "1")
+        .env(PW_ENV, "secret")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("IDSYNC_BACKTRACE")
+        .stdin(Stdio::null());
+    cmd
+}
