@@ -4,6 +4,7 @@
 //! The state store ([`store`]) is reached only through its trait; [`config`]
 //! holds `IDSYNC_HOME`, connection profiles and secrets.
 
+pub mod azure;
 pub mod config;
 pub mod connector;
 pub mod model;

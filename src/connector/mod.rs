@@ -1,13 +1,15 @@
-//! Connectors: one trait that every connected system implements (LDAP now;
-//! CSV, LDIF, Graph and SQL later), so the sync engine and the shell can
+//! Connectors: one trait that every connected system implements (LDAP,
+//! CSV, LDIF, Microsoft Graph; SQL later), so the sync engine and the shell can
 //! treat them alike. Reads stream entries into a sink, so a whole directory
 //! is never held in memory.
 
 pub mod csv;
 pub mod error;
 pub mod file;
+pub mod graph;
 pub mod ldap;
 pub mod ldif;
+pub mod tls;
 
 use async_trait::async_trait;
 
@@ -200,6 +202,12 @@ pub trait Connector: Send + Sync {
     /// file) and ends the batch.
     async fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// The Microsoft Graph connection behind this connector, for the
+    /// Entra-only functions (roles, delta, BackSync); `None` elsewhere.
+    fn graph(&self) -> Option<&graph::GraphConnector> {
+        None
     }
 
     /// The error for an operation this system cannot do.

@@ -123,6 +123,109 @@ impl Filter {
     pub fn matches(&self, entry: &Entry) -> bool {
         eval(&self.node, entry)
     }
+
+    /// The attribute names the filter tests, each once.
+    pub fn attributes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        collect_attrs(&self.node, &mut out);
+        out
+    }
+
+    /// The same test as an OData `$filter` for the subset Microsoft Graph
+    /// evaluates on its side: equality (`eq`, with `is_bool` naming the
+    /// properties written without quotes), prefixes (`startswith`), `and`,
+    /// `or`; `(objectClass=*)` and other presence tests are dropped from an
+    /// `and`. `None` when some part has no such equivalent; the caller then
+    /// filters on its side.
+    pub fn to_odata(&self, is_bool: &dyn Fn(&str) -> bool) -> Option<String> {
+        odata(&self.node, is_bool)
+    }
+}
+
+fn collect_attrs(n: &Node, out: &mut Vec<String>) {
+    let mut add = |a: &str| {
+        if !out.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+            out.push(a.to_string());
+        }
+    };
+    match n {
+        Node::And(v) | Node::Or(v) => v.iter().for_each(|c| collect_attrs(c, out)),
+        Node::Not(c) => collect_attrs(c, out),
+        Node::Equal(a, _) | Node::Approx(a, _) | Node::Greater(a, _) | Node::Less(a, _) => add(a),
+        Node::Present(a) => add(a),
+        Node::Substrings { attr, .. } => add(attr),
+    }
+}
+
+fn odata(n: &Node, is_bool: &dyn Fn(&str) -> bool) -> Option<String> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    match n {
+        Node::And(v) => {
+            let parts: Vec<String> = v
+                .iter()
+                .filter(|c| !matches!(c, Node::Present(_)))
+                .map(|c| odata(c, is_bool))
+                .collect::<Option<_>>()?;
+            match parts.len() {
+                0 => None,
+                1 => parts.into_iter().next(),
+                _ => Some(format!("({})", parts.join(" and "))),
+            }
+        }
+        Node::Or(v) if !v.is_empty() => {
+            let parts: Vec<String> = v.iter().map(|c| odata(c, is_bool)).collect::<Option<_>>()?;
+            Some(format!("({})", parts.join(" or ")))
+        }
+        Node::Equal(a, v) => {
+            let text = std::str::from_utf8(&v.raw).ok()?;
+            if is_bool(a) {
+                let b = text.to_ascii_lowercase();
+                (b == "true" || b == "false").then(|| format!("{a} eq {b}"))
+            } else {
+                Some(format!("{a} eq {}", quote(text)))
+            }
+        }
+        Node::Substrings {
+            attr,
+            initial: Some(i),
+            any,
+            last: None,
+        } if any.is_empty() && !is_bool(attr) => Some(format!("startswith({attr},{})", quote(i))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod odata_tests {
+    use super::Filter;
+
+    fn od(f: &str) -> Option<String> {
+        Filter::parse(f)
+            .unwrap()
+            .to_odata(&|a: &str| a.eq_ignore_ascii_case("accountEnabled"))
+    }
+
+    #[test]
+    fn the_graph_subset_translates() {
+        assert_eq!(od("(mail=a@b.c)").as_deref(), Some("mail eq 'a@b.c'"));
+        assert_eq!(
+            od("(&(objectClass=*)(displayName=O'Neil)(accountEnabled=TRUE))").as_deref(),
+            Some("(displayName eq 'O''Neil' and accountEnabled eq true)")
+        );
+        assert_eq!(
+            od("(|(givenName=Ann*)(sn=Lee))").as_deref(),
+            Some("(startswith(givenName,'ann') or sn eq 'Lee')")
+        );
+        assert_eq!(od("(!(mail=x))"), None);
+        assert_eq!(od("(mail=*x*)"), None);
+        assert_eq!(od("(objectClass=*)"), None);
+        assert_eq!(
+            Filter::parse("(&(a=1)(|(B=2)(!(c>=3))))")
+                .unwrap()
+                .attributes(),
+            vec!["a", "B", "c"]
+        );
+    }
 }
 
 impl fmt::Display for Filter {

@@ -2,6 +2,7 @@
 //! binding registered, the variables of a REPL or script, and the functions
 //! it has defined. Bindings live one family per file.
 
+pub mod azure;
 pub mod connect;
 pub mod context;
 pub mod convert;
@@ -81,6 +82,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(text::text_api).into());
     engine.register_global_module(exported_module!(help::help_api).into());
     engine.register_global_module(exported_module!(sync_api::sync_api).into());
+    engine.register_global_module(exported_module!(azure::azure_api).into());
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");

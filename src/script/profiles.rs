@@ -94,6 +94,27 @@ pub mod profiles_api {
                     .unwrap_or_default();
                 crate::script::connect::open_ldif(path)
             }
+            "graph" => {
+                let mut m = Map::new();
+                if let Some(obj) = p.data.as_object() {
+                    for (k, v) in obj {
+                        if v.is_null() {
+                            continue;
+                        }
+                        if k == "client_secret" {
+                            let r = v.as_str().unwrap_or_default();
+                            let s = secrets::resolve(r)
+                                .map_err(|e| rt_err(format!("connection '{name}': {e}")))?;
+                            m.insert(k.as_str().into(), Dynamic::from(s));
+                        } else {
+                            let d: Dynamic = rhai::serde::to_dynamic(v)
+                                .map_err(|e| rt_err(format!("connection '{name}': {e}")))?;
+                            m.insert(k.as_str().into(), d);
+                        }
+                    }
+                }
+                crate::script::azure::open_graph(crate::script::azure::graph_options(&m)?)
+            }
             other => Err(rt_err(format!(
                 "connection '{name}': unknown kind '{other}'"
             ))),
@@ -117,7 +138,15 @@ pub mod profiles_api {
                 let mut m = Map::new();
                 m.insert("name".into(), p.name.into());
                 m.insert("kind".into(), p.kind.into());
-                for k in ["url", "bind_dn", "base", "password"] {
+                for k in [
+                    "url",
+                    "bind_dn",
+                    "base",
+                    "password",
+                    "tenant",
+                    "client_id",
+                    "client_secret",
+                ] {
                     let v = p
                         .data
                         .get(k)

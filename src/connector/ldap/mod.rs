@@ -12,7 +12,7 @@ pub mod options;
 pub mod read;
 pub mod result;
 pub mod rootdse;
-pub mod tls;
+pub use crate::connector::tls;
 pub mod write;
 
 use std::sync::Mutex;

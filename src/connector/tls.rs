@@ -1,4 +1,4 @@
-//! TLS settings for LDAP connections: verification against a CA file or the
+//! TLS settings for LDAP and HTTPS (Graph) connections: verification against a CA file or the
 //! system roots (on by default), or no verification when explicitly asked.
 
 use std::sync::Arc;

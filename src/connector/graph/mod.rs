@@ -1,0 +1,885 @@
+//! Microsoft Entra ID through Microsoft Graph: users, groups, service
+//! principals and contacts as entries (anchor = `id`), writes, membership,
+//! delta rounds. The HTTP rules Graph documents (token, paging, throttling,
+//! error bodies) live in [`http`] and [`page`]; directory roles and BackSync
+//! are built on top of this in `crate::azure`.
+//!
+//! For the sync engine and `search`, a connection's "base" names the
+//! collection (`users`, the default, `groups`, `servicePrincipals`,
+//! `contacts`); an LDAP filter such as `(department=Sales)` is sent as
+//! `$filter` where Graph can evaluate it and always checked here as well; a
+//! filter that does not start with `(` is passed to Graph as OData.
+
+pub mod convert;
+pub mod delta;
+pub mod error;
+pub mod http;
+pub mod options;
+pub mod page;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+
+pub use http::{Clock, SystemClock};
+pub use options::GraphOptions;
+
+use self::convert::{body_json, is_boolean, property_json, to_entry};
+use self::http::{Call, GraphHttp, Repeat};
+use self::page::{ListQuery, each_item, enc};
+use super::{Change, Connector, Error, Result, SearchQuery, Sink, TestReport};
+use crate::model::filter::Filter;
+use crate::model::{Entry, Secret, Value};
+
+/// User properties read by `get` and by the sync engine when no list is
+/// given (Graph returns a small default set otherwise).
+pub const USER_PROPERTIES: &[&str] = &[
+    "id",
+    "userPrincipalName",
+    "displayName",
+    "givenName",
+    "surname",
+    "mail",
+    "mailNickname",
+    "jobTitle",
+    "department",
+    "companyName",
+    "employeeId",
+    "officeLocation",
+    "city",
+    "country",
+    "usageLocation",
+    "mobilePhone",
+    "businessPhones",
+    "accountEnabled",
+    "userType",
+    "onPremisesImmutableId",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+];
+
+/// Group properties read by `get` and by the sync engine by default.
+pub const GROUP_PROPERTIES: &[&str] = &[
+    "id",
+    "displayName",
+    "description",
+    "mail",
+    "mailNickname",
+    "mailEnabled",
+    "securityEnabled",
+    "groupTypes",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+];
+
+/// A connection to one tenant's Microsoft Graph.
+pub struct GraphConnector {
+    http: GraphHttp,
+    /// Collection of ids seen in reads ("users", "groups", ...), so writes
+    /// by id need no lookup.
+    kinds: Mutex<HashMap<String, &'static str>>,
+}
+
+/// The collections a base may name, with the `@odata.type` of their items.
+const COLLECTIONS: &[(&str, &str)] = &[
+    ("users", "#microsoft.graph.user"),
+    ("groups", "#microsoft.graph.group"),
+    ("servicePrincipals", "#microsoft.graph.servicePrincipal"),
+    ("contacts", "#microsoft.graph.orgContact"),
+];
+
+/// The collection a base names (any case), e.g. "Groups" → "groups".
+pub fn collection(base: &str) -> Option<&'static str> {
+    let b = base.trim().trim_matches('/');
+    COLLECTIONS
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(b))
+        .map(|(c, _)| *c)
+}
+
+fn collection_of_type(t: &str) -> Option<&'static str> {
+    COLLECTIONS
+        .iter()
+        .find(|(_, ty)| ty.eq_ignore_ascii_case(t))
+        .map(|(c, _)| *c)
+}
+
+/// True for a GUID in its usual text form (Graph ids).
+pub fn is_guid(s: &str) -> bool {
+    uuid::Uuid::try_parse(s).is_ok() && s.len() == 36
+}
+
+impl GraphConnector {
+    /// Signs in (so a wrong secret is reported at once) and returns the connection.
+    pub async fn connect(opts: GraphOptions) -> Result<Self> {
+        Self::connect_with_clock(opts, Arc::new(SystemClock::default())).await
+    }
+
+    /// As [`GraphConnector::connect`], with the clock the client waits on
+    /// (tests pass one that records waits instead of sleeping).
+    pub async fn connect_with_clock(opts: GraphOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+        for (name, v) in [("tenant", &opts.tenant), ("client_id", &opts.client_id)] {
+            if v.trim().is_empty() {
+                return Err(Error::usage(format!("connect_graph: '{name}' is empty")));
+            }
+        }
+        if !(1..=999).contains(&opts.page_size) {
+            return Err(Error::usage(format!(
+                "connect_graph: page_size must be between 1 and 999 (Graph's limit), not {}",
+                opts.page_size
+            )));
+        }
+        let c = GraphConnector {
+            http: GraphHttp::new(opts, clock)?,
+            kinds: Mutex::new(HashMap::new()),
+        };
+        c.organization().await?;
+        Ok(c)
+    }
+
+    /// The HTTP client (for the Entra functions built on this connection).
+    pub fn http(&self) -> &GraphHttp {
+        &self.http
+    }
+
+    /// The connection's options.
+    pub fn options(&self) -> &GraphOptions {
+        self.http.options()
+    }
+
+    /// The tenant's organization object (`GET /organization`).
+    pub async fn organization(&self) -> Result<Json> {
+        let url = self.http.url("organization");
+        let j = self
+            .http
+            .send(&Call::get(url, "organization"))
+            .await?
+            .json("organization")?;
+        j.get("value")
+            .and_then(|v| v.get(0))
+            .cloned()
+            .ok_or_else(|| Error::Other("organization: Graph returned no organization".into()))
+    }
+
+    /// Lists a collection with `q`, streaming each object into `each`.
+    pub async fn list(
+        &self,
+        collection: &str,
+        q: &ListQuery,
+        each: &mut (dyn FnMut(Json) -> Result<bool> + Send),
+    ) -> Result<page::PageInfo> {
+        let mut q = q.clone();
+        if q.top.is_none() {
+            q.top = Some(self.options().page_size);
+        }
+        let qs = q.query_string();
+        let url = if qs.is_empty() {
+            self.http.url(collection)
+        } else {
+            format!("{}?{qs}", self.http.url(collection))
+        };
+        let kind = self::collection(collection);
+        let mut seen: Vec<String> = Vec::new();
+        let what = format!("list {collection}");
+        let info = each_item(&self.http, url, q.is_advanced(), &what, &mut |o| {
+            if kind.is_some()
+                && let Some(id) = o.get("id").and_then(Json::as_str)
+            {
+                seen.push(id.to_string());
+            }
+            each(o)
+        })
+        .await?;
+        if let Some(k) = kind {
+            self.remember(seen.into_iter(), k);
+        }
+        Ok(info)
+    }
+
+    fn remember(&self, ids: impl Iterator<Item = String>, kind: &'static str) {
+        if let Ok(mut m) = self.kinds.lock() {
+            for id in ids {
+                m.insert(id.to_ascii_lowercase(), kind);
+            }
+        }
+    }
+
+    fn known_kind(&self, id: &str) -> Option<&'static str> {
+        self.kinds
+            .lock()
+            .ok()?
+            .get(&id.to_ascii_lowercase())
+            .copied()
+    }
+
+    /// GETs `path` (relative to the Graph base); `None` on 404.
+    pub async fn get_json(&self, path: &str, what: &str) -> Result<Option<Json>> {
+        let call = Call::get(self.http.url(path), what);
+        let r = self.http.exchange(&call).await?;
+        if r.status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if !r.status.is_success() {
+            return Err(self.http.refusal(&call, &r));
+        }
+        Ok(Some(r.json(what)?))
+    }
+
+    /// Finds the object an identity names: an id (any object kind), a
+    /// userPrincipalName, or a display name (users and groups; two matches
+    /// are an error). Returns its collection and JSON with the default
+    /// property list of its kind.
+    pub async fn find(&self, identity: &str) -> Result<Option<(&'static str, Json)>> {
+        let ident = identity.trim();
+        if ident.is_empty() {
+            return Err(Error::usage("an empty identity names no object"));
+        }
+        if is_guid(ident) {
+            let order: Vec<&'static str> = match self.known_kind(ident) {
+                Some(k) => vec![k],
+                None => {
+                    let path = format!("directoryObjects/{}", enc(ident));
+                    match self.get_json(&path, ident).await? {
+                        None => return Ok(None),
+                        Some(o) => {
+                            match o
+                                .get("@odata.type")
+                                .and_then(Json::as_str)
+                                .and_then(collection_of_type)
+                            {
+                                Some(k) => vec![k],
+                                None => return Ok(Some(("directoryObjects", o))),
+                            }
+                        }
+                    }
+                }
+            };
+            for k in order {
+                if let Some(o) = self.get_json(&object_path(k, ident), ident).await? {
+                    self.remember(std::iter::once(ident.to_string()), k);
+                    return Ok(Some((k, o)));
+                }
+            }
+            return Ok(None);
+        }
+        if ident.contains('@') {
+            let o = self.get_json(&object_path("users", ident), ident).await?;
+            if let Some(id) = o.as_ref().and_then(|o| o.get("id")).and_then(Json::as_str) {
+                self.remember(std::iter::once(id.to_string()), "users");
+            }
+            return Ok(o.map(|o| ("users", o)));
+        }
+        let filter = format!("displayName eq '{}'", ident.replace('\'', "''"));
+        let mut found: Vec<(&'static str, Json)> = Vec::new();
+        for k in ["users", "groups"] {
+            let q = ListQuery {
+                select: default_select(k),
+                filter: Some(filter.clone()),
+                ..ListQuery::default()
+            };
+            self.list(k, &q, &mut |o| {
+                found.push((k, o));
+                Ok(found.len() < 3)
+            })
+            .await?;
+        }
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            n => Err(Error::Ambiguous {
+                identity: ident.to_string(),
+                count: n,
+                sample: found
+                    .iter()
+                    .filter_map(|(k, o)| Some(format!("{k}/{}", o.get("id")?.as_str()?)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// The collection and id of an identity (no extra read for ids seen
+    /// before); an error when nothing matches.
+    pub async fn locate(&self, identity: &str) -> Result<(&'static str, String)> {
+        if is_guid(identity)
+            && let Some(k) = self.known_kind(identity)
+        {
+            return Ok((k, identity.to_string()));
+        }
+        match self.find(identity).await? {
+            Some((k, o)) => {
+                let id = o
+                    .get("id")
+                    .and_then(Json::as_str)
+                    .unwrap_or(identity)
+                    .to_string();
+                Ok((k, id))
+            }
+            None => Err(Error::NotFound(identity.to_string())),
+        }
+    }
+
+    /// Runs one delta round (see [`delta::round`]).
+    pub async fn delta(
+        &self,
+        collection: &str,
+        select: &[String],
+        link: Option<&str>,
+        latest: bool,
+    ) -> Result<delta::DeltaRound> {
+        let r = delta::round(&self.http, collection, select, link, latest).await?;
+        if let Some(k) = self::collection(collection) {
+            let ids = r
+                .changed
+                .iter()
+                .filter_map(|o| o.object.get("id")?.as_str().map(str::to_string));
+            self.remember(ids.collect::<Vec<_>>().into_iter(), k);
+        }
+        Ok(r)
+    }
+
+    /// Adds `member` (an id) to the `$ref` list at `path`; true when added,
+    /// false when it was there already. Graph answers a duplicate with 400
+    /// Request_BadRequest; membership is then read to tell a duplicate from
+    /// another refusal, rather than trusting the message text.
+    pub async fn add_ref(
+        &self,
+        path: &str,
+        member_id: &str,
+        what: &str,
+        is_member: impl AsyncFnOnce() -> Result<bool>,
+    ) -> Result<bool> {
+        let body = json!({ "@odata.id": self.http.url(&format!("directoryObjects/{member_id}")) });
+        let mut call = Call::with_body(Method::POST, self.http.url(path), what, body);
+        call.repeat = Repeat::Safe;
+        let r = self.http.exchange(&call).await?;
+        if r.status.is_success() {
+            return Ok(true);
+        }
+        if r.status.as_u16() == 400
+            && error::error_code(&r.body).as_deref() == Some("Request_BadRequest")
+            && is_member().await?
+        {
+            return Ok(false);
+        }
+        Err(self.http.refusal(&call, &r))
+    }
+
+    /// Ids of a group's direct members.
+    async fn member_ids(&self, group_id: &str, what: &str) -> Result<Vec<String>> {
+        let url = format!(
+            "{}?$select=id&$top={}",
+            self.http.url(&format!("groups/{}/members", enc(group_id))),
+            self.options().page_size
+        );
+        let mut out = Vec::new();
+        each_item(&self.http, url, false, what, &mut |o| {
+            if let Some(id) = o.get("id").and_then(Json::as_str) {
+                out.push(id.to_string());
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn patch(&self, kind: &str, id: &str, body: Json, what: &str) -> Result<()> {
+        let call = Call::with_body(
+            Method::PATCH,
+            self.http.url(&object_path(kind, id)),
+            what,
+            body,
+        );
+        self.http.send(&call).await.map(|_| ())
+    }
+
+    async fn group_id(&self, group: &str) -> Result<String> {
+        let (k, id) = self.locate(group).await?;
+        if k != "groups" {
+            return Err(Error::Object {
+                object: group.to_string(),
+                cause: format!("is not a group (it is in {k})"),
+                code: None,
+            });
+        }
+        Ok(id)
+    }
+}
+
+/// `{collection}/{id}` with the id encoded (UPNs may hold `#`, `'`).
+fn object_path(kind: &str, id: &str) -> String {
+    let graph_kind = if kind == "contacts" { "contacts" } else { kind };
+    format!("{graph_kind}/{}", enc(id))
+}
+
+/// The `$select` used when the caller names no attributes.
+fn default_select(kind: &str) -> Vec<String> {
+    let list: &[&str] = match kind {
+        "users" => USER_PROPERTIES,
+        "groups" => GROUP_PROPERTIES,
+        _ => &[],
+    };
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn with_select(path: String, kind: &str) -> String {
+    let sel = default_select(kind);
+    if sel.is_empty() {
+        path
+    } else {
+        format!("{path}?$select={}", enc(&sel.join(",")))
+    }
+}
+
+/// A random initial password for users created without one (Entra requires
+/// one); the user must change it at first sign-in.
+fn initial_password() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    format!("Id{}!{}", &a[..12], &a[12..20].to_uppercase())
+}
+
+#[async_trait]
+impl Connector for GraphConnector {
+    fn kind(&self) -> &'static str {
+        "graph"
+    }
+
+    fn describe(&self) -> String {
+        let o = self.options();
+        format!(
+            "Microsoft Graph {} tenant {} as app {}",
+            o.graph_url, o.tenant, o.client_id
+        )
+    }
+
+    fn flavor(&self) -> String {
+        "entra".into()
+    }
+
+    fn graph(&self) -> Option<&GraphConnector> {
+        Some(self)
+    }
+
+    fn profile(&self) -> Result<Json> {
+        let o = self.options();
+        let Some(secret_ref) = o.client_secret.reference() else {
+            return Err(Error::usage(
+                "the client secret was typed as text; use secret(\"ENV_NAME\") so that only its reference is saved",
+            ));
+        };
+        Ok(json!({
+            "tenant": o.tenant,
+            "client_id": o.client_id,
+            "client_secret": secret_ref,
+            "authority_url": o.authority_url,
+            "graph_url": o.graph_url,
+            "ca_file": o.ca_file,
+            "verify": o.verify,
+            "timeout": o.timeout.as_secs_f64(),
+            "max_wait": o.max_wait.as_secs_f64(),
+            "page_size": o.page_size,
+        }))
+    }
+
+    async fn test(&self) -> Result<TestReport> {
+        let org = self.organization().await?;
+        let o = self.options();
+        let mut details = vec![
+            ("graph_url".to_string(), o.graph_url.clone()),
+            ("authority_url".to_string(), o.authority_url.clone()),
+        ];
+        if let Some(n) = org.get("displayName").and_then(Json::as_str) {
+            details.push(("organization".into(), n.to_string()));
+        }
+        Ok(TestReport {
+            reachable: true,
+            bound: true,
+            bind_identity: format!("app {}", o.client_id),
+            vendor: "Microsoft Graph".into(),
+            flavor: "entra".into(),
+            naming_contexts: org
+                .get("id")
+                .and_then(Json::as_str)
+                .map(|s| vec![s.to_string()])
+                .unwrap_or_default(),
+            details,
+        })
+    }
+
+    async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()> {
+        let base = q.base.as_deref().unwrap_or("users");
+        let kind = collection(base).ok_or_else(|| {
+            Error::usage(format!(
+                "Graph base '{base}' is not a collection (users, groups, servicePrincipals, contacts)"
+            ))
+        })?;
+        let text = q.filter.trim();
+        let (odata, local) = if text.is_empty() || text.eq_ignore_ascii_case("(objectClass=*)") {
+            (None, None)
+        } else if text.starts_with('(') {
+            let f = Filter::parse(text).map_err(|e| Error::usage(e.to_string()))?;
+            (f.to_odata(&is_boolean), Some(f))
+        } else {
+            (Some(text.to_string()), None)
+        };
+        let mut select = match &q.attrs {
+            Some(a) => a.clone(),
+            None => default_select(kind),
+        };
+        if let Some(f) = &local
+            && !select.is_empty()
+        {
+            for a in f.attributes() {
+                if !select.iter().any(|s| s.eq_ignore_ascii_case(&a))
+                    && !a.eq_ignore_ascii_case("objectClass")
+                {
+                    select.push(a);
+                }
+            }
+        }
+        if !select.is_empty() && !select.iter().any(|s| s == "id") {
+            select.insert(0, "id".into());
+        }
+        let lq = ListQuery {
+            select,
+            filter: odata,
+            top: q.limit.map(|l| l.clamp(1, 999) as u32),
+            ..ListQuery::default()
+        };
+        let mut left = q.limit;
+        let mut result = Ok(());
+        self.list(kind, &lq, &mut |o| {
+            let e = to_entry(&o);
+            if let Some(f) = &local
+                && !f.matches(&e)
+            {
+                return Ok(true);
+            }
+            match sink(e) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(err) => {
+                    result = Err(err);
+                    return Ok(false);
+                }
+            }
+            if let Some(n) = left.as_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        result
+    }
+
+    async fn attribute_names(&self) -> Result<Vec<String>> {
+        let mut v: Vec<String> = USER_PROPERTIES
+            .iter()
+            .chain(GROUP_PROPERTIES)
+            .map(|s| s.to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
+    async fn get(&self, identity: &str) -> Result<Option<Entry>> {
+        let Some((kind, o)) = self.find(identity).await? else {
+            return Ok(None);
+        };
+        // `find` reads an id through directoryObjects or a default set;
+        // read the object again with its kind's full list when needed.
+        let id = o
+            .get("id")
+            .and_then(Json::as_str)
+            .unwrap_or(identity)
+            .to_string();
+        let full = if kind == "users" || kind == "groups" {
+            let path = with_select(object_path(kind, &id), kind);
+            self.get_json(&path, identity).await?.unwrap_or(o)
+        } else {
+            o
+        };
+        Ok(Some(to_entry(&full)))
+    }
+
+    async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+        let has = |n: &str| attrs.iter().any(|(a, _)| a.eq_ignore_ascii_case(n));
+        let first = dn.split(['/', ',']).next().unwrap_or("");
+        let kind = match collection(first) {
+            Some(k) => k,
+            None if has("userPrincipalName") => "users",
+            None if has("securityEnabled") || has("mailEnabled") || has("groupTypes") => "groups",
+            None => {
+                return Err(Error::Object {
+                    object: dn.to_string(),
+                    cause: "say which collection to create in: give 'users' or 'groups' as the name (create rdn/parent), or a userPrincipalName".into(),
+                    code: None,
+                });
+            }
+        };
+        let mut body = body_json(dn, attrs)?;
+        fn text(body: &serde_json::Map<String, Json>, k: &str) -> Option<String> {
+            body.get(k).and_then(Json::as_str).map(str::to_string)
+        }
+        match kind {
+            "users" => {
+                let upn = text(&body, "userPrincipalName").ok_or_else(|| Error::Object {
+                    object: dn.to_string(),
+                    cause: "a new Entra user needs a userPrincipalName".into(),
+                    code: None,
+                })?;
+                if !body.contains_key("mailNickname") {
+                    let nick: String = upn
+                        .split('@')
+                        .next()
+                        .unwrap_or(&upn)
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                        .collect();
+                    body.insert("mailNickname".into(), Json::String(nick));
+                }
+                if !body.contains_key("displayName") {
+                    body.insert("displayName".into(), Json::String(upn.clone()));
+                }
+                body.entry("accountEnabled").or_insert(Json::Bool(true));
+                body.entry("passwordProfile").or_insert_with(|| {
+                    json!({ "password": initial_password(), "forceChangePasswordNextSignIn": true })
+                });
+            }
+            "groups" => {
+                let name = text(&body, "displayName").ok_or_else(|| Error::Object {
+                    object: dn.to_string(),
+                    cause: "a new Entra group needs a displayName".into(),
+                    code: None,
+                })?;
+                if !body.contains_key("mailNickname") {
+                    let nick: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+                    let nick = if nick.is_empty() {
+                        "group".to_string()
+                    } else {
+                        nick
+                    };
+                    body.insert("mailNickname".into(), Json::String(nick));
+                }
+                body.entry("mailEnabled").or_insert(Json::Bool(false));
+                body.entry("securityEnabled").or_insert(Json::Bool(true));
+            }
+            _ => {}
+        }
+        let what = text(&body, "userPrincipalName")
+            .or_else(|| text(&body, "displayName"))
+            .unwrap_or_else(|| dn.to_string());
+        let call = Call::with_body(Method::POST, self.http.url(kind), &what, Json::Object(body));
+        let o = self.http.send(&call).await?.json(&what)?;
+        if let Some(id) = o.get("id").and_then(Json::as_str) {
+            self.remember(std::iter::once(id.to_string()), kind);
+        }
+        Ok(to_entry(&o))
+    }
+
+    async fn modify(&self, identity: &str, changes: &[Change]) -> Result<()> {
+        let (kind, id) = self.locate(identity).await?;
+        let mut body = serde_json::Map::new();
+        let mut members: Vec<(bool, String)> = Vec::new();
+        let mut merge: Vec<&Change> = Vec::new();
+        for c in changes {
+            match c {
+                Change::Add(a, v) | Change::Delete(a, v)
+                    if a.eq_ignore_ascii_case("members") || a.eq_ignore_ascii_case("member") =>
+                {
+                    let add = matches!(c, Change::Add(..));
+                    if !add && v.is_empty() {
+                        return Err(Error::Object {
+                            object: identity.to_string(),
+                            cause: "removing every member at once is not supported; name them"
+                                .into(),
+                            code: None,
+                        });
+                    }
+                    for m in v {
+                        members.push((add, String::from_utf8_lossy(m.as_bytes()).into_owned()));
+                    }
+                }
+                Change::Replace(a, v) => {
+                    if convert::is_read_only(a) {
+                        return Err(Error::Object {
+                            object: identity.to_string(),
+                            cause: format!("'{a}' is read-only in Microsoft Graph"),
+                            code: None,
+                        });
+                    }
+                    body.insert(a.clone(), property_json(identity, a, v)?);
+                }
+                other => merge.push(other),
+            }
+        }
+        if !merge.is_empty() {
+            let names: Vec<String> = merge
+                .iter()
+                .map(|c| match c {
+                    Change::Add(a, _) | Change::Delete(a, _) | Change::Replace(a, _) => a.clone(),
+                })
+                .collect();
+            let path = format!(
+                "{}?$select={}",
+                object_path(kind, &id),
+                enc(&names.join(","))
+            );
+            let cur = self
+                .get_json(&path, identity)
+                .await?
+                .ok_or_else(|| Error::NotFound(identity.to_string()))?;
+            let cur = to_entry(&cur);
+            for c in merge {
+                let (a, v, add) = match c {
+                    Change::Add(a, v) => (a, v, true),
+                    Change::Delete(a, v) => (a, v, false),
+                    Change::Replace(..) => continue,
+                };
+                let mut vals: Vec<Value> = match body.get(a.as_str()) {
+                    Some(j) => convert::json_values(j),
+                    None => cur.values(a).to_vec(),
+                };
+                if add {
+                    for x in v {
+                        if !vals.contains(x) {
+                            vals.push(x.clone());
+                        }
+                    }
+                } else if v.is_empty() {
+                    vals.clear();
+                } else {
+                    vals.retain(|x| !v.contains(x));
+                }
+                body.insert(a.clone(), property_json(identity, a, &vals)?);
+            }
+        }
+        if !body.is_empty() {
+            self.patch(kind, &id, Json::Object(body), identity).await?;
+        }
+        for (add, m) in members {
+            if add {
+                self.add_member(&id, &m).await?;
+            } else {
+                self.remove_member(&id, &m).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, identity: &str) -> Result<()> {
+        let (kind, id) = self.locate(identity).await?;
+        let mut call = Call::get(self.http.url(&object_path(kind, &id)), identity);
+        call.method = Method::DELETE;
+        self.http.send(&call).await.map(|_| ())
+    }
+
+    async fn members(&self, group: &str) -> Result<Vec<String>> {
+        let id = self.group_id(group).await?;
+        self.member_ids(&id, group).await
+    }
+
+    async fn add_member(&self, group: &str, member: &str) -> Result<()> {
+        let gid = self.group_id(group).await?;
+        let (_, mid) = self.locate(member).await?;
+        let what = format!("group {group}: add member {member}");
+        let path = format!("groups/{}/members/$ref", enc(&gid));
+        self.add_ref(&path, &mid, &what, async || {
+            Ok(self
+                .member_ids(&gid, &what)
+                .await?
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&mid)))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove_member(&self, group: &str, member: &str) -> Result<()> {
+        let gid = self.group_id(group).await?;
+        let (_, mid) = self.locate(member).await?;
+        let what = format!("group {group}: remove member {member}");
+        let url = self
+            .http
+            .url(&format!("groups/{}/members/{}/$ref", enc(&gid), enc(&mid)));
+        let mut call = Call::get(url, &what);
+        call.method = Method::DELETE;
+        let r = self.http.exchange(&call).await?;
+        if r.status.is_success() {
+            return Ok(());
+        }
+        // 404: not a member (the group itself was found above).
+        if r.status.as_u16() == 404 {
+            return Ok(());
+        }
+        Err(self.http.refusal(&call, &r))
+    }
+
+    async fn enable(&self, identity: &str) -> Result<()> {
+        let (kind, id) = self.locate(identity).await?;
+        self.patch(kind, &id, json!({ "accountEnabled": true }), identity)
+            .await
+    }
+
+    async fn disable(&self, identity: &str) -> Result<()> {
+        let (kind, id) = self.locate(identity).await?;
+        self.patch(kind, &id, json!({ "accountEnabled": false }), identity)
+            .await
+    }
+
+    async fn set_password(&self, identity: &str, password: &Secret) -> Result<()> {
+        let (kind, id) = self.locate(identity).await?;
+        let body = json!({ "passwordProfile": {
+            "password": password.expose(),
+            "forceChangePasswordNextSignIn": false,
+        }});
+        match self.patch(kind, &id, body, identity).await {
+            Err(Error::Object {
+                object,
+                cause,
+                code: Some(403),
+            }) => Err(Error::Object {
+                object,
+                cause: format!(
+                    "{cause}; setting passwords needs the application permission User-PasswordProfile.ReadWrite.All and an Entra role such as User Administrator for the app"
+                ),
+                code: Some(403),
+            }),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bases_name_collections_in_any_case() {
+        assert_eq!(collection("Users"), Some("users"));
+        assert_eq!(collection("/groups/"), Some("groups"));
+        assert_eq!(collection("servicePrincipals"), Some("servicePrincipals"));
+        assert_eq!(collection("ou=x"), None);
+        assert_eq!(collection_of_type("#microsoft.graph.group"), Some("groups"));
+    }
+
+    #[test]
+    fn guids_are_recognised_and_passwords_are_strong() {
+        assert!(is_guid("62e90394-69f5-4237-9190-012177145e10"));
+        assert!(!is_guid("ann@contoso.com"));
+        assert!(!is_guid("62e9039469f542379190012177145e10"));
+        let p = initial_password();
+        assert!(p.len() >= 20);
+        assert!(p.chars().any(|c| c.is_ascii_uppercase()));
+        assert!(p.chars().any(|c| c.is_ascii_lowercase()));
+        assert!(p.chars().any(|c| !c.is_ascii_alphanumeric()));
+        assert_ne!(p, initial_password());
+    }
+}

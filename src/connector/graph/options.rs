@@ -1,0 +1,67 @@
+//! What `connect_graph` is told: tenant, app credentials, endpoints (for
+//! national clouds and tests), TLS, timeouts and paging.
+
+use std::time::Duration;
+
+use crate::model::Secret;
+
+/// Options of a Graph connection.
+#[derive(Clone, Debug)]
+pub struct GraphOptions {
+    /// Tenant id (GUID) or a verified domain name.
+    pub tenant: String,
+    /// The app registration's client id.
+    pub client_id: String,
+    /// The app's client secret.
+    pub client_secret: Secret,
+    /// Sign-in authority, default `https://login.microsoftonline.com`.
+    pub authority_url: String,
+    /// Graph endpoint, default `https://graph.microsoft.com`.
+    pub graph_url: String,
+    /// API version, default `v1.0`.
+    pub version: String,
+    /// Token scope, default `{graph_url}/.default`.
+    pub scope: String,
+    /// PEM file of the CA to trust instead of the system roots.
+    pub ca_file: Option<String>,
+    /// Verify TLS certificates (default true).
+    pub verify: bool,
+    /// Per-request timeout (default 60 s).
+    pub timeout: Duration,
+    /// Longest single wait a throttled request may be asked for (default 300 s).
+    pub max_wait: Duration,
+    /// `$top` for list requests (1..999, default 999).
+    pub page_size: u32,
+}
+
+/// Microsoft's public-cloud sign-in authority.
+pub const AUTHORITY: &str = "https://login.microsoftonline.com";
+/// Microsoft Graph in the public cloud.
+pub const GRAPH: &str = "https://graph.microsoft.com";
+
+impl GraphOptions {
+    /// Public-cloud defaults for this tenant and app.
+    pub fn new(tenant: &str, client_id: &str, client_secret: Secret) -> Self {
+        GraphOptions {
+            tenant: tenant.to_string(),
+            client_id: client_id.to_string(),
+            client_secret,
+            authority_url: AUTHORITY.to_string(),
+            graph_url: GRAPH.to_string(),
+            version: "v1.0".to_string(),
+            scope: format!("{GRAPH}/.default"),
+            ca_file: None,
+            verify: true,
+            timeout: Duration::from_secs(60),
+            max_wait: Duration::from_secs(300),
+            page_size: 999,
+        }
+    }
+
+    /// Points at another Graph endpoint (and its `.default` scope).
+    pub fn with_graph_url(mut self, url: &str) -> Self {
+        self.graph_url = url.trim_end_matches('/').to_string();
+        self.scope = format!("{}/.default", self.graph_url);
+        self
+    }
+}
