@@ -51,11 +51,9 @@ pub fn graph_options(opts: &Map) -> ScriptResult<GraphOptions> {
     };
     let mut o = GraphOptions::new(&tenant, &client_id, secret);
     if let Some(u) = opt_str(opts, "graph_url")? {
-        check_url(F, "graph_url", &u)?;
         o = o.with_graph_url(&u);
     }
     if let Some(u) = opt_str(opts, "authority_url")? {
-        check_url(F, "authority_url", &u)?;
         o.authority_url = u.trim_end_matches('/').to_string();
     }
     if let Some(s) = opt_str(opts, "scope")? {
@@ -79,15 +77,6 @@ pub fn graph_options(opts: &Map) -> ScriptResult<GraphOptions> {
         o.page_size = n as u32;
     }
     Ok(o)
-}
-
-fn check_url(f: &str, k: &str, u: &str) -> ScriptResult<()> {
-    match url::Url::parse(u) {
-        Ok(p) if p.scheme() == "https" || p.scheme() == "http" => Ok(()),
-        _ => Err(rt_err(format!(
-            "{f}: option '{k}' is not an http(s) URL: '{u}'"
-        ))),
-    }
 }
 
 /// Connects with `opts` and wraps the connection for scripts.

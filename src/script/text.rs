@@ -1,5 +1,6 @@
 //! Small helpers: escaping for scripts that build their own filters and
-//! DNs, `show` (print like the shell), `idsync_home`.
+//! DNs, `show` (print like the shell), `idsync_home`, `env` (settings
+//! from the environment, for scripts run from cron or CI).
 
 /// Escaping bindings.
 #[rhai::export_module]
@@ -47,5 +48,33 @@ pub mod text_api {
         crate::config::home::idsync_home()
             .map(|p| p.display().to_string())
             .map_err(|e| crate::script::convert::rt_err(e.to_string()))
+    }
+
+    /// The value of an environment variable (a tenant id, a server URL);
+    /// an error naming the variable when it is not set. Use `secret()` for
+    /// passwords, so that they never print.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let az = connect_graph(#{ tenant: env("AZ_TENANT"), client_id: env("AZ_CLIENT_ID"), client_secret: secret("AZ_SECRET") });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn env(name: &str) -> Result<String, Box<rhai::EvalAltResult>> {
+        std::env::var(name).map_err(|_| {
+            crate::script::convert::rt_err(format!(
+                "env: the environment variable '{name}' is not set"
+            ))
+        })
+    }
+
+    /// The value of an environment variable, or `default` when it is not set.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let url = env("AZ_GRAPH_URL", "https://graph.microsoft.com");
+    /// ```
+    #[rhai_fn(name = "env")]
+    pub fn env_or(name: &str, default: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| default.to_string())
     }
 }

@@ -126,6 +126,7 @@ impl GraphConnector {
                 return Err(Error::usage(format!("connect_graph: '{name}' is empty")));
             }
         }
+        opts.check()?;
         if !(1..=999).contains(&opts.page_size) {
             return Err(Error::usage(format!(
                 "connect_graph: page_size must be between 1 and 999 (Graph's limit), not {}",

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::connector::{Error, Result};
 use crate::model::Secret;
 
 /// Options of a Graph connection.
@@ -63,5 +64,58 @@ impl GraphOptions {
         self.graph_url = url.trim_end_matches('/').to_string();
         self.scope = format!("{}/.default", self.graph_url);
         self
+    }
+}
+
+impl GraphOptions {
+    /// Checks the endpoints: https, or plain http to a loopback address
+    /// only (a local stand-in or proxy), since the client secret and the
+    /// tokens would otherwise cross the network in clear.
+    pub fn check(&self) -> Result<()> {
+        for (k, u) in [
+            ("graph_url", &self.graph_url),
+            ("authority_url", &self.authority_url),
+        ] {
+            let p = url::Url::parse(u).map_err(|e| {
+                Error::usage(format!("connect_graph: {k} is not a URL ({e}): '{u}'"))
+            })?;
+            let loopback = match p.host() {
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            match p.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                s => {
+                    return Err(Error::usage(format!(
+                        "connect_graph: {k} must be an https URL (plain http only to a loopback address), not {s}: '{u}'"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_must_be_https_except_on_loopback() {
+        let o =
+            |g: &str| GraphOptions::new("t", "c", Secret::literal("s".into())).with_graph_url(g);
+        assert!(o("https://graph.microsoft.us").check().is_ok());
+        assert!(o("http://127.0.0.1:8080").check().is_ok());
+        assert!(o("http://[::1]:8080").check().is_ok());
+        let e = o("http://graph.example.com")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be an https URL"), "{e}");
+        assert!(o("ftp://127.0.0.1").check().is_err());
+        assert!(o("not a url").check().is_err());
     }
 }
