@@ -66,7 +66,15 @@ pub fn token_error(status: u16, body: &[u8], tenant: &str, client_id: &str) -> E
     let desc = j
         .as_ref()
         .and_then(|j| j.get("error_description")?.as_str().map(str::to_string))
-        .map(|d| d.lines().next().unwrap_or("").trim().to_string());
+        .map(|d| {
+            let first = d.lines().next().unwrap_or("");
+            first
+                .split(" Trace ID:")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        });
     let cause = match (code, desc) {
         (Some(c), Some(d)) if !d.is_empty() => format!("{c}: {d}"),
         (Some(c), _) => c,

@@ -39,6 +39,13 @@ pub struct GraphOptions {
 pub const AUTHORITY: &str = "https://login.microsoftonline.com";
 /// Microsoft Graph in the public cloud.
 pub const GRAPH: &str = "https://graph.microsoft.com";
+/// Graph hosts of Microsoft's national clouds (their own token scopes).
+const NATIONAL_CLOUDS: &[&str] = &[
+    "graph.microsoft.us",
+    "dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn",
+    "graph.microsoft.de",
+];
 
 impl GraphOptions {
     /// Public-cloud defaults for this tenant and app.
@@ -59,10 +66,19 @@ impl GraphOptions {
         }
     }
 
-    /// Points at another Graph endpoint (and its `.default` scope).
+    /// Points at another Graph endpoint. The token scope follows it for
+    /// Microsoft's national clouds; any other endpoint (a proxy, a test
+    /// stand-in) still asks for the public Graph resource, as Entra names
+    /// the resource, not the address (the `scope` option overrides).
     pub fn with_graph_url(mut self, url: &str) -> Self {
         self.graph_url = url.trim_end_matches('/').to_string();
-        self.scope = format!("{}/.default", self.graph_url);
+        let host = url::Url::parse(&self.graph_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        if NATIONAL_CLOUDS.contains(&host.as_str()) {
+            self.scope = format!("https://{host}/.default");
+        }
         self
     }
 }
@@ -117,5 +133,13 @@ mod tests {
         assert!(e.contains("must be an https URL"), "{e}");
         assert!(o("ftp://127.0.0.1").check().is_err());
         assert!(o("not a url").check().is_err());
+        assert_eq!(
+            o("https://graph.microsoft.us/").scope,
+            "https://graph.microsoft.us/.default"
+        );
+        assert_eq!(
+            o("http://127.0.0.1:9").scope,
+            "https://graph.microsoft.com/.default"
+        );
     }
 }
