@@ -191,10 +191,18 @@ fn step_def(
         None => None,
         Some(m) => {
             check_keys("create", &m, &["parent", "rdn", "class"])?;
-            let parent = m
-                .get("parent")
-                .ok_or_else(|| rt_err("create: needs 'parent'"))?;
-            let rdn = m.get("rdn").ok_or_else(|| rt_err("create: needs 'rdn'"))?;
+            let parent = m.get("parent").ok_or_else(|| {
+                rt_err(
+                    "create: needs 'parent' (the container; for Entra ID \"users\" or \"groups\")",
+                )
+            })?;
+            let no_rdn = Dynamic::from(String::new());
+            // Entra objects have no RDN: `create: #{ parent: "users" }`.
+            let rdn = match m.get("rdn") {
+                Some(r) => r,
+                None if parent.is_string() && !parent.to_string().contains('=') => &no_rdn,
+                None => return Err(rt_err("create: needs 'rdn'")),
+            };
             for d in [parent, rdn] {
                 if let Some(f) = d.clone().try_cast::<FnPtr>() {
                     fingerprint.push_str(f.fn_name());

@@ -421,14 +421,18 @@ fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
         .parent
         .eval(e)
         .map_err(|m| format!("create 'parent': {m}"))?;
-    let plain_name = parent.trim().is_empty() && !rdn.trim().is_empty() && !rdn.contains('=');
-    let dn = if parent.trim().is_empty() {
-        rdn
-    } else {
-        format!("{rdn},{parent}")
-    };
+    let (rdn_t, parent_t) = (rdn.trim(), parent.trim());
     // A file target names a row by its key (`rdn: |e| e.uid`, no parent),
-    // which is no DN: a lone name without '=' is taken as it is.
+    // and an Entra target names only its collection (`parent: "users"`, no
+    // rdn): neither is a DN, and a lone name without '=' is taken as it is.
+    let plain_name = (parent_t.is_empty() && !rdn_t.is_empty() && !rdn_t.contains('='))
+        || (rdn_t.is_empty() && !parent_t.is_empty() && !parent_t.contains(['=', ',']));
+    let dn = match (rdn_t.is_empty(), parent_t.is_empty()) {
+        (true, true) => return Err("create rule gives an empty name".into()),
+        (true, false) => parent,
+        (false, true) => rdn,
+        (false, false) => format!("{rdn},{parent}"),
+    };
     if let Err(e) = Dn::parse(&dn)
         && !plain_name
     {
