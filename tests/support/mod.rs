@@ -21,6 +21,7 @@
 //! `${IDSYNC_HARNESS_DIR:-${TMPDIR:-/tmp}/idsync-harness}`.
 #![allow(dead_code)]
 
+pub mod graph;
 pub mod ldif;
 pub mod report;
 
