@@ -360,14 +360,16 @@ async fn fake_01_token_form_scope_secret_tenant() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let logged = f
-        .requests()
-        .last()
-        .unwrap()
-        .header("authorization")
-        .unwrap()
-        .to_owned();
-    assert_eq!(logged, "Basic <redacted>");
+    let logged = f.requests().last().unwrap().clone();
+    assert_eq!(logged.header("authorization"), Some("Basic <redacted>"));
+    // secrets sent in the form are not kept in the request log either
+    let form_req = &f.requests()[f.requests().len() - 2];
+    assert!(
+        form_req.body.contains("client_secret=<redacted>"),
+        "{}",
+        form_req.body
+    );
+    assert!(!form_req.body.contains(&secret));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1672,6 +1674,36 @@ async fn fake_17_group_member_refs() {
         (404, "Request_ResourceNotFound".into())
     );
     assert_eq!(f.members_of(&gid).len(), 4);
+    // batch add with members@odata.bind on PATCH: one existing member fails the whole batch
+    let more: Vec<String> = (0..7)
+        .map(|i| {
+            f.add_user(
+                json!({"userPrincipalName": format!("more{i}@contoso.com"), "displayName": "More"}),
+            )
+        })
+        .collect();
+    let bind = |ids: &[String]| {
+        let links: Vec<String> = ids
+            .iter()
+            .map(|i| format!("https://graph.microsoft.com/v1.0/directoryObjects/{i}"))
+            .collect();
+        json!({ "members@odata.bind": links })
+    };
+    let group = format!("/v1.0/groups/{gid}");
+    let r = c
+        .patch(&group, bind(&[more[5].clone(), users[0].clone()]))
+        .await;
+    assert_eq!((r.status, r.message()), (400, DUPLICATE_MEMBER.to_owned()));
+    assert_eq!(
+        f.members_of(&gid).len(),
+        4,
+        "nothing of the failed batch was added"
+    );
+    let r = c.patch(&group, bind(&more[..5])).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(f.members_of(&gid).len(), 9);
+    let many: Vec<String> = (0..21).map(|_| more[6].clone()).collect();
+    assert_eq!(c.patch(&group, bind(&many)).await.status, 400, "at most 20");
     // unknown group → 404
     let r = c
         .post(

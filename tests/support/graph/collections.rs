@@ -405,9 +405,21 @@ pub(super) fn patch(st: &mut State, inc: &Incoming, kind: Kind, key: &str) -> Re
     let Some(id) = st.find(kind, key).map(|o| o.id.clone()) else {
         return Reply::not_found(key);
     };
-    let body = match json_object_body(inc) {
+    let mut body = match json_object_body(inc) {
         Ok(b) => b,
         Err(r) => return r,
+    };
+    let bind = match body.remove("members@odata.bind") {
+        Some(v) if kind == Kind::Group => match members_to_bind(st, &id, &v) {
+            Ok(ids) => ids,
+            Err(r) => return r,
+        },
+        Some(_) => {
+            return Reply::bad_request(
+                "Property 'members@odata.bind' does not exist as a declared property or extension property.",
+            );
+        }
+        None => Vec::new(),
     };
     let props = match check_writable(kind, &body) {
         Ok(p) => p,
@@ -427,7 +439,34 @@ pub(super) fn patch(st: &mut State, inc: &Incoming, kind: Kind, key: &str) -> Re
         }
     }
     st.update(&id, &props);
+    for m in bind {
+        st.add_member(&id, &m);
+    }
     Reply::empty(204)
+}
+
+/// Checks a `members@odata.bind` batch (§1.9): at most 20 reference URLs to live objects,
+/// none already a member (one existing member fails the whole batch with 400).
+fn members_to_bind(st: &State, group: &str, v: &Value) -> Result<Vec<String>, Reply> {
+    let bad = || Reply::bad_request("Invalid URL format specified in @odata.bind field.");
+    let links = v.as_array().ok_or_else(bad)?;
+    if links.len() > 20 {
+        return Err(Reply::bad_request(
+            "The maximum number of references in members@odata.bind is 20.",
+        ));
+    }
+    let g = st.live(group).expect("patched group is live");
+    let current = st.visible_members(g);
+    let mut out: Vec<String> = Vec::new();
+    for link in links {
+        let id = link.as_str().and_then(ref_url_id).ok_or_else(bad)?;
+        let m = st.live(&id).ok_or_else(|| Reply::not_found(&id))?;
+        if current.contains(&m.id) || out.contains(&m.id) {
+            return Err(duplicate_ref());
+        }
+        out.push(m.id.clone());
+    }
+    Ok(out)
 }
 
 /// `DELETE /v1.0/{users|groups}/{key}` → 204: users and Microsoft 365 groups go to the
@@ -457,15 +496,21 @@ pub(super) fn ref_target(inc: &Incoming) -> Result<String, Reply> {
         .get("@odata.id")
         .and_then(Value::as_str)
         .ok_or_else(bad)?;
-    let u = url::Url::parse(link).map_err(|_| bad())?;
+    ref_url_id(link).ok_or_else(bad)
+}
+
+/// The object id in a reference URL `<graph>/v1.0/directoryObjects/{id}` (or `/users/{id}`,
+/// `/groups/{id}`, `/servicePrincipals/{id}`) on graph.microsoft.com or the fake.
+fn ref_url_id(link: &str) -> Option<String> {
+    let u = url::Url::parse(link).ok()?;
     let segs: Vec<&str> = u.path_segments().map(|s| s.collect()).unwrap_or_default();
     match segs.as_slice() {
         [
             "v1.0" | "beta",
             "directoryObjects" | "users" | "groups" | "servicePrincipals",
             id,
-        ] if uuid::Uuid::parse_str(id).is_ok() => Ok((*id).to_owned()),
-        _ => Err(bad()),
+        ] if uuid::Uuid::parse_str(id).is_ok() => Some((*id).to_owned()),
+        _ => None,
     }
 }
 

@@ -83,7 +83,7 @@ pub struct Request {
     /// token's issue number, `<unknown>` for a token the fake never issued) or
     /// `Basic <redacted>`
     pub headers: Vec<(String, String)>,
-    /// request body (lossy UTF-8)
+    /// request body (lossy UTF-8); a form field `client_secret` is logged as `<redacted>`
     pub body: String,
 }
 
@@ -123,9 +123,10 @@ pub struct Throttle {
     pub retry_after: Option<u64>,
 }
 
-/// A one-shot raw failure for the next matching request, sent before any processing (the
-/// request changes nothing). The token endpoint only matches when `path_contains` is
-/// non-empty and occurs in its path (e.g. `"/oauth2/"`).
+/// A one-shot raw failure for the next matching request: sent after the bearer-token check
+/// but before throttling and any processing (the request changes nothing). The token
+/// endpoint only matches when `path_contains` is non-empty and occurs in its path (e.g.
+/// `"/oauth2/"`).
 #[derive(Debug, Clone)]
 pub struct Fail {
     /// methods it applies to

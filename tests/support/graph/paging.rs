@@ -4,6 +4,7 @@
 //! so a garbled token is detected. Links are absolute URLs on the fake's origin, built so that
 //! URL parsing leaves them unchanged; the fake checks that the client followed them verbatim.
 
+use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use base64::Engine;
@@ -65,6 +66,10 @@ fn checksum(text: &str) -> String {
     format!("{:016x}", h.finish())
 }
 
+fn item_id(v: &Value) -> String {
+    v.get("id").and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
 /// Cuts `items` into pages of `size`: every `empty_every`-th page (while items remain) is an
 /// empty page, and an item never shares a page with another item of the same `id` (a big
 /// group's member chunks land on different pages). With `replay`, each later non-empty page
@@ -87,9 +92,10 @@ pub(super) fn cut_pages(
             continue;
         }
         let mut page: Vec<Value> = Vec::new();
+        let mut on_page: HashSet<String> = HashSet::new();
         while page.len() < size {
             let Some(next) = rest.peek() else { break };
-            if page.iter().any(|v| v.get("id") == next.get("id")) {
+            if !on_page.insert(item_id(next)) {
                 break;
             }
             page.push(rest.next().unwrap_or_default());
@@ -100,7 +106,7 @@ pub(super) fn cut_pages(
                 .iter()
                 .rev()
                 .flatten()
-                .find(|v| !page.iter().any(|p| p.get("id") == v.get("id")))
+                .find(|v| !on_page.contains(&item_id(v)))
                 .cloned();
             page.extend(again);
         }

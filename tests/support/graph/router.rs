@@ -156,8 +156,22 @@ fn log_request(st: &mut State, inc: &Incoming, at: std::time::SystemTime, status
         path_and_query: inc.path_and_query(),
         status,
         headers,
-        body: inc.body_text(),
+        body: redact_secret(&inc.body_text()),
     });
+}
+
+/// Replaces the value of a form field `client_secret` with `<redacted>`.
+fn redact_secret(body: &str) -> String {
+    if !body.contains("client_secret=") {
+        return body.to_owned();
+    }
+    body.split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some(("client_secret", _)) => "client_secret=<redacted>".to_owned(),
+            _ => kv.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn method_not_allowed() -> Reply {

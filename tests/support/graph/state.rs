@@ -2,7 +2,7 @@
 //! generator, issued tokens and cursors, switches, and the request/violation logs. One
 //! `State` lives behind the `Mutex` shared by the HTTP handlers and the `GraphFake` methods.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
@@ -117,6 +117,8 @@ pub(super) struct Obj {
     pub status: Status,
     /// member ids, in the order added (groups only); see [`State::visible_members`]
     pub members: Vec<String>,
+    /// the same ids, for fast membership tests
+    pub member_set: HashSet<String>,
 }
 
 impl Obj {
@@ -213,6 +215,8 @@ pub(super) struct State {
     next_request: u64,
     pub objects: Vec<Obj>,
     index: HashMap<String, usize>,
+    /// lower-case userPrincipalName → index of the (live or soft-deleted) user holding it
+    upn_index: HashMap<String, usize>,
     pub log: Vec<Change>,
     /// access token string → issue record
     pub tokens: HashMap<String, Issued>,
@@ -246,6 +250,7 @@ impl State {
             next_request: 0,
             objects: Vec::new(),
             index: HashMap::new(),
+            upn_index: HashMap::new(),
             log: Vec::new(),
             tokens: HashMap::new(),
             tokens_issued: 0,
@@ -354,12 +359,11 @@ impl State {
             return Some(o);
         }
         if kind == Kind::User {
-            return self.objects.iter().find(|o| {
-                o.kind == Kind::User
-                    && o.status == Status::Live
-                    && o.str_prop("userPrincipalName")
-                        .is_some_and(|u| u.eq_ignore_ascii_case(key))
-            });
+            return self
+                .upn_index
+                .get(&key.to_lowercase())
+                .map(|&i| &self.objects[i])
+                .filter(|o| o.status == Status::Live);
         }
         None
     }
@@ -373,13 +377,10 @@ impl State {
 
     /// A user (live or soft-deleted) holding userPrincipalName `upn`, other than `except`.
     pub fn upn_holder(&self, upn: &str, except: Option<&str>) -> Option<&Obj> {
-        self.objects.iter().find(|o| {
-            o.kind == Kind::User
-                && o.status != Status::Gone
-                && Some(o.id.as_str()) != except
-                && o.str_prop("userPrincipalName")
-                    .is_some_and(|u| u.eq_ignore_ascii_case(upn))
-        })
+        self.upn_index
+            .get(&upn.to_lowercase())
+            .map(|&i| &self.objects[i])
+            .filter(|o| o.status != Status::Gone && Some(o.id.as_str()) != except)
     }
 
     /// Creates an object with `props` plus defaults; logs `Created`. Returns the id.
@@ -453,14 +454,20 @@ impl State {
                 }
             }
         }
-        self.index
-            .insert(id.to_ascii_lowercase(), self.objects.len());
+        let at = self.objects.len();
+        self.index.insert(id.to_ascii_lowercase(), at);
+        if kind == Kind::User
+            && let Some(upn) = props.get("userPrincipalName").and_then(Value::as_str)
+        {
+            self.upn_index.insert(upn.to_lowercase(), at);
+        }
         self.objects.push(Obj {
             id: id.clone(),
             kind,
             props,
             status: Status::Live,
             members: Vec::new(),
+            member_set: HashSet::new(),
         });
         self.record(&id, What::Created);
         id
@@ -469,9 +476,11 @@ impl State {
     /// Applies `patch` (a `null` value clears); logs `Updated` with the names whose value
     /// changed (nothing when none did). Returns those names.
     pub fn update(&mut self, id: &str, patch: &Map<String, Value>) -> Vec<String> {
-        let Some(obj) = self.any_mut(id) else {
+        let Some(&at) = self.index.get(&id.to_ascii_lowercase()) else {
             return Vec::new();
         };
+        let obj = &mut self.objects[at];
+        let old_upn = obj.str_prop("userPrincipalName").map(str::to_lowercase);
         let mut changed = Vec::new();
         for (k, v) in patch {
             if k == "id" {
@@ -483,8 +492,19 @@ impl State {
                 changed.push(name);
             }
         }
+        let new_upn = obj.str_prop("userPrincipalName").map(str::to_lowercase);
+        let (is_user, id) = (obj.kind == Kind::User, obj.id.clone());
+        if is_user && old_upn != new_upn {
+            if let Some(old) = old_upn
+                && self.upn_index.get(&old) == Some(&at)
+            {
+                self.upn_index.remove(&old);
+            }
+            if let Some(new) = new_upn {
+                self.upn_index.insert(new, at);
+            }
+        }
         if !changed.is_empty() {
-            let id = obj.id.clone();
             self.record(&id, What::Updated(changed.clone()));
         }
         changed
@@ -499,7 +519,7 @@ impl State {
         let Some(g) = self.any_mut(group) else {
             return false;
         };
-        if g.members.iter().any(|m| m.eq_ignore_ascii_case(&member)) {
+        if !g.member_set.insert(member.clone()) {
             return false;
         }
         g.members.push(member.clone());
@@ -510,17 +530,18 @@ impl State {
 
     /// Removes `member` from `group`; false if it was not a member.
     pub fn remove_member(&mut self, group: &str, member: &str) -> bool {
+        let member = match self.any(member) {
+            Some(m) => m.id.clone(),
+            None => member.to_ascii_lowercase(),
+        };
         let Some(g) = self.any_mut(group) else {
             return false;
         };
-        let Some(pos) = g
-            .members
-            .iter()
-            .position(|m| m.eq_ignore_ascii_case(member))
-        else {
+        if !g.member_set.remove(&member) {
             return false;
-        };
-        let m = g.members.remove(pos);
+        }
+        let pos = g.members.iter().position(|m| *m == member);
+        let m = g.members.remove(pos.expect("member_set and members agree"));
         let gid = g.id.clone();
         self.record(&gid, What::MemberRemoved(m));
         true
@@ -540,7 +561,7 @@ impl State {
     fn groups_containing(&self, id: &str) -> Vec<String> {
         self.objects
             .iter()
-            .filter(|g| g.status == Status::Live && g.members.iter().any(|m| m == id))
+            .filter(|g| g.status == Status::Live && g.member_set.contains(id))
             .map(|g| g.id.clone())
             .collect()
     }
@@ -570,6 +591,8 @@ impl State {
         let was_live = o.status == Status::Live;
         o.status = Status::Gone;
         o.members.clear();
+        o.member_set.clear();
+        let upn = o.str_prop("userPrincipalName").map(str::to_lowercase);
         let id = o.id.clone();
         self.record(&id, What::HardDeleted);
         let groups = if was_live {
@@ -581,7 +604,14 @@ impl State {
             self.record(g, What::MemberRemoved(id.clone()));
         }
         for g in self.objects.iter_mut() {
-            g.members.retain(|m| *m != id);
+            if g.member_set.remove(&id) {
+                g.members.retain(|m| *m != id);
+            }
+        }
+        if let Some(upn) = upn
+            && self.index.get(&id) == self.upn_index.get(&upn)
+        {
+            self.upn_index.remove(&upn);
         }
         for r in self.roles.iter_mut() {
             r.members.retain(|m| *m != id);
