@@ -1020,12 +1020,48 @@ async fn fake_09_delta_removals_and_restore() {
             json!({"id": users[2], "@removed": {"reason": "deleted"}}),
         ]
     );
-    // restore → a plain object again
+    // restore → a plain object again (seeding call and Graph's recycle bin API)
     f.restore(&users[1]);
+    let v = c
+        .get("/v1.0/directory/deletedItems/microsoft.graph.user")
+        .await
+        .json();
+    assert_eq!(ids(v["value"].as_array().unwrap()), vec![users[0].clone()]);
+    assert_eq!(v["value"][0]["@odata.type"], "#microsoft.graph.user");
+    assert!(v["value"][0]["deletedDateTime"].is_string());
+    let r = c
+        .post(
+            &format!("/v1.0/directory/deletedItems/{}/restore", users[0]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["id"], users[0]);
+    let r = c
+        .post(
+            &format!("/v1.0/directory/deletedItems/{}/restore", users[0]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "no longer in the recycle bin");
+    let (items, ulink) = c.delta(&ulink, &[]).await;
+    assert_eq!(
+        items,
+        vec![
+            json!({"id": users[1], "displayName": "User 001"}),
+            json!({"id": users[0], "displayName": "User 000"}),
+        ]
+    );
+    // permanent deletion from the recycle bin → "deleted"
+    f.soft_delete(&users[0]);
+    let r = c
+        .delete(&format!("/v1.0/directory/deletedItems/{}", users[0]))
+        .await;
+    assert_eq!(r.status, 204);
     let (items, _) = c.delta(&ulink, &[]).await;
     assert_eq!(
         items,
-        vec![json!({"id": users[1], "displayName": "User 001"})]
+        vec![json!({"id": users[0], "@removed": {"reason": "deleted"}})]
     );
 
     // groups: a security group is hard-deleted at once, a Microsoft 365 group soft-deleted
@@ -1969,6 +2005,14 @@ fn fake_20_deterministic_clock_and_ids() {
     // tokens are deterministic per fake too
     let other = rt.block_on(fetch_token(&b));
     assert_eq!(token, other);
+
+    // recycle-bin expiry by the fake clock: 30 days after a soft delete the object is gone
+    let uid = ids_b[0].clone();
+    b.soft_delete(&uid);
+    b.advance(Duration::from_secs(29 * 86_400));
+    assert!(b.object(&uid).is_some(), "still restorable after 29 days");
+    b.advance(Duration::from_secs(86_400));
+    assert!(b.object(&uid).is_none(), "purged after 30 days");
     drop(a);
     drop(b);
 }

@@ -270,6 +270,9 @@ pub(super) fn organization(st: &State) -> Reply {
 fn check_writable(kind: Kind, body: &Map<String, Value>) -> Result<Map<String, Value>, Reply> {
     let mut out = Map::new();
     for (k, v) in body {
+        if k.starts_with("@odata.") {
+            continue; // annotations such as @odata.type are accepted and ignored
+        }
         let Some(p) = kind.prop(k).filter(|p| p.ty != PType::Nav) else {
             return Err(Reply::bad_request(format!(
                 "Property '{k}' does not exist as a declared property or extension property."
@@ -619,5 +622,72 @@ pub(super) fn remove_member_ref(st: &mut State, group: &str, member: &str) -> Re
         return Reply::not_found(member);
     }
     st.remove_member(&gid, member);
+    Reply::empty(204)
+}
+
+/// A soft-deleted object as `directory/deletedItems` shows it: default properties,
+/// `deletedDateTime` and `@odata.type`.
+fn deleted_item_json(obj: &super::state::Obj) -> Map<String, Value> {
+    let mut select = obj.kind.default_select();
+    select.push("deletedDateTime".into());
+    let mut m = project(obj, &select);
+    m.insert("@odata.type".into(), json!(obj.kind.odata_type()));
+    m
+}
+
+/// The soft-deleted object `id`, if it is in the recycle bin.
+fn in_recycle_bin<'a>(st: &'a State, id: &str) -> Option<&'a super::state::Obj> {
+    st.any(id)
+        .filter(|o| o.status == super::state::Status::SoftDeleted)
+}
+
+/// `GET /v1.0/directory/deletedItems/microsoft.graph.{user|group}` (one page).
+pub(super) fn list_deleted(st: &State, cast: &str) -> Reply {
+    let kind = match cast.to_ascii_lowercase().as_str() {
+        "microsoft.graph.user" => Kind::User,
+        "microsoft.graph.group" => Kind::Group,
+        _ => return get_deleted(st, cast),
+    };
+    let value: Vec<Value> = st
+        .objects
+        .iter()
+        .filter(|o| o.kind == kind && o.status == super::state::Status::SoftDeleted)
+        .map(|o| Value::Object(deleted_item_json(o)))
+        .collect();
+    Reply::json(
+        200,
+        json!({
+            "@odata.context": format!("{}/v1.0/$metadata#{}", st.origin, kind.collection()),
+            "value": value,
+        }),
+    )
+}
+
+/// `GET /v1.0/directory/deletedItems/{id}`.
+pub(super) fn get_deleted(st: &State, id: &str) -> Reply {
+    match in_recycle_bin(st, id) {
+        Some(o) => Reply::json(200, Value::Object(deleted_item_json(o))),
+        None => Reply::not_found(id),
+    }
+}
+
+/// `POST /v1.0/directory/deletedItems/{id}/restore` → 200 + the restored object.
+pub(super) fn restore_deleted(st: &mut State, id: &str) -> Reply {
+    let Some(id) = in_recycle_bin(st, id).map(|o| o.id.clone()) else {
+        return Reply::not_found(id);
+    };
+    st.restore(&id);
+    let obj = st.live(&id).expect("just restored");
+    let mut m = project(obj, &obj.kind.default_select());
+    m.insert("@odata.type".into(), json!(obj.kind.odata_type()));
+    Reply::json(200, Value::Object(m))
+}
+
+/// `DELETE /v1.0/directory/deletedItems/{id}` → 204 (permanent deletion).
+pub(super) fn purge_deleted(st: &mut State, id: &str) -> Reply {
+    let Some(id) = in_recycle_bin(st, id).map(|o| o.id.clone()) else {
+        return Reply::not_found(id);
+    };
+    st.hard_delete(&id);
     Reply::empty(204)
 }

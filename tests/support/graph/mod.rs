@@ -13,8 +13,9 @@
 //!   `members@delta` split across pages, replays, `$deltatoken=latest`, `Prefer:
 //!   return=minimal`, 7-day token expiry, tenant reset → 410 (7–12);
 //! * writes (POST/PATCH/DELETE users and groups, member `$ref`s) and directory roles
-//!   (13–17); Graph error bodies and request ids (18); throttling and injected failures
-//!   (19); a deterministic clock and id generator (20).
+//!   (13–17), plus the recycle bin (`/v1.0/directory/deletedItems`, 30 days by the fake
+//!   clock); Graph error bodies and request ids (18); throttling and injected failures (19);
+//!   a deterministic clock and id generator (20).
 //!
 //! The server runs on its own thread with its own tokio runtime on `127.0.0.1:<free port>`,
 //! so it serves sync tests, `#[tokio::test]`s and child `idsync` processes alike; it stops
@@ -412,9 +413,12 @@ impl GraphFake {
         self.st().now()
     }
 
-    /// Moves the fake clock forward (token expiry, delta token age, Retry-After windows).
+    /// Moves the fake clock forward (token expiry, delta token age, Retry-After windows,
+    /// recycle bin: objects soft-deleted 30 days ago are then deleted permanently).
     pub fn advance(&self, d: Duration) {
-        self.st().clock.advance(d);
+        let mut st = self.st();
+        st.clock.advance(d);
+        st.purge_recycle_bin();
     }
 
     /// Lifetime of tokens issued from now on (default 3599 s); reported as `expires_in`.

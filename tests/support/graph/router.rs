@@ -67,6 +67,7 @@ pub(super) async fn serve(
 
 /// Handles one request completely: (status, headers, body).
 pub(super) fn handle(st: &mut State, inc: &Incoming) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    st.purge_recycle_bin();
     let at = st.now();
     let request_id = st.new_request_id();
     let client_request_id = inc
@@ -269,6 +270,9 @@ fn route(st: &mut State, inc: &Incoming, rest: &[String]) -> Reply {
         ("directoryroles", "DELETE", [key, "members", mid, "$ref"]) => {
             roles::remove_member(st, key, mid)
         }
+        ("directory", "GET", ["deletedItems", x]) => coll::list_deleted(st, x),
+        ("directory", "POST", ["deletedItems", id, "restore"]) => coll::restore_deleted(st, id),
+        ("directory", "DELETE", ["deletedItems", id]) => coll::purge_deleted(st, id),
         (
             "directoryobjects" | "organization" | "directoryroletemplates" | "directoryroles",
             _,

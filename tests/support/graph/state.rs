@@ -22,6 +22,8 @@ pub(super) const CLIENT_ID: &str = "0d5e8a4f-1a2b-4c3d-8e9f-00000000a991";
 pub(super) const CLIENT_SECRET: &str = "fake~Secret.0123456789abcdefghijklmnop";
 /// The fake clock starts at 2026-01-01T00:00:00Z.
 pub(super) const START_EPOCH_SECS: u64 = 1_767_225_600;
+/// Soft-deleted objects stay restorable this long.
+pub(super) const RECYCLE_BIN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Namespace of the deterministic (v5) GUIDs.
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1c_0e2f_5b7d_4e59_9c3a_0000_0000_f0e5);
 
@@ -119,6 +121,8 @@ pub(super) struct Obj {
     pub members: Vec<String>,
     /// the same ids, for fast membership tests
     pub member_set: HashSet<String>,
+    /// when it went to the recycle bin (fake clock)
+    pub deleted_at: Option<SystemTime>,
 }
 
 impl Obj {
@@ -468,6 +472,7 @@ impl State {
             status: Status::Live,
             members: Vec::new(),
             member_set: HashSet::new(),
+            deleted_at: None,
         });
         self.record(&id, What::Created);
         id
@@ -569,11 +574,13 @@ impl State {
     /// Soft-deletes (recycle bin). Memberships stay stored but are hidden, and each group
     /// containing the object logs a member removal.
     pub fn soft_delete(&mut self, id: &str) -> bool {
-        let now = iso_z(self.now());
+        let at = self.now();
+        let now = iso_z(at);
         let Some(o) = self.any_mut(id).filter(|o| o.status == Status::Live) else {
             return false;
         };
         o.status = Status::SoftDeleted;
+        o.deleted_at = Some(at);
         o.props.insert("deletedDateTime".into(), Value::String(now));
         let id = o.id.clone();
         self.record(&id, What::SoftDeleted);
@@ -625,6 +632,7 @@ impl State {
             return false;
         };
         o.status = Status::Live;
+        o.deleted_at = None;
         o.props.insert("deletedDateTime".into(), Value::Null);
         let id = o.id.clone();
         self.record(&id, What::Restored);
@@ -632,6 +640,25 @@ impl State {
             self.record(&g, What::MemberAdded(id.clone()));
         }
         true
+    }
+
+    /// Permanently deletes what has been in the recycle bin for [`RECYCLE_BIN_LIFETIME`]
+    /// (fake clock), as Entra does after 30 days.
+    pub fn purge_recycle_bin(&mut self) {
+        let now = self.now();
+        let expired: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|o| o.status == Status::SoftDeleted)
+            .filter(|o| {
+                o.deleted_at
+                    .is_some_and(|t| t + RECYCLE_BIN_LIFETIME <= now)
+            })
+            .map(|o| o.id.clone())
+            .collect();
+        for id in expired {
+            self.hard_delete(&id);
+        }
     }
 
     /// The activated role with role id or template id `key`.
