@@ -1,0 +1,281 @@
+//! Entra ID as a connected system of sync steps, through the `idsync` binary and the Graph
+//! stand-in (tests/support/graph): an HR CSV synced into Entra users (create, idempotent
+//! re-run, update, deprovision by disabling), and Entra users synced out into an LDIF file.
+//! Effects are checked in the stand-in's own state, not through idsync.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use support::graph::GraphFake;
+
+const AZ_SECRET_ENV: &str = "IDSYNC_TEST_AZ_SECRET";
+
+fn run(home: &Path, az: &GraphFake, script: &str) -> (i32, String, String) {
+    let file = home.join(format!("{}.rhai", support::unique("sync")));
+    std::fs::write(&file, script).unwrap();
+    let out = Command::new(support::idsync_bin())
+        .arg(&file)
+        .env("IDSYNC_HOME", home)
+        .env("NO_COLOR", "1")
+        .env(AZ_SECRET_ENV, az.client_secret())
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("IDSYNC_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run idsync");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stdout.contains(&az.client_secret()) && !stderr.contains(&az.client_secret()),
+        "the client secret leaked:\n{stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn run_ok(home: &Path, az: &GraphFake, script: &str) -> String {
+    let (code, out, err) = run(home, az, script);
+    assert_eq!(
+        code,
+        0,
+        "idsync failed\n{script}\n--- stdout\n{out}\n--- stderr\n{err}\n--- logs\n{}",
+        logs(home)
+    );
+    out
+}
+
+/// The run logs under `home`, for failure messages.
+fn logs(home: &Path) -> String {
+    let mut all = String::new();
+    if let Ok(dir) = std::fs::read_dir(home.join("logs")) {
+        for f in dir.flatten() {
+            all.push_str(&std::fs::read_to_string(f.path()).unwrap_or_default());
+        }
+    }
+    all
+}
+
+fn lit(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn connect(az: &GraphFake) -> String {
+    format!(
+        "let az = connect_graph(#{{ tenant: {}, client_id: {}, client_secret: secret({}), graph_url: {}, authority_url: {} }});\n",
+        lit(&az.tenant_domain()),
+        lit(&az.client_id()),
+        lit(AZ_SECRET_ENV),
+        lit(&az.url()),
+        lit(&az.url()),
+    )
+}
+
+/// The stand-in's users with this employeeId.
+fn users_with(az: &GraphFake, employee_id: &str) -> Vec<Value> {
+    az.user_ids()
+        .into_iter()
+        .filter_map(|id| az.object(&id))
+        .filter(|u| u["employeeId"] == employee_id)
+        .collect()
+}
+
+fn report(out: &str, tag: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .unwrap_or_else(|| panic!("no '{tag}' line in:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+const HR: &str = "employee_id,first,last,dept,status\n\
+E1,Ann,Lee,Sales,active\n\
+E2,Bob,Martinez,Sales,active\n\
+E3,Chen,Wu,Engineering,active\n";
+
+fn step(az: &GraphFake, csv: &Path) -> String {
+    format!(
+        "{}let hr = connect_csv({}, #{{ key: \"employee_id\" }});\n\
+         let s = sync_step(\"hr-to-entra\", hr, az, #{{\n\
+           scope: #{{ where: |e| e.status == \"active\" }},\n\
+           join: #{{ employeeId: \"employee_id\" }},\n\
+           create: #{{ parent: \"users\" }},\n\
+           flows: #{{\n\
+             employeeId: \"employee_id\", givenName: \"first\", surname: \"last\", department: \"dept\",\n\
+             displayName: |e| `${{e.first}} ${{e.last}}`,\n\
+             userPrincipalName: #{{ value: |e| `${{e.first.to_lower()}}.${{e.last.to_lower()}}@contoso.onmicrosoft.com`, once: true }},\n\
+             accountEnabled: |e| \"true\",\n\
+           }},\n\
+           deprovision: #{{ action: \"disable\" }},\n\
+         }});\n",
+        connect(az),
+        lit(&csv.display().to_string())
+    )
+}
+
+const RUN: &str = "let r = s.run();\n\
+print(`REPORT created=${r.created} updated=${r.updated} deprovisioned=${r.deprovisioned} unchanged=${r.unchanged} failed=${r.failed}`);\n";
+
+#[test]
+fn hr_csv_to_entra_creates_updates_and_disables_users_and_reruns_write_nothing() {
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    let csv = home.join("hr.csv");
+    std::fs::write(&csv, HR).unwrap();
+    // One user already exists in the tenant: joined by employeeId, not duplicated.
+    let chen = az.add_user(
+        json!({"userPrincipalName": "cwu@contoso.example", "displayName": "C Wu",
+        "employeeId": "E3", "accountEnabled": true}),
+    );
+
+    // Preview writes nothing to the tenant.
+    let before = az.user_ids().len();
+    let out = run_ok(
+        home,
+        &az,
+        &format!("{}show(s.preview());\n", step(&az, &csv)),
+    );
+    assert!(out.contains("create"), "{out}");
+    assert_eq!(az.user_ids().len(), before, "preview created users");
+
+    let out = run_ok(home, &az, &format!("{}{RUN}", step(&az, &csv)));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=2 updated=1 deprovisioned=0 unchanged=0 failed=0",
+        "{out}"
+    );
+    let ann = users_with(&az, "E1");
+    assert_eq!(ann.len(), 1, "{ann:?}");
+    assert_eq!(
+        ann[0]["userPrincipalName"],
+        "ann.lee@contoso.onmicrosoft.com"
+    );
+    assert_eq!(ann[0]["displayName"], "Ann Lee");
+    assert_eq!(ann[0]["department"], "Sales");
+    assert_eq!(ann[0]["accountEnabled"], true);
+    let chen_now = az.object(&chen).unwrap();
+    assert_eq!(
+        chen_now["displayName"], "Chen Wu",
+        "joined user not updated"
+    );
+    assert_eq!(
+        chen_now["userPrincipalName"], "cwu@contoso.example",
+        "once-flow overwrote the UPN"
+    );
+    assert_eq!(
+        users_with(&az, "E3").len(),
+        1,
+        "the joined user was duplicated"
+    );
+
+    // A second run writes nothing: no PATCH or POST reaches the tenant.
+    let writes = || {
+        az.requests()
+            .iter()
+            .filter(|r| r.method != "GET" && !r.path_and_query.contains("oauth2"))
+            .count()
+    };
+    let writes_before = writes();
+    let out = run_ok(home, &az, &format!("{}{RUN}", step(&az, &csv)));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=0 deprovisioned=0 unchanged=3 failed=0",
+        "{out}"
+    );
+    assert_eq!(
+        writes(),
+        writes_before,
+        "the second run wrote to the tenant"
+    );
+
+    // A department change and a leaver.
+    std::fs::write(
+        &csv,
+        HR.replace(
+            "E2,Bob,Martinez,Sales,active",
+            "E2,Bob,Martinez,Marketing,active",
+        )
+        .replace(
+            "E3,Chen,Wu,Engineering,active",
+            "E3,Chen,Wu,Engineering,terminated",
+        ),
+    )
+    .unwrap();
+    // (one leaver of three links is above the 10 % threshold: allowed explicitly)
+    let run3 = RUN.replace("s.run()", "s.run(#{ allow_deletes: 1 })");
+    let out = run_ok(home, &az, &format!("{}{run3}", step(&az, &csv)));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=1 deprovisioned=1 unchanged=1 failed=0",
+        "{out}"
+    );
+    assert_eq!(users_with(&az, "E2")[0]["department"], "Marketing");
+    assert_eq!(
+        az.object(&chen).unwrap()["accountEnabled"],
+        false,
+        "leaver not disabled"
+    );
+}
+
+#[test]
+fn entra_users_sync_out_to_an_ldif_file() {
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    for (upn, name, dept) in [
+        ("ann@contoso.example", "Ann Lee", "Sales"),
+        ("bob@contoso.example", "Bob Martinez", "Sales"),
+        ("eve@contoso.example", "Eve Adams", "Legal"),
+    ] {
+        az.add_user(json!({"userPrincipalName": upn, "displayName": name, "department": dept, "accountEnabled": true}));
+    }
+    let ldif = home.join("out.ldif");
+    let script = format!(
+        "{}let dir = connect_ldif({});\n\
+         let s = sync_step(\"entra-to-ldif\", az, dir, #{{\n\
+           scope: #{{ base: \"users\", filter: \"(department=Sales)\", attrs: [\"userPrincipalName\", \"displayName\", \"department\"] }},\n\
+           join: #{{ mail: \"userPrincipalName\" }},\n\
+           create: #{{ parent: \"ou=people,dc=example,dc=com\", rdn: |e| `cn=${{dn_escape(e.displayName)}}`, class: [\"inetOrgPerson\"] }},\n\
+           flows: #{{ mail: \"userPrincipalName\", sn: |e| e.displayName.split(\" \")[1], cn: \"displayName\", ou: \"department\" }},\n\
+         }});\n{RUN}",
+        connect(&az),
+        lit(&ldif.display().to_string())
+    );
+    let out = run_ok(home, &az, &script);
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=2 updated=0 deprovisioned=0 unchanged=0 failed=0",
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&ldif).unwrap();
+    assert!(
+        text.contains("dn: cn=Ann Lee,ou=people,dc=example,dc=com"),
+        "{text}"
+    );
+    assert!(text.contains("mail: bob@contoso.example"), "{text}");
+    assert!(
+        !text.contains("eve@contoso.example"),
+        "out-of-scope user synced:\n{text}"
+    );
+    // The scope's LDAP filter went to Graph as $filter.
+    assert!(
+        az.requests().iter().any(
+            |r| r.path_and_query.contains("department%20eq%20%27Sales%27")
+                || r.path_and_query.contains("department eq 'Sales'")
+        ),
+        "no $filter sent: {:?}",
+        az.requests()
+            .iter()
+            .map(|r| r.path_and_query.clone())
+            .collect::<Vec<_>>()
+    );
+    let out = run_ok(home, &az, &script);
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=0 deprovisioned=0 unchanged=2 failed=0",
+        "{out}"
+    );
+}
