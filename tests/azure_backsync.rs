@@ -465,7 +465,7 @@ fn shipped_scripts_enable_directory_writers_and_backsync() {
         json!({"userPrincipalName": "script@contoso.example", "displayName": "Script",
         "onPremisesImmutableId": u.immutable_id}),
     );
-    let env = vec![
+    let env = [
         ("AZ_TENANT", az.tenant_domain()),
         ("AZ_CLIENT_ID", az.client_id()),
         ("AZ_GRAPH_URL", az.url()),
