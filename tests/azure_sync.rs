@@ -279,3 +279,52 @@ fn entra_users_sync_out_to_an_ldif_file() {
         "{out}"
     );
 }
+
+#[test]
+fn a_graph_connection_is_saved_with_its_secret_reference_and_reopened() {
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    az.add_user(
+        json!({"userPrincipalName": "ann@contoso.onmicrosoft.com", "displayName": "Ann Lee"}),
+    );
+    let out = run_ok(
+        home,
+        &az,
+        &format!(
+            "{}save_connection(\"tenant\", az);\nprint(`SAVED ${{connections()[0].client_secret}}`);\n",
+            connect(&az)
+        ),
+    );
+    assert!(out.contains(&format!("SAVED env:{AZ_SECRET_ENV}")), "{out}");
+    let db = std::fs::read(home.join("state.db")).unwrap();
+    assert!(
+        !db.windows(az.client_secret().len())
+            .any(|w| w == az.client_secret().as_bytes()),
+        "the client secret was stored in the state database"
+    );
+    let out = run_ok(
+        home,
+        &az,
+        "let az = connection(\"tenant\");\nprint(`USER ${az.get(\"ann@contoso.onmicrosoft.com\").displayName}`);\n",
+    );
+    assert!(out.contains("USER Ann Lee"), "{out}");
+    // A secret typed as text is refused for saving.
+    let (code, _, err) = run(
+        home,
+        &az,
+        &format!(
+            "let az = connect_graph(#{{ tenant: {}, client_id: {}, client_secret: {}, graph_url: {}, authority_url: {} }});\nsave_connection(\"t2\", az);\n",
+            lit(&az.tenant_domain()),
+            lit(&az.client_id()),
+            lit(&az.client_secret()),
+            lit(&az.url()),
+            lit(&az.url())
+        ),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("secret(\\\"ENV_NAME\\\")") || err.contains("secret(\"ENV_NAME\")"),
+        "{err}"
+    );
+}
