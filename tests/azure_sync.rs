@@ -328,3 +328,71 @@ fn a_graph_connection_is_saved_with_its_secret_reference_and_reopened() {
         "{err}"
     );
 }
+
+#[test]
+fn hr_groups_reach_entra_with_members_resolved_through_the_users_links() {
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    let csv = home.join("hr.csv");
+    std::fs::write(&csv, HR).unwrap();
+    let groups = home.join("groups.csv");
+    std::fs::write(&groups, "group_id,name,members\nG1,Sales Team,E1;E2;E77\n").unwrap();
+    let script = format!(
+        "{}let groups = connect_csv({}, #{{ key: \"group_id\", multi_value_separator: \";\" }});\n\
+         let g = sync_step(\"hr-to-entra/groups\", groups, az, #{{\n\
+           join: #{{ displayName: \"name\" }},\n\
+           create: #{{ parent: \"groups\" }},\n\
+           flows: #{{ displayName: \"name\", mailNickname: #{{ value: |e| e.group_id.to_lower(), once: true }} }},\n\
+           members: \"members\",\n\
+           target_base: \"groups\",\n\
+         }});\n\
+         let wf = workflow(\"hr-to-entra\", [s, g]);\n\
+         let rs = wf.run();\n\
+         print(`GROUPS created=${{rs[1].created}} updated=${{rs[1].updated}} unchanged=${{rs[1].unchanged}}`);\n",
+        step(&az, &csv),
+        lit(&groups.display().to_string())
+    );
+    let out = run_ok(home, &az, &script);
+    assert_eq!(
+        report(&out, "GROUPS "),
+        "created=1 updated=0 unchanged=0",
+        "{out}"
+    );
+    let gid = az
+        .group_ids()
+        .into_iter()
+        .find(|g| az.object(g).unwrap()["displayName"] == "Sales Team")
+        .expect("group created");
+    let ids = |emps: &[&str]| {
+        let mut v: Vec<String> = emps
+            .iter()
+            .map(|e| users_with(&az, e)[0]["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut got = az.members_of(&gid);
+    got.sort();
+    assert_eq!(got, ids(&["E1", "E2"]), "E77 is nobody's: left out");
+
+    // Nothing changed: nothing written.
+    let out = run_ok(home, &az, &script);
+    assert_eq!(
+        report(&out, "GROUPS "),
+        "created=0 updated=0 unchanged=1",
+        "{out}"
+    );
+
+    // Membership changes in HR: E1 leaves the group, E3 joins.
+    std::fs::write(&groups, "group_id,name,members\nG1,Sales Team,E2;E3\n").unwrap();
+    let out = run_ok(home, &az, &script);
+    assert_eq!(
+        report(&out, "GROUPS "),
+        "created=0 updated=1 unchanged=0",
+        "{out}"
+    );
+    let mut got = az.members_of(&gid);
+    got.sort();
+    assert_eq!(got, ids(&["E2", "E3"]));
+}

@@ -1390,3 +1390,122 @@ fn scope_attrs_reads_only_the_named_source_attributes() {
     );
     assert_eq!(vals(e, "description"), set(&["no mail read"]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// group membership through the links of the users step (API §5 `members:`)
+
+/// The target group's members as lowercased DNs, sorted.
+fn members_of(l: &Ldap, dn: &str) -> Vec<String> {
+    let mut v: Vec<String> = vals(&entry(l, dn), "member")
+        .iter()
+        .map(|m| m.to_ascii_lowercase())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn group_membership_is_carried_through_the_links_of_the_users_step() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "memb");
+    f.add_people(&[
+        ("ann", "m1", ""),
+        ("bob", "m2", ""),
+        ("cid", "m3", ""),
+        ("xen", "m9", "employeeType: external"),
+    ]);
+    let group = |cn: &str, members: &[&str]| {
+        let mut ldif = format!(
+            "dn: cn={cn},{}\nobjectClass: groupOfNames\ncn: {cn}\n",
+            f.src
+        );
+        for m in members {
+            ldif.push_str(&format!("member: {}\n", f.src_dn(m)));
+        }
+        ldif
+    };
+    l.ldapadd(&group("team", &["ann", "bob", "xen"]));
+    let gstep = format!("{}/groups", f.id);
+    let script = |tail: &str| {
+        f.script(
+            &f.opts("#{ action: \"delete\" }"),
+            &format!(
+                "let gr = sync_step(\"{gstep}\", src, dst, #{{\n\
+                   scope: #{{ base: \"{src}\", filter: \"(objectClass=groupOfNames)\" }},\n\
+                   create: #{{ parent: \"{dst}\", rdn: |e| `cn=${{e.cn}}`, class: [\"groupOfNames\"] }},\n\
+                   flows: #{{ cn: \"cn\" }},\n\
+                   members: \"member\",\n\
+                   deprovision: #{{ action: \"delete\" }},\n\
+                   target_base: \"{dst}\",\n\
+                 }});\n\
+                 let wf = workflow(\"{id}\", [st, gr]);\n{tail}",
+                src = f.src,
+                dst = f.dst,
+                id = f.id
+            ),
+        )
+    };
+    let team = format!("cn=team,{}", f.dst);
+    let want = |uids: &[&str]| {
+        let mut v: Vec<String> = uids
+            .iter()
+            .map(|u| f.dst_dn(u).to_ascii_lowercase())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A workflow preview plans the groups before the users exist: members are resolved
+    // through the links the users step has made so far (none yet).
+    json_ok(f.home(), &script("wf.preview()"));
+    let r = json_ok(f.home(), &script("wf.run()"));
+    assert_eq!(members_of(l, &team), want(&["ann", "bob"]), "{r}");
+
+    // Nothing changed: nothing written.
+    let before = snapshot(l, &f.dst);
+    json_ok(f.home(), &script("wf.run()"));
+    assert_eq!(snapshot(l, &f.dst), before, "a second run wrote");
+
+    // A member added in the source; a new user added to the group in the same run.
+    f.add_people(&[("dee", "m4", "")]);
+    modify(
+        l,
+        &format!("cn=team,{}", f.src),
+        &format!(
+            "add: member\nmember: {}\nmember: {}",
+            f.src_dn("cid"),
+            f.src_dn("dee")
+        ),
+    );
+    // The preview shows the change and names the member no step synchronised (xen is out
+    // of the users scope); cid is linked already, dee only after the users step runs.
+    let plan = json_ok(f.home(), &script("gr.preview()")).to_string();
+    assert!(plan.contains("left out"), "{plan}");
+    assert!(plan.contains(&f.src_dn("xen")), "{plan}");
+    assert!(plan.contains(&f.dst_dn("cid")), "{plan}");
+    json_ok(f.home(), &script("wf.run()"));
+    assert_eq!(members_of(l, &team), want(&["ann", "bob", "cid", "dee"]));
+
+    // A member removed in the source.
+    modify(
+        l,
+        &format!("cn=team,{}", f.src),
+        &format!("delete: member\nmember: {}", f.src_dn("ann")),
+    );
+    json_ok(f.home(), &script("wf.run()"));
+    assert_eq!(members_of(l, &team), want(&["bob", "cid", "dee"]));
+
+    // A user who leaves the users scope is deleted by the users step; the unchanged source
+    // group is planned again (its members' links changed) and loses the dangling DN.
+    modify(
+        l,
+        &f.src_dn("cid"),
+        "add: employeeType\nemployeeType: external",
+    );
+    json_ok(f.home(), &script("wf.run(#{ allow_deletes: 1 })"));
+    assert!(
+        get(l, &f.dst_dn("cid"), &["uid"]).is_none(),
+        "cid not deprovisioned"
+    );
+    assert_eq!(members_of(l, &team), want(&["bob", "dee"]));
+}

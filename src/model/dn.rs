@@ -158,6 +158,15 @@ pub fn dn_eq(a: &str, b: &str) -> bool {
     }
 }
 
+/// A comparison key for a DN (lower case, spaces around `=` and `,`
+/// removed): two DNs are equal in the sense of [`dn_eq`] when their keys are.
+pub fn dn_key(s: &str) -> String {
+    match Dn::parse(s) {
+        Ok(d) => d.rdns.iter().map(|r| norm(r)).collect::<Vec<_>>().join(","),
+        Err(_) => s.to_lowercase(),
+    }
+}
+
 fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;

@@ -14,7 +14,8 @@ use crate::model::{Entry, Value};
 use crate::sync::apply::Progress;
 use crate::sync::plan::{Action, AttrChange, Plan, create_attrs};
 use crate::sync::rules::{
-    CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, ScopeRule, StepDef, TextRule,
+    CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, MemberRule, ScopeRule, StepDef,
+    TextRule,
 };
 use crate::sync::run::{self, Report, RunError, RunOptions};
 
@@ -139,6 +140,7 @@ fn step_def(
             "flows",
             "deprovision",
             "target_base",
+            "members",
         ],
     )?;
     let mut fingerprint = String::new();
@@ -251,6 +253,11 @@ fn step_def(
     if name.trim().is_empty() {
         return Err(rt_err("sync_step: the step needs a name"));
     }
+    let members = member_rule(name.trim(), &target, opts)?;
+    if let Some(m) = &members {
+        fingerprint.push_str(&format!("|members:{}", m.describe()));
+    }
+    remember_step(name.trim(), &target);
     Ok(StepDef {
         name: name.trim().to_string(),
         source: source.0,
@@ -261,8 +268,95 @@ fn step_def(
         flows,
         deprovision,
         target_base: opt_str(opts, "target_base")?,
+        members,
         fingerprint,
     })
+}
+
+/// Steps defined in this session: (name, where their target points).
+static DEFINED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_step(name: &str, target: &Connection) {
+    if let Ok(mut d) = DEFINED.lock() {
+        d.retain(|(n, _)| n != name);
+        d.push((name.to_string(), target.0.describe()));
+    }
+}
+
+/// `members: "attr"` or `members: #{ source, target, steps }`. By default
+/// the member steps are the steps defined before this one (in this script
+/// or session) that write to the same target.
+fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Option<MemberRule>> {
+    let Some(d) = opts.get("members").filter(|d| !d.is_unit()) else {
+        return Ok(None);
+    };
+    let graph = target.0.kind() == "graph";
+    let default_target = if graph { "members" } else { "member" };
+    let (source_attr, target_attr, steps) = if d.is_string() {
+        (d.to_string(), default_target.to_string(), None)
+    } else if let Some(m) = d.read_lock::<Map>() {
+        check_keys("members", &m, &["source", "target", "steps"])?;
+        let source = opt_str(&m, "source")?.ok_or_else(|| {
+            rt_err("members: needs 'source' (the source attribute that lists the members)")
+        })?;
+        let steps = match m.get("steps") {
+            None => None,
+            Some(a) => {
+                let arr = a.clone().try_cast::<Array>().ok_or_else(|| {
+                    rt_err("members: 'steps' must be an array of steps or step names")
+                })?;
+                let mut names = Vec::new();
+                for x in arr {
+                    if let Some(st) = x.clone().try_cast::<Step>() {
+                        names.push(st.0.name.clone());
+                    } else if x.is_string() {
+                        names.push(x.to_string());
+                    } else {
+                        return Err(rt_err(
+                            "members: 'steps' must be an array of steps or step names",
+                        ));
+                    }
+                }
+                Some(names)
+            }
+        };
+        (
+            source,
+            opt_str(&m, "target")?.unwrap_or_else(|| default_target.to_string()),
+            steps,
+        )
+    } else {
+        return Err(rt_err(format!(
+            "members must be a source attribute name or #{{ source, target, steps }}, got {}",
+            d.type_name()
+        )));
+    };
+    let steps = match steps {
+        Some(s) => s,
+        None => {
+            let here = target.0.describe();
+            DEFINED
+                .lock()
+                .map(|d| {
+                    d.iter()
+                        .filter(|(n, t)| n != name && *t == here)
+                        .map(|(n, _)| n.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    };
+    if steps.is_empty() {
+        return Err(rt_err(
+            "members: no step to resolve members through; define the member steps (same target) first, or name them with members: #{ source, steps: [...] }",
+        ));
+    }
+    Ok(Some(MemberRule {
+        source_attr,
+        target_attr: target_attr.into(),
+        steps,
+        by_anchor: graph,
+    }))
 }
 
 fn run_options(opts: &Map) -> ScriptResult<RunOptions> {
@@ -564,7 +658,12 @@ pub mod sync_api {
     /// "sourceAttr" | |e| value | #{ value, once: true } }; `()` clears),
     /// `deprovision` (#{ action: "disable_move" | "disable" | "delete" |
     /// "none", parent, prefix: [attrs] }; default "disable"), `target_base`
-    /// (where joins look in the target).
+    /// (where joins look in the target), `members` (a source attribute
+    /// listing the group's members — keys, anchors or DNs of source objects
+    /// — carried to the target objects that other steps linked them to:
+    /// `members: "member"`, or #{ source, target, steps: [users] }; by
+    /// default the steps defined before this one with the same target).
+    /// For an Entra ID target, `create: #{ parent: "users" }` (or "groups").
     ///
     /// Example:
     /// ```rhai

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod clock;
 pub mod hash;
 pub mod log;
+pub mod members;
 pub mod plan;
 pub mod rules;
 pub mod run;

@@ -11,7 +11,11 @@ use crate::model::{Entry, Value};
 use crate::store::{Link, StateStore};
 
 use super::hash::entry_hash;
+use super::members::{self, MemberIndex};
 use super::rules::{DeprovisionAction, FlowSource, StepDef};
+
+/// Where a planned create keeps its resolved members (see [`create_attrs`]).
+const RESOLVED_MEMBERS: &str = "idsync-resolved-members";
 
 /// One attribute change and the rule that produced it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +156,16 @@ pub async fn plan(
         })
         .collect();
 
+    // Membership through other steps' links: their signature joins the hash.
+    let mut member_index = match &step.members {
+        Some(rule) => Some(MemberIndex::load(rule, store)?),
+        None => None,
+    };
+    let fingerprint = match &member_index {
+        Some(ix) => format!("{}|members:{}", step.fingerprint, ix.signature),
+        None => step.fingerprint.clone(),
+    };
+
     // 1. Stream the source; keep only what changed since it was last applied.
     let q = SearchQuery {
         base: step.scope.base.clone(),
@@ -202,7 +216,7 @@ pub async fn plan(
                 });
                 return Ok(true);
             }
-            let h = entry_hash(&e, &step.fingerprint);
+            let h = entry_hash(&e, &fingerprint);
             if !opts.full
                 && by_source
                     .get(&anchor)
@@ -242,6 +256,7 @@ pub async fn plan(
             &known,
             &mut claimed,
             &mut taken,
+            member_index.as_mut(),
             &e,
             &anchor,
             h,
@@ -458,6 +473,7 @@ async fn plan_one(
     known: &Known<'_>,
     claimed: &mut HashSet<String>,
     taken: &mut HashSet<String>,
+    member_index: Option<&mut MemberIndex>,
     e: &Entry,
     anchor: &str,
     hash: String,
@@ -482,6 +498,14 @@ async fn plan_one(
             Err(m) => return err(format!("flow {}: {m}", f.rule)),
         }
     }
+    // Members through the links of other steps.
+    let resolved = match (&step.members, member_index) {
+        (Some(rule), Some(ix)) => match ix.resolve(step, rule, e).await {
+            Ok(r) => Some(r),
+            Err(m) => return err(m),
+        },
+        _ => None,
+    };
     // Follow the link, or join.
     let link = known.by_source.get(anchor);
     let mut joined = false;
@@ -572,6 +596,24 @@ async fn plan_one(
                     });
                 }
             }
+            if let (Some(rule), Some((vals, missing))) = (&step.members, &resolved) {
+                let old = if rule.by_anchor {
+                    match step.target.members(&anchor_of(&t)).await {
+                        Ok(ids) => ids.into_iter().map(Value::Text).collect(),
+                        Err(e) => return err(format!("reading the members of {}: {e}", t.dn)),
+                    }
+                } else {
+                    target_values(&t, &rule.target_attr)
+                };
+                if !members::same_members(rule, &old, vals) {
+                    changes.push(AttrChange {
+                        attr: rule.target_attr.clone(),
+                        old,
+                        new: vals.clone(),
+                        rule: members::rule_text(rule, missing).into(),
+                    });
+                }
+            }
             // Follow source-driven renames and moves, not hand moves in the target.
             let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
                 (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
@@ -598,13 +640,15 @@ async fn plan_one(
             // The flows were evaluated above (so a failing flow is an error now);
             // the attributes themselves are rebuilt by `create_attrs` when the
             // plan is printed or applied, from this compact copy of the source.
-            mk(
-                Action::Create {
-                    dn,
-                    source: e.to_compact(),
-                },
-                desired,
-            )
+            let source = match resolved {
+                Some((vals, _)) if !vals.is_empty() => {
+                    let mut with = e.clone();
+                    with.set(RESOLVED_MEMBERS, vals);
+                    with.to_compact()
+                }
+                _ => e.to_compact(),
+            };
+            mk(Action::Create { dn, source }, desired)
         }
     }
 }
@@ -636,6 +680,17 @@ pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrC
             new: vals,
             rule: f.rule.clone(),
         });
+    }
+    if let Some(rule) = &step.members {
+        let vals = e.values(RESOLVED_MEMBERS);
+        if !vals.is_empty() {
+            attrs.push(AttrChange {
+                attr: rule.target_attr.clone(),
+                old: vec![],
+                new: vals.to_vec(),
+                rule: rule.describe().into(),
+            });
+        }
     }
     // The naming attribute must be present in the new entry.
     if let Some((rattr, rval)) = Dn::parse(dn)

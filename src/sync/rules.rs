@@ -143,6 +143,37 @@ pub struct ScopeRule {
     pub attrs: Option<Vec<String>>,
 }
 
+/// Group membership carried through the links of other steps: a source
+/// group's members (keys, anchors or DNs of source objects) become the
+/// target objects those steps linked them to.
+#[derive(Clone, Debug)]
+pub struct MemberRule {
+    /// Source attribute holding the members.
+    pub source_attr: String,
+    /// Target attribute receiving them (`member`; Graph: `members`).
+    pub target_attr: Arc<str>,
+    /// Steps whose links map a source member to its target object.
+    pub steps: Vec<String>,
+    /// True when the target names members by anchor (Graph ids), not DN.
+    pub by_anchor: bool,
+}
+
+impl MemberRule {
+    /// How the plan names this rule.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} <- {} through the links of {}",
+            self.target_attr,
+            self.source_attr,
+            if self.steps.is_empty() {
+                "(no step)".to_string()
+            } else {
+                self.steps.join(", ")
+            }
+        )
+    }
+}
+
 /// A complete step definition.
 #[derive(Clone)]
 pub struct StepDef {
@@ -165,6 +196,8 @@ pub struct StepDef {
     /// Where target objects are looked for when joining (None = the target
     /// connection's base).
     pub target_base: Option<String>,
+    /// Group membership through the links of other steps.
+    pub members: Option<MemberRule>,
     /// Text that changes when the rules change (so hashes are recomputed).
     pub fingerprint: String,
 }

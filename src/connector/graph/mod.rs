@@ -611,6 +611,22 @@ impl Connector for GraphConnector {
     }
 
     async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+        let is_members =
+            |a: &str| a.eq_ignore_ascii_case("members") || a.eq_ignore_ascii_case("member");
+        let members: Vec<String> = attrs
+            .iter()
+            .filter(|(a, _)| is_members(a))
+            .flat_map(|(_, v)| {
+                v.iter()
+                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+            })
+            .collect();
+        let attrs: Vec<(String, Vec<Value>)> = attrs
+            .iter()
+            .filter(|(a, _)| !is_members(a))
+            .cloned()
+            .collect();
+        let attrs = attrs.as_slice();
         let has = |n: &str| attrs.iter().any(|(a, _)| a.eq_ignore_ascii_case(n));
         let first = dn.split(['/', ',']).next().unwrap_or("");
         let kind = match collection(first) {
@@ -679,8 +695,21 @@ impl Connector for GraphConnector {
             .unwrap_or_else(|| dn.to_string());
         let call = Call::with_body(Method::POST, self.http.url(kind), &what, Json::Object(body));
         let o = self.http.send(&call).await?.json(&what)?;
-        if let Some(id) = o.get("id").and_then(Json::as_str) {
-            self.remember(std::iter::once(id.to_string()), kind);
+        let id = o
+            .get("id")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !id.is_empty() {
+            self.remember(std::iter::once(id.clone()), kind);
+        }
+        // Members of a new group are added one by one once it exists.
+        for m in &members {
+            self.add_member(&id, m).await.map_err(|e| Error::Object {
+                object: what.clone(),
+                cause: format!("created as {id}, but adding member {m} failed: {e}"),
+                code: None,
+            })?;
         }
         Ok(to_entry(&o))
     }
@@ -706,6 +735,26 @@ impl Connector for GraphConnector {
                     }
                     for m in v {
                         members.push((add, String::from_utf8_lossy(m.as_bytes()).into_owned()));
+                    }
+                }
+                Change::Replace(a, v)
+                    if a.eq_ignore_ascii_case("members") || a.eq_ignore_ascii_case("member") =>
+                {
+                    // The whole member list: add what is missing, remove the rest.
+                    let want: Vec<String> = v
+                        .iter()
+                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                        .collect();
+                    let have = self.member_ids(&id, identity).await?;
+                    for w in &want {
+                        if !have.iter().any(|h| h.eq_ignore_ascii_case(w)) {
+                            members.push((true, w.clone()));
+                        }
+                    }
+                    for h in have {
+                        if !want.iter().any(|w| w.eq_ignore_ascii_case(&h)) {
+                            members.push((false, h));
+                        }
                     }
                 }
                 Change::Replace(a, v) => {

@@ -1,0 +1,155 @@
+//! Group membership through links: a source group's members (keys, anchors
+//! or DNs of source objects) are looked up in the links of the member steps
+//! and become the DNs (or, for Graph, the ids) of the target objects those
+//! steps made. Members no step has synchronised are left out and named in
+//! the plan. The signature of the member steps' links goes into each
+//! group's hash, so a group is planned again whenever a member's link
+//! changes, even if the source group itself did not.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use crate::model::dn::dn_key;
+use crate::model::{Entry, Value};
+use crate::store::StateStore;
+
+use super::rules::{MemberRule, StepDef};
+
+/// The member steps' links, indexed for resolution.
+pub struct MemberIndex {
+    /// Lowercased source anchor -> target DN (or anchor).
+    by_anchor: HashMap<String, String>,
+    /// Source DN key -> resolved target value (None = not synchronised).
+    by_dn: HashMap<String, Option<String>>,
+    /// Changes whenever a member step's links change.
+    pub signature: String,
+}
+
+impl MemberIndex {
+    /// Loads the links of `rule.steps` from the store.
+    pub fn load(rule: &MemberRule, store: &dyn StateStore) -> Result<MemberIndex, String> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for s in &rule.steps {
+            let links = store
+                .links(s)
+                .map_err(|e| format!("members: reading the links of step '{s}': {e}"))?;
+            for l in links {
+                let v = if rule.by_anchor {
+                    l.target_anchor
+                } else {
+                    l.target_dn
+                };
+                pairs.push((l.source_anchor.to_ascii_lowercase(), v));
+            }
+        }
+        pairs.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        pairs.hash(&mut h);
+        let signature = format!("{:016x}/{}", h.finish(), pairs.len());
+        let mut by_anchor = HashMap::with_capacity(pairs.len());
+        for (a, v) in pairs {
+            by_anchor.entry(a).or_insert(v);
+        }
+        Ok(MemberIndex {
+            by_anchor,
+            by_dn: HashMap::new(),
+            signature,
+        })
+    }
+
+    /// The target values for the members of `e`, and the members that
+    /// resolve to nothing. A DN member is read from the source once per run
+    /// to learn its anchor.
+    pub async fn resolve(
+        &mut self,
+        step: &StepDef,
+        rule: &MemberRule,
+        e: &Entry,
+    ) -> Result<(Vec<Value>, Vec<String>), String> {
+        let mut out: Vec<Value> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        let mut missing = Vec::new();
+        let members: Vec<String> = match e.attr(&rule.source_attr) {
+            Some(a) => a
+                .values
+                .iter()
+                .filter_map(|v| v.display(&a.name))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => Vec::new(),
+        };
+        for m in members {
+            let found = match self.by_anchor.get(&m.to_ascii_lowercase()) {
+                Some(v) => Some(v.clone()),
+                None if m.contains('=') => self.by_source_dn(step, &m).await?,
+                None => None,
+            };
+            match found {
+                Some(v) => {
+                    let k = if rule.by_anchor {
+                        v.to_ascii_lowercase()
+                    } else {
+                        dn_key(&v)
+                    };
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                        out.push(Value::Text(v));
+                    }
+                }
+                None => missing.push(m),
+            }
+        }
+        Ok((out, missing))
+    }
+
+    async fn by_source_dn(&mut self, step: &StepDef, dn: &str) -> Result<Option<String>, String> {
+        let key = dn_key(dn);
+        if let Some(v) = self.by_dn.get(&key) {
+            return Ok(v.clone());
+        }
+        let anchor = step
+            .source
+            .get(dn)
+            .await
+            .map_err(|e| format!("members: reading member {dn} in the source: {e}"))?
+            .and_then(|m| m.anchor);
+        let v = anchor.and_then(|a| self.by_anchor.get(&a.to_ascii_lowercase()).cloned());
+        self.by_dn.insert(key, v.clone());
+        Ok(v)
+    }
+}
+
+/// Same member sets: DNs compared as DNs, ids without case.
+pub fn same_members(rule: &MemberRule, a: &[Value], b: &[Value]) -> bool {
+    let key = |v: &Value| {
+        let s = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        if rule.by_anchor {
+            s.to_ascii_lowercase()
+        } else {
+            dn_key(&s)
+        }
+    };
+    let mut x: Vec<String> = a.iter().map(key).collect();
+    let mut y: Vec<String> = b.iter().map(key).collect();
+    x.sort();
+    x.dedup();
+    y.sort();
+    y.dedup();
+    x == y
+}
+
+/// The rule text of a member change, naming unresolved members.
+pub fn rule_text(rule: &MemberRule, missing: &[String]) -> String {
+    let mut s = rule.describe();
+    if !missing.is_empty() {
+        let sample: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        s.push_str(&format!(
+            "; {} not synchronised by those steps, left out: {}{}",
+            missing.len(),
+            sample.join(", "),
+            if missing.len() > 5 { ", …" } else { "" }
+        ));
+    }
+    s
+}
