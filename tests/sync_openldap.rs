@@ -1509,3 +1509,111 @@ fn group_membership_is_carried_through_the_links_of_the_users_step() {
     );
     assert_eq!(members_of(l, &team), want(&["bob", "dee"]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// sync-trees (API §5 `tree:`)
+
+#[test]
+fn sync_tree_mirrors_containers_and_follows_moves_between_them() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "tree");
+    let sales = add_ou(l, &f.src, "Sales");
+    let emea = add_ou(l, &sales, "EMEA");
+    l.ldapadd(
+        &[
+            person_ldif(&sales, "ann", "t1", ""),
+            person_ldif(&emea, "bob", "t2", ""),
+            person_ldif(&f.src, "cid", "t3", ""),
+        ]
+        .join("\n"),
+    );
+    let script = |tail: &str| {
+        f.script(
+            &format!(
+                "tree: #{{ source: \"{src}\", target: \"{dst}\" }},\n\
+                 scope: #{{ filter: \"(objectClass=inetOrgPerson)\" }},\n\
+                 join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+                 create: #{{ rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+                 flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\" }},",
+                src = f.src,
+                dst = f.dst
+            ),
+            tail,
+        )
+    };
+    let t_sales = format!("ou=Sales,{}", f.dst);
+    let t_emea = format!("ou=EMEA,{t_sales}");
+
+    // The preview lists the containers it would create, parents first, and writes nothing.
+    let plan = json_ok(f.home(), &script("st.preview()"));
+    let rows: Vec<&Json> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["op"] == "create container")
+        .collect();
+    assert_eq!(rows.len(), 2, "{plan}");
+    assert_eq!(
+        rows[0]["object"].as_str().unwrap().to_ascii_lowercase(),
+        t_sales.to_ascii_lowercase()
+    );
+    assert_eq!(
+        rows[1]["object"].as_str().unwrap().to_ascii_lowercase(),
+        t_emea.to_ascii_lowercase()
+    );
+    assert!(
+        get(l, &t_sales, &["ou"]).is_none(),
+        "the preview created a container"
+    );
+
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("created", 3)]);
+    assert_eq!(n(&r, "containers"), 2, "{r:#}");
+    assert_eq!(
+        vals(&entry(l, &t_emea), "objectclass"),
+        set(&["organizationalUnit"])
+    );
+    for dn in [
+        format!("uid=ann,{t_sales}"),
+        format!("uid=bob,{t_emea}"),
+        format!("uid=cid,{}", f.dst),
+    ] {
+        assert!(get(l, &dn, &["uid"]).is_some(), "{dn} missing");
+    }
+
+    // Nothing changed: nothing written.
+    let before = snapshot(l, &f.dst);
+    json_ok(f.home(), &script("st.run()"));
+    assert_eq!(snapshot(l, &f.dst), before, "a second run wrote");
+
+    // Moves in the source are followed, into existing and into new containers.
+    let apac = add_ou(l, &f.src, "APAC");
+    l.ldapmodify(&format!(
+        "dn: uid=ann,{sales}\nchangetype: modrdn\nnewrdn: uid=ann\ndeleteoldrdn: 1\nnewsuperior: {emea}\n\n\
+         dn: uid=cid,{src}\nchangetype: modrdn\nnewrdn: uid=cid\ndeleteoldrdn: 1\nnewsuperior: {apac}\n",
+        src = f.src
+    ));
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("created", 0), ("moved", 2), ("unchanged", 1)]);
+    assert_eq!(n(&r, "containers"), 1, "{r:#}");
+    assert!(get(l, &format!("uid=ann,{t_emea}"), &["uid"]).is_some());
+    assert!(get(l, &format!("uid=cid,ou=APAC,{}", f.dst), &["uid"]).is_some());
+    assert!(get(l, &format!("uid=ann,{t_sales}"), &["uid"]).is_none());
+    assert_eq!(persons(l, &f.dst).len(), 3, "a move made a duplicate");
+    // Objects outside the tree are an error for that object, not a guess.
+    let out = json_ok(
+        f.home(),
+        &f.script(
+            &format!(
+                "tree: #{{ source: \"{sales}\", target: \"{dst}\" }},\n\
+                 scope: #{{ base: \"{src}\", filter: \"(uid=cid)\" }},\n\
+                 create: #{{ class: [\"inetOrgPerson\"] }}, flows: #{{ sn: \"sn\", cn: \"cn\" }},",
+                src = f.src,
+                dst = f.dst
+            ),
+            "st.preview()",
+        ),
+    )
+    .to_string();
+    assert!(out.contains("is not below the tree's source"), "{out}");
+}

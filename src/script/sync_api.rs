@@ -15,7 +15,7 @@ use crate::sync::apply::Progress;
 use crate::sync::plan::{Action, AttrChange, Plan, create_attrs};
 use crate::sync::rules::{
     CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, MemberRule, ScopeRule, StepDef,
-    TextRule,
+    TextRule, TreeRule,
 };
 use crate::sync::run::{self, Report, RunError, RunOptions};
 
@@ -141,6 +141,7 @@ fn step_def(
             "deprovision",
             "target_base",
             "members",
+            "tree",
         ],
     )?;
     let mut fingerprint = String::new();
@@ -186,6 +187,14 @@ fn step_def(
             join.push((t.to_string(), s.to_string()));
         }
     }
+    let tree = tree_rule(opts)?;
+    if let Some(t) = &tree {
+        fingerprint.push_str(&format!("|tree:{}>{}", t.source, t.target));
+        // The tree's roots are the default scope base and join base.
+        if scope.base.is_none() {
+            scope.base = Some(t.source.clone());
+        }
+    }
     let create = match opts
         .get("create")
         .and_then(|d| d.read_lock::<Map>().map(|m| m.clone()))
@@ -193,16 +202,22 @@ fn step_def(
         None => None,
         Some(m) => {
             check_keys("create", &m, &["parent", "rdn", "class"])?;
-            let parent = m.get("parent").ok_or_else(|| {
-                rt_err(
-                    "create: needs 'parent' (the container; for Entra ID \"users\" or \"groups\")",
-                )
-            })?;
-            let no_rdn = Dynamic::from(String::new());
-            // Entra objects have no RDN: `create: #{ parent: "users" }`.
+            let none = Dynamic::from(String::new());
+            // A sync-tree gives the place; Entra objects have no RDN
+            // (`create: #{ parent: "users" }`).
+            let parent = match m.get("parent") {
+                Some(p) => p,
+                None if tree.is_some() => &none,
+                None => {
+                    return Err(rt_err(
+                        "create: needs 'parent' (the container; for Entra ID \"users\" or \"groups\")",
+                    ));
+                }
+            };
             let rdn = match m.get("rdn") {
                 Some(r) => r,
-                None if parent.is_string() && !parent.to_string().contains('=') => &no_rdn,
+                None if tree.is_some() => &none,
+                None if parent.is_string() && !parent.to_string().contains('=') => &none,
                 None => return Err(rt_err("create: needs 'rdn'")),
             };
             for d in [parent, rdn] {
@@ -267,10 +282,38 @@ fn step_def(
         create,
         flows,
         deprovision,
-        target_base: opt_str(opts, "target_base")?,
+        target_base: opt_str(opts, "target_base")?
+            .or_else(|| tree.as_ref().map(|t| t.target.clone())),
         members,
+        tree,
         fingerprint,
     })
+}
+
+/// `tree: #{ source: "OU=Staff,DC=src,...", target: "ou=staff,dc=example,dc=com" }`.
+fn tree_rule(opts: &Map) -> ScriptResult<Option<TreeRule>> {
+    let Some(m) = opts
+        .get("tree")
+        .filter(|d| !d.is_unit())
+        .map(|d| {
+            d.read_lock::<Map>()
+                .map(|m| m.clone())
+                .ok_or_else(|| rt_err("tree must be #{ source: DN, target: DN }"))
+        })
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    check_keys("tree", &m, &["source", "target"])?;
+    let get = |k: &str| -> ScriptResult<String> {
+        let v = opt_str(&m, k)?.ok_or_else(|| rt_err(format!("tree: needs '{k}' (a DN)")))?;
+        crate::model::dn::Dn::parse(&v).map_err(|e| rt_err(format!("tree '{k}': {e}")))?;
+        Ok(v)
+    };
+    Ok(Some(TreeRule {
+        source: get("source")?,
+        target: get("target")?,
+    }))
 }
 
 /// Steps defined in this session: (name, where their target points).
@@ -420,6 +463,20 @@ fn plan_rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Array {
     if let Some(why) = refused {
         rows.push(row(s, "REFUSED", "(run would be refused)", None, why));
     }
+    for c in &plan.containers {
+        let classes = AttrChange {
+            attr: "objectClass".into(),
+            old: vec![],
+            new: c
+                .attrs
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case("objectClass"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            rule: "tree: container mirrored from the source".into(),
+        };
+        rows.push(row(s, "create container", &c.dn, Some(&classes), ""));
+    }
     for item in &plan.items {
         match &item.action {
             Action::Create { dn, source } => match create_attrs(step, dn, source) {
@@ -501,6 +558,7 @@ fn report_map(r: &Report) -> Map {
         ("deprovisioned", c.deprovisioned),
         ("unchanged", c.unchanged),
         ("failed", c.failed),
+        ("containers", c.containers),
     ] {
         m.insert(k.into(), Dynamic::from(v as i64));
     }
@@ -663,7 +721,12 @@ pub mod sync_api {
     /// — carried to the target objects that other steps linked them to:
     /// `members: "member"`, or #{ source, target, steps: [users] }; by
     /// default the steps defined before this one with the same target).
-    /// For an Entra ID target, `create: #{ parent: "users" }` (or "groups").
+    /// `tree` (#{ source: DN, target: DN }: a sync-tree; each object keeps
+    /// its path below the source root under the target root, missing
+    /// containers are created like their source counterparts, moves between
+    /// containers are followed; `create` then needs no `parent`, and `rdn`
+    /// defaults to the source object's). For an Entra ID target,
+    /// `create: #{ parent: "users" }` (or "groups").
     ///
     /// Example:
     /// ```rhai

@@ -35,6 +35,8 @@ pub struct Counts {
     pub unchanged: usize,
     /// Objects that failed.
     pub failed: usize,
+    /// Containers created for a sync-tree.
+    pub containers: usize,
 }
 
 /// One failed object.
@@ -111,6 +113,29 @@ pub async fn apply(
     let mut put: Vec<Link> = Vec::new();
     let mut remove: Vec<String> = Vec::new();
     step.target.begin_batch();
+    // Sync-tree containers first, one at a time, parents before children.
+    for c in &plan.containers {
+        match step.target.create_anchor(&c.dn, &c.attrs).await {
+            Ok(_) => {
+                counts.containers += 1;
+                log.line(&format!("create container {}", c.dn));
+            }
+            Err(e) if already_exists(&e) => {}
+            Err(e) => {
+                log.line(&format!("FAILED container {}: {e}", c.dn));
+                if is_connection_lost(&e) {
+                    let m = format!("stopped creating containers: {e}");
+                    log.line(&format!("ABORTED {m}"));
+                    return Err((counts, failures, m));
+                }
+                counts.failed += 1;
+                failures.push(Failure {
+                    object: c.dn.clone(),
+                    cause: e.to_string(),
+                });
+            }
+        }
+    }
     let total = plan.items.len();
     let mut fatal: Option<String> = None;
     let mut done = 0usize;

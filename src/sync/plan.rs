@@ -94,11 +94,22 @@ pub struct Item {
     pub action: Action,
 }
 
+/// A container a sync-tree needs in the target before its objects.
+#[derive(Clone, Debug, Default)]
+pub struct Container {
+    /// Its DN in the target.
+    pub dn: String,
+    /// Its attributes (object classes, naming attribute).
+    pub attrs: Vec<(String, Vec<Value>)>,
+}
+
 /// A whole plan for one step.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     /// Step name.
     pub step: String,
+    /// Containers to create first, parents before children (sync-trees).
+    pub containers: Vec<Container>,
     /// Objects that need a write (or failed to plan).
     pub items: Vec<Item>,
     /// Objects skipped because nothing changed.
@@ -275,8 +286,13 @@ pub async fn plan(
     for l in leavers {
         items.push(deprovision_item(step, &mut target, l, &today).await);
     }
+    let containers = match &step.tree {
+        Some(tree) => containers_for(step, tree, &items).await?,
+        None => Vec::new(),
+    };
     Ok(Plan {
         step: step.name.clone(),
+        containers,
         items,
         unchanged,
         links_before,
@@ -432,6 +448,18 @@ fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let rdn = c.rdn.eval(e).map_err(|m| format!("create 'rdn': {m}"))?;
+    if let Some(tree) = &step.tree {
+        // The place comes from the tree; the name from the rule or the source.
+        let rdn = if rdn.trim().is_empty() {
+            Dn::parse(&e.dn)
+                .ok()
+                .and_then(|d| d.rdn().map(str::to_string))
+                .ok_or_else(|| format!("tree: {} has no RDN", e.dn))?
+        } else {
+            rdn
+        };
+        return tree.map(&e.dn, &rdn).map(Some);
+    }
     let parent = c
         .parent
         .eval(e)
@@ -651,6 +679,80 @@ async fn plan_one(
             mk(Action::Create { dn, source }, desired)
         }
     }
+}
+
+/// The containers missing in the target for the creates and moves of
+/// `items`, parents first, each shaped like its source counterpart (its
+/// object classes; `organizationalUnit` when the source has none to give).
+async fn containers_for(
+    step: &StepDef,
+    tree: &super::rules::TreeRule,
+    items: &[Item],
+) -> Result<Vec<Container>, String> {
+    let root = Dn::parse(&tree.target).map_err(|e| format!("tree 'target': {e}"))?;
+    let mut wanted: Vec<Dn> = Vec::new();
+    for i in items {
+        let dn = match &i.action {
+            Action::Create { dn, .. } => dn,
+            Action::Update {
+                new_dn: Some(dn), ..
+            } => dn,
+            _ => continue,
+        };
+        let Ok(d) = Dn::parse(dn) else { continue };
+        let mut p = d.parent();
+        while p.is_under(&root) && p.rdns().len() > root.rdns().len() {
+            if !wanted.iter().any(|w| dn_eq(&w.to_string(), &p.to_string())) {
+                wanted.push(p.clone());
+            }
+            p = p.parent();
+        }
+    }
+    wanted.sort_by_key(|d| d.rdns().len());
+    let mut out = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for d in wanted {
+        let dn = d.to_string();
+        // Below a container that is missing, everything is missing.
+        let parent_missing = missing.iter().any(|m| dn_eq(m, &d.parent().to_string()));
+        if !parent_missing
+            && step
+                .target
+                .get(&dn)
+                .await
+                .map_err(|e| format!("tree: looking for container {dn} in the target: {e}"))?
+                .is_some()
+        {
+            continue;
+        }
+        missing.push(dn.clone());
+        let between = &d.rdns()[..d.rdns().len() - root.rdns().len()];
+        let src_dn = format!("{},{}", between.join(","), tree.source);
+        let src = step
+            .source
+            .get(&src_dn)
+            .await
+            .map_err(|e| format!("tree: reading container {src_dn} in the source: {e}"))?;
+        let rdn = d.rdn().unwrap_or_default();
+        let (rattr, rval) = rdn_pair(rdn).ok_or_else(|| format!("tree: {dn}: unusable RDN"))?;
+        let classes: Vec<Value> = match &src {
+            Some(s) if !s.values("objectClass").is_empty() => s.values("objectClass").to_vec(),
+            _ if rattr.eq_ignore_ascii_case("ou") => vec![Value::Text("organizationalUnit".into())],
+            _ => {
+                return Err(format!(
+                    "tree: container {dn} is missing in the target and {src_dn} cannot be read in the source to copy its classes"
+                ));
+            }
+        };
+        out.push(Container {
+            dn,
+            attrs: vec![
+                ("objectClass".to_string(), classes),
+                (rattr, vec![Value::Text(rval)]),
+            ],
+        });
+    }
+    Ok(out)
 }
 
 /// The attributes of a new target object for `source` (compact) at `dn`:

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::connector::{Connector, Scope};
+use crate::model::dn::Dn;
 use crate::model::{Entry, Value};
 
 /// A computed value list (`()` = no value = clear the target attribute).
@@ -174,6 +175,37 @@ impl MemberRule {
     }
 }
 
+/// A sync-tree: the source sub-tree below `source` is mirrored below
+/// `target`; containers are created as needed and moves between them are
+/// followed.
+#[derive(Clone, Debug)]
+pub struct TreeRule {
+    /// Root of the mirrored source sub-tree.
+    pub source: String,
+    /// Where it is mirrored in the target.
+    pub target: String,
+}
+
+impl TreeRule {
+    /// The target DN for source object `dn` named `rdn` in the target:
+    /// its source path below the tree root, mapped below the target root.
+    pub fn map(&self, dn: &str, rdn: &str) -> Result<String, String> {
+        let d = Dn::parse(dn).map_err(|e| format!("tree: {e}"))?;
+        let root = Dn::parse(&self.source).map_err(|e| format!("tree 'source': {e}"))?;
+        if !d.is_under(&root) || d.rdns().len() == root.rdns().len() {
+            return Err(format!(
+                "tree: {dn} is not below the tree's source {}",
+                self.source
+            ));
+        }
+        let between = &d.rdns()[1..d.rdns().len() - root.rdns().len()];
+        let mut parts: Vec<&str> = vec![rdn];
+        parts.extend(between.iter().map(String::as_str));
+        parts.push(self.target.as_str());
+        Ok(parts.join(","))
+    }
+}
+
 /// A complete step definition.
 #[derive(Clone)]
 pub struct StepDef {
@@ -198,6 +230,39 @@ pub struct StepDef {
     pub target_base: Option<String>,
     /// Group membership through the links of other steps.
     pub members: Option<MemberRule>,
+    /// Sync-tree: source containers mirrored in the target.
+    pub tree: Option<TreeRule>,
     /// Text that changes when the rules change (so hashes are recomputed).
     pub fingerprint: String,
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::TreeRule;
+
+    #[test]
+    fn tree_paths_map_below_the_target_root() {
+        let t = TreeRule {
+            source: "OU=Staff,DC=src,DC=example".into(),
+            target: "ou=staff,dc=example,dc=com".into(),
+        };
+        assert_eq!(
+            t.map(
+                "CN=Ann,OU=Sales,OU=EMEA,OU=Staff,DC=src,DC=example",
+                "cn=Ann"
+            )
+            .unwrap(),
+            "cn=Ann,OU=Sales,OU=EMEA,ou=staff,dc=example,dc=com"
+        );
+        assert_eq!(
+            t.map("CN=Bob,ou=staff,DC=SRC,DC=example", "uid=bob")
+                .unwrap(),
+            "uid=bob,ou=staff,dc=example,dc=com"
+        );
+        assert!(
+            t.map("CN=Eve,OU=Other,DC=src,DC=example", "cn=Eve")
+                .is_err()
+        );
+        assert!(t.map("OU=Staff,DC=src,DC=example", "ou=Staff").is_err());
+    }
 }

@@ -201,6 +201,7 @@ pub async fn run(
 pub fn counts_json(c: &Counts) -> serde_json::Value {
     json!({
         "created": c.created, "updated": c.updated, "renamed": c.renamed, "moved": c.moved,
+        "containers": c.containers,
         "joined": c.joined, "deprovisioned": c.deprovisioned, "unchanged": c.unchanged, "failed": c.failed,
     })
 }
