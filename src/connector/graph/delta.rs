@@ -66,28 +66,29 @@ pub async fn round(
     if !params.is_empty() {
         initial = format!("{initial}?{}", params.join("&"));
     }
-    if let Some(link) = link {
-        match follow(http, link.to_string(), &what).await {
-            Ok(mut r) => {
-                r.full = false;
-                return Ok(r);
-            }
-            Err(Restart(why)) => {
-                let mut r = follow(http, initial, &what)
-                    .await
-                    .map_err(|r| r.into_error())?;
-                r.full = true;
-                r.restarted = Some(why);
-                return Ok(r);
-            }
-            Err(Failed(e)) => return Err(e),
+    // From the stored link, or a full round; when Graph says the state is
+    // gone (also on a later page of a round), start over once, in full.
+    let start = link.map(str::to_string).unwrap_or_else(|| initial.clone());
+    match follow(http, start, &what).await {
+        Ok(mut r) => {
+            r.full = link.is_none() && !latest;
+            Ok(r)
         }
+        Err(Restart(why)) => {
+            let mut r = follow(http, initial, &what)
+                .await
+                .map_err(|again| match again {
+                    Restart(second) => Error::Other(format!(
+                        "{what}: {second} (again, after starting over because {why})"
+                    )),
+                    Failed(e) => e,
+                })?;
+            r.full = !latest;
+            r.restarted = Some(format!("{why}; a full read was done"));
+            Ok(r)
+        }
+        Err(Failed(e)) => Err(e),
     }
-    let mut r = follow(http, initial, &what)
-        .await
-        .map_err(|r| r.into_error())?;
-    r.full = !latest;
-    Ok(r)
 }
 
 /// Why a round stopped early.
@@ -98,15 +99,6 @@ enum Stop {
     Failed(Error),
 }
 use Stop::{Failed, Restart};
-
-impl Stop {
-    fn into_error(self) -> Error {
-        match self {
-            Failed(e) => e,
-            Restart(why) => Error::Other(why),
-        }
-    }
-}
 
 async fn follow(
     http: &GraphHttp,
@@ -124,7 +116,7 @@ async fn follow(
             let code = error_code(&reply.body).unwrap_or_default();
             if status == 410 {
                 return Err(Restart(format!(
-                    "Graph answered 410 Gone to {}: the change-tracking state was reset, a full read was done",
+                    "Graph answered 410 Gone to {}: the change-tracking state was reset",
                     path_of(&next)
                 )));
             }
@@ -132,7 +124,7 @@ async fn follow(
                 && matches!(code.as_str(), "syncStateNotFound" | "resyncRequired")
             {
                 return Err(Restart(format!(
-                    "the stored delta link is no longer valid ({code}); a full read was done"
+                    "the delta link is no longer valid ({code})"
                 )));
             }
             return Err(Failed(http.refusal(&call, &reply)));

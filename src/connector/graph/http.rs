@@ -199,9 +199,13 @@ impl GraphHttp {
         Ok(v)
     }
 
-    /// Forgets the cached token (after Graph rejected it).
-    async fn drop_token(&self) {
-        *self.token.lock().await = None;
+    /// Forgets the cached token after Graph rejected `rejected` — unless
+    /// another call has already put a newer one in its place.
+    async fn drop_token(&self, rejected: &str) {
+        let mut slot = self.token.lock().await;
+        if slot.as_ref().is_some_and(|t| t.value == rejected) {
+            *slot = None;
+        }
     }
 
     async fn fetch_token(&self) -> Result<Token> {
@@ -368,7 +372,7 @@ impl GraphHttp {
             let unavailable = matches!(status.as_u16(), 503 | 504);
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
-                self.drop_token().await;
+                self.drop_token(&token).await;
                 continue;
             }
             if (throttled || (unavailable && call.repeat == Repeat::Safe)) && attempt < MAX_ATTEMPTS
