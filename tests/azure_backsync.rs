@@ -561,3 +561,65 @@ fn shipped_scripts_enable_directory_writers_and_backsync() {
         Some(uid.as_str())
     );
 }
+
+#[test]
+fn backsync_falls_back_to_the_sid_and_refuses_disagreeing_anchors() {
+    let Some(ad) = support::samba() else { return };
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    let ou = Scratch::new(ad);
+    let mig = ou.add("Mia Migrated", "user");
+    let one = ou.add("Odd One", "user");
+    let two = ou.add("Odd Two", "user");
+    // An immutable id from another forest (matches nothing here), but the SID matches.
+    let mig_id = az.add_user(
+        json!({"userPrincipalName": "mia@contoso.example", "displayName": "Mia",
+        "onPremisesImmutableId": B64.encode([9u8; 16]), "onPremisesSecurityIdentifier": mig.sid}),
+    );
+    // Anchors that point at two different AD objects: reported, not written.
+    az.add_user(
+        json!({"userPrincipalName": "odd@contoso.example", "displayName": "Odd",
+        "onPremisesImmutableId": one.immutable_id, "onPremisesSecurityIdentifier": two.sid}),
+    );
+    let script = format!(
+        "{}let r = backsync(ad, az, #{{ base: {} }});\nprint(\"COUNTS \" + {COUNTS});\n\
+         for row in r.rows {{ print(`ROW ${{row.op}}|${{row.name}}|${{row.matched_by}}|${{row.reason}}`); }}\n",
+        connect(ad, &az),
+        lit(&ou.dn)
+    );
+    let out = run_ok(home, ad, &az, &script);
+    assert_eq!(
+        counts(&out, "COUNTS "),
+        "matched=1 written=1 unchanged=0 unmatched=0 ambiguous=1 failed=0",
+        "{out}"
+    );
+    assert!(
+        out.contains("ROW written|mia@contoso.example|onPremisesSecurityIdentifier|"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ROW ambiguous|odd@contoso.example||anchors disagree"),
+        "{out}"
+    );
+    assert_eq!(
+        ou.attr(&mig.dn, "edsvaAzureObjectID").as_deref(),
+        Some(mig_id.as_str())
+    );
+    assert_eq!(ou.attr(&one.dn, "edsvaAzureObjectID"), None);
+    assert_eq!(ou.attr(&two.dn, "edsvaAzureObjectID"), None);
+    // Contacts cannot be matched without guessing: refused, clearly.
+    let (code, _, err) = run(
+        home,
+        ad,
+        &az,
+        &format!(
+            "{}backsync(ad, az, #{{ contacts: true }});\n",
+            connect(ad, &az)
+        ),
+        &[],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("contacts cannot be matched"), "{err}");
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::graph::GraphFake;
+use support::graph::{Fail, GraphFake, Scope};
 
 const AZ_SECRET_ENV: &str = "IDSYNC_TEST_AZ_SECRET";
 
@@ -225,12 +225,19 @@ fn entra_users_sync_out_to_an_ldif_file() {
     let az = GraphFake::start();
     let home_dir = support::temp_home();
     let home = home_dir.path();
+    let mut ids = Vec::new();
     for (upn, name, dept) in [
         ("ann@contoso.example", "Ann Lee", "Sales"),
         ("bob@contoso.example", "Bob Martinez", "Sales"),
         ("eve@contoso.example", "Eve Adams", "Legal"),
     ] {
-        az.add_user(json!({"userPrincipalName": upn, "displayName": name, "department": dept, "accountEnabled": true}));
+        ids.push(az.add_user(json!({"userPrincipalName": upn, "displayName": name, "department": dept, "accountEnabled": true})));
+    }
+    // An Entra group whose members reach the LDIF file through the users step's links.
+    let crew = az.add_group(json!({"displayName": "Sales Crew", "mailNickname": "crew",
+        "securityEnabled": true, "mailEnabled": false}));
+    for id in &ids {
+        az.add_member(&crew, id);
     }
     let ldif = home.join("out.ldif");
     let script = format!(
@@ -240,7 +247,15 @@ fn entra_users_sync_out_to_an_ldif_file() {
            join: #{{ mail: \"userPrincipalName\" }},\n\
            create: #{{ parent: \"ou=people,dc=example,dc=com\", rdn: |e| `cn=${{dn_escape(e.displayName)}}`, class: [\"inetOrgPerson\"] }},\n\
            flows: #{{ mail: \"userPrincipalName\", sn: |e| e.displayName.split(\" \")[1], cn: \"displayName\", ou: \"department\" }},\n\
-         }});\n{RUN}",
+         }});\n{RUN}\
+         let g = sync_step(\"entra-to-ldif/groups\", az, dir, #{{\n\
+           scope: #{{ base: \"groups\", attrs: [\"displayName\", \"members\"] }},\n\
+           create: #{{ parent: \"ou=groups,dc=example,dc=com\", rdn: |e| `cn=${{dn_escape(e.displayName)}}`, class: [\"groupOfNames\"] }},\n\
+           flows: #{{ cn: \"displayName\" }},\n\
+           members: \"members\",\n\
+         }});\n\
+         let gr = g.run();\n\
+         print(`GROUPS created=${{gr.created}} unchanged=${{gr.unchanged}} failed=${{gr.failed}}`);\n",
         connect(&az),
         lit(&ldif.display().to_string())
     );
@@ -250,7 +265,29 @@ fn entra_users_sync_out_to_an_ldif_file() {
         "created=2 updated=0 deprovisioned=0 unchanged=0 failed=0",
         "{out}"
     );
+    assert_eq!(
+        report(&out, "GROUPS "),
+        "created=1 unchanged=0 failed=0",
+        "{out}"
+    );
     let text = std::fs::read_to_string(&ldif).unwrap();
+    let group: String = text
+        .split("\n\n")
+        .find(|b| b.starts_with("dn: cn=Sales Crew"))
+        .unwrap_or_else(|| panic!("no group in:\n{text}"))
+        .to_string();
+    assert!(
+        group.contains("member: cn=Ann Lee,ou=people,dc=example,dc=com"),
+        "{group}"
+    );
+    assert!(
+        group.contains("member: cn=Bob Martinez,ou=people,dc=example,dc=com"),
+        "{group}"
+    );
+    assert!(
+        !group.contains("Eve"),
+        "a member out of the users scope was written:\n{group}"
+    );
     assert!(
         text.contains("dn: cn=Ann Lee,ou=people,dc=example,dc=com"),
         "{text}"
@@ -276,6 +313,11 @@ fn entra_users_sync_out_to_an_ldif_file() {
     assert_eq!(
         report(&out, "REPORT "),
         "created=0 updated=0 deprovisioned=0 unchanged=2 failed=0",
+        "{out}"
+    );
+    assert_eq!(
+        report(&out, "GROUPS "),
+        "created=0 unchanged=1 failed=0",
         "{out}"
     );
 }
@@ -337,7 +379,14 @@ fn hr_groups_reach_entra_with_members_resolved_through_the_users_links() {
     let csv = home.join("hr.csv");
     std::fs::write(&csv, HR).unwrap();
     let groups = home.join("groups.csv");
-    std::fs::write(&groups, "group_id,name,members\nG1,Sales Team,E1;E2;E77\n").unwrap();
+    std::fs::write(
+        &groups,
+        "group_id,name,members\nG1,Sales Team,E1;E2;E77\nG2,Marketing,E3;E1\n",
+    )
+    .unwrap();
+    // "Marketing" already exists in the tenant: joined in groups, not duplicated.
+    let marketing = az.add_group(json!({"displayName": "Marketing", "mailNickname": "mkt",
+        "securityEnabled": true, "mailEnabled": false}));
     let script = format!(
         "{}let groups = connect_csv({}, #{{ key: \"group_id\", multi_value_separator: \";\" }});\n\
          let g = sync_step(\"hr-to-entra/groups\", groups, az, #{{\n\
@@ -345,7 +394,6 @@ fn hr_groups_reach_entra_with_members_resolved_through_the_users_links() {
            create: #{{ parent: \"groups\" }},\n\
            flows: #{{ displayName: \"name\", mailNickname: #{{ value: |e| e.group_id.to_lower(), once: true }} }},\n\
            members: \"members\",\n\
-           target_base: \"groups\",\n\
          }});\n\
          let wf = workflow(\"hr-to-entra\", [s, g]);\n\
          let rs = wf.run();\n\
@@ -353,25 +401,39 @@ fn hr_groups_reach_entra_with_members_resolved_through_the_users_links() {
         step(&az, &csv),
         lit(&groups.display().to_string())
     );
+    // A guest added to Marketing by hand in the tenant: no step manages it, so it stays.
+    let guest = az.add_user(
+        json!({"userPrincipalName": "guest@contoso.onmicrosoft.com", "displayName": "Guest"}),
+    );
+    az.add_member(&marketing, &guest);
     let out = run_ok(home, &az, &script);
     assert_eq!(
         report(&out, "GROUPS "),
-        "created=1 updated=0 unchanged=0",
+        "created=1 updated=1 unchanged=0",
         "{out}"
+    );
+    let named = |n: &str| {
+        az.group_ids()
+            .into_iter()
+            .filter(|g| az.object(g).unwrap()["displayName"] == n)
+            .count()
+    };
+    assert_eq!(named("Marketing"), 1, "the existing group was duplicated");
+    let mut got = az.members_of(&marketing);
+    got.sort();
+    let mut want = ids_of(&az, &["E3", "E1"]);
+    want.push(guest.clone());
+    want.sort();
+    assert_eq!(
+        got, want,
+        "joined group: HR members added, the hand-added guest kept"
     );
     let gid = az
         .group_ids()
         .into_iter()
         .find(|g| az.object(g).unwrap()["displayName"] == "Sales Team")
         .expect("group created");
-    let ids = |emps: &[&str]| {
-        let mut v: Vec<String> = emps
-            .iter()
-            .map(|e| users_with(&az, e)[0]["id"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let ids = |emps: &[&str]| ids_of(&az, emps);
     let mut got = az.members_of(&gid);
     got.sort();
     assert_eq!(got, ids(&["E1", "E2"]), "E77 is nobody's: left out");
@@ -380,19 +442,70 @@ fn hr_groups_reach_entra_with_members_resolved_through_the_users_links() {
     let out = run_ok(home, &az, &script);
     assert_eq!(
         report(&out, "GROUPS "),
-        "created=0 updated=0 unchanged=1",
+        "created=0 updated=0 unchanged=2",
         "{out}"
     );
 
     // Membership changes in HR: E1 leaves the group, E3 joins.
-    std::fs::write(&groups, "group_id,name,members\nG1,Sales Team,E2;E3\n").unwrap();
+    std::fs::write(
+        &groups,
+        "group_id,name,members\nG1,Sales Team,E2;E3\nG2,Marketing,E3;E1\n",
+    )
+    .unwrap();
     let out = run_ok(home, &az, &script);
     assert_eq!(
         report(&out, "GROUPS "),
-        "created=0 updated=1 unchanged=0",
+        "created=0 updated=1 unchanged=1",
         "{out}"
     );
     let mut got = az.members_of(&gid);
     got.sort();
     assert_eq!(got, ids(&["E2", "E3"]));
+
+    // A new group whose member add fails once: created and linked once (exit 3), its
+    // members completed by the next run, never a second group.
+    std::fs::write(
+        &groups,
+        "group_id,name,members\nG1,Sales Team,E2;E3\nG2,Marketing,E3;E1\nG3,Ops,E2\n",
+    )
+    .unwrap();
+    az.fail_next(Fail {
+        scope: Scope::Write,
+        path_contains: "/members/$ref".into(),
+        status: 403,
+        content_type: "application/json".into(),
+        body: r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#.into(),
+    });
+    let (code, out, _) = run(home, &az, &script);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(named("Ops"), 1);
+    let ops = az
+        .group_ids()
+        .into_iter()
+        .find(|g| az.object(g).unwrap()["displayName"] == "Ops")
+        .unwrap();
+    assert!(az.members_of(&ops).is_empty());
+    let out = run_ok(
+        home,
+        &az,
+        "print(`LINKS ${links(\"hr-to-entra/groups\").len()}`);",
+    );
+    assert_eq!(
+        report(&out, "LINKS "),
+        "3",
+        "the half-made group was not linked"
+    );
+    let out = run_ok(home, &az, &script);
+    assert_eq!(named("Ops"), 1, "the group was created again:\n{out}");
+    assert_eq!(az.members_of(&ops), ids(&["E2"]));
+}
+
+/// Entra ids of the users with these employeeIds, sorted.
+fn ids_of(az: &GraphFake, emps: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = emps
+        .iter()
+        .map(|e| users_with(az, e)[0]["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
 }

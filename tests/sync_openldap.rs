@@ -1460,6 +1460,16 @@ fn group_membership_is_carried_through_the_links_of_the_users_step() {
     json_ok(f.home(), &script("wf.preview()"));
     let r = json_ok(f.home(), &script("wf.run()"));
     assert_eq!(members_of(l, &team), want(&["ann", "bob"]), "{r}");
+    // A member added by hand in the target (no step manages it) is kept by every run.
+    l.ldapadd(&format!(
+        "dn: {}\nobjectClass: inetOrgPerson\nuid: hand\ncn: Hand Added\nsn: Added\n",
+        f.dst_dn("hand")
+    ));
+    modify(
+        l,
+        &team,
+        &format!("add: member\nmember: {}", f.dst_dn("hand")),
+    );
 
     // Nothing changed: nothing written.
     let before = snapshot(l, &f.dst);
@@ -1484,7 +1494,10 @@ fn group_membership_is_carried_through_the_links_of_the_users_step() {
     assert!(plan.contains(&f.src_dn("xen")), "{plan}");
     assert!(plan.contains(&f.dst_dn("cid")), "{plan}");
     json_ok(f.home(), &script("wf.run()"));
-    assert_eq!(members_of(l, &team), want(&["ann", "bob", "cid", "dee"]));
+    assert_eq!(
+        members_of(l, &team),
+        want(&["ann", "bob", "cid", "dee", "hand"])
+    );
 
     // A member removed in the source.
     modify(
@@ -1493,7 +1506,7 @@ fn group_membership_is_carried_through_the_links_of_the_users_step() {
         &format!("delete: member\nmember: {}", f.src_dn("ann")),
     );
     json_ok(f.home(), &script("wf.run()"));
-    assert_eq!(members_of(l, &team), want(&["bob", "cid", "dee"]));
+    assert_eq!(members_of(l, &team), want(&["bob", "cid", "dee", "hand"]));
 
     // A user who leaves the users scope is deleted by the users step; the unchanged source
     // group is planned again (its members' links changed) and loses the dangling DN.
@@ -1507,7 +1520,7 @@ fn group_membership_is_carried_through_the_links_of_the_users_step() {
         get(l, &f.dst_dn("cid"), &["uid"]).is_none(),
         "cid not deprovisioned"
     );
-    assert_eq!(members_of(l, &team), want(&["bob", "dee"]));
+    assert_eq!(members_of(l, &team), want(&["bob", "dee", "hand"]));
 }
 
 // ---------------------------------------------------------------------------------------------

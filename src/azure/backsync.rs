@@ -1,5 +1,4 @@
-//! Azure BackSync: for each cloud user and group (and, when asked,
-//! contact), find its on-premises AD object by its hard-match anchor and
+//! Azure BackSync: for each cloud user and group, find its on-premises AD object by its hard-match anchor and
 //! write the cloud object id into an AD attribute (`edsvaAzureObjectID` by
 //! default, as Active Roles does), optionally the tenant id into another.
 //!
@@ -32,8 +31,6 @@ pub struct Options {
     pub users: bool,
     /// Process cloud groups (default true).
     pub groups: bool,
-    /// Process cloud contacts (default false).
-    pub contacts: bool,
     /// Write (true, default) or only report what would be written.
     pub commit: bool,
     /// Where to look in AD (default: the connection's base).
@@ -47,7 +44,6 @@ impl Default for Options {
             tenant_attribute: None,
             users: true,
             groups: true,
-            contacts: false,
             commit: true,
             base: None,
         }
@@ -88,7 +84,7 @@ impl Outcome {
 pub struct Row {
     /// What happened.
     pub outcome: Outcome,
-    /// "user", "group" or "contact".
+    /// "user" or "group".
     pub kind: &'static str,
     /// The cloud object id.
     pub cloud_id: String,
@@ -227,9 +223,6 @@ async fn read_cloud(az: &GraphConnector, o: &Options) -> Result<Vec<Cloud>> {
             &["id", "displayName", "onPremisesSecurityIdentifier"],
         ));
     }
-    if o.contacts {
-        lists.push(("contacts", "contact", &["id", "displayName", "mail"]));
-    }
     for (collection, kind, select) in lists {
         let q = ListQuery {
             select: select.iter().map(|s| s.to_string()).collect(),
@@ -260,32 +253,52 @@ async fn read_cloud(az: &GraphConnector, o: &Options) -> Result<Vec<Cloud>> {
 }
 
 /// The AD object(s) a cloud object's anchors point at, and by which anchor.
+/// The immutable id decides; the SID is used when there is no immutable id
+/// or it matches no AD object. When both match, they must agree.
 fn candidates<'a>(idx: &'a AdIndex, c: &Cloud) -> (&'a [usize], Option<&'static str>, String) {
-    if let Some(imm) = &c.immutable {
-        return match idx.by_immutable.get(imm.trim()) {
-            Some(v) => (v, Some("onPremisesImmutableId"), String::new()),
-            None => (
-                &[],
-                None,
-                format!("no AD object has objectGUID or ms-DS-ConsistencyGuid with base64 {imm}"),
+    let by_imm = c
+        .immutable
+        .as_ref()
+        .and_then(|imm| idx.by_immutable.get(imm.trim()));
+    let by_sid = c
+        .sid
+        .as_ref()
+        .and_then(|sid| idx.by_sid.get(&sid.trim().to_ascii_uppercase()));
+    match (by_imm, by_sid) {
+        (Some(i), Some(s)) if i.len() == 1 && s.len() == 1 && i[0] != s[0] => (
+            &[],
+            None,
+            format!(
+                "anchors disagree: onPremisesImmutableId points at {} but onPremisesSecurityIdentifier at {}",
+                idx.objects[i[0]].dn, idx.objects[s[0]].dn
             ),
-        };
+        ),
+        (Some(i), _) => (i, Some("onPremisesImmutableId"), String::new()),
+        (None, Some(s)) => (s, Some("onPremisesSecurityIdentifier"), String::new()),
+        (None, None) => {
+            let why = match (&c.immutable, &c.sid) {
+                (None, None) => {
+                    "cloud-only: no onPremisesImmutableId or onPremisesSecurityIdentifier"
+                        .to_string()
+                }
+                (Some(imm), None) => format!(
+                    "no AD object has objectGUID or ms-DS-ConsistencyGuid with base64 {imm}"
+                ),
+                (None, Some(sid)) => format!("no AD object has objectSid {sid}"),
+                (Some(imm), Some(sid)) => format!(
+                    "no AD object has objectGUID or ms-DS-ConsistencyGuid with base64 {imm}, nor objectSid {sid}"
+                ),
+            };
+            (&[], None, why)
+        }
     }
-    if let Some(sid) = &c.sid {
-        return match idx.by_sid.get(&sid.trim().to_ascii_uppercase()) {
-            Some(v) => (v, Some("onPremisesSecurityIdentifier"), String::new()),
-            None => (&[], None, format!("no AD object has objectSid {sid}")),
-        };
-    }
-    (
-        &[],
-        None,
-        "cloud-only: no onPremisesImmutableId or onPremisesSecurityIdentifier".into(),
-    )
 }
 
 /// Runs BackSync from `az` into `ad`.
 pub async fn run(ad: &dyn Connector, az: &GraphConnector, o: &Options) -> Result<Report> {
+    // (Contacts are not offered: Graph gives an orgContact no on-premises
+    // anchor, so it could only be matched by name or mail, which BackSync
+    // never does.)
     if o.attribute.trim().is_empty() {
         return Err(Error::usage("backsync: option 'attribute' is empty"));
     }
@@ -324,6 +337,9 @@ pub async fn run(ad: &dyn Connector, az: &GraphConnector, o: &Options) -> Result
             reason: why,
         };
         match found {
+            [] if row.reason.starts_with("anchors disagree") => {
+                row.outcome = Outcome::Ambiguous;
+            }
             [] => {}
             [one] if claims.get(one).copied().unwrap_or(0) > 1 => {
                 row.outcome = Outcome::Ambiguous;

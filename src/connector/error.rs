@@ -47,6 +47,17 @@ pub enum Error {
         /// The connection kind.
         kind: String,
     },
+    /// The object was created but a follow-up write failed (a new Entra
+    /// group whose members could not all be added): link it, retry the rest.
+    #[error("{object}: created as {anchor}, but {cause}")]
+    Partial {
+        /// The object.
+        object: String,
+        /// The anchor it was created with.
+        anchor: String,
+        /// What failed afterwards.
+        cause: String,
+    },
     /// Anything else, already worded.
     #[error("{0}")]
     Other(String),

@@ -258,6 +258,11 @@ fn backsync_options(opts: &Map) -> ScriptResult<backsync::Options> {
             "base",
         ],
     )?;
+    if opt_bool(opts, "contacts")? == Some(true) {
+        return Err(rt_err(
+            "backsync: contacts cannot be matched: Graph gives an orgContact no on-premises anchor (immutable id or SID), and BackSync never matches by name or mail",
+        ));
+    }
     let mut o = backsync::Options::default();
     if let Some(a) = opt_str(opts, "attribute")? {
         o.attribute = a;
@@ -266,7 +271,6 @@ fn backsync_options(opts: &Map) -> ScriptResult<backsync::Options> {
     for (k, slot) in [
         ("users", &mut o.users),
         ("groups", &mut o.groups),
-        ("contacts", &mut o.contacts),
         ("commit", &mut o.commit),
     ] {
         if let Some(b) = opt_bool(opts, k)? {
@@ -549,7 +553,7 @@ pub mod azure_api {
 
     /// BackSync with options: `attribute` (default "edsvaAzureObjectID"),
     /// `tenant_attribute` (also write the tenant id), `users`, `groups`
-    /// (default true), `contacts` (default false), `base` (AD search base),
+    /// (default true), `base` (AD search base),
     /// `commit: false` (report what would be written, write nothing).
     ///
     /// Example:

@@ -271,8 +271,38 @@ fn step_def(
     let members = member_rule(name.trim(), &target, opts)?;
     if let Some(m) = &members {
         fingerprint.push_str(&format!("|members:{}", m.describe()));
+        // The members must be read even when the scope names what to read.
+        if let Some(attrs) = scope.attrs.as_mut()
+            && !attrs.iter().any(|a| a.eq_ignore_ascii_case(&m.source_attr))
+        {
+            attrs.push(m.source_attr.clone());
+        }
     }
     remember_step(name.trim(), &target);
+    let mut target_base =
+        opt_str(opts, "target_base")?.or_else(|| tree.as_ref().map(|t| t.target.clone()));
+    let graph = target.0.kind() == "graph";
+    // An Entra step works in the collection it creates in (joins and the
+    // bulk read look there, not in "users").
+    if graph
+        && target_base.is_none()
+        && let Some(CreateRule {
+            parent: TextRule::Fixed(p),
+            ..
+        }) = &create
+        && !p.trim().is_empty()
+    {
+        target_base = Some(p.trim().to_string());
+    }
+    // Entra groups cannot be disabled: by default a groups step leaves them.
+    if graph
+        && opts.get("deprovision").is_none()
+        && target_base
+            .as_deref()
+            .is_some_and(|b| b.eq_ignore_ascii_case("groups"))
+    {
+        deprovision.action = DeprovisionAction::None;
+    }
     Ok(StepDef {
         name: name.trim().to_string(),
         source: source.0,
@@ -282,8 +312,7 @@ fn step_def(
         create,
         flows,
         deprovision,
-        target_base: opt_str(opts, "target_base")?
-            .or_else(|| tree.as_ref().map(|t| t.target.clone())),
+        target_base,
         members,
         tree,
         fingerprint,
@@ -327,8 +356,8 @@ fn remember_step(name: &str, target: &Connection) {
 }
 
 /// `members: "attr"` or `members: #{ source, target, steps }`. By default
-/// the member steps are the steps defined before this one (in this script
-/// or session) that write to the same target.
+/// the member steps are this step (nested groups) and the steps defined
+/// before it (in this script or session) that write to the same target.
 fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Option<MemberRule>> {
     let Some(d) = opts.get("members").filter(|d| !d.is_unit()) else {
         return Ok(None);
@@ -377,16 +406,25 @@ fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Opti
     let steps = match steps {
         Some(s) => s,
         None => {
-            let here = target.0.describe();
-            DEFINED
+            // Steps of the same target; a group's members usually come from
+            // another source (an HR groups file next to the HR people file).
+            let to = target.0.describe();
+            let mut v: Vec<String> = DEFINED
                 .lock()
                 .map(|d| {
                     d.iter()
-                        .filter(|(n, t)| n != name && *t == here)
+                        .filter(|(n, t)| n != name && *t == to)
                         .map(|(n, _)| n.clone())
                         .collect()
                 })
-                .unwrap_or_default()
+                .unwrap_or_default();
+            if v.is_empty() {
+                return Err(rt_err(
+                    "members: no step to resolve members through; define the member steps (same target) first, or name them with members: #{ source, steps: [...] }",
+                ));
+            }
+            v.push(name.to_string());
+            v
         }
     };
     if steps.is_empty() {

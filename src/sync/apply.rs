@@ -92,6 +92,8 @@ struct Outcome {
     put: Option<Link>,
     remove: Option<String>,
     lines: Vec<String>,
+    /// A write that failed after the object was created (counted as failed too).
+    failure: Option<String>,
 }
 
 /// Applies `plan`; returns counts and failures. A lost connection or a
@@ -157,6 +159,15 @@ pub async fn apply(
                 counts.unchanged += o.unchanged as usize;
                 put.extend(o.put);
                 remove.extend(o.remove);
+                if let Some(f) = o.failure {
+                    counts.failed += 1;
+                    log.line(&format!("FAILED {f}"));
+                    let (object, cause) = f.split_once(": ").unwrap_or((f.as_str(), ""));
+                    failures.push(Failure {
+                        object: object.to_string(),
+                        cause: cause.to_string(),
+                    });
+                }
             }
             Err((object, e)) => {
                 counts.failed += 1;
@@ -281,8 +292,25 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                     o.created = true;
                     Ok(o)
                 }
-                Err(err) if already_exists(&err) => {
-                    // A crash after the write but before the link: adopt the object.
+                Err(CError::Partial {
+                    object,
+                    anchor,
+                    cause,
+                }) => {
+                    // Created, but not complete: link it without a hash, so the
+                    // next run plans it again and finishes the job.
+                    o.lines
+                        .push(format!("create {dn} (source {})", item.source_dn));
+                    let mut l = link(item, &anchor, dn);
+                    l.source_hash = None;
+                    o.put = Some(l);
+                    o.created = true;
+                    o.failure = Some(format!("{object}: created as {anchor}, but {cause}"));
+                    Ok(o)
+                }
+                // A crash after the write but before the link: adopt the object
+                // by its name (not in Entra, where the "name" is the collection).
+                Err(err) if already_exists(&err) && target.kind() != "graph" => {
                     let existing = target.get(dn).await.map_err(|e| (dn.clone(), e))?;
                     let Some(t) = existing else {
                         return Err((dn.clone(), err));

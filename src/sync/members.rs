@@ -2,12 +2,13 @@
 //! or DNs of source objects) are looked up in the links of the member steps
 //! and become the DNs (or, for Graph, the ids) of the target objects those
 //! steps made. Members no step has synchronised are left out and named in
-//! the plan. The signature of the member steps' links goes into each
-//! group's hash, so a group is planned again whenever a member's link
-//! changes, even if the source group itself did not.
+//! the plan. Only managed members are ever removed from a target group:
+//! a member added by hand in the target (one no member step links) stays.
+//! The signature of the member steps' links goes into each group's hash,
+//! so a group is planned again whenever a member's link changes, even if
+//! the source group itself did not.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, HashSet};
 
 use crate::model::dn::dn_key;
 use crate::model::{Entry, Value};
@@ -21,6 +22,8 @@ pub struct MemberIndex {
     by_anchor: HashMap<String, String>,
     /// Source DN key -> resolved target value (None = not synchronised).
     by_dn: HashMap<String, Option<String>>,
+    /// Keys of every target object the member steps link (managed members).
+    managed: HashSet<String>,
     /// Changes whenever a member step's links change.
     pub signature: String,
 }
@@ -43,16 +46,24 @@ impl MemberIndex {
             }
         }
         pairs.sort();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        pairs.hash(&mut h);
-        let signature = format!("{:016x}/{}", h.finish(), pairs.len());
+        // FNV-1a over the sorted pairs: stable across builds.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (a, v) in &pairs {
+            for b in a.bytes().chain([0]).chain(v.bytes()).chain([1]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let signature = format!("{h:016x}/{}", pairs.len());
         let mut by_anchor = HashMap::with_capacity(pairs.len());
+        let mut managed = HashSet::with_capacity(pairs.len());
         for (a, v) in pairs {
+            managed.insert(member_key(rule, &v));
             by_anchor.entry(a).or_insert(v);
         }
         Ok(MemberIndex {
             by_anchor,
             by_dn: HashMap::new(),
+            managed,
             signature,
         })
     }
@@ -67,17 +78,30 @@ impl MemberIndex {
         e: &Entry,
     ) -> Result<(Vec<Value>, Vec<String>), String> {
         let mut out: Vec<Value> = Vec::new();
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: HashSet<String> = HashSet::new();
         let mut missing = Vec::new();
-        let members: Vec<String> = match e.attr(&rule.source_attr) {
-            Some(a) => a
-                .values
-                .iter()
-                .filter_map(|v| v.display(&a.name))
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            None => Vec::new(),
+        let ranged = format!("{};range=", rule.source_attr).to_ascii_lowercase();
+        let members: Vec<String> = if e
+            .attributes()
+            .iter()
+            .any(|a| a.name.to_ascii_lowercase().starts_with(&ranged))
+        {
+            // AD hands big groups out in ranges: read the whole list.
+            step.source
+                .members(&e.dn)
+                .await
+                .map_err(|err| format!("members: reading the members of {}: {err}", e.dn))?
+        } else {
+            match e.attr(&rule.source_attr) {
+                Some(a) => a
+                    .values
+                    .iter()
+                    .filter_map(|v| v.display(&a.name))
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => Vec::new(),
+            }
         };
         for m in members {
             let found = match self.by_anchor.get(&m.to_ascii_lowercase()) {
@@ -87,13 +111,7 @@ impl MemberIndex {
             };
             match found {
                 Some(v) => {
-                    let k = if rule.by_anchor {
-                        v.to_ascii_lowercase()
-                    } else {
-                        dn_key(&v)
-                    };
-                    if !keys.contains(&k) {
-                        keys.push(k);
+                    if keys.insert(member_key(rule, &v)) {
                         out.push(Value::Text(v));
                     }
                 }
@@ -101,6 +119,19 @@ impl MemberIndex {
             }
         }
         Ok((out, missing))
+    }
+
+    /// The target's current members that no member step manages (added
+    /// by hand, or whose link is gone), leaving out the resolved ones.
+    pub fn unmanaged(&self, rule: &MemberRule, resolved: &[Value], old: &[Value]) -> Vec<Value> {
+        let mut keys: HashSet<String> = resolved.iter().map(|v| value_key(rule, v)).collect();
+        old.iter()
+            .filter(|v| {
+                let k = value_key(rule, v);
+                !self.managed.contains(&k) && keys.insert(k)
+            })
+            .cloned()
+            .collect()
     }
 
     async fn by_source_dn(&mut self, step: &StepDef, dn: &str) -> Result<Option<String>, String> {
@@ -120,16 +151,22 @@ impl MemberIndex {
     }
 }
 
+/// The comparison key of a member: a DN as a DN, an id without case.
+fn member_key(rule: &MemberRule, v: &str) -> String {
+    if rule.by_anchor {
+        v.to_ascii_lowercase()
+    } else {
+        dn_key(v)
+    }
+}
+
+fn value_key(rule: &MemberRule, v: &Value) -> String {
+    member_key(rule, &String::from_utf8_lossy(v.as_bytes()))
+}
+
 /// Same member sets: DNs compared as DNs, ids without case.
 pub fn same_members(rule: &MemberRule, a: &[Value], b: &[Value]) -> bool {
-    let key = |v: &Value| {
-        let s = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        if rule.by_anchor {
-            s.to_ascii_lowercase()
-        } else {
-            dn_key(&s)
-        }
-    };
+    let key = |v: &Value| value_key(rule, v);
     let mut x: Vec<String> = a.iter().map(key).collect();
     let mut y: Vec<String> = b.iter().map(key).collect();
     x.sort();

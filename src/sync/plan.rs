@@ -345,7 +345,11 @@ impl<'a> TargetView<'a> {
     async fn by_anchor(&mut self, anchor: &str) -> Result<Option<Entry>, String> {
         if self.bulk {
             self.load().await?;
-            return Ok(self.by_anchor.get(&anchor.to_ascii_lowercase()).cloned());
+            if let Some(e) = self.by_anchor.get(&anchor.to_ascii_lowercase()) {
+                return Ok(Some(e.clone()));
+            }
+            // Not under the target base (moved away by hand, say): look it
+            // up by anchor before calling a linked object gone.
         }
         self.step
             .target
@@ -527,7 +531,8 @@ async fn plan_one(
         }
     }
     // Members through the links of other steps.
-    let resolved = match (&step.members, member_index) {
+    let mut member_index = member_index;
+    let resolved = match (&step.members, member_index.as_deref_mut()) {
         (Some(rule), Some(ix)) => match ix.resolve(step, rule, e).await {
             Ok(r) => Some(r),
             Err(m) => return err(m),
@@ -633,11 +638,36 @@ async fn plan_one(
                 } else {
                     target_values(&t, &rule.target_attr)
                 };
-                if !members::same_members(rule, &old, vals) {
+                // Members no step manages stay (added by hand), unless they are
+                // gone from the target (a deleted user's dangling DN).
+                let mut new = vals.clone();
+                if let Some(ix) = member_index.as_deref() {
+                    for v in ix.unmanaged(rule, vals, &old) {
+                        let keep = rule.by_anchor
+                            || match step
+                                .target
+                                .get(&String::from_utf8_lossy(v.as_bytes()))
+                                .await
+                            {
+                                Ok(found) => found.is_some(),
+                                Err(e) => {
+                                    return err(format!(
+                                        "checking member {} of {}: {e}",
+                                        String::from_utf8_lossy(v.as_bytes()),
+                                        t.dn
+                                    ));
+                                }
+                            };
+                        if keep {
+                            new.push(v);
+                        }
+                    }
+                }
+                if !members::same_members(rule, &old, &new) {
                     changes.push(AttrChange {
                         attr: rule.target_attr.clone(),
                         old,
-                        new: vals.clone(),
+                        new,
                         rule: members::rule_text(rule, missing).into(),
                     });
                 }

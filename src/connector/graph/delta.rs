@@ -5,7 +5,7 @@
 //! An expired or reset state (`syncStateNotFound`, `resyncRequired`, 410
 //! Gone) starts a full round again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as Json};
 
@@ -108,7 +108,14 @@ async fn follow(
     let mut merge = Merge::default();
     let mut pages = 0;
     let mut next = start;
+    let mut visited: HashSet<String> = HashSet::new();
     loop {
+        if !visited.insert(next.clone()) {
+            return Err(Failed(Error::Other(format!(
+                "{what}: Graph sent the same nextLink twice ({}); stopped instead of looping",
+                path_of(&next)
+            ))));
+        }
         let call = Call::get(next.clone(), what);
         let reply = http.exchange(&call).await.map_err(Failed)?;
         if !reply.status.is_success() {
@@ -179,8 +186,18 @@ async fn follow(
 #[derive(Default)]
 struct Merge {
     order: Vec<String>,
-    present: HashMap<String, DeltaObject>,
+    seen: HashSet<String>,
+    present: HashMap<String, Pending>,
     removed: HashMap<String, String>,
+}
+
+/// An object being merged: its properties, and each member's last word
+/// (true = added, false = removed) in first-seen order.
+#[derive(Default)]
+struct Pending {
+    object: Map<String, Json>,
+    member_order: Vec<String>,
+    members: HashMap<String, bool>,
 }
 
 impl Merge {
@@ -192,7 +209,7 @@ impl Merge {
             Some(id) => id.to_string(),
             None => return Err("an item of the change list has no id".into()),
         };
-        if !self.order.contains(&id) && !self.present.contains_key(&id) {
+        if self.seen.insert(id.clone()) {
             self.order.push(id.clone());
         }
         if let Some(r) = obj.get("@removed") {
@@ -216,17 +233,9 @@ impl Merge {
                 let Some(mid) = m.get("id").and_then(Json::as_str) else {
                     continue;
                 };
-                let mid = mid.to_string();
-                if m.get("@removed").is_some() {
-                    slot.members_added.retain(|x| *x != mid);
-                    if !slot.members_removed.contains(&mid) {
-                        slot.members_removed.push(mid);
-                    }
-                } else {
-                    slot.members_removed.retain(|x| *x != mid);
-                    if !slot.members_added.contains(&mid) {
-                        slot.members_added.push(mid);
-                    }
+                let added = m.get("@removed").is_none();
+                if slot.members.insert(mid.to_string(), added).is_none() {
+                    slot.member_order.push(mid.to_string());
                 }
             }
         }
@@ -237,7 +246,18 @@ impl Merge {
         let mut changed = Vec::new();
         let mut removed = Vec::new();
         for id in self.order {
-            if let Some(o) = self.present.remove(&id) {
+            if let Some(p) = self.present.remove(&id) {
+                let mut o = DeltaObject {
+                    object: p.object,
+                    ..DeltaObject::default()
+                };
+                for m in p.member_order {
+                    match p.members.get(&m) {
+                        Some(true) => o.members_added.push(m),
+                        Some(false) => o.members_removed.push(m),
+                        None => {}
+                    }
+                }
                 changed.push(o);
             } else if let Some(r) = self.removed.remove(&id) {
                 removed.push((id, r));

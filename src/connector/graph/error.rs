@@ -43,11 +43,6 @@ pub fn graph_error(status: u16, body: &[u8], what: &str) -> Error {
     };
     match status {
         401 => Error::Auth(format!("{what}: {cause}")),
-        404 => Error::Object {
-            object: what.to_string(),
-            cause,
-            code: Some(404),
-        },
         _ => Error::Object {
             object: what.to_string(),
             cause,

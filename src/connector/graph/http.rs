@@ -160,6 +160,8 @@ impl GraphHttp {
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(15)))
             .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend the secret or a password elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Other(format!("cannot set up the HTTP client: {e}")))?;
         Ok(GraphHttp {
@@ -183,6 +185,11 @@ impl GraphHttp {
             self.opts.version,
             path.trim_start_matches('/')
         )
+    }
+
+    /// Gets a token now (so a wrong secret shows at connect time).
+    pub async fn sign_in(&self) -> Result<()> {
+        self.token().await.map(|_| ())
     }
 
     /// A bearer token, from the cache while it has time left.
@@ -265,7 +272,8 @@ impl GraphHttp {
         let lifetime = j
             .get("expires_in")
             .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .unwrap_or(3599);
+            .unwrap_or(3599)
+            .min(31_536_000);
         // Renew before expiry: 5 minutes early, or a fifth early for short tokens.
         let margin = (lifetime / 5).min(300);
         Ok(Token {

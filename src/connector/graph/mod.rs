@@ -137,7 +137,9 @@ impl GraphConnector {
             http: GraphHttp::new(opts, clock)?,
             kinds: Mutex::new(HashMap::new()),
         };
-        c.organization().await?;
+        // Sign in now, so a wrong secret is reported at once (reading the
+        // organization would need a permission a least-privilege app lacks).
+        c.http.sign_in().await?;
         Ok(c)
     }
 
@@ -412,8 +414,7 @@ impl GraphConnector {
 
 /// `{collection}/{id}` with the id encoded (UPNs may hold `#`, `'`).
 fn object_path(kind: &str, id: &str) -> String {
-    let graph_kind = if kind == "contacts" { "contacts" } else { kind };
-    format!("{graph_kind}/{}", enc(id))
+    format!("{kind}/{}", enc(id))
 }
 
 /// The `$select` used when the caller names no attributes.
@@ -544,12 +545,41 @@ impl Connector for GraphConnector {
         if !select.is_empty() && !select.iter().any(|s| s == "id") {
             select.insert(0, "id".into());
         }
+        // Graph lists no members with a group: asked for, they are read per
+        // group (`/groups/{id}/members`), after the list.
+        let with_members = kind == "groups" && {
+            let before = select.len();
+            select.retain(|a| {
+                !a.eq_ignore_ascii_case("members") && !a.eq_ignore_ascii_case("member")
+            });
+            select.len() != before
+        };
         let lq = ListQuery {
             select,
             filter: odata,
             top: q.limit.map(|l| l.clamp(1, 999) as u32),
             ..ListQuery::default()
         };
+        if with_members {
+            let mut groups: Vec<Entry> = Vec::new();
+            self.list(kind, &lq, &mut |o| {
+                let e = to_entry(&o);
+                if local.as_ref().is_none_or(|f| f.matches(&e)) {
+                    groups.push(e);
+                }
+                Ok(q.limit.is_none_or(|l| groups.len() < l))
+            })
+            .await?;
+            for mut g in groups {
+                let id = g.anchor.clone().unwrap_or_default();
+                let ids = self.member_ids(&id, &id).await?;
+                g.set("members", ids.into_iter().map(Value::Text).collect());
+                if !sink(g)? {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let mut left = q.limit;
         let mut result = Ok(());
         self.list(kind, &lq, &mut |o| {
@@ -660,6 +690,12 @@ impl Connector for GraphConnector {
                         .chars()
                         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
                         .collect();
+                    // A name of letters Graph does not take gets a made-up one.
+                    let nick = if nick.trim_matches('.').is_empty() {
+                        format!("user{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+                    } else {
+                        nick
+                    };
                     body.insert("mailNickname".into(), Json::String(nick));
                 }
                 if !body.contains_key("displayName") {
@@ -703,13 +739,20 @@ impl Connector for GraphConnector {
         if !id.is_empty() {
             self.remember(std::iter::once(id.clone()), kind);
         }
-        // Members of a new group are added one by one once it exists.
+        // Members of a new group are added one by one once it exists; a
+        // failure leaves the group created (and linked) and is retried.
+        let mut failed = Vec::new();
         for m in &members {
-            self.add_member(&id, m).await.map_err(|e| Error::Object {
-                object: what.clone(),
-                cause: format!("created as {id}, but adding member {m} failed: {e}"),
-                code: None,
-            })?;
+            if let Err(e) = self.add_member(&id, m).await {
+                failed.push(format!("adding member {m} failed: {e}"));
+            }
+        }
+        if !failed.is_empty() {
+            return Err(Error::Partial {
+                object: what,
+                anchor: id,
+                cause: failed.join("; "),
+            });
         }
         Ok(to_entry(&o))
     }
@@ -874,12 +917,28 @@ impl Connector for GraphConnector {
 
     async fn enable(&self, identity: &str) -> Result<()> {
         let (kind, id) = self.locate(identity).await?;
+        if kind != "users" {
+            return Err(Error::Object {
+                object: identity.to_string(),
+                cause: format!("only users can be enabled in Entra ID (this is in {kind})"),
+                code: None,
+            });
+        }
         self.patch(kind, &id, json!({ "accountEnabled": true }), identity)
             .await
     }
 
     async fn disable(&self, identity: &str) -> Result<()> {
         let (kind, id) = self.locate(identity).await?;
+        if kind != "users" {
+            return Err(Error::Object {
+                object: identity.to_string(),
+                cause: format!(
+                    "only users can be disabled in Entra ID (this is in {kind}); deprovision it with \"delete\" or \"none\""
+                ),
+                code: None,
+            });
+        }
         self.patch(kind, &id, json!({ "accountEnabled": false }), identity)
             .await
     }

@@ -116,7 +116,14 @@ pub async fn each_item(
 ) -> Result<PageInfo> {
     let mut info = PageInfo::default();
     let mut next = Some(url);
+    let mut visited = std::collections::HashSet::new();
     while let Some(url) = next.take() {
+        if !visited.insert(url.clone()) {
+            return Err(Error::Other(format!(
+                "{what}: Graph sent the same nextLink twice ({}); stopped instead of looping",
+                path_of(&url)
+            )));
+        }
         let mut call = Call::get(url, what);
         call.eventual = eventual;
         let page = http.send(&call).await?.json(what)?;
