@@ -2318,6 +2318,45 @@ fn rhai_users_delta_across_processes_returns_only_the_change() {
 }
 
 #[test]
+fn rhai_delta_link_is_kept_back_until_the_script_saves_it() {
+    let fake = GraphFake::start();
+    let u = seed_users(&fake, "sv", 2);
+    let home = support::temp_home();
+    // A script that reads without saving and then fails sees the same changes next time.
+    let failing = format!(
+        "{}let d = az.users_delta(#{{ select: [\"jobTitle\"], save: false }});\n\
+         print(`full=${{d.full}} n=${{d.changed.len()}}`);\n\
+         throw \"applying the changes failed\";\n",
+        connect_script(&fake)
+    );
+    let saving = format!(
+        "{}let d = az.users_delta(#{{ select: [\"jobTitle\"], save: false }});\n\
+         print(`full=${{d.full}} n=${{d.changed.len()}}`);\n\
+         az.save_delta(d);\n",
+        connect_script(&fake)
+    );
+    let (code, out, _) = run_script(home.path(), &failing, &fake.client_secret());
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(lines_with(&out, "full="), vec!["true n=2"], "{out}");
+    let (code, out, _) = run_script(home.path(), &failing, &fake.client_secret());
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        lines_with(&out, "full="),
+        vec!["true n=2"],
+        "nothing was saved: {out}"
+    );
+    let out = run_ok(home.path(), &fake, &saving);
+    assert_eq!(lines_with(&out, "full="), vec!["true n=2"], "{out}");
+    fake.update(&u[0], json!({"jobTitle": "Lead"}));
+    let out = run_ok(home.path(), &fake, &saving);
+    assert_eq!(
+        lines_with(&out, "full="),
+        vec!["false n=1"],
+        "saved link used: {out}"
+    );
+}
+
+#[test]
 fn rhai_groups_delta_across_processes_reports_membership_changes() {
     let fake = GraphFake::start();
     let grp = fake.add_group(json!({"displayName": "Team"}));

@@ -153,7 +153,7 @@ fn cursor_key(g: &GraphConnector, collection: &str, name: &str) -> String {
 }
 
 fn delta(c: &Connection, f: &str, collection: &str, opts: &Map) -> ScriptResult<Map> {
-    check_keys(f, opts, &["select", "name", "reset", "latest"])?;
+    check_keys(f, opts, &["select", "name", "reset", "latest", "save"])?;
     let g = graph(c, f)?;
     let mut select = opt_list(opts, "select")?.unwrap_or_else(|| {
         let mut v: Vec<String> = if collection == "users" {
@@ -188,9 +188,31 @@ fn delta(c: &Connection, f: &str, collection: &str, opts: &Map) -> ScriptResult<
         latest && link.is_none(),
     ))
     .map_err(|e| conn_err(f, e))?;
-    st.put_setting(&key, &r.delta_link)
-        .map_err(|e| rt_err(format!("{f}: saving the delta link: {e}")))?;
-    Ok(round_map(&r))
+    if opt_bool(opts, "save")?.unwrap_or(true) {
+        st.put_setting(&key, &r.delta_link)
+            .map_err(|e| rt_err(format!("{f}: saving the delta link: {e}")))?;
+    }
+    let mut m = round_map(&r);
+    m.insert("cursor".into(), key.into());
+    m.insert("delta_link".into(), r.delta_link.clone().into());
+    Ok(m)
+}
+
+/// Stores the delta link of a round read with `save: false`.
+fn save_delta(c: &Connection, round: &Map) -> ScriptResult<()> {
+    const F: &str = "save_delta";
+    graph(c, F)?;
+    let (Some(key), Some(link)) = (opt_str(round, "cursor")?, opt_str(round, "delta_link")?) else {
+        return Err(rt_err(format!(
+            "{F}: give it the map users_delta / groups_delta returned (it needs 'cursor' and 'delta_link')"
+        )));
+    };
+    if !key.starts_with("graph-delta/") {
+        return Err(rt_err(format!("{F}: '{key}' is not a delta cursor")));
+    }
+    store()?
+        .put_setting(&key, &link)
+        .map_err(|e| rt_err(format!("{F}: {e}")))
 }
 
 fn delta_entry(o: &DeltaObject, full: bool) -> Entry {
@@ -408,9 +430,10 @@ pub mod azure_api {
     /// soft-deleted, restorable; "deleted" = gone), `full` (true when this
     /// was a full read: the first call, or after the stored state expired or
     /// was reset — `restarted` then says why) and `pages`. The delta link is
-    /// saved in the state store when the call returns. Options: `select`,
-    /// `name` (separate cursors for separate jobs), `reset: true` (start
-    /// over), `latest: true` (first call: no data, only changes from now on).
+    /// saved in the state store when the call returns (with `save: false`,
+    /// only when `az.save_delta(d)` is called). Options: `select`, `name`
+    /// (separate cursors for separate jobs), `reset: true` (start over),
+    /// `latest: true` (first call: no data, only changes from now on).
     ///
     /// Example:
     /// ```rhai
@@ -419,6 +442,19 @@ pub mod azure_api {
     #[rhai_fn(return_raw, pure)]
     pub fn users_delta(c: &mut Connection, opts: Map) -> ScriptResult<Map> {
         delta(c, "users_delta", "users", &opts)
+    }
+
+    /// Saves the delta link of a round read with `save: false`, once the
+    /// script has applied its changes: a script that fails half-way then
+    /// sees the same changes again next time.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let d = az.users_delta(#{ save: false });  for u in d.changed { /* ... */ }  az.save_delta(d);
+    /// ```
+    #[rhai_fn(name = "save_delta", return_raw, pure)]
+    pub fn save_delta_fn(c: &mut Connection, round: Map) -> ScriptResult<()> {
+        save_delta(c, &round)
     }
 
     /// Changes to users since the last call, default properties.
