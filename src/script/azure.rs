@@ -16,7 +16,7 @@ use crate::azure::backsync;
 use crate::connector::graph::convert::{json_values, to_entry};
 use crate::connector::graph::delta::{DeltaObject, DeltaRound};
 use crate::connector::graph::page::ListQuery;
-use crate::connector::graph::{GROUP_PROPERTIES, GraphConnector, GraphOptions, USER_PROPERTIES};
+use crate::connector::graph::{GraphConnector, GraphOptions, default_select};
 use crate::model::Entry;
 
 /// The options `connect_graph` understands.
@@ -104,14 +104,7 @@ fn list(c: &Connection, f: &str, collection: &str, opts: &Map) -> ScriptResult<A
         ],
     )?;
     let g = graph(c, f)?;
-    let mut select = opt_list(opts, "select")?.unwrap_or_else(|| {
-        let list = if collection == "users" {
-            USER_PROPERTIES
-        } else {
-            GROUP_PROPERTIES
-        };
-        list.iter().map(|s| s.to_string()).collect()
-    });
+    let mut select = opt_list(opts, "select")?.unwrap_or_else(|| default_select(collection));
     if !select.is_empty() && !select.iter().any(|s| s == "id") {
         select.insert(0, "id".into());
     }
@@ -156,11 +149,7 @@ fn delta(c: &Connection, f: &str, collection: &str, opts: &Map) -> ScriptResult<
     check_keys(f, opts, &["select", "name", "reset", "latest", "save"])?;
     let g = graph(c, f)?;
     let mut select = opt_list(opts, "select")?.unwrap_or_else(|| {
-        let mut v: Vec<String> = if collection == "users" {
-            USER_PROPERTIES.iter().map(|s| s.to_string()).collect()
-        } else {
-            GROUP_PROPERTIES.iter().map(|s| s.to_string()).collect()
-        };
+        let mut v = default_select(collection);
         if collection == "groups" {
             v.push("members".into());
         }

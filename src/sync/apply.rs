@@ -171,10 +171,16 @@ pub async fn apply(
             }
             Err((object, e)) => {
                 counts.failed += 1;
-                log.line(&format!("FAILED {object}: {e}"));
+                // Connector errors often name the object already: say it once.
+                let text = e.to_string();
+                let cause = text
+                    .strip_prefix(&format!("{object}: "))
+                    .unwrap_or(&text)
+                    .to_string();
+                log.line(&format!("FAILED {object}: {cause}"));
                 failures.push(Failure {
                     object: object.clone(),
-                    cause: e.to_string(),
+                    cause,
                 });
                 if is_connection_lost(&e) {
                     fatal = Some(format!("stopped after {done} of {total} objects: {e}"));

@@ -11,9 +11,11 @@
 //! filter that does not start with `(` is passed to Graph as OData.
 
 pub mod convert;
+pub mod create;
 pub mod delta;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod options;
 pub mod page;
 
@@ -25,55 +27,17 @@ use reqwest::Method;
 use serde_json::{Value as Json, json};
 
 pub use http::{Clock, SystemClock};
+pub use identity::{GROUP_PROPERTIES, USER_PROPERTIES, collection, default_select, is_guid};
 pub use options::GraphOptions;
 
-use self::convert::{body_json, is_boolean, property_json, to_entry};
+use self::convert::{is_boolean, property_json, to_entry};
+use self::create::{NewObject, new_object};
 use self::http::{Call, GraphHttp, Repeat};
+use self::identity::{object_path, with_select};
 use self::page::{ListQuery, each_item, enc};
 use super::{Change, Connector, Error, Result, SearchQuery, Sink, TestReport};
 use crate::model::filter::Filter;
 use crate::model::{Entry, Secret, Value};
-
-/// User properties read by `get` and by the sync engine when no list is
-/// given (Graph returns a small default set otherwise).
-pub const USER_PROPERTIES: &[&str] = &[
-    "id",
-    "userPrincipalName",
-    "displayName",
-    "givenName",
-    "surname",
-    "mail",
-    "mailNickname",
-    "jobTitle",
-    "department",
-    "companyName",
-    "employeeId",
-    "officeLocation",
-    "city",
-    "country",
-    "usageLocation",
-    "mobilePhone",
-    "businessPhones",
-    "accountEnabled",
-    "userType",
-    "onPremisesImmutableId",
-    "onPremisesSecurityIdentifier",
-    "onPremisesSyncEnabled",
-];
-
-/// Group properties read by `get` and by the sync engine by default.
-pub const GROUP_PROPERTIES: &[&str] = &[
-    "id",
-    "displayName",
-    "description",
-    "mail",
-    "mailNickname",
-    "mailEnabled",
-    "securityEnabled",
-    "groupTypes",
-    "onPremisesSecurityIdentifier",
-    "onPremisesSyncEnabled",
-];
 
 /// A connection to one tenant's Microsoft Graph.
 pub struct GraphConnector {
@@ -81,35 +45,6 @@ pub struct GraphConnector {
     /// Collection of ids seen in reads ("users", "groups", ...), so writes
     /// by id need no lookup.
     kinds: Mutex<HashMap<String, &'static str>>,
-}
-
-/// The collections a base may name, with the `@odata.type` of their items.
-const COLLECTIONS: &[(&str, &str)] = &[
-    ("users", "#microsoft.graph.user"),
-    ("groups", "#microsoft.graph.group"),
-    ("servicePrincipals", "#microsoft.graph.servicePrincipal"),
-    ("contacts", "#microsoft.graph.orgContact"),
-];
-
-/// The collection a base names (any case), e.g. "Groups" → "groups".
-pub fn collection(base: &str) -> Option<&'static str> {
-    let b = base.trim().trim_matches('/');
-    COLLECTIONS
-        .iter()
-        .find(|(c, _)| c.eq_ignore_ascii_case(b))
-        .map(|(c, _)| *c)
-}
-
-fn collection_of_type(t: &str) -> Option<&'static str> {
-    COLLECTIONS
-        .iter()
-        .find(|(_, ty)| ty.eq_ignore_ascii_case(t))
-        .map(|(c, _)| *c)
-}
-
-/// True for a GUID in its usual text form (Graph ids).
-pub fn is_guid(s: &str) -> bool {
-    uuid::Uuid::try_parse(s).is_ok() && s.len() == 36
 }
 
 impl GraphConnector {
@@ -202,22 +137,6 @@ impl GraphConnector {
         Ok(info)
     }
 
-    fn remember(&self, ids: impl Iterator<Item = String>, kind: &'static str) {
-        if let Ok(mut m) = self.kinds.lock() {
-            for id in ids {
-                m.insert(id.to_ascii_lowercase(), kind);
-            }
-        }
-    }
-
-    fn known_kind(&self, id: &str) -> Option<&'static str> {
-        self.kinds
-            .lock()
-            .ok()?
-            .get(&id.to_ascii_lowercase())
-            .copied()
-    }
-
     /// GETs `path` (relative to the Graph base); `None` on 404.
     pub async fn get_json(&self, path: &str, what: &str) -> Result<Option<Json>> {
         let call = Call::get(self.http.url(path), what);
@@ -229,100 +148,6 @@ impl GraphConnector {
             return Err(self.http.refusal(&call, &r));
         }
         Ok(Some(r.json(what)?))
-    }
-
-    /// Finds the object an identity names: an id (any object kind), a
-    /// userPrincipalName, or a display name (users and groups; two matches
-    /// are an error). Returns its collection and JSON with the default
-    /// property list of its kind.
-    pub async fn find(&self, identity: &str) -> Result<Option<(&'static str, Json)>> {
-        let ident = identity.trim();
-        if ident.is_empty() {
-            return Err(Error::usage("an empty identity names no object"));
-        }
-        if is_guid(ident) {
-            let order: Vec<&'static str> = match self.known_kind(ident) {
-                Some(k) => vec![k],
-                None => {
-                    let path = format!("directoryObjects/{}", enc(ident));
-                    match self.get_json(&path, ident).await? {
-                        None => return Ok(None),
-                        Some(o) => {
-                            match o
-                                .get("@odata.type")
-                                .and_then(Json::as_str)
-                                .and_then(collection_of_type)
-                            {
-                                Some(k) => vec![k],
-                                None => return Ok(Some(("directoryObjects", o))),
-                            }
-                        }
-                    }
-                }
-            };
-            for k in order {
-                if let Some(o) = self.get_json(&object_path(k, ident), ident).await? {
-                    self.remember(std::iter::once(ident.to_string()), k);
-                    return Ok(Some((k, o)));
-                }
-            }
-            return Ok(None);
-        }
-        if ident.contains('@') {
-            let o = self.get_json(&object_path("users", ident), ident).await?;
-            if let Some(id) = o.as_ref().and_then(|o| o.get("id")).and_then(Json::as_str) {
-                self.remember(std::iter::once(id.to_string()), "users");
-            }
-            return Ok(o.map(|o| ("users", o)));
-        }
-        let filter = format!("displayName eq '{}'", ident.replace('\'', "''"));
-        let mut found: Vec<(&'static str, Json)> = Vec::new();
-        for k in ["users", "groups"] {
-            let q = ListQuery {
-                select: default_select(k),
-                filter: Some(filter.clone()),
-                ..ListQuery::default()
-            };
-            self.list(k, &q, &mut |o| {
-                found.push((k, o));
-                Ok(found.len() < 3)
-            })
-            .await?;
-        }
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.pop()),
-            n => Err(Error::Ambiguous {
-                identity: ident.to_string(),
-                count: n,
-                sample: found
-                    .iter()
-                    .filter_map(|(k, o)| Some(format!("{k}/{}", o.get("id")?.as_str()?)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
-    }
-
-    /// The collection and id of an identity (no extra read for ids seen
-    /// before); an error when nothing matches.
-    pub async fn locate(&self, identity: &str) -> Result<(&'static str, String)> {
-        if is_guid(identity)
-            && let Some(k) = self.known_kind(identity)
-        {
-            return Ok((k, identity.to_string()));
-        }
-        match self.find(identity).await? {
-            Some((k, o)) => {
-                let id = o
-                    .get("id")
-                    .and_then(Json::as_str)
-                    .unwrap_or(identity)
-                    .to_string();
-                Ok((k, id))
-            }
-            None => Err(Error::NotFound(identity.to_string())),
-        }
     }
 
     /// Runs one delta round (see [`delta::round`]).
@@ -398,49 +223,6 @@ impl GraphConnector {
         );
         self.http.send(&call).await.map(|_| ())
     }
-
-    async fn group_id(&self, group: &str) -> Result<String> {
-        let (k, id) = self.locate(group).await?;
-        if k != "groups" {
-            return Err(Error::Object {
-                object: group.to_string(),
-                cause: format!("is not a group (it is in {k})"),
-                code: None,
-            });
-        }
-        Ok(id)
-    }
-}
-
-/// `{collection}/{id}` with the id encoded (UPNs may hold `#`, `'`).
-fn object_path(kind: &str, id: &str) -> String {
-    format!("{kind}/{}", enc(id))
-}
-
-/// The `$select` used when the caller names no attributes.
-fn default_select(kind: &str) -> Vec<String> {
-    let list: &[&str] = match kind {
-        "users" => USER_PROPERTIES,
-        "groups" => GROUP_PROPERTIES,
-        _ => &[],
-    };
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-fn with_select(path: String, kind: &str) -> String {
-    let sel = default_select(kind);
-    if sel.is_empty() {
-        path
-    } else {
-        format!("{path}?$select={}", enc(&sel.join(",")))
-    }
-}
-
-/// A random initial password for users created without one (Entra requires
-/// one); the user must change it at first sign-in.
-fn initial_password() -> String {
-    let a = uuid::Uuid::new_v4().simple().to_string();
-    format!("Id{}!{}", &a[..12], &a[12..20].to_uppercase())
 }
 
 #[async_trait]
@@ -478,6 +260,7 @@ impl Connector for GraphConnector {
             "client_secret": secret_ref,
             "authority_url": o.authority_url,
             "graph_url": o.graph_url,
+            "scope": o.scope,
             "ca_file": o.ca_file,
             "verify": o.verify,
             "timeout": o.timeout.as_secs_f64(),
@@ -641,94 +424,12 @@ impl Connector for GraphConnector {
     }
 
     async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
-        let is_members =
-            |a: &str| a.eq_ignore_ascii_case("members") || a.eq_ignore_ascii_case("member");
-        let members: Vec<String> = attrs
-            .iter()
-            .filter(|(a, _)| is_members(a))
-            .flat_map(|(_, v)| {
-                v.iter()
-                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-            })
-            .collect();
-        let attrs: Vec<(String, Vec<Value>)> = attrs
-            .iter()
-            .filter(|(a, _)| !is_members(a))
-            .cloned()
-            .collect();
-        let attrs = attrs.as_slice();
-        let has = |n: &str| attrs.iter().any(|(a, _)| a.eq_ignore_ascii_case(n));
-        let first = dn.split(['/', ',']).next().unwrap_or("");
-        let kind = match collection(first) {
-            Some(k) => k,
-            None if has("userPrincipalName") => "users",
-            None if has("securityEnabled") || has("mailEnabled") || has("groupTypes") => "groups",
-            None => {
-                return Err(Error::Object {
-                    object: dn.to_string(),
-                    cause: "say which collection to create in: give 'users' or 'groups' as the name (create rdn/parent), or a userPrincipalName".into(),
-                    code: None,
-                });
-            }
-        };
-        let mut body = body_json(dn, attrs)?;
-        fn text(body: &serde_json::Map<String, Json>, k: &str) -> Option<String> {
-            body.get(k).and_then(Json::as_str).map(str::to_string)
-        }
-        match kind {
-            "users" => {
-                let upn = text(&body, "userPrincipalName").ok_or_else(|| Error::Object {
-                    object: dn.to_string(),
-                    cause: "a new Entra user needs a userPrincipalName".into(),
-                    code: None,
-                })?;
-                if !body.contains_key("mailNickname") {
-                    let nick: String = upn
-                        .split('@')
-                        .next()
-                        .unwrap_or(&upn)
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                        .collect();
-                    // A name of letters Graph does not take gets a made-up one.
-                    let nick = if nick.trim_matches('.').is_empty() {
-                        format!("user{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-                    } else {
-                        nick
-                    };
-                    body.insert("mailNickname".into(), Json::String(nick));
-                }
-                if !body.contains_key("displayName") {
-                    body.insert("displayName".into(), Json::String(upn.clone()));
-                }
-                body.entry("accountEnabled").or_insert(Json::Bool(true));
-                body.entry("passwordProfile").or_insert_with(|| {
-                    json!({ "password": initial_password(), "forceChangePasswordNextSignIn": true })
-                });
-            }
-            "groups" => {
-                let name = text(&body, "displayName").ok_or_else(|| Error::Object {
-                    object: dn.to_string(),
-                    cause: "a new Entra group needs a displayName".into(),
-                    code: None,
-                })?;
-                if !body.contains_key("mailNickname") {
-                    let nick: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-                    let nick = if nick.is_empty() {
-                        "group".to_string()
-                    } else {
-                        nick
-                    };
-                    body.insert("mailNickname".into(), Json::String(nick));
-                }
-                body.entry("mailEnabled").or_insert(Json::Bool(false));
-                body.entry("securityEnabled").or_insert(Json::Bool(true));
-            }
-            _ => {}
-        }
-        let what = text(&body, "userPrincipalName")
-            .or_else(|| text(&body, "displayName"))
-            .unwrap_or_else(|| dn.to_string());
+        let NewObject {
+            kind,
+            body,
+            members,
+            what,
+        } = new_object(dn, attrs)?;
         let call = Call::with_body(Method::POST, self.http.url(kind), &what, Json::Object(body));
         let o = self.http.send(&call).await?.json(&what)?;
         let id = o
@@ -963,32 +664,5 @@ impl Connector for GraphConnector {
             }),
             other => other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bases_name_collections_in_any_case() {
-        assert_eq!(collection("Users"), Some("users"));
-        assert_eq!(collection("/groups/"), Some("groups"));
-        assert_eq!(collection("servicePrincipals"), Some("servicePrincipals"));
-        assert_eq!(collection("ou=x"), None);
-        assert_eq!(collection_of_type("#microsoft.graph.group"), Some("groups"));
-    }
-
-    #[test]
-    fn guids_are_recognised_and_passwords_are_strong() {
-        assert!(is_guid("62e90394-69f5-4237-9190-012177145e10"));
-        assert!(!is_guid("ann@contoso.com"));
-        assert!(!is_guid("62e9039469f542379190012177145e10"));
-        let p = initial_password();
-        assert!(p.len() >= 20);
-        assert!(p.chars().any(|c| c.is_ascii_uppercase()));
-        assert!(p.chars().any(|c| c.is_ascii_lowercase()));
-        assert!(p.chars().any(|c| !c.is_ascii_alphanumeric()));
-        assert_ne!(p, initial_password());
     }
 }
