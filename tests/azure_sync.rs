@@ -297,13 +297,13 @@ fn entra_users_sync_out_to_an_ldif_file() {
         !text.contains("eve@contoso.example"),
         "out-of-scope user synced:\n{text}"
     );
-    // The scope's LDAP filter went to Graph as $filter.
+    // A sync step reads an Entra source through delta (change tracking), which takes no
+    // $filter: the scope's LDAP filter was applied here (Eve, in Legal, is out).
     assert!(
-        az.requests().iter().any(
-            |r| r.path_and_query.contains("department%20eq%20%27Sales%27")
-                || r.path_and_query.contains("department eq 'Sales'")
-        ),
-        "no $filter sent: {:?}",
+        az.requests()
+            .iter()
+            .any(|r| r.path_and_query.starts_with("/v1.0/users/delta")),
+        "no delta read: {:?}",
         az.requests()
             .iter()
             .map(|r| r.path_and_query.clone())
@@ -508,4 +508,140 @@ fn ids_of(az: &GraphFake, emps: &[&str]) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+#[test]
+fn an_entra_source_is_read_incrementally_through_delta_between_runs() {
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(az.add_user(
+            json!({"userPrincipalName": format!("u{i:02}@contoso.example"),
+            "displayName": format!("User {i:02}"), "department": "Sales", "jobTitle": "Rep"}),
+        ));
+    }
+    let ldif = home.join("out.ldif");
+    let script = |extra_flow: &str, run: &str| {
+        format!(
+            "{}let dir = connect_ldif({});\n\
+             let s = sync_step(\"entra-delta\", az, dir, #{{\n\
+               scope: #{{ base: \"users\", filter: \"(department=Sales)\", attrs: [\"userPrincipalName\", \"displayName\", \"jobTitle\"] }},\n\
+               create: #{{ parent: \"ou=people,dc=example,dc=com\", rdn: |e| `mail=${{e.userPrincipalName}}`, class: [\"inetOrgPerson\"] }},\n\
+               flows: #{{ cn: \"displayName\", sn: \"displayName\"{extra_flow} }},\n\
+               deprovision: #{{ action: \"delete\" }},\n\
+             }});\n\
+             let r = {run};\n\
+             print(`REPORT created=${{r.created}} updated=${{r.updated}} deprovisioned=${{r.deprovisioned}} unchanged=${{r.unchanged}} failed=${{r.failed}}`);\n",
+            connect(&az),
+            lit(&ldif.display().to_string())
+        )
+    };
+    let lists = || {
+        az.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path_and_query.starts_with("/v1.0/users"))
+            .map(|r| r.path_and_query.clone())
+            .collect::<Vec<_>>()
+    };
+    let last_log = || {
+        // The log of the newest run: "(run N)" with the highest N.
+        let logs: Vec<String> = std::fs::read_dir(home.join("logs"))
+            .unwrap()
+            .flatten()
+            .map(|f| std::fs::read_to_string(f.path()).unwrap())
+            .collect();
+        let run_no = |t: &str| -> u64 {
+            t.split("(run ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        logs.into_iter().max_by_key(|t| run_no(t)).unwrap()
+    };
+
+    // 1. The first run reads everything (a full delta round) and stores the link.
+    let out = run_ok(home, &az, &script("", "s.run()"));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=12 updated=0 deprovisioned=0 unchanged=0 failed=0",
+        "{out}"
+    );
+    assert!(!last_log().contains("changes since the last run only"));
+    let before = lists().len();
+
+    // 2. One change: only the changes are read, one object is written.
+    az.update(&ids[3], json!({"displayName": "User Three"}));
+    az.update(&ids[4], json!({"city": "Paris"})); // not selected: no change at all
+    let out = run_ok(home, &az, &script("", "s.run()"));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=1 deprovisioned=0 unchanged=11 failed=0",
+        "{out}"
+    );
+    assert!(
+        last_log().contains("changes since the last run only"),
+        "{}",
+        last_log()
+    );
+    let reads: Vec<String> = lists()[before..].to_vec();
+    assert!(
+        !reads.is_empty()
+            && reads
+                .iter()
+                .all(|p| p.contains("/users/delta") && p.contains("deltatoken")),
+        "an incremental run reads only the stored delta link: {reads:?}"
+    );
+    assert!(
+        std::fs::read_to_string(&ldif)
+            .unwrap()
+            .contains("cn: User Three")
+    );
+
+    // 3. A deleted user and one who leaves the scope are deprovisioned; the others untouched.
+    az.soft_delete(&ids[5]);
+    az.update(&ids[6], json!({"department": "Legal"}));
+    let out = run_ok(home, &az, &script("", "s.run(#{ allow_deletes: 2 })"));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=0 deprovisioned=2 unchanged=10 failed=0",
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&ldif).unwrap();
+    assert!(
+        !text.contains("u05@contoso.example") && !text.contains("u06@contoso.example"),
+        "{text}"
+    );
+    assert!(text.contains("u07@contoso.example"), "{text}");
+
+    // 4. Nothing changed: nothing written, and still incremental.
+    let out = run_ok(home, &az, &script("", "s.run()"));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=0 deprovisioned=0 unchanged=10 failed=0",
+        "{out}"
+    );
+
+    // 5. A rule change reads everything again (the old cursor was read under other rules).
+    let out = run_ok(home, &az, &script(", title: \"jobTitle\"", "s.run()"));
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=10 deprovisioned=0 unchanged=0 failed=0",
+        "{out}"
+    );
+    assert!(!last_log().contains("changes since the last run only"));
+    // 6. full: true reads everything too.
+    let out = run_ok(
+        home,
+        &az,
+        &script(", title: \"jobTitle\"", "s.run(#{ full: true })"),
+    );
+    assert_eq!(
+        report(&out, "REPORT "),
+        "created=0 updated=0 deprovisioned=0 unchanged=10 failed=0",
+        "{out}"
+    );
+    assert!(!last_log().contains("changes since the last run only"));
 }

@@ -91,6 +91,21 @@ pub struct TestReport {
 /// The receiver of streamed search results; return `Ok(false)` to stop.
 pub type Sink<'a> = dyn FnMut(Entry) -> Result<bool> + Send + 'a;
 
+/// What a change-tracking read ([`Connector::changes`]) found besides the
+/// objects it streamed.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeRound {
+    /// True when every object in scope was streamed (no cursor, or the
+    /// system could not continue from it): absent objects have left.
+    pub full: bool,
+    /// Anchors of objects deleted, or changed so that they left the scope.
+    pub removed: Vec<String>,
+    /// Where the next read continues (stored after a successful run).
+    pub cursor: String,
+    /// Why a full round was done instead, when a cursor was given.
+    pub note: Option<String>,
+}
+
 /// A connected system. Every method names the object in its errors.
 /// Operations a system cannot do return [`Error::Unsupported`].
 #[async_trait]
@@ -114,6 +129,18 @@ pub trait Connector: Send + Sync {
 
     /// Streams the entries matching `q` into `sink`.
     async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()>;
+
+    /// Streams the objects matching `q` that changed since `cursor` (every
+    /// one when `cursor` is `None`); `Ok(None)` when the system cannot tell
+    /// what changed (the caller then uses [`Connector::search`]).
+    async fn changes(
+        &self,
+        _q: &SearchQuery,
+        _cursor: Option<&str>,
+        _sink: &mut Sink<'_>,
+    ) -> Result<Option<ChangeRound>> {
+        Ok(None)
+    }
 
     /// Attribute names the system knows (for completion); may be empty.
     async fn attribute_names(&self) -> Result<Vec<String>> {

@@ -990,9 +990,16 @@ pub mod sync_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn unlink(step: &str, anchor: &str) -> ScriptResult<bool> {
-        let n = context::store()?
+        let store = context::store()?;
+        let n = store
             .remove_links(step, &[anchor.to_string()])
             .map_err(|e| rt_err(e.to_string()))?;
+        // The unlinked object must be read again: the next run reads in full.
+        if n > 0 {
+            store
+                .put_setting(&crate::sync::plan::cursor_key(step), "")
+                .map_err(|e| rt_err(e.to_string()))?;
+        }
         Ok(n > 0)
     }
 }

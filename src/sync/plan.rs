@@ -103,11 +103,26 @@ pub struct Container {
     pub attrs: Vec<(String, Vec<Value>)>,
 }
 
+/// Where the change cursor of a step is kept in the store's settings (as
+/// `<rules tag>|<cursor>`, so a change of the rules reads in full again).
+pub fn cursor_key(step: &str) -> String {
+    format!("sync-cursor/{step}")
+}
+
+/// A short tag of the step's rules.
+fn rules_tag(fingerprint: &str) -> String {
+    entry_hash(&Entry::new(""), fingerprint)
+}
+
 /// A whole plan for one step.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     /// Step name.
     pub step: String,
+    /// The source's change cursor after this read (saved by a successful run).
+    pub cursor: Option<String>,
+    /// True when only the source's changes were read.
+    pub incremental: bool,
     /// Containers to create first, parents before children (sync-trees).
     pub containers: Vec<Container>,
     /// Objects that need a write (or failed to plan).
@@ -178,6 +193,7 @@ pub async fn plan(
     };
 
     // 1. Stream the source; keep only what changed since it was last applied.
+    let round: Option<crate::connector::ChangeRound>;
     let q = SearchQuery {
         base: step.scope.base.clone(),
         scope: step.scope.scope,
@@ -186,6 +202,8 @@ pub async fn plan(
         limit: None,
     };
     let mut seen: HashSet<String> = HashSet::new();
+    // Objects a `where` closure turned away (leavers when read incrementally).
+    let mut excluded: Vec<String> = Vec::new();
     // Changed objects wait here, compact, until the whole source is read.
     let mut changed: Vec<(Vec<u8>, String)> = Vec::new();
     let mut unchanged = 0usize;
@@ -196,7 +214,10 @@ pub async fn plan(
             if let Some(pred) = &step.scope.filter_where {
                 match pred(&e) {
                     Ok(true) => {}
-                    Ok(false) => return Ok(true),
+                    Ok(false) => {
+                        excluded.push(anchor_of(&e));
+                        return Ok(true);
+                    }
                     Err(m) => {
                         let anchor = anchor_of(&e);
                         seen.insert(anchor.clone());
@@ -240,10 +261,47 @@ pub async fn plan(
             }
             Ok(true)
         };
-        step.source
-            .search(&q, &mut sink)
-            .await
-            .map_err(|e| format!("reading the source: {e}"))?;
+        // Incremental where the source can tell what changed (Graph delta),
+        // except for membership steps, whose groups are re-planned when
+        // other steps' links change.
+        round = if step.members.is_none() {
+            // A cursor read under other rules (or none) means a full round.
+            let cursor = if opts.full {
+                None
+            } else {
+                store
+                    .get_setting(&cursor_key(&step.name))
+                    .map_err(|e| e.to_string())?
+                    .and_then(|v| {
+                        let (rules, c) = v.split_once('|')?;
+                        (rules == rules_tag(&fingerprint)).then(|| c.to_string())
+                    })
+                    .filter(|c| !c.is_empty())
+            };
+            step.source
+                .changes(&q, cursor.as_deref(), &mut sink)
+                .await
+                .map_err(|e| format!("reading the source's changes: {e}"))?
+        } else {
+            None
+        };
+        if round.is_none() {
+            step.source
+                .search(&q, &mut sink)
+                .await
+                .map_err(|e| format!("reading the source: {e}"))?;
+        }
+    }
+    // After an incremental read, every linked object that was not removed,
+    // turned away or changed is still there (unchanged).
+    let incremental = round.as_ref().is_some_and(|r| !r.full);
+    if let Some(r) = round.as_ref().filter(|r| !r.full) {
+        let gone: HashSet<&String> = r.removed.iter().chain(excluded.iter()).collect();
+        for a in by_source.keys() {
+            if !gone.contains(a) && seen.insert(a.clone()) {
+                unchanged += 1;
+            }
+        }
     }
 
     // 2. The target side: per-object lookups, or one bulk read.
@@ -292,6 +350,8 @@ pub async fn plan(
     };
     Ok(Plan {
         step: step.name.clone(),
+        cursor: round.map(|r| format!("{}|{}", rules_tag(&fingerprint), r.cursor)),
+        incremental,
         containers,
         items,
         unchanged,

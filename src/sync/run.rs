@@ -157,8 +157,13 @@ pub async fn run(
         }
     };
     log.line(&format!(
-        "planned: {} source objects, {} to write, {} unchanged, {} to deprovision",
+        "planned: {} source objects{}, {} to write, {} unchanged, {} to deprovision",
         plan.source_count,
+        if plan.incremental {
+            " (changes since the last run only)"
+        } else {
+            ""
+        },
         plan.items.len(),
         plan.unchanged,
         plan.deprovision_count()
@@ -182,6 +187,14 @@ pub async fn run(
         "end: created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, unchanged {}, failed {} ({status})",
         counts.created, counts.updated, counts.renamed, counts.moved, counts.joined, counts.deprovisioned, counts.unchanged, counts.failed
     ));
+    // The source's change cursor moves only after a clean run: failed
+    // objects must come back with the next read.
+    if status == "ok"
+        && let Some(c) = &plan.cursor
+        && let Err(e) = store.put_setting(&plan::cursor_key(&step.name), c)
+    {
+        log.line(&format!("FAILED saving the change cursor: {e}"));
+    }
     finish(status, &counts, fatal.as_deref());
     if let Some(m) = fatal {
         return Err(RunError::Failed(format!("{}: {m}", step.name)));
