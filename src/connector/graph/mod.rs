@@ -58,13 +58,13 @@ impl GraphConnector {
     pub async fn connect_with_clock(opts: GraphOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         for (name, v) in [("tenant", &opts.tenant), ("client_id", &opts.client_id)] {
             if v.trim().is_empty() {
-                return Err(Error::usage(format!("connect_graph: '{name}' is empty")));
+                return Err(Error::usage(format!("'{name}' is empty")));
             }
         }
         opts.check()?;
         if !(1..=999).contains(&opts.page_size) {
             return Err(Error::usage(format!(
-                "connect_graph: page_size must be between 1 and 999 (Graph's limit), not {}",
+                "page_size must be between 1 and 999 (Graph's limit), not {}",
                 opts.page_size
             )));
         }

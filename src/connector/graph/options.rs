@@ -93,7 +93,7 @@ impl GraphOptions {
             ("authority_url", &self.authority_url),
         ] {
             let p = url::Url::parse(u).map_err(|e| {
-                Error::usage(format!("connect_graph: {k} is not a URL ({e}): '{u}'"))
+                Error::usage(format!("{k} is not a URL ({e}): '{u}'"))
             })?;
             let loopback = match p.host() {
                 Some(url::Host::Ipv4(a)) => a.is_loopback(),
@@ -106,7 +106,7 @@ impl GraphOptions {
                 "http" if loopback => {}
                 s => {
                     return Err(Error::usage(format!(
-                        "connect_graph: {k} must be an https URL (plain http only to a loopback address), not {s}: '{u}'"
+                        "{k} must be an https URL (plain http only to a loopback address), not {s}: '{u}'"
                     )));
                 }
             }
