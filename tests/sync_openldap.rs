@@ -1521,6 +1521,20 @@ fn group_membership_is_carried_through_the_links_of_the_users_step() {
         "cid not deprovisioned"
     );
     assert_eq!(members_of(l, &team), want(&["bob", "dee", "hand"]));
+
+    // A member renamed by hand in the target since its link was written is found by its
+    // anchor: a new group gets its DN as it is now, not the link's old one.
+    l.ldapmodify(&format!(
+        "dn: {}\nchangetype: modrdn\nnewrdn: uid=robert\ndeleteoldrdn: 0\n",
+        f.dst_dn("bob")
+    ));
+    l.ldapadd(&group("crew", &["bob"]));
+    json_ok(f.home(), &script("wf.run()"));
+    assert_eq!(
+        members_of(l, &format!("cn=crew,{}", f.dst)),
+        want(&["robert"]),
+        "the stale DN of a renamed member was written"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

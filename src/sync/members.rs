@@ -24,6 +24,8 @@ pub struct MemberIndex {
     by_dn: HashMap<String, Option<String>>,
     /// Keys of every target object the member steps link (managed members).
     managed: HashSet<String>,
+    /// Target DN key -> target anchor (to find an object renamed since).
+    anchor_of: HashMap<String, String>,
     /// Changes whenever a member step's links change.
     pub signature: String,
 }
@@ -32,11 +34,15 @@ impl MemberIndex {
     /// Loads the links of `rule.steps` from the store.
     pub fn load(rule: &MemberRule, store: &dyn StateStore) -> Result<MemberIndex, String> {
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut targets: Vec<(String, String)> = Vec::new();
         for s in &rule.steps {
             let links = store
                 .links(s)
                 .map_err(|e| format!("members: reading the links of step '{s}': {e}"))?;
             for l in links {
+                if !rule.by_anchor {
+                    targets.push((l.target_dn.clone(), l.target_anchor.clone()));
+                }
                 let v = if rule.by_anchor {
                     l.target_anchor
                 } else {
@@ -60,10 +66,15 @@ impl MemberIndex {
             managed.insert(member_key(rule, &v));
             by_anchor.entry(a).or_insert(v);
         }
+        let anchor_of = targets
+            .into_iter()
+            .map(|(dn, anchor)| (member_key(rule, &dn), anchor))
+            .collect();
         Ok(MemberIndex {
             by_anchor,
             by_dn: HashMap::new(),
             managed,
+            anchor_of,
             signature,
         })
     }
@@ -134,6 +145,35 @@ impl MemberIndex {
             .collect()
     }
 
+    /// The DNs to add as they are in the target now: a link's DN is the
+    /// last one known, so a member renamed or moved by hand since is found
+    /// again by its anchor; one that is gone is left out.
+    pub async fn current(
+        &self,
+        step: &StepDef,
+        rule: &MemberRule,
+        added: Vec<Value>,
+    ) -> Result<Vec<Value>, String> {
+        if rule.by_anchor {
+            return Ok(added);
+        }
+        let mut out = Vec::with_capacity(added.len());
+        for v in added {
+            let dn = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let err = |e| format!("members: looking for {dn} in the target: {e}");
+            if step.target.get(&dn).await.map_err(err)?.is_some() {
+                out.push(v);
+                continue;
+            }
+            if let Some(a) = self.anchor_of.get(&member_key(rule, &dn))
+                && let Some(t) = step.target.get(a).await.map_err(err)?
+            {
+                out.push(Value::Text(t.dn));
+            }
+        }
+        Ok(out)
+    }
+
     async fn by_source_dn(&mut self, step: &StepDef, dn: &str) -> Result<Option<String>, String> {
         let key = dn_key(dn);
         if let Some(v) = self.by_dn.get(&key) {
@@ -160,7 +200,8 @@ fn member_key(rule: &MemberRule, v: &str) -> String {
     }
 }
 
-fn value_key(rule: &MemberRule, v: &Value) -> String {
+/// The comparison key of a member value.
+pub fn value_key(rule: &MemberRule, v: &Value) -> String {
     member_key(rule, &String::from_utf8_lossy(v.as_bytes()))
 }
 

@@ -702,7 +702,19 @@ async fn plan_one(
                 // gone from the target (a deleted user's dangling DN).
                 let mut new = vals.clone();
                 if let Some(ix) = member_index.as_deref() {
-                    for v in ix.unmanaged(rule, vals, &old) {
+                    // Members to add are checked against the target as it is now.
+                    let old_keys: HashSet<String> =
+                        old.iter().map(|o| members::value_key(rule, o)).collect();
+                    let (kept, added): (Vec<Value>, Vec<Value>) = vals
+                        .iter()
+                        .cloned()
+                        .partition(|v| old_keys.contains(&members::value_key(rule, v)));
+                    new = kept;
+                    match ix.current(step, rule, added).await {
+                        Ok(cur) => new.extend(cur),
+                        Err(m) => return err(m),
+                    }
+                    for v in ix.unmanaged(rule, &new, &old) {
                         let keep = rule.by_anchor
                             || match step
                                 .target
@@ -758,6 +770,15 @@ async fn plan_one(
             // The flows were evaluated above (so a failing flow is an error now);
             // the attributes themselves are rebuilt by `create_attrs` when the
             // plan is printed or applied, from this compact copy of the source.
+            let resolved = match (resolved, &step.members, member_index.as_deref()) {
+                (Some((vals, missing)), Some(rule), Some(ix)) => {
+                    match ix.current(step, rule, vals).await {
+                        Ok(cur) => Some((cur, missing)),
+                        Err(m) => return err(m),
+                    }
+                }
+                (r, _, _) => r,
+            };
             let source = match resolved {
                 Some((vals, _)) if !vals.is_empty() => {
                     let mut with = e.clone();

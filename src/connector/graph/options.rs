@@ -92,9 +92,8 @@ impl GraphOptions {
             ("graph_url", &self.graph_url),
             ("authority_url", &self.authority_url),
         ] {
-            let p = url::Url::parse(u).map_err(|e| {
-                Error::usage(format!("{k} is not a URL ({e}): '{u}'"))
-            })?;
+            let p = url::Url::parse(u)
+                .map_err(|e| Error::usage(format!("{k} is not a URL ({e}): '{u}'")))?;
             let loopback = match p.host() {
                 Some(url::Host::Ipv4(a)) => a.is_loopback(),
                 Some(url::Host::Ipv6(a)) => a.is_loopback(),
