@@ -1043,3 +1043,95 @@ fn members_of_a_1600_member_group() {
         t.elapsed()
     );
 }
+
+/// The "planned:" line of the newest run log under `home`.
+fn planned_line(home: &Path) -> String {
+    let logs: Vec<String> = std::fs::read_dir(home.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    let run_no = |t: &str| -> u64 {
+        t.split("(run ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let newest = logs.into_iter().max_by_key(|t| run_no(t)).unwrap();
+    newest
+        .lines()
+        .find(|l| l.contains(" planned: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn sync_from_ad_reads_only_changes_after_the_first_run_by_usnchanged() {
+    let Some(ad) = support::samba() else { return };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "incr");
+    for i in 0..12 {
+        ou.user(&format!("Incr User {i:02}"), &format!("incr{i:02}"), None);
+    }
+    let out_file = home.path().join("ad.csv");
+    let script = format!(
+        "{}let out = connect_csv({}, #{{ key: \"sam\" }});\n\
+         let s = sync_step(\"ad-to-csv\", c, out, #{{\n\
+           scope: #{{ base: {}, filter: \"(&(objectClass=user)(!(description=skip)))\", attrs: [\"sAMAccountName\", \"cn\", \"description\"] }},\n\
+           create: #{{ parent: \"\", rdn: |e| e.sAMAccountName }},\n\
+           flows: #{{ sam: \"sAMAccountName\", name: \"cn\", note: \"description\" }},\n\
+           deprovision: #{{ action: \"delete\" }},\n\
+         }});\n\
+         let r = s.run(#{{ allow_deletes: 2 }});\n\
+         print(`REPORT created=${{r.created}} updated=${{r.updated}} deprovisioned=${{r.deprovisioned}} unchanged=${{r.unchanged}}`);\n",
+        connect(ad, Via::Ldaps),
+        lit(&out_file.display().to_string()),
+        lit(&ou.dn)
+    );
+    let report = |out: &str| tag(out, "REPORT ").to_string();
+    let out = run_ok(home.path(), &script);
+    assert_eq!(
+        report(&out),
+        "created=12 updated=0 deprovisioned=0 unchanged=0",
+        "{out}"
+    );
+
+    let out = run_ok(home.path(), &script);
+    assert_eq!(
+        report(&out),
+        "created=0 updated=0 deprovisioned=0 unchanged=12",
+        "{out}"
+    );
+    let line = planned_line(home.path());
+    assert!(
+        line.contains("planned: 0 source objects (changes since the last run only)"),
+        "{line}"
+    );
+
+    // One change, one deletion, one user leaving the scope.
+    let dn = |i: usize| format!("CN=Incr User {i:02},{}", ou.dn);
+    ad.ldapmodify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: description\ndescription: new note\n",
+        dn(1)
+    ));
+    ad.ldapmodify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: description\ndescription: skip\n",
+        dn(2)
+    ));
+    ad.ldapmodify(&format!("dn: {}\nchangetype: delete\n", dn(3)));
+    let out = run_ok(home.path(), &script);
+    assert_eq!(
+        report(&out),
+        "created=0 updated=1 deprovisioned=2 unchanged=9",
+        "{out}"
+    );
+    let line = planned_line(home.path());
+    assert!(
+        line.contains("planned: 1 source objects (changes since the last run only)"),
+        "{line}"
+    );
+    let csv = std::fs::read_to_string(&out_file).unwrap();
+    assert!(csv.contains("new note"), "{csv}");
+    assert!(!csv.contains("incr02") && !csv.contains("incr03"), "{csv}");
+}

@@ -1644,3 +1644,101 @@ fn sync_tree_mirrors_containers_and_follows_moves_between_them() {
     .to_string();
     assert!(out.contains("is not below the tree's source"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// incremental reads (API §5: "a run reads only what changed since the last run")
+
+/// The "planned:" line of the newest run log.
+fn planned_line(f: &Fx<'_>) -> String {
+    let logs: Vec<String> = std::fs::read_dir(f.home().join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    let run_no = |t: &str| -> u64 {
+        t.split("(run ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let newest = logs.into_iter().max_by_key(|t| run_no(t)).unwrap();
+    newest
+        .lines()
+        .find(|l| l.contains(" planned: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "incr");
+    let people: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("p{i:02}"), format!("{}-{i:02}", f.id)))
+        .collect();
+    let refs: Vec<(&str, &str, &str)> = people
+        .iter()
+        .map(|(u, e)| (u.as_str(), e.as_str(), ""))
+        .collect();
+    f.add_people(&refs);
+    let opts = f.opts("#{ action: \"delete\" }");
+    let r = f.run_ok(&opts, "st.run()");
+    counts(&r, &[("created", 20)]);
+    assert!(
+        planned_line(&f).contains("planned: 20 source objects, 20 to write"),
+        "{}",
+        planned_line(&f)
+    );
+
+    // Nothing changed: the read returns no entry at all.
+    let r = f.run_ok(&opts, "st.run()");
+    counts(&r, &[("unchanged", 20)]);
+    assert!(
+        planned_line(&f).contains("planned: 0 source objects (changes since the last run only)"),
+        "{}",
+        planned_line(&f)
+    );
+
+    // One change, one deletion, one entry leaving the scope, one rename.
+    modify(l, &f.src_dn("p03"), "replace: sn\nsn: Changed");
+    delete(l, &f.src_dn("p04"));
+    modify(
+        l,
+        &f.src_dn("p05"),
+        "add: employeeType\nemployeeType: external",
+    );
+    l.ldapmodify(&format!(
+        "dn: {}\nchangetype: modrdn\nnewrdn: uid=p06x\ndeleteoldrdn: 1\n",
+        f.src_dn("p06")
+    ));
+    let r = f.run_ok(&opts, "st.run(#{ allow_deletes: 2 })");
+    counts(
+        &r,
+        &[
+            ("updated", 1),
+            ("renamed", 1),
+            ("deprovisioned", 2),
+            ("unchanged", 16),
+        ],
+    );
+    assert!(
+        planned_line(&f).contains("changes since the last run only"),
+        "{}",
+        planned_line(&f)
+    );
+    assert_eq!(one(&entry(l, &f.dst_dn("p03")), "sn"), "Changed");
+    assert!(get(l, &f.dst_dn("p04"), &["uid"]).is_none());
+    assert!(get(l, &f.dst_dn("p05"), &["uid"]).is_none());
+    assert!(get(l, &f.dst_dn("p06x"), &["uid"]).is_some());
+    assert_eq!(persons(l, &f.dst).len(), 18);
+
+    // full: true reads everything again.
+    let r = f.run_ok(&opts, "st.run(#{ full: true })");
+    counts(&r, &[("unchanged", 18)]);
+    assert!(
+        planned_line(&f).contains("planned: 18 source objects,"),
+        "{}",
+        planned_line(&f)
+    );
+}

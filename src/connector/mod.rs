@@ -100,6 +100,9 @@ pub struct ChangeRound {
     pub full: bool,
     /// Anchors of objects deleted, or changed so that they left the scope.
     pub removed: Vec<String>,
+    /// Every anchor still in scope, when the system lists them instead of
+    /// naming what was removed (linked objects not in it have left).
+    pub present: Option<Vec<String>>,
     /// Where the next read continues (stored after a successful run).
     pub cursor: String,
     /// Why a full round was done instead, when a cursor was given.

@@ -297,8 +297,15 @@ pub async fn plan(
     let incremental = round.as_ref().is_some_and(|r| !r.full);
     if let Some(r) = round.as_ref().filter(|r| !r.full) {
         let gone: HashSet<&String> = r.removed.iter().chain(excluded.iter()).collect();
+        let present: Option<HashSet<String>> = r
+            .present
+            .as_ref()
+            .map(|p| p.iter().map(|a| a.to_ascii_lowercase()).collect());
         for a in by_source.keys() {
-            if !gone.contains(a) && seen.insert(a.clone()) {
+            let here = present
+                .as_ref()
+                .is_none_or(|p| p.contains(&a.to_ascii_lowercase()));
+            if here && !gone.contains(a) && seen.insert(a.clone()) {
                 unchanged += 1;
             }
         }

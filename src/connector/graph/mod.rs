@@ -441,6 +441,7 @@ impl Connector for GraphConnector {
         Ok(Some(ChangeRound {
             full: r.full,
             removed,
+            present: None,
             cursor: r.delta_link,
             note: r.restarted,
         }))

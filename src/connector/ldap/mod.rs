@@ -8,6 +8,7 @@
 //! (errors in words).
 
 pub mod account;
+pub mod changes;
 pub mod options;
 pub mod read;
 pub mod result;
@@ -23,7 +24,9 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 pub use options::{Flavor, LdapOptions, TlsMode};
 pub use rootdse::RootDse;
 
-use crate::connector::{Change, Connector, Error, Result, SearchQuery, Sink, TestReport};
+use crate::connector::{
+    Change, ChangeRound, Connector, Error, Result, SearchQuery, Sink, TestReport,
+};
 use crate::model::{Entry, Secret, Value};
 
 /// An open, bound LDAP connection.
@@ -220,6 +223,15 @@ impl Connector for LdapConnector {
 
     async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()> {
         read::search(self, q, sink).await
+    }
+
+    async fn changes(
+        &self,
+        q: &SearchQuery,
+        cursor: Option<&str>,
+        sink: &mut Sink<'_>,
+    ) -> Result<Option<ChangeRound>> {
+        changes::changes(self, q, cursor, sink).await
     }
 
     async fn attribute_names(&self) -> Result<Vec<String>> {

@@ -98,6 +98,17 @@ pub fn check_filter(filter: &str) -> Result<()> {
 
 /// Streams the entries matching `q` into `sink`, paging under the hood.
 pub async fn search(c: &LdapConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()> {
+    search_with(c, q, &[], sink).await
+}
+
+/// [`search`], also asking for the `extra` attributes (entries otherwise as
+/// `search` gives them; the caller removes the extras it does not pass on).
+pub async fn search_with(
+    c: &LdapConnector,
+    q: &SearchQuery,
+    extra: &[&str],
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let filter = if q.filter.trim().is_empty() {
         "(objectClass=*)".to_string()
     } else {
@@ -109,7 +120,7 @@ pub async fn search(c: &LdapConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> 
         return Err(Error::usage(e.to_string()));
     }
     let anchor = c.anchor_attr();
-    let attrs: Vec<String> = match &q.attrs {
+    let mut attrs: Vec<String> = match &q.attrs {
         None => vec!["*".into(), anchor.into()],
         Some(list) => {
             let mut a = list.clone();
@@ -119,6 +130,11 @@ pub async fn search(c: &LdapConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> 
             a
         }
     };
+    for x in extra {
+        if !attrs.iter().any(|a| a.eq_ignore_ascii_case(x)) {
+            attrs.push(x.to_string());
+        }
+    }
     let page = c.options().page_size;
     let mut ldap = c.handle().await?;
     if let Some(limit) = q.limit {
