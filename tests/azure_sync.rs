@@ -545,22 +545,7 @@ fn an_entra_source_is_read_incrementally_through_delta_between_runs() {
             .map(|r| r.path_and_query.clone())
             .collect::<Vec<_>>()
     };
-    let last_log = || {
-        // The log of the newest run: "(run N)" with the highest N.
-        let logs: Vec<String> = std::fs::read_dir(home.join("logs"))
-            .unwrap()
-            .flatten()
-            .map(|f| std::fs::read_to_string(f.path()).unwrap())
-            .collect();
-        let run_no = |t: &str| -> u64 {
-            t.split("(run ")
-                .nth(1)
-                .and_then(|r| r.split(')').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        logs.into_iter().max_by_key(|t| run_no(t)).unwrap()
-    };
+    let last_log = || support::newest_run_log(home);
 
     // 1. The first run reads everything (a full delta round) and stores the link.
     let out = run_ok(home, &az, &script("", "s.run()"));

@@ -1044,28 +1044,6 @@ fn members_of_a_1600_member_group() {
     );
 }
 
-/// The "planned:" line of the newest run log under `home`.
-fn planned_line(home: &Path) -> String {
-    let logs: Vec<String> = std::fs::read_dir(home.join("logs"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
-    let run_no = |t: &str| -> u64 {
-        t.split("(run ")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let newest = logs.into_iter().max_by_key(|t| run_no(t)).unwrap();
-    newest
-        .lines()
-        .find(|l| l.contains(" planned: "))
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn sync_from_ad_reads_only_changes_after_the_first_run_by_usnchanged() {
     let Some(ad) = support::samba() else { return };
@@ -1103,7 +1081,7 @@ fn sync_from_ad_reads_only_changes_after_the_first_run_by_usnchanged() {
         "created=0 updated=0 deprovisioned=0 unchanged=12",
         "{out}"
     );
-    let line = planned_line(home.path());
+    let line = support::planned_line(home.path());
     assert!(
         line.contains("planned: 0 source objects (changes since the last run only)"),
         "{line}"
@@ -1126,7 +1104,7 @@ fn sync_from_ad_reads_only_changes_after_the_first_run_by_usnchanged() {
         "created=0 updated=1 deprovisioned=2 unchanged=9",
         "{out}"
     );
-    let line = planned_line(home.path());
+    let line = support::planned_line(home.path());
     assert!(
         line.contains("planned: 1 source objects (changes since the last run only)"),
         "{line}"

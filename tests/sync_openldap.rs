@@ -1648,28 +1648,6 @@ fn sync_tree_mirrors_containers_and_follows_moves_between_them() {
 // ---------------------------------------------------------------------------------------------
 // incremental reads (API §5: "a run reads only what changed since the last run")
 
-/// The "planned:" line of the newest run log.
-fn planned_line(f: &Fx<'_>) -> String {
-    let logs: Vec<String> = std::fs::read_dir(f.home().join("logs"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
-    let run_no = |t: &str| -> u64 {
-        t.split("(run ")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let newest = logs.into_iter().max_by_key(|t| run_no(t)).unwrap();
-    newest
-        .lines()
-        .find(|l| l.contains(" planned: "))
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
     let Some(l) = support::slapd() else { return };
@@ -1686,18 +1664,19 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
     let r = f.run_ok(&opts, "st.run()");
     counts(&r, &[("created", 20)]);
     assert!(
-        planned_line(&f).contains("planned: 20 source objects, 20 to write"),
+        support::planned_line(f.home()).contains("planned: 20 source objects, 20 to write"),
         "{}",
-        planned_line(&f)
+        support::planned_line(f.home())
     );
 
     // Nothing changed: the read returns no entry at all.
     let r = f.run_ok(&opts, "st.run()");
     counts(&r, &[("unchanged", 20)]);
     assert!(
-        planned_line(&f).contains("planned: 0 source objects (changes since the last run only)"),
+        support::planned_line(f.home())
+            .contains("planned: 0 source objects (changes since the last run only)"),
         "{}",
-        planned_line(&f)
+        support::planned_line(f.home())
     );
 
     // One change, one deletion, one entry leaving the scope, one rename.
@@ -1723,9 +1702,9 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
         ],
     );
     assert!(
-        planned_line(&f).contains("changes since the last run only"),
+        support::planned_line(f.home()).contains("changes since the last run only"),
         "{}",
-        planned_line(&f)
+        support::planned_line(f.home())
     );
     assert_eq!(one(&entry(l, &f.dst_dn("p03")), "sn"), "Changed");
     assert!(get(l, &f.dst_dn("p04"), &["uid"]).is_none());
@@ -1737,8 +1716,8 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
     let r = f.run_ok(&opts, "st.run(#{ full: true })");
     counts(&r, &[("unchanged", 18)]);
     assert!(
-        planned_line(&f).contains("planned: 18 source objects,"),
+        support::planned_line(f.home()).contains("planned: 18 source objects,"),
         "{}",
-        planned_line(&f)
+        support::planned_line(f.home())
     );
 }

@@ -93,7 +93,7 @@ struct Outcome {
     remove: Option<String>,
     lines: Vec<String>,
     /// A write that failed after the object was created (counted as failed too).
-    failure: Option<String>,
+    failure: Option<Failure>,
 }
 
 /// Applies `plan`; returns counts and failures. A lost connection or a
@@ -161,12 +161,8 @@ pub async fn apply(
                 remove.extend(o.remove);
                 if let Some(f) = o.failure {
                     counts.failed += 1;
-                    log.line(&format!("FAILED {f}"));
-                    let (object, cause) = f.split_once(": ").unwrap_or((f.as_str(), ""));
-                    failures.push(Failure {
-                        object: object.to_string(),
-                        cause: cause.to_string(),
-                    });
+                    log.line(&format!("FAILED {}: {}", f.object, f.cause));
+                    failures.push(f);
                 }
             }
             Err((object, e)) => {
@@ -311,7 +307,10 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                     l.source_hash = None;
                     o.put = Some(l);
                     o.created = true;
-                    o.failure = Some(format!("{object}: created as {anchor}, but {cause}"));
+                    o.failure = Some(Failure {
+                        object,
+                        cause: format!("created as {anchor}, but {cause}"),
+                    });
                     Ok(o)
                 }
                 // A crash after the write but before the link: adopt the object

@@ -417,6 +417,34 @@ pub fn temp_home() -> tempfile::TempDir {
         .expect("create temp IDSYNC_HOME")
 }
 
+/// The log file of the newest run under `home` (the highest "(run N)"), as text.
+pub fn newest_run_log(home: &Path) -> String {
+    let logs: Vec<String> = fs::read_dir(home.join("logs"))
+        .unwrap_or_else(|e| panic!("{}/logs: {e}", home.display()))
+        .flatten()
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    let run_no = |t: &str| -> u64 {
+        t.split("(run ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    logs.into_iter()
+        .max_by_key(|t| run_no(t))
+        .unwrap_or_default()
+}
+
+/// The "planned: ..." line of the newest run under `home`.
+pub fn planned_line(home: &Path) -> String {
+    newest_run_log(home)
+        .lines()
+        .find(|l| l.contains(" planned: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Directory of the developer scripts (`scripts/dev`).
 pub fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev")

@@ -225,6 +225,50 @@ impl GraphConnector {
     }
 }
 
+/// What a search or sync scope's filter is to Graph.
+enum ScopeFilter {
+    /// No filter (or `(objectClass=*)`).
+    All,
+    /// An LDAP filter: evaluated here, and sent as `$filter` where it can be.
+    Ldap(Filter),
+    /// OData text, for Graph alone.
+    OData(String),
+}
+
+fn scope_filter(text: &str) -> Result<ScopeFilter> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("(objectClass=*)") {
+        Ok(ScopeFilter::All)
+    } else if text.starts_with('(') {
+        Filter::parse(text)
+            .map(ScopeFilter::Ldap)
+            .map_err(|e| Error::usage(e.to_string()))
+    } else {
+        Ok(ScopeFilter::OData(text.to_string()))
+    }
+}
+
+/// The `$select` of a query: the attributes asked for (or the kind's
+/// default list), plus those a local filter tests; empty = Graph's default.
+fn scope_select(kind: &str, q: &SearchQuery, local: Option<&Filter>) -> Vec<String> {
+    let mut select = match &q.attrs {
+        Some(a) => a.clone(),
+        None => default_select(kind),
+    };
+    if let Some(f) = local
+        && !select.is_empty()
+    {
+        for a in f.attributes() {
+            if !select.iter().any(|s| s.eq_ignore_ascii_case(&a))
+                && !a.eq_ignore_ascii_case("objectClass")
+            {
+                select.push(a);
+            }
+        }
+    }
+    select
+}
+
 #[async_trait]
 impl Connector for GraphConnector {
     fn kind(&self) -> &'static str {
@@ -301,30 +345,12 @@ impl Connector for GraphConnector {
                 "Graph base '{base}' is not a collection (users, groups, servicePrincipals, contacts)"
             ))
         })?;
-        let text = q.filter.trim();
-        let (odata, local) = if text.is_empty() || text.eq_ignore_ascii_case("(objectClass=*)") {
-            (None, None)
-        } else if text.starts_with('(') {
-            let f = Filter::parse(text).map_err(|e| Error::usage(e.to_string()))?;
-            (f.to_odata(&is_boolean), Some(f))
-        } else {
-            (Some(text.to_string()), None)
+        let (odata, local) = match scope_filter(&q.filter)? {
+            ScopeFilter::All => (None, None),
+            ScopeFilter::Ldap(f) => (f.to_odata(&is_boolean), Some(f)),
+            ScopeFilter::OData(t) => (Some(t), None),
         };
-        let mut select = match &q.attrs {
-            Some(a) => a.clone(),
-            None => default_select(kind),
-        };
-        if let Some(f) = &local
-            && !select.is_empty()
-        {
-            for a in f.attributes() {
-                if !select.iter().any(|s| s.eq_ignore_ascii_case(&a))
-                    && !a.eq_ignore_ascii_case("objectClass")
-                {
-                    select.push(a);
-                }
-            }
-        }
+        let mut select = scope_select(kind, q, local.as_ref());
         if !select.is_empty() && !select.iter().any(|s| s == "id") {
             select.insert(0, "id".into());
         }
@@ -404,27 +430,12 @@ impl Connector for GraphConnector {
         };
         // Delta takes no filter: an LDAP filter is applied here; an OData
         // one cannot be, so such a step reads in full.
-        let text = q.filter.trim();
-        let local = if text.is_empty() || text.eq_ignore_ascii_case("(objectClass=*)") {
-            None
-        } else if text.starts_with('(') {
-            Some(Filter::parse(text).map_err(|e| Error::usage(e.to_string()))?)
-        } else {
-            return Ok(None);
+        let local = match scope_filter(&q.filter)? {
+            ScopeFilter::All => None,
+            ScopeFilter::Ldap(f) => Some(f),
+            ScopeFilter::OData(_) => return Ok(None),
         };
-        let mut select = match &q.attrs {
-            Some(a) => a.clone(),
-            None => default_select(kind),
-        };
-        if let Some(f) = &local {
-            for a in f.attributes() {
-                if !select.iter().any(|s| s.eq_ignore_ascii_case(&a))
-                    && !a.eq_ignore_ascii_case("objectClass")
-                {
-                    select.push(a);
-                }
-            }
-        }
+        let mut select = scope_select(kind, q, local.as_ref());
         select.retain(|s| s != "id" && !s.eq_ignore_ascii_case("members"));
         let r = self.delta(kind, &select, cursor, false).await?;
         let mut removed: Vec<String> = r.removed.iter().map(|(id, _)| id.clone()).collect();
