@@ -168,6 +168,11 @@ pub trait Connector: Send + Sync {
         Ok(self.create(dn, attrs).await?.anchor)
     }
 
+    /// How many writes a sync run keeps in flight against this system.
+    fn writes_in_flight(&self) -> usize {
+        8
+    }
+
     /// Applies attribute changes to the entry named by `identity`.
     async fn modify(&self, _identity: &str, _changes: &[Change]) -> Result<()> {
         Err(self.unsupported("modify"))

@@ -75,10 +75,6 @@ fn already_exists(e: &CError) -> bool {
     e.code() == Some(68) || e.to_string().contains("already exists")
 }
 
-/// How many objects are written at once (requests in flight on the
-/// target connection; the server works on them in parallel).
-pub const IN_FLIGHT: usize = 8;
-
 /// What writing one object did.
 #[derive(Default)]
 struct Outcome {
@@ -142,7 +138,7 @@ pub async fn apply(
     let mut fatal: Option<String> = None;
     let mut done = 0usize;
     let mut results = stream::iter(plan.items.iter().map(|item| apply_one(step, item)))
-        .buffer_unordered(IN_FLIGHT);
+        .buffer_unordered(step.target.writes_in_flight().max(1));
     while let Some(result) = results.next().await {
         done += 1;
         match result {

@@ -4,19 +4,18 @@
 //! Submodules: [`options`] (what a user can set), [`tls`], [`rootdse`]
 //! (flavour detection), [`read`] (paged streaming search and entry
 //! decoding), [`write`] (add, modify, moddn, delete, membership),
-//! [`account`] (enable/disable, passwords, authenticate), [`result`]
-//! (errors in words).
+//! [`account`] (enable/disable, passwords, authenticate), [`pool`] (the
+//! connections operations share), [`result`] (errors in words).
 
 pub mod account;
 pub mod changes;
 pub mod options;
+pub mod pool;
 pub mod read;
 pub mod result;
 pub mod rootdse;
 pub use crate::connector::tls;
 pub mod write;
-
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
@@ -32,7 +31,7 @@ use crate::model::{Entry, Secret, Value};
 /// An open, bound LDAP connection.
 pub struct LdapConnector {
     opts: LdapOptions,
-    ldap: Mutex<Ldap>,
+    pool: pool::Pool,
     root: RootDse,
     flavor: Flavor,
     base: String,
@@ -52,7 +51,7 @@ impl LdapConnector {
         };
         Ok(LdapConnector {
             opts,
-            ldap: Mutex::new(ldap),
+            pool: pool::Pool::new(ldap),
             root,
             flavor,
             base,
@@ -92,23 +91,15 @@ impl LdapConnector {
         self.opts.tls_mode() != TlsMode::None
     }
 
-    /// A handle for one operation, reconnecting first if the connection was
-    /// closed (server restart, idle timeout).
-    async fn handle(&self) -> Result<Ldap> {
-        let mut current = self
-            .ldap
-            .lock()
-            .map_err(|_| Error::Other("connection lock poisoned".into()))?
-            .clone();
-        if current.is_closed() {
-            current = open(&self.opts, true).await?;
-            *self
-                .ldap
-                .lock()
-                .map_err(|_| Error::Other("connection lock poisoned".into()))? = current.clone();
-        }
-        current.with_timeout(self.opts.timeout);
-        Ok(current)
+    /// A connection for one operation (see [`pool`]), reopened first if it
+    /// was closed (server restart, idle timeout).
+    async fn handle(&self) -> Result<pool::Handle> {
+        self.pool.handle(&self.opts).await
+    }
+
+    /// How many connections this connector has open.
+    pub fn connections(&self) -> usize {
+        self.pool.connections()
     }
 }
 
@@ -252,6 +243,10 @@ impl Connector for LdapConnector {
         attrs: &[(String, Vec<Value>)],
     ) -> Result<Option<String>> {
         write::create_anchor(self, dn, attrs).await
+    }
+
+    fn writes_in_flight(&self) -> usize {
+        pool::CONNECTIONS * pool::PER_CONNECTION
     }
 
     async fn modify(&self, identity: &str, changes: &[Change]) -> Result<()> {
