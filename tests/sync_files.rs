@@ -1412,3 +1412,78 @@ fn empty_or_truncated_csv_source_is_refused_exit_4_and_the_target_file_is_unchan
     counts(&r, &[("unchanged", 5)]);
     assert_eq!(stamp(&target), before);
 }
+
+/// A first run with more than 200 source objects reads the target once and joins in memory
+/// (plan.rs BULK_READ_ABOVE); the result must be what per-object join searches would give: one
+/// match joins, a value held by two target objects is an ambiguity for that object only, a value
+/// one target object holds twice (in other case) is one match, an unmatched row is created.
+#[test]
+fn bulk_join_of_300_rows_matches_like_per_object_joins() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,name\n");
+    let mut ldif = String::new();
+    for i in 0..300 {
+        csv.push_str(&format!("E{i:04},Person {i}\n"));
+        let number = match i {
+            7 => "e0007\nemployeeNumber: E0007".to_string(), // one entry, the value twice
+            299 => continue,                                 // no target: created
+            _ => format!("E{i:04}"),
+        };
+        ldif.push_str(&format!(
+            "dn: uid=p{i},ou=people,dc=files\nobjectClass: inetOrgPerson\nuid: p{i}\ncn: old {i}\n\
+             sn: P{i}\nemployeeNumber: {number}\n\n"
+        ));
+    }
+    // A second target entry with E0042: that row is ambiguous.
+    ldif.push_str(
+        "dn: uid=twin42,ou=people,dc=files\nobjectClass: inetOrgPerson\nuid: twin42\ncn: twin\n\
+         sn: Twin\nemployeeNumber: e0042\n\n",
+    );
+    std::fs::write(dir.path().join("hr.csv"), csv).unwrap();
+    std::fs::write(dir.path().join("dir.ldif"), ldif).unwrap();
+    let script = "let hr = connect_csv(\"hr.csv\", #{ key: \"id\" });\n\
+         let d = connect_ldif(\"dir.ldif\");\n\
+         let st = sync_step(\"bulkjoin\", hr, d, #{\n\
+             join: #{ employeeNumber: \"id\" },\n\
+             create: #{ parent: \"ou=people,dc=files\", rdn: |e| `uid=new${e.id}`, class: [\"inetOrgPerson\"] },\n\
+             flows: #{ cn: \"name\", sn: \"id\", employeeNumber: \"id\" },\n\
+             target_base: \"ou=people,dc=files\" });\n\
+         st.run()";
+    let (report, _) = json_exit(home.path(), dir.path(), 3, script);
+    counts(
+        &report,
+        &[
+            ("joined", 298),
+            ("updated", 298),
+            ("created", 1),
+            ("failed", 1),
+        ],
+    );
+    let errs = errors(&report);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("ambiguous join: 2 target objects match"),
+        "{errs:?}"
+    );
+    let written = read_ldif(&std::fs::read_to_string(dir.path().join("dir.ldif")).unwrap());
+    let by_dn = |dn: &str| {
+        written
+            .iter()
+            .find(|r| norm_dn(&r.0) == norm_dn(dn))
+            .unwrap_or_else(|| panic!("{dn} missing"))
+    };
+    assert_eq!(
+        ldif_vals(by_dn("uid=p7,ou=people,dc=files"), "cn"),
+        set(&["Person 7"])
+    );
+    assert_eq!(
+        ldif_vals(by_dn("uid=p42,ou=people,dc=files"), "cn"),
+        set(&["old 42"])
+    );
+    assert_eq!(
+        ldif_vals(by_dn("uid=newE0299,ou=people,dc=files"), "cn"),
+        set(&["Person 299"])
+    );
+    assert_eq!(written.len(), 301);
+}

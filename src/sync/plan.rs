@@ -377,6 +377,9 @@ struct TargetView<'a> {
     bulk: bool,
     loaded: bool,
     by_anchor: HashMap<String, Entry>,
+    /// Bulk joins: per attribute (lower case), the anchors of the entries
+    /// holding each value (lower case), built on the first join by it.
+    join_index: HashMap<String, HashMap<String, Vec<String>>>,
 }
 
 impl<'a> TargetView<'a> {
@@ -386,6 +389,7 @@ impl<'a> TargetView<'a> {
             bulk,
             loaded: false,
             by_anchor: HashMap::new(),
+            join_index: HashMap::new(),
         }
     }
 
@@ -428,9 +432,35 @@ impl<'a> TargetView<'a> {
     async fn join(&mut self, pairs: &[(String, String)]) -> Result<Vec<Entry>, String> {
         if self.bulk {
             self.load().await?;
-            return Ok(self
-                .by_anchor
-                .values()
+            let Some((first, value)) = pairs.first() else {
+                return Ok(Vec::new());
+            };
+            let by_anchor = &self.by_anchor;
+            let index = self
+                .join_index
+                .entry(first.to_ascii_lowercase())
+                .or_insert_with(|| {
+                    let mut index: HashMap<String, Vec<String>> = HashMap::new();
+                    for (key, t) in by_anchor {
+                        for x in t.values(first) {
+                            if let Some(s) = x.display(first) {
+                                let keys = index.entry(s.to_ascii_lowercase()).or_default();
+                                // A value held twice (in other case) is one match.
+                                if keys.last() != Some(key) {
+                                    keys.push(key.clone());
+                                }
+                            }
+                        }
+                    }
+                    index
+                });
+            let candidates = index
+                .get(&value.to_ascii_lowercase())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            return Ok(candidates
+                .iter()
+                .filter_map(|key| self.by_anchor.get(key))
                 .filter(|t| {
                     pairs.iter().all(|(attr, v)| {
                         t.values(attr)
