@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use idsync::connector::Connector;
 use idsync::connector::ldap::{LdapConnector, LdapOptions, pool};
 use idsync::model::{Secret, Value};
+use support::ldif::parse_ldif;
 
 fn options(l: &support::Ldap) -> LdapOptions {
     let mut o = LdapOptions::new(l.url.clone());
@@ -42,16 +43,11 @@ fn add_ou(l: &support::Ldap, name: &str) -> String {
 
 /// uid -> entryUUID of the people under `parent`, as ldapsearch sees them.
 fn uuids(l: &support::Ldap, parent: &str) -> BTreeMap<String, String> {
-    let out = l.ldapsearch(parent, "one", "(uid=*)", &["uid", "entryUUID"]);
+    let entries = parse_ldif(&l.ldapsearch(parent, "one", "(uid=*)", &["uid", "entryUUID"]));
     let mut map = BTreeMap::new();
-    for block in out.split("\n\n") {
-        let get = |name: &str| {
-            block
-                .lines()
-                .find_map(|x| x.strip_prefix(&format!("{name}: ")))
-                .map(str::to_string)
-        };
-        if let (Some(uid), Some(uuid)) = (get("uid"), get("entryUUID")) {
+    for attrs in entries.values() {
+        let one = |name: &str| attrs.get(name).and_then(|v| v.first()).cloned();
+        if let (Some(uid), Some(uuid)) = (one("uid"), one("entryuuid")) {
             assert!(
                 map.insert(uid.clone(), uuid).is_none(),
                 "{uid} is in the directory twice"

@@ -16,6 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::Ldap;
+use support::ldif::{Attrs, parse_ldif, unfold};
 
 /// The environment variable the scripts read the bind password from.
 const PW_ENV: &str = support::PW_ENV;
@@ -89,75 +90,6 @@ fn fails(home: &Path, script: &str) -> String {
     );
     assert!(err.contains("error:"), "no error message: {err}");
     err
-}
-
-type Attrs = BTreeMap<String, Vec<String>>;
-
-/// Joins RFC 2849 continuation lines (a line starting with one space continues the previous).
-fn unfold(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix(' ') {
-            out.push_str(rest);
-        } else {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(line);
-        }
-    }
-    out.push('\n');
-    out
-}
-
-/// Parses `ldapsearch -LLL -o ldif-wrap=no` output (and idsync's LDIF): DN -> attribute
-/// (lowercased) -> sorted values. Base64 values (`::`) are decoded.
-fn parse_ldif(text: &str) -> BTreeMap<String, Attrs> {
-    use base64::Engine;
-    let mut out = BTreeMap::new();
-    let mut dn: Option<String> = None;
-    let mut attrs = Attrs::new();
-    let decode = |v: &str| {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .unwrap_or_else(|e| panic!("bad base64 {v:?} in LDIF ({e}):\n{text}"));
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    let mut flush = |dn: &mut Option<String>, attrs: &mut Attrs| {
-        if let Some(d) = dn.take() {
-            for v in attrs.values_mut() {
-                v.sort();
-            }
-            out.insert(d.to_ascii_lowercase(), std::mem::take(attrs));
-        }
-    };
-    let unfolded = unfold(text);
-    for line in unfolded.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.trim().is_empty() {
-            flush(&mut dn, &mut attrs);
-            continue;
-        }
-        let Some((name, rest)) = line.split_once(':') else {
-            panic!("unexpected LDIF line {line:?} in:\n{text}");
-        };
-        let value = match rest.strip_prefix(':') {
-            Some(b64) => decode(b64),
-            None => rest.strip_prefix(' ').unwrap_or(rest).to_string(),
-        };
-        if name.eq_ignore_ascii_case("dn") {
-            dn = Some(value);
-        } else {
-            attrs
-                .entry(name.to_ascii_lowercase())
-                .or_default()
-                .push(value);
-        }
-    }
-    flush(&mut dn, &mut attrs);
-    out
 }
 
 /// idsync's JSON for entries (one object or an array) in the same shape as [`parse_ldif`].

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 /// One entry's attributes: lowercased name -> sorted values.
 pub type Attrs = BTreeMap<String, Vec<String>>;
 
-/// Parses ldapsearch output: DN (lowercased) -> attribute (lowercased) ->
-/// sorted values. Base64 values (`::`) are decoded (lossy UTF-8).
+/// Parses ldapsearch output (and idsync's LDIF, folded or not): DN
+/// (lowercased) -> attribute (lowercased) -> sorted values. Base64 values
+/// (`::`) are decoded (lossy UTF-8).
 pub fn parse_ldif(text: &str) -> BTreeMap<String, Attrs> {
     use base64::Engine;
     let mut out = BTreeMap::new();
@@ -21,7 +22,7 @@ pub fn parse_ldif(text: &str) -> BTreeMap<String, Attrs> {
             out.insert(d.to_ascii_lowercase(), std::mem::take(attrs));
         }
     };
-    for line in text.lines() {
+    for line in unfold(text).lines() {
         if line.starts_with('#') {
             continue;
         }
@@ -51,5 +52,22 @@ pub fn parse_ldif(text: &str) -> BTreeMap<String, Attrs> {
         }
     }
     flush(&mut dn, &mut attrs);
+    out
+}
+
+/// Joins RFC 2849 continuation lines (a line starting with one space continues the previous).
+pub fn unfold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(' ') {
+            out.push_str(rest);
+        } else {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(line);
+        }
+    }
+    out.push('\n');
     out
 }
