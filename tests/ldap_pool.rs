@@ -149,3 +149,61 @@ async fn every_connection_is_reopened_after_the_server_restarts() {
             .is_some()
     );
 }
+
+/// Reads the `uid`s under `base` with a paged search (page size 7 on `c`), page by page.
+async fn paged_uids(c: &LdapConnector, base: &str) -> Result<Vec<String>, String> {
+    let q = idsync::connector::SearchQuery {
+        base: Some(base.to_string()),
+        scope: idsync::connector::Scope::One,
+        filter: "(uid=*)".into(),
+        attrs: Some(vec!["uid".into()]),
+        limit: None,
+    };
+    let mut out = Vec::new();
+    c.search(&q, &mut |e| {
+        out.push(e.first("uid").unwrap_or_default());
+        Ok(true)
+    })
+    .await
+    .map_err(|e| format!("{base}: {e}"))?;
+    out.sort();
+    Ok(out)
+}
+
+/// slapd keeps one paged-results state per connection: two paged searches on one connection
+/// make the first one's next cookie invalid. Six at once (more than the pool's connections),
+/// each of 50 entries in pages of 7, must all read every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_searches_at_the_same_time_each_read_everything() {
+    let Some(l) = support::slapd() else { return };
+    let mut o = options(l);
+    o.page_size = 7;
+    let c = LdapConnector::connect(o).await.expect("connect");
+    let mut bases = Vec::new();
+    for i in 0..6 {
+        let parent = add_ou(l, &support::unique(&format!("paged{i}")));
+        let people: String = names(&format!("p{i}x"), 50)
+            .iter()
+            .map(|uid| {
+                format!(
+                    "dn: uid={uid},{parent}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\n"
+                )
+            })
+            .collect();
+        l.ldapadd(&people);
+        bases.push((parent, names(&format!("p{i}x"), 50)));
+    }
+    let reads = bases.iter().map(|(b, _)| paged_uids(&c, b));
+    let got = futures::future::join_all(reads).await;
+    for ((base, want), got) in bases.iter().zip(got) {
+        let got = got.unwrap_or_else(|e| panic!("concurrent paged search failed: {e}"));
+        assert_eq!(&got, want, "{base}");
+    }
+    assert!(
+        c.connections() <= pool::CONNECTIONS,
+        "{} connections pooled",
+        c.connections()
+    );
+    // The pool is usable afterwards, paged or not.
+    assert_eq!(paged_uids(&c, &bases[0].0).await.unwrap(), bases[0].1);
+}

@@ -97,6 +97,11 @@ impl LdapConnector {
         self.pool.handle(&self.opts).await
     }
 
+    /// A connection for one paged search: one no other paged search uses.
+    async fn paged_handle(&self) -> Result<pool::Handle> {
+        self.pool.paged(&self.opts).await
+    }
+
     /// How many connections this connector has open.
     pub fn connections(&self) -> usize {
         self.pool.connections()

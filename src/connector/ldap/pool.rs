@@ -8,6 +8,12 @@
 //!
 //! A connection found closed (server restart, idle timeout) is opened again
 //! before use.
+//!
+//! A paged search gets a connection on which no other paged search is
+//! running: slapd keeps one paged-results state per connection, and a
+//! second paged search there makes the first one's next cookie invalid. When
+//! every pooled connection is paging already, the search opens one of its
+//! own, closed when it ends.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +33,8 @@ pub const PER_CONNECTION: usize = 8;
 struct Slot {
     ldap: Ldap,
     busy: Arc<AtomicUsize>,
+    /// Paged searches running on it (0 or 1).
+    paging: Arc<AtomicUsize>,
 }
 
 /// The open connections.
@@ -38,6 +46,8 @@ pub struct Pool {
 pub struct Handle {
     ldap: Ldap,
     busy: Arc<AtomicUsize>,
+    /// Set for a paged search: its connection's paging count.
+    paging: Option<Arc<AtomicUsize>>,
 }
 
 impl Deref for Handle {
@@ -56,6 +66,9 @@ impl DerefMut for Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.busy.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = &self.paging {
+            p.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -70,41 +83,78 @@ impl Pool {
             slots: Mutex::new(vec![Slot {
                 ldap: first,
                 busy: Arc::new(AtomicUsize::new(0)),
+                paging: Arc::new(AtomicUsize::new(0)),
             }]),
         }
     }
 
     /// A connection for one operation (see the module doc).
     pub async fn handle(&self, opts: &LdapOptions) -> Result<Handle> {
-        let (index, mut ldap, busy) = {
+        self.take(opts, false).await
+    }
+
+    /// A connection for one paged search (see the module doc).
+    pub async fn paged(&self, opts: &LdapOptions) -> Result<Handle> {
+        self.take(opts, true).await
+    }
+
+    async fn take(&self, opts: &LdapOptions, paged: bool) -> Result<Handle> {
+        // (slot index or None for a new connection, its connection, counts)
+        let (index, mut ldap, busy, paging) = {
             let slots = self.slots.lock().map_err(|_| poisoned())?;
-            let (index, slot) = slots
+            let best = slots
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, s)| s.busy.load(Ordering::Relaxed))
-                .expect("a pool has a connection");
-            if slot.busy.load(Ordering::Relaxed) >= PER_CONNECTION && slots.len() < CONNECTIONS {
-                (None, None, Arc::new(AtomicUsize::new(0)))
-            } else {
-                (Some(index), Some(slot.ldap.clone()), slot.busy.clone())
+                .filter(|(_, s)| !paged || s.paging.load(Ordering::Relaxed) == 0)
+                .min_by_key(|(_, s)| s.busy.load(Ordering::Relaxed));
+            let fresh = || {
+                (
+                    None,
+                    None,
+                    Arc::new(AtomicUsize::new(0)),
+                    Arc::new(AtomicUsize::new(0)),
+                )
+            };
+            match best {
+                Some((_, slot))
+                    if slot.busy.load(Ordering::Relaxed) >= PER_CONNECTION
+                        && slots.len() < CONNECTIONS =>
+                {
+                    fresh()
+                }
+                Some((index, slot)) => (
+                    Some(index),
+                    Some(slot.ldap.clone()),
+                    slot.busy.clone(),
+                    slot.paging.clone(),
+                ),
+                None => fresh(),
             }
         };
         busy.fetch_add(1, Ordering::Relaxed);
-        // From here on the handle's drop gives the count back, also on error.
+        if paged {
+            paging.fetch_add(1, Ordering::Relaxed);
+        }
+        // From here on the handle's drop gives the counts back, also on
+        // error (a failed open leaves only fresh counts behind).
         let mut handle = Handle {
             ldap: match ldap.take() {
                 Some(l) => l,
                 None => super::open(opts, true).await?,
             },
             busy,
+            paging: paged.then(|| paging.clone()),
         };
         match index {
             None => {
+                // Pooled while there is room; otherwise (a paged search when
+                // every connection pages) it closes when the handle drops.
                 let mut slots = self.slots.lock().map_err(|_| poisoned())?;
                 if slots.len() < CONNECTIONS {
                     slots.push(Slot {
                         ldap: handle.ldap.clone(),
                         busy: handle.busy.clone(),
+                        paging,
                     });
                 }
             }

@@ -136,7 +136,12 @@ pub async fn search_with(
         }
     }
     let page = c.options().page_size;
-    let mut ldap = c.handle().await?;
+    let paged = page > 0 && q.scope != Scope::Base;
+    let mut ldap = if paged {
+        c.paged_handle().await?
+    } else {
+        c.handle().await?
+    };
     if let Some(limit) = q.limit {
         ldap.with_search_options(
             ldap3::SearchOptions::new().sizelimit(limit.min(i32::MAX as usize) as i32),
@@ -144,7 +149,7 @@ pub async fn search_with(
     }
     let what = format!("search under '{base}'");
     let mut adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(EntriesOnly::new())];
-    if page > 0 && q.scope != Scope::Base {
+    if paged {
         adapters.push(Box::new(PagedResults::new(page as i32)));
     }
     let mut stream = ldap
