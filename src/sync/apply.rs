@@ -4,13 +4,15 @@
 //! run goes on; it is retried next run because its link or hash is not
 //! updated. A lost connection ends the run.
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use crate::connector::{Change, Error as CError};
 use crate::model::dn::{Dn, dn_eq};
 use crate::store::{Link, StateStore};
 
 use super::clock;
 use super::log::RunLog;
-use super::plan::{Action, AttrChange, Item, Plan};
+use super::plan::{Action, AttrChange, Container, Item};
 use super::rules::{DeprovisionAction, StepDef};
 
 /// How many objects are written between two link commits.
@@ -92,27 +94,27 @@ struct Outcome {
     failure: Option<Failure>,
 }
 
-/// Applies `plan`; returns counts and failures. A lost connection or a
-/// store failure ends the run with an error (after committing what was done).
+/// Applies a plan: its `containers` first, then the `items` as they come
+/// (the planner may still be sending them); returns counts and failures. A
+/// lost connection or a store failure ends the run with an error (after
+/// committing what was done).
 pub async fn apply(
     step: &StepDef,
-    plan: &Plan,
+    containers: &[Container],
+    mut items: UnboundedReceiver<Item>,
     store: &dyn StateStore,
-    log: &mut RunLog,
+    log: &RunLog,
     progress: &dyn Progress,
 ) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, String)> {
     use futures::stream::{self, StreamExt};
 
-    let mut counts = Counts {
-        unchanged: plan.unchanged,
-        ..Counts::default()
-    };
+    let mut counts = Counts::default();
     let mut failures = Vec::new();
     let mut put: Vec<Link> = Vec::new();
     let mut remove: Vec<String> = Vec::new();
     step.target.begin_batch();
     // Sync-tree containers first, one at a time, parents before children.
-    for c in &plan.containers {
+    for c in containers {
         match step.target.create_anchor(&c.dn, &c.attrs).await {
             Ok(_) => {
                 counts.containers += 1;
@@ -134,10 +136,21 @@ pub async fn apply(
             }
         }
     }
-    let total = plan.items.len();
+    // The total grows while the planner sends: taken so far + waiting.
+    let taken = std::cell::Cell::new(0usize);
+    let waiting = std::cell::Cell::new(0usize);
+    let incoming = stream::poll_fn(|cx| {
+        let next = items.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(_)) = &next {
+            taken.set(taken.get() + 1);
+        }
+        waiting.set(items.len());
+        next
+    });
     let mut fatal: Option<String> = None;
     let mut done = 0usize;
-    let mut results = stream::iter(plan.items.iter().map(|item| apply_one(step, item)))
+    let mut results = incoming
+        .map(|item| async move { apply_one(step, &item).await })
         .buffer_unordered(step.target.writes_in_flight().max(1));
     while let Some(result) = results.next().await {
         done += 1;
@@ -175,6 +188,7 @@ pub async fn apply(
                     cause,
                 });
                 if is_connection_lost(&e) {
+                    let total = taken.get() + waiting.get();
                     fatal = Some(format!("stopped after {done} of {total} objects: {e}"));
                     break;
                 }
@@ -186,7 +200,7 @@ pub async fn apply(
             fatal = Some(m);
             break;
         }
-        progress.tick(done, total);
+        progress.tick(done, taken.get() + waiting.get());
     }
     // Writes still in flight when the run stopped are abandoned: their
     // objects are planned again next run (and adopted if they landed).

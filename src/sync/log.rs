@@ -4,12 +4,14 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::clock;
 
-/// An open run log (or a sink when there is none, as in preview).
+/// An open run log (or a sink when there is none, as in preview). Lines
+/// may come from the planner and the writer of one run at the same time.
 pub struct RunLog {
-    file: Option<BufWriter<File>>,
+    file: Option<Mutex<BufWriter<File>>>,
     path: Option<PathBuf>,
 }
 
@@ -43,7 +45,7 @@ impl RunLog {
         }
         let file = File::create(&path)?;
         Ok(RunLog {
-            file: Some(BufWriter::new(file)),
+            file: Some(Mutex::new(BufWriter::new(file))),
             path: Some(path),
         })
     }
@@ -54,8 +56,9 @@ impl RunLog {
     }
 
     /// Writes one timestamped line.
-    pub fn line(&mut self, text: &str) {
-        if let Some(f) = &mut self.file {
+    pub fn line(&self, text: &str) {
+        if let Some(f) = &self.file {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
             let _ = writeln!(
                 f,
                 "{} {}",
@@ -66,9 +69,9 @@ impl RunLog {
     }
 
     /// Pushes what was written to disk.
-    pub fn flush(&mut self) {
-        if let Some(f) = &mut self.file {
-            let _ = f.flush();
+    pub fn flush(&self) {
+        if let Some(f) = &self.file {
+            let _ = f.lock().unwrap_or_else(|p| p.into_inner()).flush();
         }
     }
 }

@@ -127,6 +127,8 @@ pub struct Plan {
     pub containers: Vec<Container>,
     /// Objects that need a write (or failed to plan).
     pub items: Vec<Item>,
+    /// How many items were planned (`items.len()` once they are collected).
+    pub planned: usize,
     /// Objects skipped because nothing changed.
     pub unchanged: usize,
     /// Links the step had before this run.
@@ -160,13 +162,65 @@ pub struct PlanOptions {
 /// of one lookup per object.
 const BULK_READ_ABOVE: usize = 200;
 
-/// Builds the plan for `step`.
+/// Where a planning pass sends its items, in the order it decides them.
+pub type ItemSender = tokio::sync::mpsc::UnboundedSender<Item>;
+
+/// True when a run of `step` may write while the source is still being read
+/// and planned ([`plan_into`] then reads and plans at the same time). Only a
+/// step without links (a first run): it cannot deprovision anything, so the
+/// deletion threshold has nothing to refuse, and no object in scope can be
+/// linked to a target another one joins. Not for memberships (they wait for
+/// other steps' links) nor sync-trees (their containers come first).
+pub fn streams(step: &StepDef, links: &[Link]) -> bool {
+    links.is_empty() && step.members.is_none() && step.tree.is_none()
+}
+
+/// Builds the whole plan for `step`: what preview shows, and what a run
+/// applies after the deletion threshold has seen it.
 pub async fn plan(
     step: &StepDef,
     store: &dyn StateStore,
     opts: PlanOptions,
 ) -> Result<Plan, String> {
     let links = store.links(&step.name).map_err(|e| e.to_string())?;
+    plan_with(step, store, links, opts).await
+}
+
+/// [`plan`] with the step's links already read.
+pub async fn plan_with(
+    step: &StepDef,
+    store: &dyn StateStore,
+    links: Vec<Link>,
+    opts: PlanOptions,
+) -> Result<Plan, String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut plan = plan_into(step, store, links, opts, &tx).await?;
+    drop(tx);
+    while let Ok(item) = rx.try_recv() {
+        plan.items.push(item);
+    }
+    plan.containers = match &step.tree {
+        Some(tree) => containers_for(step, tree, &plan.items).await?,
+        None => Vec::new(),
+    };
+    Ok(plan)
+}
+
+/// Plans `step` against its `links`, sending each item to `out` once
+/// nothing read later can change it; returns the rest of the plan (no items,
+/// no containers; `planned` counts what was sent). When [`streams`] holds,
+/// the source is read and planned at the same time, so that a run can write
+/// the first objects while the rest are still read; otherwise the whole
+/// source is read first (following links needs every object in scope).
+/// Stops early, without error, when `out` is closed.
+pub async fn plan_into(
+    step: &StepDef,
+    store: &dyn StateStore,
+    links: Vec<Link>,
+    opts: PlanOptions,
+    out: &ItemSender,
+) -> Result<Plan, String> {
+    let stream = streams(step, &links);
     let links_before = links.len();
     let by_source: HashMap<String, Link> = links
         .into_iter()
@@ -191,180 +245,314 @@ pub async fn plan(
         Some(ix) => format!("{}|members:{}", step.fingerprint, ix.signature),
         None => step.fingerprint.clone(),
     };
-
-    // 1. Stream the source; keep only what changed since it was last applied.
-    let round: Option<crate::connector::ChangeRound>;
-    let q = SearchQuery {
-        base: step.scope.base.clone(),
-        scope: step.scope.scope,
-        filter: step.scope.filter.clone(),
-        attrs: step.scope.attrs.clone(),
-        limit: None,
+    // Incremental where the source can tell what changed (LDAP, Graph
+    // delta), except for membership steps, whose groups are re-planned when
+    // other steps' links change. A cursor read under other rules (or none)
+    // means a full round.
+    let cursor = if opts.full || step.members.is_some() {
+        None
+    } else {
+        store
+            .get_setting(&cursor_key(&step.name))
+            .map_err(|e| e.to_string())?
+            .and_then(|v| {
+                let (rules, c) = v.split_once('|')?;
+                (rules == rules_tag(&fingerprint)).then(|| c.to_string())
+            })
+            .filter(|c| !c.is_empty())
     };
-    let mut seen: HashSet<String> = HashSet::new();
-    // Objects a `where` closure turned away (leavers when read incrementally).
-    let mut excluded: Vec<String> = Vec::new();
-    // Changed objects wait here, compact, until the whole source is read.
-    let mut changed: Vec<(Vec<u8>, String)> = Vec::new();
-    let mut unchanged = 0usize;
-    let mut source_count = 0usize;
-    let mut items: Vec<Item> = Vec::new();
-    {
-        let mut sink = |e: Entry| -> Result<bool, CError> {
-            if let Some(pred) = &step.scope.filter_where {
-                match pred(&e) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        excluded.push(anchor_of(&e));
-                        return Ok(true);
-                    }
-                    Err(m) => {
-                        let anchor = anchor_of(&e);
-                        seen.insert(anchor.clone());
-                        items.push(Item {
-                            source_anchor: anchor,
-                            source_dn: e.dn.clone(),
-                            source_hash: String::new(),
-                            desired_dn: None,
-                            action: Action::Error {
-                                message: format!("scope 'where': {m}"),
-                            },
-                        });
-                        return Ok(true);
-                    }
-                }
-            }
-            source_count += 1;
-            let anchor = anchor_of(&e);
-            if !seen.insert(anchor.clone()) {
-                items.push(Item {
-                    source_anchor: anchor.clone(),
-                    source_dn: e.dn.clone(),
-                    source_hash: String::new(),
-                    desired_dn: None,
-                    action: Action::Error {
-                        message: format!("two source objects have the anchor '{anchor}'"),
-                    },
-                });
-                return Ok(true);
-            }
-            let h = entry_hash(&e, &fingerprint);
-            if !opts.full
-                && by_source
-                    .get(&anchor)
-                    .and_then(|l| l.source_hash.as_deref())
-                    == Some(h.as_str())
-            {
-                unchanged += 1;
-            } else {
-                changed.push((e.to_compact(), h));
-            }
-            Ok(true)
-        };
-        // Incremental where the source can tell what changed (Graph delta),
-        // except for membership steps, whose groups are re-planned when
-        // other steps' links change.
-        round = if step.members.is_none() {
-            // A cursor read under other rules (or none) means a full round.
-            let cursor = if opts.full {
-                None
-            } else {
-                store
-                    .get_setting(&cursor_key(&step.name))
-                    .map_err(|e| e.to_string())?
-                    .and_then(|v| {
-                        let (rules, c) = v.split_once('|')?;
-                        (rules == rules_tag(&fingerprint)).then(|| c.to_string())
-                    })
-                    .filter(|c| !c.is_empty())
-            };
-            step.source
-                .changes(&q, cursor.as_deref(), &mut sink)
-                .await
-                .map_err(|e| format!("reading the source's changes: {e}"))?
-        } else {
-            None
-        };
-        if round.is_none() {
-            step.source
-                .search(&q, &mut sink)
-                .await
-                .map_err(|e| format!("reading the source: {e}"))?;
-        }
-    }
-    // After an incremental read, every linked object that was not removed,
-    // turned away or changed is still there (unchanged).
-    let incremental = round.as_ref().is_some_and(|r| !r.full);
-    if let Some(r) = round.as_ref().filter(|r| !r.full) {
-        let gone: HashSet<&String> = r.removed.iter().chain(excluded.iter()).collect();
-        let present: Option<HashSet<String>> = r
-            .present
-            .as_ref()
-            .map(|p| p.iter().map(|a| a.to_ascii_lowercase()).collect());
-        for a in by_source.keys() {
-            let here = present
-                .as_ref()
-                .is_none_or(|p| p.contains(&a.to_ascii_lowercase()));
-            if here && !gone.contains(a) && seen.insert(a.clone()) {
-                unchanged += 1;
-            }
-        }
-    }
+    let reader = Reader {
+        step,
+        fingerprint: &fingerprint,
+        by_source: &by_source,
+        full: opts.full,
+    };
 
-    // 2. The target side: per-object lookups, or one bulk read.
-    let mut target = TargetView::new(step, changed.len() > BULK_READ_ABOVE);
+    // 1. and 2.: read the source, plan what changed against the target.
+    let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let read = reader.read(cursor.as_deref(), changed_tx, out);
+    let mut target = TargetView::new(step);
     let mut claimed: HashSet<String> = HashSet::new();
     let mut taken: HashSet<String> = HashSet::new();
-    let known = Known {
-        by_source: &by_source,
-        linked_targets: &linked_targets,
-        seen: &seen,
+    let mut planner = Phase2 {
+        step,
+        target: &mut target,
+        claimed: &mut claimed,
+        taken: &mut taken,
+        member_index: member_index.as_mut(),
+        out,
+        planned: 0,
     };
-    for (compact, h) in changed {
-        let Some(e) = Entry::from_compact(&compact) else {
-            continue;
+    let read = if stream {
+        // No links: no object's plan depends on which others are in scope.
+        let seen = HashSet::new();
+        let known = Known {
+            by_source: &by_source,
+            linked_targets: &linked_targets,
+            seen: &seen,
         };
-        drop(compact);
-        let anchor = anchor_of(&e);
-        let item = plan_one(
-            step,
-            &mut target,
-            &known,
-            &mut claimed,
-            &mut taken,
-            member_index.as_mut(),
-            &e,
-            &anchor,
-            h,
-        )
-        .await;
-        items.push(item);
-    }
+        let (read, ()) = tokio::join!(read, planner.run(&known, changed_rx));
+        read?
+    } else {
+        let read = read.await?;
+        let known = Known {
+            by_source: &by_source,
+            linked_targets: &linked_targets,
+            seen: &read.seen,
+        };
+        planner.run(&known, changed_rx).await;
+        read
+    };
+    let mut planned = planner.planned + read.sent;
 
     // 3. Leavers: linked sources not seen in scope.
     let today = super::clock::yyyymmdd(opts.today_ms);
     let mut leavers: Vec<&Link> = by_source
         .values()
-        .filter(|l| !seen.contains(&l.source_anchor) && !taken.contains(&l.source_anchor))
+        .filter(|l| !read.seen.contains(&l.source_anchor) && !taken.contains(&l.source_anchor))
         .collect();
     leavers.sort_by(|a, b| a.target_dn.cmp(&b.target_dn));
     for l in leavers {
-        items.push(deprovision_item(step, &mut target, l, &today).await);
+        if out
+            .send(deprovision_item(step, &mut target, l, &today).await)
+            .is_err()
+        {
+            break;
+        }
+        planned += 1;
     }
-    let containers = match &step.tree {
-        Some(tree) => containers_for(step, tree, &items).await?,
-        None => Vec::new(),
-    };
     Ok(Plan {
         step: step.name.clone(),
-        cursor: round.map(|r| format!("{}|{}", rules_tag(&fingerprint), r.cursor)),
-        incremental,
-        containers,
-        items,
-        unchanged,
+        cursor: read
+            .round
+            .map(|r| format!("{}|{}", rules_tag(&fingerprint), r.cursor)),
+        incremental: read.incremental,
+        containers: Vec::new(),
+        items: Vec::new(),
+        planned,
+        unchanged: read.unchanged,
         links_before,
-        source_count,
+        source_count: read.source_count,
     })
+}
+
+/// Phase 1 of planning: streams the source.
+struct Reader<'a> {
+    step: &'a StepDef,
+    /// The step's rules (and memberships), part of every object's hash.
+    fingerprint: &'a str,
+    by_source: &'a HashMap<String, Link>,
+    /// Ignore stored hashes.
+    full: bool,
+}
+
+/// What the source read found, besides the objects it queued.
+struct ReadOutcome {
+    /// Source anchors in scope this run (after an incremental read: every
+    /// linked object still there, too).
+    seen: HashSet<String>,
+    unchanged: usize,
+    source_count: usize,
+    /// Items sent (objects that could not be planned).
+    sent: usize,
+    round: Option<crate::connector::ChangeRound>,
+    incremental: bool,
+}
+
+impl Reader<'_> {
+    /// Reads the source (its changes since `cursor` where it can tell);
+    /// queues each object that changed since it was last applied, compact
+    /// with its hash, on `changed`; sends an error item for each object that
+    /// cannot be planned. Stops when nobody takes what it queues.
+    async fn read(
+        &self,
+        cursor: Option<&str>,
+        changed: tokio::sync::mpsc::UnboundedSender<(Vec<u8>, String)>,
+        out: &ItemSender,
+    ) -> Result<ReadOutcome, String> {
+        let step = self.step;
+        let q = SearchQuery {
+            base: step.scope.base.clone(),
+            scope: step.scope.scope,
+            filter: step.scope.filter.clone(),
+            attrs: step.scope.attrs.clone(),
+            limit: None,
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        // Objects a `where` closure turned away (leavers when read incrementally).
+        let mut excluded: Vec<String> = Vec::new();
+        let mut unchanged = 0usize;
+        let mut source_count = 0usize;
+        let mut sent = 0usize;
+        let round = {
+            let mut error = |e: &Entry, message: String| {
+                sent += 1;
+                out.send(Item {
+                    source_anchor: anchor_of(e),
+                    source_dn: e.dn.clone(),
+                    source_hash: String::new(),
+                    desired_dn: None,
+                    action: Action::Error { message },
+                })
+                .is_ok()
+            };
+            let mut sink = |e: Entry| -> Result<bool, CError> {
+                if let Some(pred) = &step.scope.filter_where {
+                    match pred(&e) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            excluded.push(anchor_of(&e));
+                            return Ok(true);
+                        }
+                        Err(m) => {
+                            seen.insert(anchor_of(&e));
+                            return Ok(error(&e, format!("scope 'where': {m}")));
+                        }
+                    }
+                }
+                source_count += 1;
+                let anchor = anchor_of(&e);
+                if !seen.insert(anchor.clone()) {
+                    let m = format!("two source objects have the anchor '{anchor}'");
+                    return Ok(error(&e, m));
+                }
+                let h = entry_hash(&e, self.fingerprint);
+                if !self.full
+                    && self
+                        .by_source
+                        .get(&anchor)
+                        .and_then(|l| l.source_hash.as_deref())
+                        == Some(h.as_str())
+                {
+                    unchanged += 1;
+                    Ok(true)
+                } else {
+                    Ok(changed.send((e.to_compact(), h)).is_ok())
+                }
+            };
+            let round = if step.members.is_none() {
+                step.source
+                    .changes(&q, cursor, &mut sink)
+                    .await
+                    .map_err(|e| format!("reading the source's changes: {e}"))?
+            } else {
+                None
+            };
+            if round.is_none() {
+                step.source
+                    .search(&q, &mut sink)
+                    .await
+                    .map_err(|e| format!("reading the source: {e}"))?;
+            }
+            round
+        };
+        drop(changed);
+        // After an incremental read, every linked object that was not
+        // removed, turned away or changed is still there (unchanged).
+        let incremental = round.as_ref().is_some_and(|r| !r.full);
+        if let Some(r) = round.as_ref().filter(|r| !r.full) {
+            let gone: HashSet<&String> = r.removed.iter().chain(excluded.iter()).collect();
+            let present: Option<HashSet<String>> = r
+                .present
+                .as_ref()
+                .map(|p| p.iter().map(|a| a.to_ascii_lowercase()).collect());
+            for a in self.by_source.keys() {
+                let here = present
+                    .as_ref()
+                    .is_none_or(|p| p.contains(&a.to_ascii_lowercase()));
+                if here && !gone.contains(a) && seen.insert(a.clone()) {
+                    unchanged += 1;
+                }
+            }
+        }
+        Ok(ReadOutcome {
+            seen,
+            unchanged,
+            source_count,
+            sent,
+            round,
+            incremental,
+        })
+    }
+}
+
+/// Phase 2 of planning: each changed object against the target.
+struct Phase2<'p, 'a> {
+    step: &'a StepDef,
+    target: &'p mut TargetView<'a>,
+    claimed: &'p mut HashSet<String>,
+    taken: &'p mut HashSet<String>,
+    member_index: Option<&'p mut MemberIndex>,
+    out: &'p ItemSender,
+    /// Items sent.
+    planned: usize,
+}
+
+impl Phase2<'_, '_> {
+    /// Plans the objects queued on `changed` as they come. Above
+    /// [`BULK_READ_ABOVE`] of them the target is read once (before any item
+    /// is sent, so before a run writes) and each item is sent as soon as it
+    /// is planned; below, each object is looked up, and the items are sent
+    /// when all are planned (a lookup must not see this run's own writes).
+    async fn run(
+        &mut self,
+        known: &Known<'_>,
+        mut changed: tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, String)>,
+    ) {
+        let mut first = Vec::new();
+        while first.len() <= BULK_READ_ABOVE {
+            match changed.recv().await {
+                Some(c) => first.push(c),
+                None => break,
+            }
+        }
+        let bulk = first.len() > BULK_READ_ABOVE;
+        self.target.bulk = bulk;
+        let mut held = Vec::new();
+        let mut first = first.into_iter();
+        loop {
+            let next = match first.next() {
+                Some(c) => Some(c),
+                None => changed.recv().await,
+            };
+            let Some((compact, h)) = next else { break };
+            let Some(e) = Entry::from_compact(&compact) else {
+                continue;
+            };
+            drop(compact);
+            let anchor = anchor_of(&e);
+            let item = plan_one(
+                self.step,
+                self.target,
+                known,
+                self.claimed,
+                self.taken,
+                self.member_index.as_deref_mut(),
+                &e,
+                &anchor,
+                h,
+            )
+            .await;
+            if !bulk {
+                held.push(item);
+                continue;
+            }
+            if self.out.send(item).is_err() {
+                return;
+            }
+            self.planned += 1;
+            // Let a run's writes in between (planning rarely waits).
+            if self.planned.is_multiple_of(64) {
+                tokio::task::yield_now().await;
+            }
+        }
+        for item in held {
+            if self.out.send(item).is_err() {
+                return;
+            }
+            self.planned += 1;
+        }
+    }
 }
 
 fn anchor_of(e: &Entry) -> String {
@@ -383,10 +571,11 @@ struct TargetView<'a> {
 }
 
 impl<'a> TargetView<'a> {
-    fn new(step: &'a StepDef, bulk: bool) -> Self {
+    /// A view that looks objects up one at a time until `bulk` is set.
+    fn new(step: &'a StepDef) -> Self {
         TargetView {
             step,
-            bulk,
+            bulk: false,
             loaded: false,
             by_anchor: HashMap::new(),
             join_index: HashMap::new(),

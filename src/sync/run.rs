@@ -1,5 +1,8 @@
 //! A run of one step: plan, the deletion threshold, apply, the history
 //! record and the log file. Preview is the same pass without the writes.
+//! A step's first run (no links yet, so nothing to deprovision and nothing
+//! for the threshold to refuse) writes while the planner still reads the
+//! source; every other run plans in full before the threshold and the writes.
 
 use std::time::Instant;
 
@@ -114,7 +117,7 @@ pub async fn run(
 ) -> Result<Report, RunError> {
     let started = Instant::now();
     let started_ms = clock::now_ms();
-    let mut log = match logs_dir {
+    let log = match logs_dir {
         Some(d) => RunLog::create(d, &step.name, started_ms).map_err(|e| {
             RunError::Failed(format!(
                 "{}: cannot create the run log in {}: {e}",
@@ -138,46 +141,66 @@ pub async fn run(
     let finish = |status: &str, counts: &Counts, msg: Option<&str>| {
         let _ = store.finish_run(run_id, status, &counts_json(counts), msg);
     };
-    let plan = match plan::plan(
-        step,
-        store,
-        PlanOptions {
-            full: opts.full,
-            today_ms: started_ms,
-        },
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(m) => {
-            let m = format!("{}: {m}", step.name);
-            log.line(&format!("FAILED {m}"));
-            finish("failed", &Counts::default(), Some(&m));
-            return Err(RunError::Failed(m));
-        }
+    let failed = |m: String| {
+        let m = format!("{}: {m}", step.name);
+        log.line(&format!("FAILED {m}"));
+        finish("failed", &Counts::default(), Some(&m));
+        RunError::Failed(m)
     };
-    log.line(&format!(
-        "planned: {} source objects{}, {} to write, {} unchanged, {} to deprovision",
-        plan.source_count,
-        if plan.incremental {
-            " (changes since the last run only)"
-        } else {
-            ""
-        },
-        plan.items.len(),
-        plan.unchanged,
-        plan.deprovision_count()
-    ));
-    if let Some(why) = threshold(&plan, opts.allow_deletes) {
-        log.line(&format!("REFUSED {why}"));
-        finish("refused", &Counts::default(), Some(&why));
-        return Err(RunError::Refused(why));
-    }
-    let result = apply::apply(step, &plan, store, &mut log, progress).await;
-    let (counts, failures, fatal) = match result {
+    let links = store.links(&step.name).map_err(|e| failed(e.to_string()))?;
+    let popts = PlanOptions {
+        full: opts.full,
+        today_ms: started_ms,
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (plan, result) = if plan::streams(step, &links) {
+        // A first run: the writes start while the source is still read.
+        let planning = async {
+            let tx = tx;
+            let p = plan::plan_into(step, store, links, popts, &tx).await;
+            if let Ok(p) = &p {
+                log.line(&planned_line(p));
+            }
+            p
+        };
+        let applying = apply::apply(step, &[], rx, store, &log, progress);
+        let (plan, result) = tokio::join!(planning, applying);
+        match plan {
+            Ok(p) => (p, result),
+            Err(m) => {
+                // What was planned before the source failed was written (and
+                // linked); the run stops there.
+                let counts = match result {
+                    Ok((c, _)) | Err((c, _, _)) => c,
+                };
+                let m = format!("{}: {m}", step.name);
+                log.line(&format!("FAILED {m}"));
+                finish("failed", &counts, Some(&m));
+                return Err(RunError::Failed(m));
+            }
+        }
+    } else {
+        let mut plan = plan::plan_with(step, store, links, popts)
+            .await
+            .map_err(failed)?;
+        log.line(&planned_line(&plan));
+        if let Some(why) = threshold(&plan, opts.allow_deletes) {
+            log.line(&format!("REFUSED {why}"));
+            finish("refused", &Counts::default(), Some(&why));
+            return Err(RunError::Refused(why));
+        }
+        for item in std::mem::take(&mut plan.items) {
+            let _ = tx.send(item);
+        }
+        drop(tx);
+        let result = apply::apply(step, &plan.containers, rx, store, &log, progress).await;
+        (plan, result)
+    };
+    let (mut counts, failures, fatal) = match result {
         Ok((c, f)) => (c, f, None),
         Err((c, f, m)) => (c, f, Some(m)),
     };
+    counts.unchanged += plan.unchanged;
     let status = if fatal.is_some() || counts.failed > 0 {
         "failed"
     } else {
@@ -208,6 +231,22 @@ pub async fn run(
         log_path,
         status: status.into(),
     })
+}
+
+/// The log line that says what the plan holds.
+fn planned_line(plan: &Plan) -> String {
+    format!(
+        "planned: {} source objects{}, {} to write, {} unchanged, {} to deprovision",
+        plan.source_count,
+        if plan.incremental {
+            " (changes since the last run only)"
+        } else {
+            ""
+        },
+        plan.planned,
+        plan.unchanged,
+        plan.deprovision_count()
+    )
 }
 
 /// Counts as stored in the history.
