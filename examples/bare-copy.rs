@@ -9,7 +9,9 @@
 //!     URL BIND_DN FROM_BASE TO_BASE FILTER IN_FLIGHT CONNECTIONS ATTR...
 //! ```
 //!
-//! Prints how many entries it copied and how many adds failed.
+//! Prints how many entries it copied and how many adds failed. With
+//! `BARE_POSTREAD=1` every add also asks for the new entry's entryUUID in its
+//! reply (the Post-Read control), to measure what that costs the server.
 
 use std::collections::HashSet;
 
@@ -90,7 +92,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, (dn, attrs))| {
             let mut l = writers[i % connections].clone();
-            async move { matches!(l.add(&dn, attrs).await, Ok(r) if r.rc == 0) }
+            async move {
+                if std::env::var("BARE_POSTREAD").is_ok() {
+                    l.with_controls(ldap3::controls::PostRead::new(vec!["entryUUID"]));
+                }
+                matches!(l.add(&dn, attrs).await, Ok(r) if r.rc == 0)
+            }
         })
         .buffer_unordered(in_flight * connections)
         .collect()

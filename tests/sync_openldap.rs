@@ -1721,3 +1721,93 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
         support::planned_line(f.home())
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// a first run writes while it still reads
+
+/// Index of the first run-log line containing `what`.
+fn first_line(log: &str, what: &str) -> Option<usize> {
+    log.lines().position(|l| l.contains(what))
+}
+
+/// A step's first run (no links: nothing to deprovision) starts writing while the source is
+/// still being read (1,500 people in pages of 50): the log has creates before its "planned:"
+/// line. A join still sees the target as it was before the run (one person joins a
+/// hand-made entry, none of this run's creates is joined). Every link holds the target's
+/// entryUUID. Later runs plan in full first.
+#[test]
+fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "stream");
+    let n = 1500;
+    let uids: Vec<String> = (0..n).map(|i| format!("p{i:04}")).collect();
+    let emps: Vec<String> = (0..n).map(|i| format!("{}-{i:04}", f.id)).collect();
+    let people: Vec<(&str, &str, &str)> = uids
+        .iter()
+        .zip(&emps)
+        .map(|(u, e)| (u.as_str(), e.as_str(), ""))
+        .collect();
+    f.add_people(&people);
+    // p0007 is already in the target, under another name.
+    l.ldapadd(&person_ldif(&f.dst, "old0007", &emps[7], ""));
+    let connect = f
+        .connect()
+        .replace("base: \"dc=example", "page_size: 50, base: \"dc=example");
+    assert!(connect.contains("page_size: 50"), "{connect}");
+    let script = |tail: &str| {
+        format!(
+            "{connect}let st = sync_step(\"{}\", src, dst, #{{ {} }});\n{tail}\n",
+            f.step,
+            f.opts("#{ action: \"delete\" }")
+        )
+    };
+
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(
+        &r,
+        &[("created", n as i64 - 1), ("updated", 1), ("joined", 1)],
+    );
+    let log = support::newest_run_log(f.home());
+    let planned = first_line(&log, " planned: ").expect("no planned: line");
+    let create = first_line(&log, " create uid=").expect("no create line");
+    assert!(
+        create < planned,
+        "the first run wrote nothing before it had read and planned everything:\n{}",
+        log.lines().take(5).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        log.lines().nth(planned).unwrap().contains(&format!(
+            "planned: {n} source objects, {n} to write, 0 unchanged, 0 to deprovision"
+        )),
+        "{}",
+        log.lines().nth(planned).unwrap()
+    );
+    let got = persons(l, &f.dst);
+    assert_eq!(got.len(), n, "target has {} persons", got.len());
+    assert!(got.contains_key(&format!("uid=old0007,{}", f.dst)));
+    assert!(!got.contains_key(&f.dst_dn("p0007")));
+    // Every link holds the entryUUID the target gave the object.
+    let uuids: BTreeMap<String, String> = search(l, &f.dst, "one", "(uid=*)", &["entryUUID"])
+        .into_iter()
+        .map(|(dn, a)| (dn.to_ascii_lowercase(), one(&a, "entryUUID")))
+        .collect();
+    let links = f.links();
+    assert_eq!(links.len(), n);
+    for link in &links {
+        let dn = s(link, "target_dn").to_ascii_lowercase();
+        assert_eq!(
+            uuids.get(&dn).map(String::as_str),
+            Some(s(link, "target_anchor")),
+            "{link}"
+        );
+    }
+
+    // With links, the run plans (and passes the threshold) before it writes.
+    modify(l, &f.src_dn("p0042"), "replace: sn\nsn: Changed");
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("updated", 1), ("unchanged", n as i64 - 1)]);
+    let log = support::newest_run_log(f.home());
+    let planned = first_line(&log, " planned: ").expect("no planned: line");
+    let update = first_line(&log, " update ").expect("no update line");
+    assert!(planned < update, "{log}");
+}
