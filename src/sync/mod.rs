@@ -1,5 +1,5 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
-//! preview and run ([`plan`]), execution ([`apply`]), runs with the deletion
+//! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]), runs with the deletion
 //! threshold, history and log files ([`run`]). It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
@@ -11,6 +11,7 @@ pub mod members;
 pub mod plan;
 pub mod rules;
 pub mod run;
+mod source;
 
 pub use plan::{Action, AttrChange, Plan};
 pub use rules::StepDef;

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::connector::{Error as CError, SearchQuery};
+use crate::connector::SearchQuery;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
 use crate::store::{Link, StateStore};
@@ -13,6 +13,7 @@ use crate::store::{Link, StateStore};
 use super::hash::entry_hash;
 use super::members::{self, MemberIndex};
 use super::rules::{DeprovisionAction, FlowSource, StepDef};
+use super::source::Reader;
 
 /// Where a planned create keeps its resolved members (see [`create_attrs`]).
 const RESOLVED_MEMBERS: &str = "idsync-resolved-members";
@@ -336,146 +337,6 @@ pub async fn plan_into(
     })
 }
 
-/// Phase 1 of planning: streams the source.
-struct Reader<'a> {
-    step: &'a StepDef,
-    /// The step's rules (and memberships), part of every object's hash.
-    fingerprint: &'a str,
-    by_source: &'a HashMap<String, Link>,
-    /// Ignore stored hashes.
-    full: bool,
-}
-
-/// What the source read found, besides the objects it queued.
-struct ReadOutcome {
-    /// Source anchors in scope this run (after an incremental read: every
-    /// linked object still there, too).
-    seen: HashSet<String>,
-    unchanged: usize,
-    source_count: usize,
-    /// Items sent (objects that could not be planned).
-    sent: usize,
-    round: Option<crate::connector::ChangeRound>,
-    incremental: bool,
-}
-
-impl Reader<'_> {
-    /// Reads the source (its changes since `cursor` where it can tell);
-    /// queues each object that changed since it was last applied, compact
-    /// with its hash, on `changed`; sends an error item for each object that
-    /// cannot be planned. Stops when nobody takes what it queues.
-    async fn read(
-        &self,
-        cursor: Option<&str>,
-        changed: tokio::sync::mpsc::UnboundedSender<(Vec<u8>, String)>,
-        out: &ItemSender,
-    ) -> Result<ReadOutcome, String> {
-        let step = self.step;
-        let q = SearchQuery {
-            base: step.scope.base.clone(),
-            scope: step.scope.scope,
-            filter: step.scope.filter.clone(),
-            attrs: step.scope.attrs.clone(),
-            limit: None,
-        };
-        let mut seen: HashSet<String> = HashSet::new();
-        // Objects a `where` closure turned away (leavers when read incrementally).
-        let mut excluded: Vec<String> = Vec::new();
-        let mut unchanged = 0usize;
-        let mut source_count = 0usize;
-        let mut sent = 0usize;
-        let round = {
-            let mut error = |e: &Entry, message: String| {
-                sent += 1;
-                out.send(Item {
-                    source_anchor: anchor_of(e),
-                    source_dn: e.dn.clone(),
-                    source_hash: String::new(),
-                    desired_dn: None,
-                    action: Action::Error { message },
-                })
-                .is_ok()
-            };
-            let mut sink = |e: Entry| -> Result<bool, CError> {
-                if let Some(pred) = &step.scope.filter_where {
-                    match pred(&e) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            excluded.push(anchor_of(&e));
-                            return Ok(true);
-                        }
-                        Err(m) => {
-                            seen.insert(anchor_of(&e));
-                            return Ok(error(&e, format!("scope 'where': {m}")));
-                        }
-                    }
-                }
-                source_count += 1;
-                let anchor = anchor_of(&e);
-                if !seen.insert(anchor.clone()) {
-                    let m = format!("two source objects have the anchor '{anchor}'");
-                    return Ok(error(&e, m));
-                }
-                let h = entry_hash(&e, self.fingerprint);
-                if !self.full
-                    && self
-                        .by_source
-                        .get(&anchor)
-                        .and_then(|l| l.source_hash.as_deref())
-                        == Some(h.as_str())
-                {
-                    unchanged += 1;
-                    Ok(true)
-                } else {
-                    Ok(changed.send((e.to_compact(), h)).is_ok())
-                }
-            };
-            let round = if step.members.is_none() {
-                step.source
-                    .changes(&q, cursor, &mut sink)
-                    .await
-                    .map_err(|e| format!("reading the source's changes: {e}"))?
-            } else {
-                None
-            };
-            if round.is_none() {
-                step.source
-                    .search(&q, &mut sink)
-                    .await
-                    .map_err(|e| format!("reading the source: {e}"))?;
-            }
-            round
-        };
-        drop(changed);
-        // After an incremental read, every linked object that was not
-        // removed, turned away or changed is still there (unchanged).
-        let incremental = round.as_ref().is_some_and(|r| !r.full);
-        if let Some(r) = round.as_ref().filter(|r| !r.full) {
-            let gone: HashSet<&String> = r.removed.iter().chain(excluded.iter()).collect();
-            let present: Option<HashSet<String>> = r
-                .present
-                .as_ref()
-                .map(|p| p.iter().map(|a| a.to_ascii_lowercase()).collect());
-            for a in self.by_source.keys() {
-                let here = present
-                    .as_ref()
-                    .is_none_or(|p| p.contains(&a.to_ascii_lowercase()));
-                if here && !gone.contains(a) && seen.insert(a.clone()) {
-                    unchanged += 1;
-                }
-            }
-        }
-        Ok(ReadOutcome {
-            seen,
-            unchanged,
-            source_count,
-            sent,
-            round,
-            incremental,
-        })
-    }
-}
-
 /// Phase 2 of planning: each changed object against the target.
 struct Phase2<'p, 'a> {
     step: &'a StepDef,
@@ -555,7 +416,7 @@ impl Phase2<'_, '_> {
     }
 }
 
-fn anchor_of(e: &Entry) -> String {
+pub(super) fn anchor_of(e: &Entry) -> String {
     e.anchor.clone().unwrap_or_else(|| e.dn.clone())
 }
 
