@@ -272,16 +272,25 @@ impl Fx<'_> {
         v.as_array().expect("links() is an array").clone()
     }
 
-    /// `count` source persons p00.. with employeeNumber E<id>-NN, run once; all created.
-    fn linked_population(&self, count: usize, deprov: &str) {
-        let uids: Vec<String> = (0..count).map(|i| format!("p{i:02}")).collect();
-        let emps: Vec<String> = (0..count).map(|i| format!("{}-{i:02}", self.id)).collect();
+    /// Adds `count` source persons `p<i>` with employeeNumber `<id>-<i>` (`i` zero-padded to
+    /// `width` digits); returns the employee numbers.
+    fn add_numbered(&self, count: usize, width: usize) -> Vec<String> {
+        let uids: Vec<String> = (0..count).map(|i| format!("p{i:0width$}")).collect();
+        let emps: Vec<String> = (0..count)
+            .map(|i| format!("{}-{i:0width$}", self.id))
+            .collect();
         let people: Vec<(&str, &str, &str)> = uids
             .iter()
             .zip(&emps)
             .map(|(u, e)| (u.as_str(), e.as_str(), ""))
             .collect();
         self.add_people(&people);
+        emps
+    }
+
+    /// `count` source persons p00.. with employeeNumber E<id>-NN, run once; all created.
+    fn linked_population(&self, count: usize, deprov: &str) {
+        self.add_numbered(count, 2);
         let r = self.run_ok(&self.opts(deprov), "st.run()");
         counts(&r, &[("created", count as i64)]);
         assert_eq!(persons(self.l, &self.dst).len(), count);
@@ -1740,14 +1749,7 @@ fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
     let Some(l) = support::slapd() else { return };
     let f = fx(l, "stream");
     let n = 1500;
-    let uids: Vec<String> = (0..n).map(|i| format!("p{i:04}")).collect();
-    let emps: Vec<String> = (0..n).map(|i| format!("{}-{i:04}", f.id)).collect();
-    let people: Vec<(&str, &str, &str)> = uids
-        .iter()
-        .zip(&emps)
-        .map(|(u, e)| (u.as_str(), e.as_str(), ""))
-        .collect();
-    f.add_people(&people);
+    let emps = f.add_numbered(n, 4);
     // p0007 is already in the target, under another name.
     l.ldapadd(&person_ldif(&f.dst, "old0007", &emps[7], ""));
     let connect = f
