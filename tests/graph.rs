@@ -912,6 +912,50 @@ async fn throttled_read_waits_retry_after_then_succeeds() {
     assert_no_violations(&fake);
 }
 
+/// Microsoft's throttling page shows `Retry-After: 2.128`: a fraction of a second is
+/// honoured (rounded up to the next millisecond), not cut to whole seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn fractional_retry_after_is_waited_out_in_full() {
+    let fake = start();
+    seed_users(&fake, "frac", 2);
+    let (g, clock) = connect(&fake).await;
+    fake.throttle_fractional(
+        throttle(Scope::Read, 1, 429, None),
+        Duration::from_millis(1500),
+    );
+    let (users, _) = list(&g, "users", &ListQuery::default()).await;
+    assert_eq!(users.len(), 2);
+    let gets = calls(&fake, "GET", "/v1.0/users");
+    assert_eq!(
+        gets.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    assert!(
+        gap(&gets[0], &gets[1]) >= Duration::from_millis(1500),
+        "retried {:?} after a Retry-After of 1.5 s",
+        gap(&gets[0], &gets[1])
+    );
+    assert_eq!(clock.sleeps(), vec![Duration::from_millis(1500)]);
+    assert_no_violations(&fake);
+
+    // 2.128 s as in Microsoft's example, and a value finer than a millisecond rounds up.
+    fake.throttle_fractional(
+        throttle(Scope::Read, 1, 429, None),
+        Duration::from_millis(2128),
+    );
+    list(&g, "users", &ListQuery::default()).await;
+    fake.throttle_fractional(
+        throttle(Scope::Read, 1, 429, None),
+        Duration::from_micros(300_200),
+    );
+    list(&g, "users", &ListQuery::default()).await;
+    assert_eq!(
+        clock.sleeps()[1..],
+        [Duration::from_millis(2128), Duration::from_millis(301)]
+    );
+    assert_no_violations(&fake);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_throttling_is_waited_out_each_time() {
     let fake = start();

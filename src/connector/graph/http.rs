@@ -399,7 +399,7 @@ impl GraphHttp {
         match retry_after(headers.get("retry-after")) {
             Some(d) if d > self.opts.max_wait => Err(Error::Other(format!(
                 "{what}: Graph asks to wait {} s before retrying (throttled), more than the {} s this connection allows (option max_wait)",
-                d.as_secs(),
+                d.as_secs_f64(),
                 self.opts.max_wait.as_secs()
             ))),
             Some(d) => Ok(d),
@@ -421,11 +421,29 @@ impl GraphHttp {
     }
 }
 
-/// Seconds from a `Retry-After` header (delta-seconds; HTTP dates are rare
-/// on Graph and read as "no value").
+/// The wait a `Retry-After` header asks for: delta-seconds, whole (`7`) or
+/// decimal as Microsoft documents (`2.128`); a fraction is rounded up to the
+/// next millisecond, so the wait is never shorter than asked. HTTP dates are
+/// rare on Graph and read as "no value", as is anything else.
 fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
     let s = v?.to_str().ok()?.trim();
-    s.parse::<u64>().ok().map(Duration::from_secs)
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
+        return None;
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse::<u64>().ok()?
+    };
+    let millis: u64 = frac
+        .bytes()
+        .take(3)
+        .fold(0, |n, b| n * 10 + u64::from(b - b'0'))
+        * 10u64.pow(3 - frac.len().min(3) as u32);
+    let finer = frac.bytes().skip(3).any(|b| b != b'0');
+    Duration::from_secs(secs).checked_add(Duration::from_millis(millis + u64::from(finer)))
 }
 
 /// 1, 2, 4, 8, 16, 32 s with up to a fifth added as jitter.
@@ -467,11 +485,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_reads_seconds_only() {
+    fn retry_after_reads_whole_and_decimal_seconds() {
         let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        let ms = Duration::from_millis;
         assert_eq!(retry_after(Some(&h("7"))), Some(Duration::from_secs(7)));
         assert_eq!(retry_after(Some(&h(" 0 "))), Some(Duration::ZERO));
-        assert_eq!(retry_after(Some(&h("soon"))), None);
+        assert_eq!(retry_after(Some(&h("2.128"))), Some(ms(2128)));
+        assert_eq!(retry_after(Some(&h("1.5"))), Some(ms(1500)));
+        assert_eq!(retry_after(Some(&h("0.0001"))), Some(ms(1)));
+        assert_eq!(retry_after(Some(&h("1.2340"))), Some(ms(1234)));
+        assert_eq!(retry_after(Some(&h(".5"))), Some(ms(500)));
+        assert_eq!(retry_after(Some(&h("3."))), Some(ms(3000)));
+        let huge = format!("{}.9999", u64::MAX); // one millisecond past Duration::MAX
+        for bad in [
+            "soon",
+            ".",
+            "-1",
+            "1.-5",
+            "1e3",
+            "1.5.2",
+            "",
+            "99999999999999999999",
+            &huge,
+        ] {
+            assert_eq!(retry_after(Some(&h(bad))), None, "{bad}");
+        }
         assert_eq!(retry_after(None), None);
     }
 

@@ -442,6 +442,15 @@ impl GraphFake {
         self.st().throttles.push(throttle::Rule::new(t));
     }
 
+    /// Queues a throttling rule whose rejections say `Retry-After` in decimal seconds
+    /// (`wait` = 1.5 s sends `Retry-After: 1.5`, as Microsoft documents `2.128`); its
+    /// window lasts exactly `wait`, and `t.retry_after` is ignored.
+    pub fn throttle_fractional(&self, t: Throttle, wait: Duration) {
+        self.st()
+            .throttles
+            .push(throttle::Rule::fractional(t, wait));
+    }
+
     /// Queues a one-shot raw failure (see [`Fail`]).
     pub fn fail_next(&self, f: Fail) {
         self.st().fails.push(f);

@@ -20,6 +20,9 @@ pub(super) struct Rule {
     until: Option<SystemTime>,
     /// status of the rejection that opened the window
     last_status: u16,
+    /// a `Retry-After` with a fraction of a second (sent as decimal seconds, e.g. `1.5`),
+    /// in place of the rule's whole seconds
+    exact: Option<Duration>,
 }
 
 impl Rule {
@@ -31,6 +34,27 @@ impl Rule {
             rejected: 0,
             until: None,
             last_status: 429,
+            exact: None,
+        }
+    }
+
+    /// A rule whose rejections carry `Retry-After: <wait in decimal seconds>` (e.g. `1.5`,
+    /// as Microsoft documents `2.128`) and open a window of exactly `wait`.
+    pub fn fractional(t: Throttle, wait: Duration) -> Rule {
+        Rule {
+            exact: Some(wait),
+            ..Rule::new(t)
+        }
+    }
+
+    /// The `Retry-After` header text and window of this rule's rejections.
+    fn wait(&self) -> Option<(String, Duration)> {
+        match self.exact {
+            Some(d) => Some((format!("{}", d.as_secs_f64()), d)),
+            None => self
+                .t
+                .retry_after
+                .map(|s| (s.to_string(), Duration::from_secs(s))),
         }
     }
 }
@@ -48,7 +72,8 @@ pub(super) fn in_scope(scope: &Scope, is_write: bool) -> bool {
 #[derive(Debug, Clone)]
 pub(super) struct Rejection {
     pub status: u16,
-    pub retry_after: Option<u64>,
+    /// the `Retry-After` header's text
+    pub retry_after: Option<String>,
 }
 
 /// Decides whether the Graph request `inc` is throttled; updates the rules.
@@ -66,10 +91,11 @@ pub(super) fn check(st: &mut State, inc: &Incoming) -> Option<Rejection> {
         {
             let left = until.duration_since(now).unwrap_or_default();
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            early = Some((rule.last_status, rule.t.retry_after.unwrap_or(0), left));
+            let ra = rule.wait().map(|(text, _)| text).unwrap_or_default();
+            early = Some((rule.last_status, ra, left));
             found = Some(Rejection {
                 status: 429,
-                retry_after: Some(secs.max(1)),
+                retry_after: Some(secs.max(1).to_string()),
             });
             break;
         }
@@ -80,10 +106,11 @@ pub(super) fn check(st: &mut State, inc: &Incoming) -> Option<Rejection> {
         if rule.rejected < rule.t.count {
             rule.rejected += 1;
             rule.last_status = rule.t.status;
-            rule.until = rule.t.retry_after.map(|s| now + Duration::from_secs(s));
+            let wait = rule.wait();
+            rule.until = wait.as_ref().map(|(_, d)| now + *d);
             found = Some(Rejection {
                 status: rule.t.status,
-                retry_after: rule.t.retry_after,
+                retry_after: wait.map(|(text, _)| text),
             });
             break;
         }
@@ -131,8 +158,8 @@ pub(super) fn reply(rej: &Rejection, is_write: bool) -> Reply {
             "The service is temporarily unavailable. Please try again later.",
         )
     };
-    if let Some(s) = rej.retry_after {
-        r = r.with_header("retry-after", s.to_string());
+    if let Some(s) = &rej.retry_after {
+        r = r.with_header("retry-after", s.clone());
     }
     r
 }
