@@ -112,8 +112,9 @@ fn finish(
 ) -> ExitCode {
     match r {
         Ok(v) => {
+            // A value the chosen --format cannot express is a usage error.
             if !print_value(session, v.clone(), format) {
-                return ExitCode::from(1);
+                return ExitCode::from(2);
             }
             // A sync run that finished with failed objects: exit 3.
             if idsync::script::context::run_flags().0 {

@@ -1344,6 +1344,134 @@ fn one_failing_object_into_a_csv_target_exits_3_and_the_others_are_written() {
     assert_eq!(Csv::read(&dir.path().join("out.csv")).rows.len(), 4);
 }
 
+/// Issue 10 item 10: 2,000 failed objects. The table output (a pipe here, and `show()`) lists
+/// a bounded number of them, one per line, then "… and N more, see LOG"; no line is longer
+/// than a few hundred characters. `--format json` has one `failures` element and `--format
+/// csv` one row per failed object (object, operation, cause); the run log names every one;
+/// `--format ldif` of a report is a usage error (exit 2) that says why, not garbage.
+#[test]
+fn two_thousand_failures_print_as_a_bounded_list_and_one_row_each_in_json_and_csv() {
+    const N: usize = 2000;
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = String::from("id,name,mail\n");
+    for i in 0..N {
+        src.push_str(&format!("P{i:04},Person {i},p{i}@x;person.{i}@x\n"));
+    }
+    std::fs::write(dir.path().join("src.csv"), src).unwrap();
+    // The target has no multi_value_separator: no row's two mail values fit a cell.
+    let step = "let s = connect_csv(\"src.csv\", #{ key: \"id\", multi_value_separator: \";\" });\n\
+         let t = connect_csv(\"out.csv\", #{ key: \"id\" });\n\
+         let st = sync_step(\"many-failures/users\", s, t, #{ create: #{ parent: \"\", rdn: |e| e.id },\n\
+           flows: #{ id: \"id\", name: \"name\", mail: \"mail\" } });\n";
+    let bounded = |what: &str, out: &str| {
+        let longest = out.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(
+            longest <= 300,
+            "{what}: a line of {longest} characters:\n{}",
+            &out[..out.len().min(3000)]
+        );
+        let listed = out.lines().filter(|l| l.contains("create P")).count();
+        assert!(
+            (1..=50).contains(&listed),
+            "{what}: {listed} failures listed:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("… and {} more, see ", N - listed)),
+            "{what}: no pointer to the rest:\n{out}"
+        );
+        assert!(
+            out.contains("multi_value_separator"),
+            "{what}: no cause:\n{out}"
+        );
+    };
+
+    // table (stdout is a pipe: the plain table format)
+    let (c, out, err) = run_script(home.path(), dir.path(), None, &format!("{step}st.run()\n"));
+    assert_eq!(c, 3, "{out}\n{err}");
+    bounded("table", &out);
+    let log_path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("log:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no log line:\n{out}"));
+    assert!(out.contains(&format!("see {log_path}")), "{out}");
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let failed_lines: Vec<&str> = log.lines().filter(|l| l.contains("FAILED P")).collect();
+    assert_eq!(failed_lines.len(), N, "the run log lists every failure");
+    assert!(
+        failed_lines.iter().all(|l| l.contains(": create: ")),
+        "{}",
+        failed_lines[0]
+    );
+
+    // show() prints the same bounded list
+    let (c, out, err) = run_script(
+        home.path(),
+        dir.path(),
+        None,
+        &format!("{step}let r = st.run();\nshow(r);\nr.failed\n"),
+    );
+    assert_eq!(c, 3, "{out}\n{err}");
+    bounded("show()", &out);
+    assert!(out.trim_end().ends_with(&N.to_string()), "{out}");
+
+    // json: one element per failure, each with object, operation and cause
+    let (r, _) = json_exit(home.path(), dir.path(), 3, &format!("{step}st.run()\n"));
+    counts(&r, &[("failed", N as i64)]);
+    let list = r["failures"].as_array().expect("a failures array");
+    assert_eq!(list.len(), N);
+    assert_eq!(list[0]["operation"], "create", "{:#}", list[0]);
+    assert!(
+        list[0]["object"].as_str().unwrap().starts_with('P'),
+        "{:#}",
+        list[0]
+    );
+    assert!(
+        list[0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("multi_value_separator"),
+        "{:#}",
+        list[0]
+    );
+    assert_eq!(errors(&r).len(), N);
+
+    // csv: one row per failure
+    let (c, out, err) = run_script(
+        home.path(),
+        dir.path(),
+        Some("csv"),
+        &format!("{step}st.run()\n"),
+    );
+    assert_eq!(c, 3, "{err}");
+    let t = Csv::parse(out.as_bytes()).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(t.header, ["step", "run_id", "operation", "object", "cause"]);
+    assert_eq!(t.rows.len(), N);
+    let objects: BTreeSet<&str> = t.rows.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(objects.len(), N, "every failed object once");
+    assert!(
+        t.rows
+            .iter()
+            .all(|r| r[2] == "create" && r[0] == "many-failures/users")
+    );
+
+    // ldif: a usage error that says why and what to use
+    let (c, out, err) = run_script(
+        home.path(),
+        dir.path(),
+        Some("ldif"),
+        &format!("{step}st.run()\n"),
+    );
+    assert_eq!(c, 2, "{out}\n{err}");
+    assert_eq!(out, "", "nothing on stdout");
+    assert!(
+        err.contains("cannot be printed as ldif") && err.contains("--format table, json or csv"),
+        "{err}"
+    );
+    assert!(err.lines().all(|l| l.chars().count() <= 300), "{err}");
+}
+
 #[test]
 fn empty_or_truncated_csv_source_is_refused_exit_4_and_the_target_file_is_unchanged() {
     let home = support::temp_home();

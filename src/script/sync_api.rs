@@ -601,12 +601,30 @@ fn report_map(r: &Report) -> Map {
         m.insert(k.into(), Dynamic::from(v as i64));
     }
     m.insert("duration_ms".into(), Dynamic::from(r.duration_ms as i64));
+    // `errors`: "object: cause" texts (kept for scripts written against
+    // them); `failures`: one map per failed object, the form the shell
+    // prints as a list (see shell::report).
     m.insert(
         "errors".into(),
         Dynamic::from_array(
             r.failures
                 .iter()
                 .map(|f| Dynamic::from(format!("{}: {}", f.object, f.cause)))
+                .collect(),
+        ),
+    );
+    m.insert(
+        "failures".into(),
+        Dynamic::from_array(
+            r.failures
+                .iter()
+                .map(|f| {
+                    let mut row = Map::new();
+                    row.insert("object".into(), f.object.clone().into());
+                    row.insert("operation".into(), f.operation.clone().into());
+                    row.insert("cause".into(), f.cause.clone().into());
+                    Dynamic::from_map(row)
+                })
                 .collect(),
         ),
     );
@@ -822,7 +840,8 @@ pub mod sync_api {
 
     /// Runs the step: the same plan as preview, then the writes. Returns a
     /// report (created, updated, renamed, moved, joined, deprovisioned,
-    /// unchanged, failed, duration, run id, log file). A run that would
+    /// unchanged, failed, duration, run id, log file, and `failures`: one
+    /// `#{ object, operation, cause }` per failed object). A run that would
     /// deprovision more than 500 objects or 10 % of the links is refused
     /// before writing anything (exit status 4).
     ///

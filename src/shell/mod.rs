@@ -5,3 +5,4 @@ pub mod complete;
 pub mod output;
 pub mod render;
 pub mod repl;
+pub mod report;

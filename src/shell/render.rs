@@ -6,11 +6,12 @@
 //! - **table** — an array of entries is a table (`dn`, then every attribute
 //!   seen, in first-seen order), one entry is a record (`name: value` lines);
 //!   arrays of maps are tables too, a map is a record, scalars print as is.
+//!   A sync run's report lists its failed objects, bounded (see [`report`]).
 //!   On a terminal the table is fitted to its width; in a pipe nothing is cut.
 //! - **json** — pretty-printed; entries become objects whose attribute names
 //!   are spelled as the server spells them (see [`entry_to_json`]).
 //! - **csv** — arrays of entries or maps, one row each; multi-values joined
-//!   with `;`.
+//!   with `;`. A run report is its failed objects, one row each.
 //! - **ldif** — RFC 2849 records, base64 where a value is not a SAFE-STRING,
 //!   folded at 76 columns.
 //!
@@ -28,6 +29,7 @@ use comfy_table::{Cell, ContentArrangement, ContentLineStyle, LineStyle, Table, 
 use rhai::{Array, Blob, Dynamic, ImmutableString, Map};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
+use super::report;
 use crate::model::{Entry, Value};
 
 /// How printed results are rendered (`--format`).
@@ -250,7 +252,7 @@ const PREFERRED_KEYS: &[&str] = &[
 
 /// Map keys across `maps`: known keys in [`PREFERRED_KEYS`] order, then the
 /// rest in first-seen order.
-fn key_union<'a>(maps: impl IntoIterator<Item = &'a Map>) -> Vec<String> {
+pub(super) fn key_union<'a>(maps: impl IntoIterator<Item = &'a Map>) -> Vec<String> {
     let mut keys = seen_keys(maps);
     keys.sort_by_key(|k| {
         PREFERRED_KEYS
@@ -305,7 +307,7 @@ fn describe(v: &Dynamic) -> String {
 
 /// A nested value, compactly: strings raw, unit empty, entries by DN,
 /// arrays joined with `", "`, maps as JSON, blobs as their size.
-fn compact(v: &Dynamic) -> String {
+pub(super) fn compact(v: &Dynamic) -> String {
     if v.is_unit() {
         return String::new();
     }
@@ -328,7 +330,7 @@ fn compact(v: &Dynamic) -> String {
 }
 
 /// Makes a cell one line: control characters shown as escapes.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }
@@ -346,7 +348,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Cuts `s` to `width` characters, marking the cut with `…`.
-fn truncate(s: &str, width: usize) -> String {
+pub(super) fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         return s.to_string();
     }
@@ -371,6 +373,9 @@ const COLUMN_CAP: usize = 32;
 const MIN_COLUMN: usize = 10;
 
 fn render_table_format(v: &Dynamic, opts: &RenderOptions) -> String {
+    if report::is_reports(v) {
+        return report::table(v, opts);
+    }
     if let Some(e) = v.read_lock::<Entry>() {
         return entry_record(&e, opts);
     }
@@ -591,7 +596,7 @@ fn label(name: &str, width: usize, opts: &RenderOptions) -> String {
 
 /// Lines of `name: value` records; several values (or multi-line values)
 /// continue on following lines indented under the first value.
-fn record(lines: &[(String, Vec<String>)], opts: &RenderOptions) -> String {
+pub(super) fn record(lines: &[(String, Vec<String>)], opts: &RenderOptions) -> String {
     let width = lines
         .iter()
         .map(|(n, _)| n.chars().count() + 1)
@@ -708,7 +713,9 @@ fn render_csv(v: &Dynamic) -> Result<String, RenderError> {
             describe(v)
         ))
     };
-    let (headers, rows): (Vec<String>, Vec<Vec<String>>) = if let Some(e) = v.read_lock::<Entry>() {
+    let (headers, rows): (Vec<String>, Vec<Vec<String>>) = if report::is_reports(v) {
+        report::csv_rows(v)
+    } else if let Some(e) = v.read_lock::<Entry>() {
         entries_csv(&[&*e])
     } else if let Some(m) = v.read_lock::<Map>() {
         maps_csv(&[&*m])
@@ -810,6 +817,9 @@ fn maps_csv(maps: &[&Map]) -> (Vec<String>, Vec<Vec<String>>) {
 // LDIF
 
 fn render_ldif(v: &Dynamic) -> Result<String, RenderError> {
+    if report::is_reports(v) {
+        return Err(RenderError(report::ldif_refusal()));
+    }
     if let Some(e) = v.read_lock::<Entry>() {
         return Ok(ldif_entry(&e));
     }

@@ -46,8 +46,26 @@ pub struct Counts {
 pub struct Failure {
     /// DN or anchor.
     pub object: String,
+    /// What was being done: "create", "update", "join", "rename/move",
+    /// "deprovision (disable_move)", "plan" (the object could not be
+    /// planned), "create container".
+    pub operation: String,
     /// Why.
     pub cause: String,
+}
+
+/// The operation named in a failure of `item`.
+fn operation(item: &Item) -> String {
+    match &item.action {
+        Action::Create { .. } => "create".into(),
+        Action::Update { joined: true, .. } => "join".into(),
+        Action::Update {
+            changes, new_dn, ..
+        } if changes.is_empty() && new_dn.is_some() => "rename/move".into(),
+        Action::Update { .. } => "update".into(),
+        Action::Deprovision { how, .. } => format!("deprovision ({how})"),
+        Action::Error { .. } => "plan".into(),
+    }
 }
 
 /// Reports progress (a bar on a terminal, nothing otherwise).
@@ -131,6 +149,7 @@ pub async fn apply(
                 counts.failed += 1;
                 failures.push(Failure {
                     object: c.dn.clone(),
+                    operation: "create container".into(),
                     cause: e.to_string(),
                 });
             }
@@ -150,7 +169,11 @@ pub async fn apply(
     let mut fatal: Option<String> = None;
     let mut done = 0usize;
     let mut results = incoming
-        .map(|item| async move { apply_one(step, &item).await })
+        .map(|item| async move {
+            apply_one(step, &item)
+                .await
+                .map_err(|(object, e)| (object, operation(&item), e))
+        })
         .buffer_unordered(step.target.writes_in_flight().max(1));
     while let Some(result) = results.next().await {
         done += 1;
@@ -170,11 +193,14 @@ pub async fn apply(
                 remove.extend(o.remove);
                 if let Some(f) = o.failure {
                     counts.failed += 1;
-                    log.line(&format!("FAILED {}: {}", f.object, f.cause));
+                    log.line(&format!(
+                        "FAILED {}: {}: {}",
+                        f.object, f.operation, f.cause
+                    ));
                     failures.push(f);
                 }
             }
-            Err((object, e)) => {
+            Err((object, operation, e)) => {
                 counts.failed += 1;
                 // Connector errors often name the object already: say it once.
                 let text = e.to_string();
@@ -182,9 +208,10 @@ pub async fn apply(
                     .strip_prefix(&format!("{object}: "))
                     .unwrap_or(&text)
                     .to_string();
-                log.line(&format!("FAILED {object}: {cause}"));
+                log.line(&format!("FAILED {object}: {operation}: {cause}"));
                 failures.push(Failure {
                     object: object.clone(),
+                    operation,
                     cause,
                 });
                 if is_connection_lost(&e) {
@@ -319,6 +346,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                     o.created = true;
                     o.failure = Some(Failure {
                         object,
+                        operation: "create".into(),
                         cause: format!("created as {anchor}, but {cause}"),
                     });
                     Ok(o)
