@@ -912,6 +912,54 @@ async fn throttled_read_waits_retry_after_then_succeeds() {
     assert_no_violations(&fake);
 }
 
+/// Issue 10 item 13 for Graph's https client, which shares the TLS code with LDAP: a real TLS
+/// server (the harness slapd's LDAPS port, certificate from a private CA) is an unknown issuer
+/// that names ca_file and verify: false; https:// to a port that does not speak TLS (slapd's
+/// plain LDAP port) says so instead of calling it a certificate problem; both at once, not
+/// after the retries meant for a busy server.
+#[tokio::test(flavor = "multi_thread")]
+async fn graph_tls_failures_say_what_to_do() {
+    let Some(l) = support::slapd() else { return };
+    let fake = start();
+    let attempt = |url: String, ca_file: Option<String>| {
+        let fake = fake.clone();
+        async move {
+            let mut o = options(&fake).with_graph_url(&url);
+            o.authority_url = url;
+            o.ca_file = ca_file;
+            let clock = Arc::new(TestClock {
+                fake: fake.clone(),
+                sleeps: Mutex::new(Vec::new()),
+            });
+            let r = GraphConnector::connect_with_clock(o, clock.clone()).await;
+            let e = match r {
+                Ok(_) => panic!("connected over TLS to {}", fake.url()),
+                Err(e) => e.to_string(),
+            };
+            (e, clock.sleeps())
+        }
+    };
+    let https_ldaps = l.ldaps_url.replacen("ldaps://", "https://", 1);
+    let (e, sleeps) = attempt(https_ldaps.clone(), None).await;
+    assert!(
+        e.contains("signed by a CA this machine does not trust")
+            && e.contains("ca_file")
+            && e.contains("verify: false"),
+        "{e}"
+    );
+    assert!(
+        sleeps.is_empty(),
+        "retried a certificate failure: {sleeps:?}"
+    );
+    let (e, _) = attempt(https_ldaps, Some(l.wrong_ca_file.clone())).await;
+    assert!(e.contains("not signed by the CA in ca_file"), "{e}");
+    let https_plain = l.url.replacen("ldap://", "https://", 1);
+    let (e, sleeps) = attempt(https_plain, None).await;
+    assert!(e.contains("does not speak TLS"), "{e}");
+    assert!(!e.to_ascii_lowercase().contains("certificate"), "{e}");
+    assert!(sleeps.is_empty(), "retried a port without TLS: {sleeps:?}");
+}
+
 /// Microsoft's throttling page shows `Retry-After: 2.128`: a fraction of a second is
 /// honoured (rounded up to the next millisecond), not cut to whole seconds.
 #[tokio::test(flavor = "multi_thread")]

@@ -903,6 +903,221 @@ fn tls_ldaps_verify_and_starttls() {
     assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
 }
 
+/// A name for this machine that is not loopback by idsync's rule (a name other than
+/// `localhost`) but reaches the harness slapd on 127.0.0.1: the host name, when it resolves to
+/// 127.0.0.1 (as /etc/hosts says on this VM and on Debian by default).
+fn non_loopback_name() -> String {
+    use std::net::ToSocketAddrs;
+    let mut buf = [0u8; 256];
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(rc, 0, "gethostname");
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let reaches = (name.as_str(), 389)
+        .to_socket_addrs()
+        .map(|mut a| a.any(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST))
+        .unwrap_or(false);
+    assert!(
+        reaches && name != "localhost",
+        "this test needs a host name other than localhost that resolves to 127.0.0.1; '{name}' does not"
+    );
+    name
+}
+
+/// `ldapmodify` on cn=config of a private slapd (as cn=admin,cn=config).
+fn config_modify(l: &Ldap, ldif: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("ldapmodify")
+        .args([
+            "-x",
+            "-H",
+            &l.url,
+            "-D",
+            "cn=admin,cn=config",
+            "-w",
+            "secret",
+        ])
+        .env("LDAPCONF", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ldapmodify");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ldif.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Issue 10 item 12. A slapd that refuses simple binds without TLS (olcSecurity
+/// simple_bind=1) proves what went over the wire: to a non-loopback name, a password bind on
+/// an ldap:// URL succeeds only because idsync used StartTLS on its own; the same bind to
+/// 127.0.0.1 (loopback: plain) and with tls: "none" is refused by the server as unencrypted.
+/// `c.test()` says that StartTLS was chosen and that verification is off; authenticate() on
+/// an anonymous connection protects the user's password the same way.
+#[test]
+fn password_bind_to_a_non_loopback_host_uses_starttls_unless_tls_none() {
+    let Some(l) = support::private_slapd(None) else {
+        return;
+    };
+    let home = support::temp_home();
+    config_modify(
+        &l,
+        "dn: cn=config\nchangetype: modify\nreplace: olcSecurity\nolcSecurity: simple_bind=1\n",
+    )
+    .unwrap();
+    let port = l.url.rsplit(':').next().unwrap().to_string();
+    let name = non_loopback_name();
+    let remote = format!("ldap://{name}:{port}");
+
+    // to the non-loopback name: StartTLS on its own, the bind succeeds (the certificate does
+    // not name this host, so verification is switched off here, and test() says so)
+    let c = connect_url(&l, &remote, ", verify: false");
+    let out = ok(
+        home.path(),
+        None,
+        &format!(
+            "{c}let t = c.test();\nprint(t.tls);\nprint(t.bound);\nprint(t.tls_reason);\nprint(t.verify);\nprint(c.search(\"(ou=people)\").len());"
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["starttls", "true"], "{out}");
+    assert!(lines[2].contains("not loopback"), "{out}");
+    assert!(
+        lines[3].starts_with("OFF") && lines[3].contains("verify: false"),
+        "{out}"
+    );
+    assert_eq!(lines[4], "1", "{out}");
+
+    // authenticate() on an anonymous connection to that name: the user's bind is protected too
+    let anon = format!(
+        "let a = connect_ldap(\"{remote}\", #{{ verify: false, base: \"{}\" }});\n",
+        l.base
+    );
+    let out = ok(
+        home.path(),
+        None,
+        &format!(
+            "{anon}print(a.authenticate(\"{}\", secret(\"{PW_ENV}\")));",
+            l.admin_dn
+        ),
+    );
+    assert_eq!(out.trim(), "true");
+
+    // the same server refuses a plain bind: loopback stays plain, tls: "none" is plain
+    let err = fails(home.path(), &connect_url(&l, &l.url, ""));
+    assert!(err.contains("confidentiality required"), "{err}");
+    let err = fails(home.path(), &connect_url(&l, &remote, ", tls: \"none\""));
+    assert!(err.contains("confidentiality required"), "{err}");
+
+    // with certificate verification on, a name the certificate does not list is said so
+    let err = fails(
+        home.path(),
+        &connect_url(&l, &remote, &format!(", ca_file: \"{}\"", l.ca_file)),
+    );
+    assert!(
+        err.contains(&format!("not issued for the name '{name}'")),
+        "{err}"
+    );
+
+    // ca_file with tls: "none" is an error, not silently ignored
+    let err = fails(
+        home.path(),
+        &connect_url(
+            &l,
+            &remote,
+            &format!(", tls: \"none\", ca_file: \"{}\"", l.ca_file),
+        ),
+    );
+    assert!(
+        err.contains("ca_file") && err.contains("tls: \"none\""),
+        "{err}"
+    );
+}
+
+/// Issue 10 item 12: a server that offers no StartTLS (a private slapd with its TLS
+/// certificate removed) gives a clear message for a password bind to a non-loopback name,
+/// and nothing is sent in clear text; tls: "none" is the explicit way to bind anyway.
+#[test]
+fn a_server_without_starttls_is_a_clear_error_for_a_password_bind() {
+    let Some(mut l) = support::private_slapd(None) else {
+        return;
+    };
+    let home = support::temp_home();
+    // slapd refuses to drop its certificate while running: stop it, take the TLS settings
+    // out of its cn=config, start it again (same ports and data)
+    l.kill();
+    let config = l.dir().join("slapd.d/cn=config.ldif");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|x| !x.starts_with("olcTLS")).collect();
+    assert!(
+        kept.len() < text.lines().count(),
+        "no olcTLS lines in {text}"
+    );
+    std::fs::write(&config, kept.join("\n") + "\n").unwrap();
+    l.restart();
+    let port = l.url.rsplit(':').next().unwrap().to_string();
+    let remote = format!("ldap://{}:{port}", non_loopback_name());
+    let err = fails(home.path(), &connect_url(&l, &remote, ""));
+    assert!(err.contains("offers no StartTLS"), "{err}");
+    assert!(err.contains("tls: \"none\""), "names the way out: {err}");
+    let out = ok(
+        home.path(),
+        None,
+        &format!(
+            "{}c.test().tls",
+            connect_url(&l, &remote, ", tls: \"none\"")
+        ),
+    );
+    assert_eq!(out.trim(), "none");
+}
+
+/// Issue 10 item 13: TLS failures say what to do. LDAPS without ca_file: an unknown issuer
+/// names ca_file and verify: false; with the wrong ca_file it names that file; ldaps:// to
+/// the plain LDAP port is a port that does not speak TLS, not a certificate problem.
+#[test]
+fn tls_failures_say_what_to_do() {
+    let Some(l) = support::slapd() else { return };
+    let home = support::temp_home();
+    let err = fails(home.path(), &connect_url(l, &l.ldaps_url, ""));
+    assert!(
+        err.contains("signed by a CA this machine does not trust")
+            && err.contains("ca_file")
+            && err.contains("verify: false"),
+        "{err}"
+    );
+    let err = fails(
+        home.path(),
+        &connect_url(
+            l,
+            &l.ldaps_url,
+            &format!(", ca_file: \"{}\"", l.wrong_ca_file),
+        ),
+    );
+    assert!(
+        err.contains(&format!(
+            "not signed by the CA in ca_file '{}'",
+            l.wrong_ca_file
+        )),
+        "{err}"
+    );
+    let plain_as_ldaps = l.url.replacen("ldap://", "ldaps://", 1);
+    let err = fails(
+        home.path(),
+        &connect_url(l, &plain_as_ldaps, &format!(", ca_file: \"{}\"", l.ca_file)),
+    );
+    assert!(err.contains("does not speak TLS"), "{err}");
+    assert!(!err.to_ascii_lowercase().contains("certificate"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. errors
 

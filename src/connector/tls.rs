@@ -1,5 +1,6 @@
 //! TLS settings for LDAP and HTTPS (Graph) connections: verification against a CA file or the
-//! system roots (on by default), or no verification when explicitly asked.
+//! system roots (on by default), or no verification when explicitly asked; and TLS failures
+//! in words that say what to do ([`explain`]).
 
 use std::sync::Arc;
 
@@ -55,6 +56,93 @@ pub fn client_config(ca_file: Option<&str>, verify: bool) -> Result<Arc<ClientCo
     Ok(Arc::new(
         builder.with_root_certificates(roots).with_no_client_auth(),
     ))
+}
+
+/// A failed TLS connection to `host` in words that say what to do, when
+/// `err` (or one of its causes) is a TLS failure: an unknown issuer names
+/// `ca_file` (and `verify: false` as the insecure way out); a server that
+/// ends the handshake at once or answers without TLS is a port that
+/// probably does not speak TLS. `handshake`: the error happened while
+/// opening a TLS connection, so a connection closed at once means the
+/// server did not take part in TLS. `None` when it is no TLS failure.
+pub fn explain(
+    err: &(dyn std::error::Error + 'static),
+    host: &str,
+    ca_file: Option<&str>,
+    handshake: bool,
+) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut closed = false;
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(rustls_words(r, host, ca_file));
+        }
+        // io::Error hides the error it wraps from source(): unwrap it (and
+        // the io::Errors inside it, as hyper nests them) by hand.
+        let mut inner = e;
+        while let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            closed |= matches!(
+                io.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            );
+            match io.get_ref() {
+                Some(i) => inner = i,
+                None => break,
+            }
+        }
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return Some(rustls_words(r, host, ca_file));
+        }
+        closed |= e.to_string().to_ascii_lowercase().contains("handshake eof");
+        cur = e.source();
+    }
+    (handshake && closed).then(|| not_tls(host))
+}
+
+fn not_tls(host: &str) -> String {
+    format!(
+        "the TLS handshake with {host} ended at once: that port probably does not speak TLS \
+         (an ldaps:// or https:// URL pointing at a plain port? LDAPS is usually port 636; \
+         for a plain LDAP port use ldap:// with tls: \"starttls\")"
+    )
+}
+
+fn rustls_words(e: &rustls::Error, host: &str, ca_file: Option<&str>) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => match ca_file {
+                Some(path) => format!(
+                    "the certificate of {host} is not signed by the CA in ca_file '{path}': \
+                     give the CA that issued it as ca_file (verify: false skips the check, which \
+                     is insecure)"
+                ),
+                None => format!(
+                    "the certificate of {host} is signed by a CA this machine does not trust: \
+                     give that CA's certificate (PEM) as ca_file: \"/path/to/ca.pem\" (verify: \
+                     false skips the check, which is insecure)"
+                ),
+            },
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                "the certificate of {host} is not issued for the name '{host}': connect with a \
+                 name (or address) the certificate lists ({e})"
+            ),
+            C::Expired | C::ExpiredContext { .. } => {
+                format!("the certificate of {host} has expired ({e})")
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => format!(
+                "the certificate of {host} is not valid yet (check this machine's clock) ({e})"
+            ),
+            C::Revoked => format!("the certificate of {host} has been revoked"),
+            _ => format!("the certificate of {host} was refused: {e}"),
+        },
+        rustls::Error::InvalidMessage(_) => not_tls(host),
+        rustls::Error::AlertReceived(a) => {
+            format!("{host} refused the TLS handshake (alert {a:?})")
+        }
+        other => format!("TLS with {host} failed: {other}"),
+    }
 }
 
 /// Accepts every server certificate (only with `verify: false`).

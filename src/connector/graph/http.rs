@@ -242,14 +242,20 @@ impl GraphHttp {
                     self.clock.sleep(wait).await;
                 }
                 Ok(r) => break r,
-                Err(e) if attempt < MAX_ATTEMPTS && e.is_connect() => {
+                // A TLS failure (certificate, not TLS at all) does not go away
+                // by waiting: it is said at once.
+                Err(e)
+                    if attempt < MAX_ATTEMPTS
+                        && e.is_connect()
+                        && self.tls_failure(&e, &url).is_none() =>
+                {
                     self.clock.sleep(backoff(attempt)).await;
                 }
                 Err(e) => {
                     return Err(Error::Connection(format!(
                         "Entra sign-in at {}: {}",
                         o.authority_url,
-                        http_cause(&e)
+                        self.tls_failure(&e, &url).unwrap_or_else(|| http_cause(&e))
                     )));
                 }
             }
@@ -339,7 +345,8 @@ impl GraphHttp {
                     // Nothing reached the server when the connection failed;
                     // otherwise only a request that is safe to repeat is.
                     let again = e.is_connect() || call.repeat == Repeat::Safe;
-                    if again && attempt < MAX_ATTEMPTS {
+                    let tls = self.tls_failure(&e, &call.url);
+                    if again && tls.is_none() && attempt < MAX_ATTEMPTS {
                         self.clock.sleep(backoff(attempt)).await;
                         continue;
                     }
@@ -348,7 +355,7 @@ impl GraphHttp {
                         call.what,
                         call.method,
                         path_of(&call.url),
-                        http_cause(&e),
+                        tls.unwrap_or_else(|| http_cause(&e)),
                         if again {
                             ""
                         } else {
@@ -405,6 +412,20 @@ impl GraphHttp {
             Some(d) => Ok(d),
             None => Ok(backoff(attempt).min(self.opts.max_wait)),
         }
+    }
+
+    /// A TLS failure reaching `url`, in words that say what to do (see
+    /// [`tls::explain`]); `None` for any other failure.
+    fn tls_failure(&self, e: &reqwest::Error, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        if parsed.scheme() != "https" {
+            return None;
+        }
+        let host = match parsed.port() {
+            Some(p) => format!("{}:{p}", parsed.host_str()?),
+            None => parsed.host_str()?.to_string(),
+        };
+        tls::explain(e, &host, self.opts.ca_file.as_deref(), e.is_connect())
     }
 
     /// Refuses to send the bearer token to a host other than Graph's (a

@@ -160,7 +160,9 @@ pub async fn authenticate(c: &LdapConnector, identity: &str, password: &Secret) 
     if password.is_empty() {
         return Ok(false);
     }
-    let mut ldap = open(c.options(), false).await?;
+    // The user's password is protected like the connection's own (StartTLS
+    // to a host that is not loopback), even on an anonymous connection.
+    let mut ldap = open(&c.options().for_password_bind(), false).await?;
     ldap.with_timeout(c.options().timeout);
     let res = ldap
         .simple_bind(&dn, password.expose())

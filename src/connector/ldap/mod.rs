@@ -123,7 +123,7 @@ pub(crate) async fn open(opts: &LdapOptions, bind: bool) -> Result<Ldap> {
     }
     let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
         .await
-        .map_err(|e| result::ldap_error(&format!("cannot connect to {url}"), e))?;
+        .map_err(|e| connect_error(opts, &url, e))?;
     ldap3::drive!(conn);
     if bind && let Some(dn) = &opts.bind_dn {
         let pw = opts.password.as_ref().map(Secret::expose).unwrap_or("");
@@ -142,6 +142,40 @@ pub(crate) async fn open(opts: &LdapOptions, bind: bool) -> Result<Ldap> {
         }
     }
     Ok(ldap)
+}
+
+/// A failed connect in words: TLS failures say what to do, a refused
+/// StartTLS says the password is not sent in clear text.
+fn connect_error(opts: &LdapOptions, url: &str, e: ldap3::LdapError) -> Error {
+    let mode = opts.tls_mode();
+    if mode == TlsMode::StartTls
+        && let ldap3::LdapError::LdapResult { result: res } = &e
+    {
+        let why = if opts.tls.is_none() {
+            "idsync uses StartTLS on its own for a password bind to a host that is not \
+             loopback, so the password is not sent in clear text"
+        } else {
+            "tls: \"starttls\" was asked for"
+        };
+        return Error::Connection(format!(
+            "cannot connect to {url}: the server offers no StartTLS ({}, LDAP {}{}); {why}. \
+             Configure TLS on the server, use an ldaps:// URL, or give tls: \"none\" to send \
+             the password unencrypted (only on a network you trust)",
+            result::rc_words(res.rc),
+            res.rc,
+            if res.text.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", res.text.trim())
+            }
+        ));
+    }
+    if mode != TlsMode::None
+        && let Some(words) = tls::explain(&e, opts.host(), opts.ca_file.as_deref(), true)
+    {
+        return Error::Connection(format!("cannot connect to {url}: {words}"));
+    }
+    result::ldap_error(&format!("cannot connect to {url}"), e)
 }
 
 #[async_trait]
@@ -206,9 +240,31 @@ impl Connector for LdapConnector {
                 if let Some(h) = &root.dns_host_name {
                     report.details.push(("host".into(), h.clone()));
                 }
-                report
-                    .details
-                    .push(("tls".into(), self.opts.tls_mode().to_string()));
+                let mode = self.opts.tls_mode();
+                report.details.push(("tls".into(), mode.to_string()));
+                if mode == TlsMode::StartTls && self.opts.tls.is_none() {
+                    report.details.push((
+                        "tls_reason".into(),
+                        "StartTLS on its own: a password bind to a host that is not loopback \
+                         (tls: \"none\" turns it off)"
+                            .into(),
+                    ));
+                }
+                if mode != TlsMode::None {
+                    report.details.push((
+                        "verify".into(),
+                        if self.opts.verify {
+                            match &self.opts.ca_file {
+                                Some(f) => format!("on (ca_file {f})"),
+                                None => "on (the system's trusted CAs)".into(),
+                            }
+                        } else {
+                            "OFF (verify: false): the server's identity is not checked, \
+                             anyone in the path can read the password"
+                                .into()
+                        },
+                    ));
+                }
                 let mut l = l;
                 let _ = l.unbind().await;
             }

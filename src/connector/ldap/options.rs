@@ -126,6 +126,47 @@ impl LdapOptions {
         self.url.split_once("://").map(|(s, _)| s)
     }
 
+    /// The host named in the URL (without port or brackets).
+    pub fn host(&self) -> &str {
+        let rest = self.url.split_once("://").map(|(_, r)| r).unwrap_or("");
+        let hostport = rest.split('/').next().unwrap_or("");
+        let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+        if let Some(v6) = hostport.strip_prefix('[') {
+            return v6.split(']').next().unwrap_or("");
+        }
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => hostport,
+        }
+    }
+
+    /// True when a password bind over this plain `ldap://` URL is upgraded
+    /// with StartTLS on its own: the host is not loopback (see
+    /// [`is_loopback_host`]) and no `tls` was given — `tls: "none"` is
+    /// how a user says "send it in clear text anyway".
+    pub fn starttls_for_password(&self) -> bool {
+        self.tls.is_none()
+            && self
+                .scheme()
+                .is_some_and(|s| s.eq_ignore_ascii_case("ldap"))
+            && !is_loopback_host(self.host())
+    }
+
+    /// True when this connection binds with a password.
+    fn binds_with_password(&self) -> bool {
+        self.bind_dn.is_some() && self.password.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
+    /// These options for a bind as another user with a password
+    /// (`authenticate`): StartTLS when [`Self::starttls_for_password`].
+    pub fn for_password_bind(&self) -> LdapOptions {
+        let mut o = self.clone();
+        if o.starttls_for_password() {
+            o.tls = Some(TlsMode::StartTls);
+        }
+        o
+    }
+
     /// Checks the URL and option combinations.
     pub fn validate(&self) -> Result<()> {
         match self.scheme().map(str::to_ascii_lowercase).as_deref() {
@@ -153,11 +194,19 @@ impl LdapOptions {
                 "tls: \"none\" does not go with the ldaps URL '{}'",
                 self.url
             ))),
+            (Some(TlsMode::None), false) if self.ca_file.is_some() => Err(Error::usage(format!(
+                "ca_file is given but tls: \"none\" turns encryption off, so it would never be \
+                 used ({}); remove one of them (tls: \"starttls\" or an ldaps:// URL uses ca_file)",
+                self.url
+            ))),
             _ => Ok(()),
         }
     }
 
-    /// The protection in force.
+    /// The protection in force: `tls` when given, else as the URL scheme
+    /// says — except that a bind with a password over `ldap://` to a host
+    /// that is not loopback uses StartTLS (a password never crosses the
+    /// network in clear text unless `tls: "none"` says so).
     pub fn tls_mode(&self) -> TlsMode {
         match self.tls {
             Some(t) => t,
@@ -167,6 +216,7 @@ impl LdapOptions {
             {
                 TlsMode::Ldaps
             }
+            None if self.binds_with_password() && self.starttls_for_password() => TlsMode::StartTls,
             None => TlsMode::None,
         }
     }
@@ -224,9 +274,89 @@ impl LdapOptions {
     }
 }
 
+/// True when `host`, as written in a URL, is this machine's loopback:
+/// `localhost` (or a name under `.localhost`), an address in 127.0.0.0/8, or
+/// `::1`. Other names count as remote even when they resolve to a loopback
+/// address today: the rule does not depend on DNS, which can change.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        return true;
+    }
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_rule_is_literal_loopback_or_localhost() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "db.localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost.",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "vm",
+            "dc1.corp.example",
+            "10.0.0.5",
+            "192.0.2.2",
+            "::",
+            "0.0.0.0",
+            "localhost.evil.example",
+            "",
+            "127.0.0.1.nip.io",
+            "ü",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn a_password_bind_to_a_remote_host_uses_starttls_unless_tls_none() {
+        let pw = |url: &str| {
+            let mut o = LdapOptions::new(url);
+            o.bind_dn = Some("cn=admin".into());
+            o.password = Some(Secret::literal("pw".into()));
+            o
+        };
+        assert_eq!(pw("ldap://dc1.corp.example").tls_mode(), TlsMode::StartTls);
+        assert_eq!(pw("ldap://10.0.0.5:389/").tls_mode(), TlsMode::StartTls);
+        assert_eq!(pw("ldap://127.0.0.1:3389").tls_mode(), TlsMode::None);
+        assert_eq!(pw("ldap://[::1]:3389").tls_mode(), TlsMode::None);
+        assert_eq!(pw("ldap://localhost").tls_mode(), TlsMode::None);
+        assert_eq!(pw("ldaps://dc1").tls_mode(), TlsMode::Ldaps);
+        let mut o = pw("ldap://dc1");
+        o.tls = Some(TlsMode::None);
+        assert_eq!(o.tls_mode(), TlsMode::None);
+        // anonymous: nothing to protect; authenticate() upgrades its own bind
+        let anon = LdapOptions::new("ldap://dc1");
+        assert_eq!(anon.tls_mode(), TlsMode::None);
+        assert_eq!(anon.for_password_bind().tls_mode(), TlsMode::StartTls);
+        assert_eq!(o.for_password_bind().tls_mode(), TlsMode::None);
+        assert_eq!(pw("ldap://user@[2001:db8::1]:389").host(), "2001:db8::1");
+    }
+
+    #[test]
+    fn ca_file_with_tls_none_is_an_error() {
+        let mut o = LdapOptions::new("ldap://dc1");
+        o.tls = Some(TlsMode::None);
+        o.ca_file = Some("/etc/ca.pem".into());
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("ca_file") && e.contains("tls: \"none\""), "{e}");
+        o.tls = Some(TlsMode::StartTls);
+        assert!(o.validate().is_ok());
+    }
 
     #[test]
     fn url_and_tls_rules() {
