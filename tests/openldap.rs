@@ -975,6 +975,31 @@ fn errors_are_clear_and_exit_1() {
     assert!(err.contains("bad filter"), "{err}");
     assert!(err.contains(".rhai:2:"), "names file:line: {err}");
 
+    // issue 10 item 11: a long bad filter is quoted as a window around the position, and a
+    // 100,000-level one is refused before ldap3's recursive parser overflows the stack
+    let err = fails(
+        home.path(),
+        &format!(
+            "{c}let f = \"(|\"; for i in 0..50000 {{ f += \"(cn=x)\"; }}\nc.search(f + \"(cn=a\")"
+        ),
+    );
+    assert!(err.len() < 1000, "{err}");
+    assert!(
+        err.contains("position 300008") && err.contains("bad filter '…"),
+        "{err}"
+    );
+    let err = fails(
+        home.path(),
+        &format!(
+            "{c}let f = \"\"; for i in 0..100000 {{ f += \"(!\"; }}\nf += \"(a=b)\";\n\
+             for i in 0..100000 {{ f += \")\"; }}\nc.search(f)"
+        ),
+    );
+    assert!(
+        err.contains("nested more than") && err.len() < 1000,
+        "{err}"
+    );
+
     let err = fails(home.path(), &format!("{c}c.get(\"cn=a,,dc=x\")"));
     assert!(err.contains("bad DN"), "{err}");
     let err = fails(
