@@ -10,6 +10,7 @@ pub mod entry_api;
 pub mod help;
 pub mod objects;
 pub mod profiles;
+pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod sync_api;
@@ -274,12 +275,12 @@ fn caret(code: &str, pos: Position) -> String {
     };
     // A password typed as a literal is masked here as in the history file;
     // the caret keeps pointing at the same token.
-    let shown = crate::shell::repl::redact(text);
+    let shown = redact::redact(text);
     let col = if shown == text {
         col
     } else {
         let before: String = text.chars().take(col.saturating_sub(1)).collect();
-        crate::shell::repl::redact(&before).chars().count() + 1
+        redact::redact(&before).chars().count() + 1
     };
     let (shown, col) = window(&shown, col, 60);
     let width = line.to_string().len();
