@@ -256,6 +256,50 @@ fn runtime_errors_name_file_line_col() {
     assert_no_rust_noise(&o);
 }
 
+/// Issue 10 item 11: a bad 300 KB filter (written literally in the script) gives a short
+/// error: a window of the filter around the position, and a window of the source line.
+#[test]
+fn a_bad_300_kb_filter_gives_a_short_error_naming_the_position() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "id,cn\n1,x\n").unwrap();
+    let filter = format!("(|{}(cn=a", "(cn=x)".repeat(50_000));
+    assert!(filter.len() > 300_000);
+    let (_d, path) = script(
+        "long.rhai",
+        &format!(
+            "let c = connect_csv({:?}, #{{ key: \"id\" }});\nc.search(\"{filter}\")\n",
+            csv.display().to_string()
+        ),
+    );
+    let o = run(idsync(home.path()).arg(&path));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        show(&o).chars().take(2000).collect::<String>()
+    );
+    let e = stderr(&o);
+    assert!(
+        e.len() < 1500,
+        "{} bytes of error:\n{}",
+        e.len(),
+        &e[..e.len().min(3000)]
+    );
+    for line in e.lines() {
+        assert!(
+            line.chars().count() < 300,
+            "long line in the error:\n{line}"
+        );
+    }
+    assert!(e.contains("bad filter '…"), "{e}");
+    assert!(e.contains("(cn=a'"), "the window ends at the problem:\n{e}");
+    assert!(e.contains("position 300008"), "{e}");
+    assert!(e.contains(&format!("error: {}:2:", path.display())), "{e}");
+    assert_no_rust_noise(&o);
+}
+
 #[test]
 fn error_inside_a_function_reports_the_line_in_the_function() {
     let home = support::temp_home();

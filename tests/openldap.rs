@@ -547,6 +547,65 @@ fn get_by_dn_uuid_uid_cn_absent_and_ambiguous() {
     assert!(err.contains("ambiguous"), "{err}");
 }
 
+/// Issue 10 item 1: non-ASCII identities (`Søren`, `山田`) are ordinary names. Before the fix
+/// the SID check sliced the first two bytes and every one of these calls ended the process
+/// with "internal error: end byte index 2 is not a char boundary", past `try`/`catch`.
+#[test]
+fn non_ascii_identities_get_delete_members_authenticate() {
+    let Some(l) = support::slapd() else { return };
+    let home = support::temp_home();
+    let u = support::unique("");
+    let uid = format!("Søren{u}");
+    let cn = format!("山田{u}");
+    let dn = format!("uid={uid},{}", people(l));
+    let c = connect(l, "");
+    let script = format!(
+        "{c}c.create(\"{dn}\", #{{ objectClass: \"inetOrgPerson\", uid: \"{uid}\", cn: \"{cn}\", \
+         sn: \"Søren\", userPassword: \"Pw-{u}\" }});\n\
+         print(\"by-uid=\" + c.get(\"{uid}\").dn);\n\
+         print(\"by-cn=\" + c.get(\"{cn}\").dn);\n\
+         print(\"by-dn=\" + c.get(\"{dn}\").uid);\n\
+         print(\"plain=\" + type_of(c.get(\"Søren-nobody{u}\")) + type_of(c.get(\"山田-nobody{u}\")));\n\
+         print(\"auth=\" + c.authenticate(\"{uid}\", \"Pw-{u}\") + \",\" + c.authenticate(\"{cn}\", \"wrong\"));\n\
+         let r = \"none\";\n\
+         try {{ c.members(\"山田-nobody{u}\"); r = \"returned\"; }} catch (e) {{ r = \"caught: \" + e; }}\n\
+         print(\"members=\" + r);\n\
+         r = \"none\";\n\
+         try {{ c.delete(\"Søren-nobody{u}\"); r = \"returned\"; }} catch (e) {{ r = \"caught: \" + e; }}\n\
+         print(\"delete-missing=\" + r);\n\
+         c.delete(\"{uid}\");\n\
+         print(\"after=\" + type_of(c.get(\"{uid}\")));"
+    );
+    let out = ok(home.path(), None, &script);
+    let line = |tag: &str| {
+        out.lines()
+            .find_map(|x| x.strip_prefix(tag))
+            .unwrap_or_else(|| panic!("no {tag} line in:\n{out}"))
+            .to_string()
+    };
+    assert_eq!(line("by-uid="), dn, "{out}");
+    assert_eq!(line("by-cn="), dn, "{out}");
+    assert_eq!(line("by-dn="), uid, "{out}");
+    assert_eq!(line("plain="), "()()", "{out}");
+    assert_eq!(line("auth="), "true,false", "{out}");
+    let members = line("members=");
+    assert!(
+        members.starts_with("caught: ") && members.contains("山田-nobody"),
+        "members of a missing group is a catchable error naming it: {members}"
+    );
+    let deleted = line("delete-missing=");
+    assert!(
+        deleted.starts_with("caught: ") && deleted.contains("Søren-nobody"),
+        "delete of a missing entry is a catchable error naming it: {deleted}"
+    );
+    assert_eq!(line("after="), "()", "{out}");
+    // independently: the entry was created with its UTF-8 names and is gone now
+    assert!(
+        search(l, &l.base, "sub", &format!("(cn={cn})"), &["1.1"]).is_empty(),
+        "deleted entry still found by ldapsearch"
+    );
+}
+
 #[test]
 fn get_by_guid_string_finds_entry_by_entry_uuid() {
     let Some(l) = support::slapd() else { return };
@@ -1130,6 +1189,31 @@ fn errors_are_clear_and_exit_1() {
     let err = fails(home.path(), &format!("{c}c.search(\"(cn=a\")"));
     assert!(err.contains("bad filter"), "{err}");
     assert!(err.contains(".rhai:2:"), "names file:line: {err}");
+
+    // issue 10 item 11: a long bad filter is quoted as a window around the position, and a
+    // 100,000-level one is refused before ldap3's recursive parser overflows the stack
+    let err = fails(
+        home.path(),
+        &format!(
+            "{c}let f = \"(|\"; for i in 0..50000 {{ f += \"(cn=x)\"; }}\nc.search(f + \"(cn=a\")"
+        ),
+    );
+    assert!(err.len() < 1000, "{err}");
+    assert!(
+        err.contains("position 300008") && err.contains("bad filter '…"),
+        "{err}"
+    );
+    let err = fails(
+        home.path(),
+        &format!(
+            "{c}let f = \"\"; for i in 0..100000 {{ f += \"(!\"; }}\nf += \"(a=b)\";\n\
+             for i in 0..100000 {{ f += \")\"; }}\nc.search(f)"
+        ),
+    );
+    assert!(
+        err.contains("nested more than") && err.len() < 1000,
+        "{err}"
+    );
 
     let err = fails(home.path(), &format!("{c}c.get(\"cn=a,,dc=x\")"));
     assert!(err.contains("bad DN"), "{err}");

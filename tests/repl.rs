@@ -383,6 +383,62 @@ fn literal_passwords_are_masked_in_history_and_secret_references_kept() {
     assert!(!h.contains(value), "secret value in history:\n{h}");
 }
 
+/// Issue 10 item 14: a literal given to any secret-looking name (`pw`, `token`, a map key
+/// `"password"`, `client_secret`, ...) is masked in history.txt and in the source line an
+/// error message echoes; other literals stay as typed.
+#[test]
+fn secret_looking_names_are_masked_in_history_and_in_error_echoes() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    let lines = [
+        (
+            r#"let pw = "Hunter2-pw"; nosuchfn(pw)"#,
+            r#"let pw = "********"; nosuchfn(pw)"#,
+        ),
+        (
+            r#"let m = #{ "password": "Hunter2-map", user: "ann" }; m.nosuch()"#,
+            r#"let m = #{ "password": "********", user: "ann" }; m.nosuch()"#,
+        ),
+        (r#"apiToken = "Hunter2-tok""#, r#"apiToken = "********""#),
+        (
+            r#"let o = #{ client_secret: "Hunter2-cs" }; o.nosuch()"#,
+            r#"let o = #{ client_secret: "********" }; o.nosuch()"#,
+        ),
+    ];
+    for (typed, masked) in lines {
+        r.line(typed);
+        r.expect("error: repl:1:");
+        let from = r.seen.len();
+        r.prompt();
+        let echo = &r.seen[from..];
+        assert!(
+            echo.contains(&format!("1 | {masked}")),
+            "error echo not masked for {typed}:\n{echo:?}"
+        );
+        assert!(
+            !echo.contains("Hunter2"),
+            "secret in the error echo: {echo:?}"
+        );
+    }
+    r.line(r#"let note = "Hunter2 is not a secret here"; note.len()"#);
+    r.value("28");
+    r.line("exit");
+    let (code, _) = r.finish();
+    assert_eq!(code, 0);
+    let h = history(home.path());
+    for (_, masked) in lines {
+        assert!(
+            h.lines().any(|l| l == masked),
+            "{masked} missing from history:\n{h}"
+        );
+    }
+    assert_eq!(
+        h.matches("Hunter2").count(),
+        1,
+        "only the harmless literal keeps its text:\n{h}"
+    );
+}
+
 #[test]
 fn colour_on_a_terminal_unless_no_color() {
     let home = support::temp_home();

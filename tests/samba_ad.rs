@@ -489,6 +489,91 @@ fn get_by_dn_guid_sid_sam_and_upn_finds_the_same_entry() {
     assert_eq!(tag(&out, "noguid="), "()", "{out}");
 }
 
+/// Issue 10 item 1: non-ASCII sAMAccountName / CN / UPN are ordinary identities on AD. Before
+/// the fix the SID check sliced the first two bytes of `Søren…` / `山田…` and the process ended
+/// with "internal error: end byte index 2 is not a char boundary", past `try`/`catch`.
+#[test]
+fn non_ascii_identities_get_delete_members_authenticate() {
+    let Some(ad) = support::samba() else { return };
+    let ou = Scratch::new(ad, "on");
+    let u = support::unique("");
+    let sam = format!("Sø{u}");
+    let cn = format!("山田 Søren {u}");
+    let upn = format!("山田{u}@example.test");
+    let dn = format!("CN={cn},{}", ou.dn);
+    let gdn = format!("CN=Gruppe Ø {u},{}", ou.dn);
+    let home = support::temp_home();
+    let script = format!(
+        "{}c.create({}, #{{ objectClass: \"user\", sAMAccountName: {}, userPrincipalName: {} }});\n\
+         c.create({}, #{{ objectClass: \"group\", sAMAccountName: {} }});\n\
+         c.add_member({}, {});\n\
+         print(\"by-sam=\" + c.get({}).dn);\n\
+         print(\"by-upn=\" + c.get({}).dn);\n\
+         print(\"by-dn=\" + c.get({}).sAMAccountName);\n\
+         print(\"members=\" + c.members({}).len());\n\
+         print(\"plain=\" + type_of(c.get(\"Søren\")) + type_of(c.get(\"山田\")));\n\
+         print(\"auth=\" + c.authenticate({}, \"Wrong-1!\"));\n\
+         let r = \"none\";\n\
+         try {{ c.members(\"山田-nobody\"); r = \"returned\"; }} catch (e) {{ r = \"caught: \" + e; }}\n\
+         print(\"members-missing=\" + r);\n\
+         r = \"none\";\n\
+         try {{ c.delete(\"Søren-nobody\"); r = \"returned\"; }} catch (e) {{ r = \"caught: \" + e; }}\n\
+         print(\"delete-missing=\" + r);\n\
+         c.delete({});\n\
+         print(\"after=\" + type_of(c.get({})));\n",
+        connect(ad, Via::Ldaps),
+        lit(&dn),
+        lit(&sam),
+        lit(&upn),
+        lit(&gdn),
+        lit(&format!("gø{u}")),
+        lit(&gdn),
+        lit(&sam),
+        lit(&sam),
+        lit(&upn),
+        lit(&dn),
+        lit(&gdn),
+        lit(&sam),
+        lit(&sam),
+        lit(&sam),
+    );
+    let out = run_ok(home.path(), &script);
+    assert!(tag(&out, "by-sam=").eq_ignore_ascii_case(&dn), "{out}");
+    assert!(tag(&out, "by-upn=").eq_ignore_ascii_case(&dn), "{out}");
+    assert_eq!(tag(&out, "by-dn="), sam, "{out}");
+    assert_eq!(tag(&out, "members="), "1", "{out}");
+    assert_eq!(tag(&out, "plain="), "()()", "{out}");
+    assert_eq!(tag(&out, "auth="), "false", "{out}");
+    let m = tag(&out, "members-missing=");
+    assert!(
+        m.starts_with("caught: ") && m.contains("山田-nobody"),
+        "{m}"
+    );
+    let d = tag(&out, "delete-missing=");
+    assert!(
+        d.starts_with("caught: ") && d.contains("Søren-nobody"),
+        "{d}"
+    );
+    assert_eq!(tag(&out, "after="), "()", "{out}");
+    // independently (ldapsearch base64-encodes these DNs, hence the count of `dn:` lines):
+    // the group is there under its UTF-8 name, the user is gone
+    let count = |filter: &str| {
+        let out = ad.ldapsearch(&ou.dn, "sub", filter, &["1.1"]);
+        out.lines().filter(|l| l.starts_with("dn:")).count()
+    };
+    assert_eq!(
+        count(&format!("(sAMAccountName=gø{u})")),
+        1,
+        "group {gdn} missing"
+    );
+    assert_eq!(count(&format!("(cn={cn})")), 0, "user {dn} not deleted");
+    assert_eq!(
+        count("(cn=Gruppe Ø*)"),
+        1,
+        "the group's CN is stored as UTF-8"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. create / modify / rename / move / members / delete
 

@@ -108,9 +108,13 @@ pub fn sid_from_string(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// True when `s` has the shape of a SID string.
+/// True when `s` has the shape of a SID string. Any text is safe here:
+/// the prefix is compared with `str::get`, never by slicing bytes, so a
+/// name such as `Søren` or `山田` is simply not a SID.
 pub fn looks_like_sid(s: &str) -> bool {
-    s.len() > 4 && s[..2].eq_ignore_ascii_case("S-") && sid_from_string(s).is_some()
+    s.len() > 4
+        && s.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("S-"))
+        && sid_from_string(s).is_some()
 }
 
 #[cfg(test)]
@@ -138,5 +142,9 @@ mod tests {
         assert!(sid_from_string("S-1-x").is_none());
         assert!(looks_like_sid("S-1-5-32-544"));
         assert!(!looks_like_sid("Sales"));
+        for name in ["Søren", "山田", "Sø-1-5", "ß-1-5-32", "\u{1F600}abc"] {
+            assert!(!looks_like_sid(name), "{name}");
+            assert!(!looks_like_guid(name), "{name}");
+        }
     }
 }

@@ -21,9 +21,18 @@ use super::value::{BinaryKind, Value, binary_kind};
 /// Deepest nesting accepted, so a hostile filter cannot exhaust the stack.
 const MAX_DEPTH: usize = 100;
 
-/// A filter that could not be parsed: the text, where, and why.
+/// Characters of the filter quoted on each side of an error's position;
+/// a longer filter is shown as a window with `…` where it is cut.
+const QUOTE_AROUND: usize = 30;
+
+/// A filter that could not be parsed: the text, where, and why. Its
+/// message quotes the filter whole when it is short, else a window around
+/// the position (see [`quote_window`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad filter '{filter}': at position {position}: {reason}")]
+#[error(
+    "bad filter '{}': at position {position}: {reason}",
+    quote_window(filter, *position, QUOTE_AROUND)
+)]
 pub struct FilterError {
     /// The filter as given.
     pub filter: String,
@@ -31,6 +40,36 @@ pub struct FilterError {
     pub position: usize,
     /// What is wrong there.
     pub reason: String,
+}
+
+/// The text around the 1-based character `position`: up to `around`
+/// characters on each side, with `…` where the text is cut, so an error in a
+/// 300 KB filter quotes one short line. Text of at most `2 * around + 1`
+/// characters comes back whole.
+///
+/// ```
+/// use idsync::model::filter::quote_window;
+/// assert_eq!(quote_window("(cn=a", 6, 30), "(cn=a");
+/// let long = format!("(|{}(cn=a", "(cn=x)".repeat(100));
+/// assert_eq!(quote_window(&long, 603, 5), "…cn=x)(cn=a");
+/// ```
+pub fn quote_window(text: &str, position: usize, around: usize) -> String {
+    let total = text.chars().count();
+    if total <= 2 * around + 1 {
+        return text.to_string();
+    }
+    let at = position.saturating_sub(1).min(total);
+    let start = at.saturating_sub(around);
+    let end = (at + around + 1).min(total);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(text.chars().skip(start).take(end - start));
+    if end < total {
+        out.push('…');
+    }
+    out
 }
 
 /// A parsed filter, ready to test entries with [`Filter::matches`].
@@ -719,6 +758,31 @@ mod tests {
             assert!(e.to_string().contains(why), "{f}: {e}");
             assert!(e.to_string().contains(f), "{f}: {e}");
         }
+    }
+
+    #[test]
+    fn long_filter_errors_quote_a_window() {
+        // 300 KB of valid terms, then an unclosed one.
+        let long = format!("(|{}(cn=a", "(cn=x)".repeat(50_000));
+        let e = Filter::parse(&long).unwrap_err();
+        assert_eq!(e.position, long.chars().count() + 1);
+        let msg = e.to_string();
+        assert!(msg.len() < 200, "{} bytes: {msg}", msg.len());
+        assert!(msg.contains(&format!("position {}", e.position)), "{msg}");
+        assert!(msg.contains("'…") && msg.contains("(cn=a'"), "{msg}");
+        // An error in the middle is cut on both sides.
+        let mid = format!(
+            "(|{}(cn=a(b){})",
+            "(cn=x)".repeat(100),
+            "(cn=y)".repeat(100)
+        );
+        let msg = Filter::parse(&mid).unwrap_err().to_string();
+        assert!(msg.contains("'…") && msg.contains("…'"), "{msg}");
+        assert!(msg.contains("(cn=a(b)"), "{msg}");
+        // Multi-byte characters are counted as characters, never cut.
+        let wide = format!("(|{}(cn=ø", "(cn=山田)".repeat(100));
+        let msg = Filter::parse(&wide).unwrap_err().to_string();
+        assert!(msg.contains("(cn=ø'") && msg.chars().count() < 160, "{msg}");
     }
 
     #[test]

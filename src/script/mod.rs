@@ -10,6 +10,7 @@ pub mod entry_api;
 pub mod help;
 pub mod objects;
 pub mod profiles;
+pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod sync_api;
@@ -274,13 +275,14 @@ fn caret(code: &str, pos: Position) -> String {
     };
     // A password typed as a literal is masked here as in the history file;
     // the caret keeps pointing at the same token.
-    let shown = crate::shell::repl::redact(text);
+    let shown = redact::redact(text);
     let col = if shown == text {
         col
     } else {
         let before: String = text.chars().take(col.saturating_sub(1)).collect();
-        crate::shell::repl::redact(&before).chars().count() + 1
+        redact::redact(&before).chars().count() + 1
     };
+    let (shown, col) = window(&shown, col, 60);
     let width = line.to_string().len();
     format!(
         "\n{:width$} |\n{line} | {shown}\n{:width$} | {}^",
@@ -289,6 +291,28 @@ fn caret(code: &str, pos: Position) -> String {
         " ".repeat(col.saturating_sub(1)),
         width = width
     )
+}
+
+/// A long source line (a 300 KB filter written literally) cut to `around`
+/// characters each side of the 1-based column `col`, with `…` where it is
+/// cut; returns the text and the column of the same character in it.
+fn window(text: &str, col: usize, around: usize) -> (String, usize) {
+    let total = text.chars().count();
+    if total <= 2 * around + 1 {
+        return (text.to_string(), col);
+    }
+    let at = col.saturating_sub(1).min(total);
+    let start = at.saturating_sub(around);
+    let end = (at + around + 1).min(total);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(text.chars().skip(start).take(end - start));
+    if end < total {
+        out.push('…');
+    }
+    (out, at - start + 1 + usize::from(start > 0))
 }
 
 fn location(source: &str, pos: Position) -> String {
@@ -395,6 +419,20 @@ mod tests {
             .eval("let x = 1;\nldap_escape(1, 2, 3)", "g.rhai")
             .unwrap_err();
         assert!(e.message.starts_with("error: g.rhai:2:1:"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_long_line_is_echoed_as_a_window_with_the_caret_in_place() {
+        let long = format!("let f = \"{}\"; f.foo()", "x".repeat(60_000));
+        let e = Session::new(vec![]).eval(&long, "t").unwrap_err();
+        assert!(e.message.len() < 600, "{}", e.message);
+        let lines: Vec<&str> = e.message.lines().collect();
+        let (code, caret) = (lines[2], lines[3]);
+        let at = caret.chars().count() - 1;
+        assert_eq!(code.chars().nth(at), Some('f'), "{}", e.message);
+        assert!(code.contains("…") && code.ends_with("f.foo()"), "{code}");
+        let (w, c) = window("abcdef", 3, 1);
+        assert_eq!((w.as_str(), c), ("…bcd…", 3));
     }
 
     #[test]

@@ -77,55 +77,9 @@ impl Validator for ReplHelper {
 
 impl Helper for ReplHelper {}
 
-/// Masks string literals given to password-like keys or functions, so a
-/// password typed in clear never reaches the history file.
-pub fn redact(line: &str) -> String {
-    let keys = [
-        "password",
-        "client_secret",
-        "secret_value",
-        "pw:",
-        "set_password(",
-        "authenticate(",
-    ];
-    let lower = line.to_ascii_lowercase();
-    if !keys.iter().any(|k| lower.contains(k)) {
-        return line.to_string();
-    }
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == '"' || c == '`' {
-            // Find the end of the literal.
-            let mut end = None;
-            let mut escaped = false;
-            for (j, d) in chars.by_ref() {
-                if escaped {
-                    escaped = false;
-                } else if d == '\\' && c == '"' {
-                    escaped = true;
-                } else if d == c {
-                    end = Some(j);
-                    break;
-                }
-            }
-            let ctx = lower[..i].trim_end();
-            let sensitive = ctx.ends_with("password:")
-                || ctx.ends_with("client_secret:")
-                || ctx.ends_with("pw:")
-                || (ctx.ends_with(',')
-                    && (ctx.contains("set_password(") || ctx.contains("authenticate(")));
-            match end {
-                Some(_) if sensitive => out.push_str(&format!("{c}********{c}")),
-                Some(j) => out.push_str(&line[i..=j]),
-                None => out.push_str(&line[i..]),
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
+/// Masks passwords typed as literals before a line reaches the history
+/// file (the rules are in [`crate::script::redact`]).
+pub use crate::script::redact::redact;
 
 fn refresh_names(names: &Arc<Mutex<Names>>, session: &Session, with_profiles: bool) {
     let (functions, methods) = crate::script::help::names(session.engine());
@@ -261,31 +215,5 @@ pub fn run(format: Format) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_literal_passwords_only() {
-        assert_eq!(
-            redact(r#"connect_ldap("ldap://x", #{ bind_dn: "cn=a", password: "s3cret" })"#),
-            r#"connect_ldap("ldap://x", #{ bind_dn: "cn=a", password: "********" })"#
-        );
-        assert_eq!(
-            redact(r#"c.set_password("ann", "N3w!pass")"#),
-            r#"c.set_password("ann", "********")"#
-        );
-        assert_eq!(
-            redact(r#"c.authenticate("ann", "pw")"#),
-            r#"c.authenticate("ann", "********")"#
-        );
-        assert_eq!(
-            redact(r#"password: secret("PW")"#),
-            r#"password: secret("PW")"#
-        );
-        assert_eq!(redact(r#"c.search("(cn=a)")"#), r#"c.search("(cn=a)")"#);
     }
 }

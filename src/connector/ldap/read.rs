@@ -12,6 +12,7 @@ use super::result;
 use crate::connector::{Error, Result, Scope, SearchQuery, Sink};
 use crate::model::codec;
 use crate::model::dn::{Dn, ldap_escape, ldap_escape_bytes};
+use crate::model::filter::{Filter, quote_window};
 use crate::model::value::is_binary;
 use crate::model::{Entry, Value};
 
@@ -85,15 +86,44 @@ fn lscope(s: Scope) -> LScope {
     }
 }
 
-/// Checks a filter before it is sent, so a typo gets a clear message.
+/// Deepest parenthesis nesting sent to ldap3's parser, which recurses once
+/// per level and would exhaust the stack on a hostile filter.
+const MAX_FILTER_DEPTH: usize = 100;
+
+/// Checks a filter before it is sent, so a typo gets a clear message: the
+/// position and a short window of the filter (never the whole of a long
+/// one), from idsync's own parser where it can say more than ldap3.
 pub fn check_filter(filter: &str) -> Result<()> {
-    if ldap3::parse_filter(filter).is_err() {
-        return Err(Error::usage(format!(
-            "bad filter '{filter}': not a valid LDAP filter (RFC 4515); check the parentheses, \
-             and escape * ( ) \\ in values with ldap_escape()"
-        )));
+    let hint = "escape * ( ) \\ in values with ldap_escape()";
+    if paren_depth(filter) > MAX_FILTER_DEPTH || ldap3::parse_filter(filter).is_err() {
+        return Err(Error::usage(match Filter::parse(filter) {
+            Err(e) => format!("{e} ({hint})"),
+            // Valid for idsync's parser but not for ldap3's.
+            Ok(_) => format!(
+                "bad filter '{}': not a valid LDAP filter (RFC 4515); check the parentheses, \
+                 and {hint}",
+                quote_window(filter, 1, 60)
+            ),
+        }));
     }
     Ok(())
+}
+
+/// The deepest nesting of unescaped parentheses (values escape theirs as
+/// `\28` / `\29`).
+fn paren_depth(filter: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in filter.bytes() {
+        match b {
+            b'(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Streams the entries matching `q` into `sink`, paging under the hood.
@@ -444,6 +474,24 @@ mod tests {
             identity_filter(Flavor::Generic, &Identity::Name("a*".into())),
             "(|(uid=a\\2a)(cn=a\\2a))"
         );
+    }
+
+    #[test]
+    fn bad_filters_quote_a_window_and_deep_ones_never_reach_ldap3() {
+        assert!(check_filter("(&(cn=a)(sn=b))").is_ok());
+        assert!(
+            check_filter("(cn:dn:=a)").is_ok(),
+            "extensible matches are LDAP's"
+        );
+        let long = format!("(|{}(cn=a", "(cn=x)".repeat(50_000));
+        let msg = check_filter(&long).unwrap_err().to_string();
+        assert!(msg.len() < 300, "{msg}");
+        assert!(msg.contains("position 300008"), "{msg}");
+        assert!(msg.contains("ldap_escape()"), "{msg}");
+        // ldap3's parser would overflow the stack on this.
+        let deep = format!("{}(a=b){}", "(!".repeat(100_000), ")".repeat(100_000));
+        let msg = check_filter(&deep).unwrap_err().to_string();
+        assert!(msg.contains("nested more than") && msg.len() < 300, "{msg}");
     }
 
     #[test]
