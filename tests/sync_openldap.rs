@@ -896,6 +896,119 @@ fn deprovision_none_leaves_object_untouched_and_forgets_link() {
     assert_eq!(persons(l, &f.dst).len(), 30);
 }
 
+/// Issue 10, item 16: a step whose targets live in another naming context than the
+/// connection's base (`dc=example,dc=com` here, targets under `dc=target,dc=com`) finds its
+/// linked objects where the link says they are and deprovisions them (`disable_move` into a
+/// leavers OU outside `target_base`); a leaver who comes back is restored through the kept
+/// link — enabled, moved back, date prefixes removed — never created a second time.
+#[test]
+fn leavers_outside_the_connection_base_are_deprovisioned_and_rehires_restored() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "rehire");
+    let leavers_ou = add_ou(l, &format!("ou=leavers,{TARGET}"), &support::unique("lv"));
+    // The target connection's base is the other suffix, as when it defaults to the
+    // server's default naming context.
+    let connect = f.connect().replace(
+        &format!("base: \"{TARGET}\""),
+        &format!("base: \"{}\"", l.base),
+    );
+    let script = |tail: &str| {
+        format!(
+            "{connect}let st = sync_step(\"{}\", src, dst, #{{ {} }});\n{tail}\n",
+            f.step,
+            f.opts(&format!(
+                "#{{ action: \"disable_move\", parent: \"{leavers_ou}\", prefix: [\"mail\", \"description\"] }}"
+            ))
+        )
+    };
+    f.add_numbered(12, 2);
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("created", 12)]);
+    let dn = f.dst_dn("p03");
+    let before = entry(l, &dn);
+    let uuid = one(&before, "entryUUID");
+
+    // p03 leaves the scope: disabled, moved to the leavers OU, prefixed.
+    modify(
+        l,
+        &f.src_dn("p03"),
+        "add: employeeType\nemployeeType: external",
+    );
+    let day0 = utc_today();
+    let r = json_ok(f.home(), &script("st.run()"));
+    let day1 = utc_today();
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 11)]);
+    let gone = format!("uid=p03,{leavers_ou}");
+    let e = entry(l, &gone);
+    assert_eq!(one(&e, "entryUUID"), uuid);
+    assert_eq!(vals(&e, "pwdAccountLockedTime"), set(&["000001010000Z"]));
+    for attr in ["mail", "description"] {
+        let (old, new) = (one(&before, attr), one(&e, attr));
+        assert!(
+            new == format!("{day0}-{old}") || new == format!("{day1}-{old}"),
+            "{attr}: {new:?}"
+        );
+    }
+    assert!(get(l, &dn, &["1.1"]).is_none(), "{dn} not moved");
+    assert_eq!(
+        f.links().len(),
+        11,
+        "a deprovisioned object still counts as linked"
+    );
+
+    // p03 comes back: the preview shows the restore, and writes nothing.
+    modify(l, &f.src_dn("p03"), "delete: employeeType");
+    let snap = (snapshot(l, &f.dst), snapshot(l, &leavers_ou));
+    let rows = json_ok(f.home(), &script("st.preview()"));
+    let rows = rows.as_array().expect("preview rows").clone();
+    assert!(
+        rows.iter()
+            .any(|r| r["op"] == "restore" && r["object"] == gone.as_str()),
+        "no restore row: {rows:#?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["op"] == "rename/move"
+            && r["object"] == gone.as_str()
+            && r["new"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&dn))),
+        "no move back: {rows:#?}"
+    );
+    assert!(!rows.iter().any(|r| r["op"] == "create"), "{rows:#?}");
+    let after = (snapshot(l, &f.dst), snapshot(l, &leavers_ou));
+    assert_eq!(after, snap, "preview wrote");
+
+    // The run restores the same object: enabled, back in place, prefixes gone.
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("updated", 1), ("moved", 1), ("unchanged", 11)]);
+    assert!(
+        get(l, &gone, &["1.1"]).is_none(),
+        "{gone} still in the leavers OU"
+    );
+    let e = entry(l, &dn);
+    assert_eq!(
+        one(&e, "entryUUID"),
+        uuid,
+        "a new object instead of the old one"
+    );
+    assert!(vals(&e, "pwdAccountLockedTime").is_empty(), "still locked");
+    for attr in ["mail", "description"] {
+        assert_eq!(vals(&e, attr), vals(&before, attr), "{attr} not restored");
+    }
+    let found = search(l, TARGET, "sub", "(uid=p03)", &["1.1"]);
+    let mine: Vec<&String> = found
+        .keys()
+        .filter(|k| {
+            k.contains(&f.id.to_ascii_lowercase()) || k.contains(&leavers_ou.to_ascii_lowercase())
+        })
+        .collect();
+    assert_eq!(mine.len(), 1, "duplicated: {found:?}");
+    assert_eq!(persons(l, &f.dst).len(), 12);
+    assert_eq!(f.links().len(), 12);
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("unchanged", 12)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. deletion threshold
 

@@ -153,6 +153,13 @@ pub trait Connector: Send + Sync {
     /// One entry by identity (DN, GUID, SID, account name, key), or `None`.
     async fn get(&self, identity: &str) -> Result<Option<Entry>>;
 
+    /// One entry by identity, looked for below `base` instead of the
+    /// connection's base (a directory with several naming contexts); a DN
+    /// identity is read where it says. Systems without bases ignore `base`.
+    async fn get_under(&self, identity: &str, _base: &str) -> Result<Option<Entry>> {
+        self.get(identity).await
+    }
+
     /// Creates an entry and returns it as stored.
     async fn create(&self, _dn: &str, _attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
         Err(self.unsupported("create"))

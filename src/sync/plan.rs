@@ -59,6 +59,10 @@ pub enum Action {
         /// rehire, or a re-import under a new key): its link is dropped and
         /// it is not deprovisioned.
         takes_over: Option<String>,
+        /// True when the object was deprovisioned and its source is back
+        /// (a rehire): the run enables it again; `new_dn` moves it back to
+        /// where the create rule puts it and `changes` drop the date prefix.
+        restore: bool,
     },
     /// Deprovision a target object whose source left the scope.
     Deprovision {
@@ -236,6 +240,13 @@ pub async fn plan_into(
             )
         })
         .collect();
+    // Deprovisioned objects whose source may come back (a rehire).
+    let kept: HashMap<String, Link> = store
+        .deprovisioned_links(&step.name)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|l| (l.source_anchor.clone(), l))
+        .collect();
 
     // Membership through other steps' links: their signature joins the hash.
     let mut member_index = match &step.members {
@@ -289,6 +300,7 @@ pub async fn plan_into(
         let seen = HashSet::new();
         let known = Known {
             by_source: &by_source,
+            kept: &kept,
             linked_targets: &linked_targets,
             seen: &seen,
         };
@@ -298,6 +310,7 @@ pub async fn plan_into(
         let read = read.await?;
         let known = Known {
             by_source: &by_source,
+            kept: &kept,
             linked_targets: &linked_targets,
             seen: &read.seen,
         };
@@ -463,20 +476,48 @@ impl<'a> TargetView<'a> {
             .map_err(|e| format!("reading the target: {e}"))
     }
 
-    async fn by_anchor(&mut self, anchor: &str) -> Result<Option<Entry>, String> {
+    /// The linked object of `l`, wherever it is: in the bulk index, at the
+    /// link's stored DN, or found by its anchor below the step's
+    /// `target_base`, the deprovision parent and the connection's base (a
+    /// target in another naming context than the connection's default,
+    /// moved by hand, or moved away by deprovisioning).
+    async fn locate(&mut self, l: &Link) -> Result<Option<Entry>, String> {
+        let anchor = l.target_anchor.as_str();
         if self.bulk {
             self.load().await?;
             if let Some(e) = self.by_anchor.get(&anchor.to_ascii_lowercase()) {
                 return Ok(Some(e.clone()));
             }
-            // Not under the target base (moved away by hand, say): look it
-            // up by anchor before calling a linked object gone.
         }
-        self.step
-            .target
-            .get(anchor)
-            .await
-            .map_err(|e| e.to_string())
+        let target = &self.step.target;
+        let failed = |e: crate::connector::Error| format!("looking up linked object {anchor}: {e}");
+        if target.kind() != "ldap" {
+            return target.get(anchor).await.map_err(failed);
+        }
+        if Dn::parse(&l.target_dn).is_ok()
+            && let Some(e) = target.get(&l.target_dn).await.map_err(failed)?
+            && anchor_of(&e).eq_ignore_ascii_case(anchor)
+        {
+            return Ok(Some(e));
+        }
+        let mut bases: Vec<&str> = Vec::new();
+        for b in [
+            self.step.target_base.as_deref(),
+            self.step.deprovision.parent.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !bases.iter().any(|x| dn_eq(x, b)) {
+                bases.push(b);
+            }
+        }
+        for b in bases {
+            if let Some(e) = target.get_under(anchor, b).await.map_err(failed)? {
+                return Ok(Some(e));
+            }
+        }
+        target.get(anchor).await.map_err(failed)
     }
 
     async fn join(&mut self, pairs: &[(String, String)]) -> Result<Vec<Entry>, String> {
@@ -639,6 +680,8 @@ fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
 struct Known<'a> {
     /// Links by source anchor.
     by_source: &'a HashMap<String, Link>,
+    /// Kept links of deprovisioned objects, by source anchor.
+    kept: &'a HashMap<String, Link>,
     /// Source anchor by lowercased target anchor.
     linked_targets: &'a HashMap<String, String>,
     /// Source anchors in scope this run.
@@ -686,17 +729,36 @@ async fn plan_one(
         },
         _ => None,
     };
-    // Follow the link, or join.
+    // Follow the link (or the kept link of a deprovisioned object whose
+    // source is back, unless another source has its target now), or join.
     let link = known.by_source.get(anchor);
+    let kept = match link {
+        Some(_) => None,
+        None => known.kept.get(anchor).filter(|k| {
+            !known
+                .linked_targets
+                .contains_key(&k.target_anchor.to_ascii_lowercase())
+        }),
+    };
     let mut joined = false;
     let mut takes_over: Option<String> = None;
-    let found = match link {
-        Some(l) => match target.by_anchor(&l.target_anchor).await {
+    let found = match link.or(kept) {
+        Some(l) => match target.locate(l).await {
             Ok(t) => t,
             Err(m) => return err(m),
         },
         None => None,
     };
+    let restore = kept.is_some() && found.is_some();
+    if restore
+        && let Some(t) = &found
+        && !claimed.insert(anchor_of(t).to_ascii_lowercase())
+    {
+        return err(format!(
+            "{} is deprovisioned and linked to this source, but another source object of this run claims it",
+            t.dn
+        ));
+    }
     let found = match found {
         Some(t) => Some(t),
         None if step.join.is_empty() => None,
@@ -831,8 +893,13 @@ async fn plan_one(
                     });
                 }
             }
-            // Follow source-driven renames and moves, not hand moves in the target.
+            if restore {
+                changes.extend(unprefix_changes(step, &t, &changes));
+            }
+            // Follow source-driven renames and moves, not hand moves in the
+            // target; a restored object goes back where the create rule says.
             let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
+                (Some(want), _) if restore && !dn_eq(want, &t.dn) => Some(want.clone()),
                 (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
                     Some(want.clone())
                 }
@@ -846,6 +913,7 @@ async fn plan_one(
                     new_dn,
                     joined,
                     takes_over,
+                    restore,
                 },
                 desired,
             )
@@ -1038,6 +1106,43 @@ pub(crate) fn rdn_pair(rdn: &str) -> Option<(String, String)> {
     Some((a.trim().to_string(), out))
 }
 
+/// True when `s` starts with a deprovision date prefix (`YYYYMMDD-`).
+fn date_prefixed(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    (b.len() > 9 && b[..8].iter().all(u8::is_ascii_digit) && b[8] == b'-').then(|| &s[9..])
+}
+
+/// For a restored object: the deprovision prefix taken off the attributes
+/// the step prefixes (those a flow does not write already in `flowed`).
+fn unprefix_changes(step: &StepDef, t: &Entry, flowed: &[AttrChange]) -> Vec<AttrChange> {
+    let mut out = Vec::new();
+    for attr in &step.deprovision.prefix {
+        if flowed.iter().any(|c| c.attr.eq_ignore_ascii_case(attr)) {
+            continue;
+        }
+        let old = target_values(t, attr);
+        let new: Vec<Value> = old
+            .iter()
+            .map(|v| {
+                let s = String::from_utf8_lossy(v.as_bytes());
+                match date_prefixed(&s) {
+                    Some(rest) => Value::Text(rest.to_string()),
+                    None => v.clone(),
+                }
+            })
+            .collect();
+        if !same_values(&old, &new) {
+            out.push(AttrChange {
+                attr: attr.as_str().into(),
+                old,
+                new,
+                rule: "restore: deprovision date prefix removed".into(),
+            });
+        }
+    }
+    out
+}
+
 async fn deprovision_item(
     step: &StepDef,
     target: &mut TargetView<'_>,
@@ -1047,11 +1152,15 @@ async fn deprovision_item(
     let d = &step.deprovision;
     let mut changes = Vec::new();
     let mut dn = l.target_dn.clone();
-    if d.action == DeprovisionAction::DisableMove && !d.prefix.is_empty() {
-        match target.by_anchor(&l.target_anchor).await {
+    if d.action != DeprovisionAction::None {
+        match target.locate(l).await {
             Ok(Some(t)) => {
                 dn = t.dn.clone();
-                for attr in &d.prefix {
+                let prefix: &[String] = match d.action {
+                    DeprovisionAction::DisableMove => &d.prefix,
+                    _ => &[],
+                };
+                for attr in prefix {
                     let old = target_values(&t, attr);
                     let new: Vec<Value> = old
                         .iter()

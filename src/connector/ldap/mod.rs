@@ -238,6 +238,10 @@ impl Connector for LdapConnector {
         read::get(self, identity, None).await
     }
 
+    async fn get_under(&self, identity: &str, base: &str) -> Result<Option<Entry>> {
+        read::get_in(self, identity, Some(base), None).await
+    }
+
     async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
         write::create(self, dn, attrs).await
     }
