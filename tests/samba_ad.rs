@@ -1239,3 +1239,72 @@ fn rehire_restores_the_disabled_ad_account_from_the_leavers_ou() {
         "{out}"
     );
 }
+
+/// Issue 10, item 17 on AD: the plan is checked against Samba's schema (CN=Aggregate, with the
+/// `user` class's inherited and auxiliary attributes): a normal user create with
+/// sAMAccountName, userPrincipalName, names, mail (Unicode on AD, so non-ASCII is fine) raises
+/// no false alarm; a value that does not fit its syntax, or an unknown attribute, is a preview
+/// row and a failure of that object only.
+#[test]
+fn preview_checks_writes_against_the_ad_schema_without_false_alarms() {
+    let Some(ad) = support::samba() else { return };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "sc");
+    let sam = support::unique("sc");
+    let hr = home.path().join("hr.csv");
+    std::fs::write(
+        &hr,
+        format!(
+            "employee_id,first,last,sam,uac,extra\n\
+             1,Ann,Lee,{sam}a,,\n2,Søren,Ørsted,{sam}b,,\n3,Eve,Bad,{sam}c,abc,\n4,Fay,Odd,{sam}d,,x\n"
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "{}let hr = connect_csv({}, #{{ key: \"employee_id\" }});\n\
+         let s = sync_step(\"hr-to-ad/schema\", hr, c, #{{\n\
+           create: #{{ parent: {}, rdn: |e| `CN=${{e.first}} ${{e.last}}`,\n\
+                       class: [\"top\", \"person\", \"organizationalPerson\", \"user\"] }},\n\
+           flows: #{{ sAMAccountName: #{{ value: \"sam\", once: true }}, givenName: \"first\", sn: \"last\",\n\
+                      displayName: |e| `${{e.first}} ${{e.last}}`, employeeID: \"employee_id\",\n\
+                      userPrincipalName: |e| `${{e.sam}}@example.test`,\n\
+                      mail: |e| `${{e.first.to_lower()}}@example.test`,\n\
+                      description: |e| `HR ${{e.employee_id}}`,\n\
+                      userAccountControl: |e| if e.uac == () || e.uac == \"\" {{ () }} else {{ e.uac }},\n\
+                      noSuchAttributeX: |e| if e.extra == () || e.extra == \"\" {{ () }} else {{ e.extra }} }},\n\
+           deprovision: #{{ action: \"disable\" }},\n\
+         }});\n\
+         for r in s.preview() {{ if r.op == \"error\" {{ print(`ERR ${{r.object}}|${{r[\"new\"]}}`); }} }}\n\
+         let r = s.run();\n\
+         print(`REPORT created=${{r.created}} failed=${{r.failed}}`);\n",
+        connect(ad, Via::Ldaps),
+        lit(&hr.display().to_string()),
+        lit(&ou.dn),
+    );
+    let (code, out, err) = run(home.path(), &script);
+    assert_eq!(code, 3, "{out}\n{err}");
+    let errs = tagged(&out, "ERR ");
+    assert_eq!(errs.len(), 2, "{out}");
+    assert!(
+        errs.iter().any(|e| e.starts_with("3|")
+            && e.contains("attribute userAccountControl")
+            && e.contains("'abc'")
+            && e.contains("INTEGER")),
+        "{out}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("4|")
+            && e.contains("attribute noSuchAttributeX")
+            && e.contains("no such attribute")),
+        "{out}"
+    );
+    assert_eq!(tag(&out, "REPORT "), "created=2 failed=2", "{out}");
+    let e = ad.ldapsearch(
+        &ou.dn,
+        "sub",
+        &format!("(sAMAccountName={sam}b)"),
+        &["mail"],
+    );
+    assert_eq!(ldif_text(&e, "mail"), ["søren@example.test"], "{e}");
+    assert!(read_entry(ad, &format!("CN=Eve Bad,{}", ou.dn), &["cn"]).is_none());
+}

@@ -1009,6 +1009,111 @@ fn leavers_outside_the_connection_base_are_deprovisioned_and_rehires_restored() 
     counts(&r, &[("unchanged", 12)]);
 }
 
+/// Issue 10, item 17: the preview checks each planned write against the target as it is — the
+/// parent exists, the attributes exist and are allowed by the entry's classes, required ones are
+/// there, values fit the syntax (`mail` is an IA5String) — with one row per object naming the
+/// attribute, the rule and the reason; the run fails the same objects without writing them and
+/// writes the others.
+#[test]
+fn preview_flags_writes_the_target_schema_or_tree_would_refuse_and_run_skips_them() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "schk");
+    f.add_people(&[
+        ("ann", "1", ""),
+        ("bob", "2", "departmentNumber: gone"),
+        ("carl", "3", "title: x1"),
+        ("dora", "4", "title: noSn"),
+    ]);
+    // søren: a non-ASCII given name, so a computed mail that an IA5String cannot hold.
+    l.ldapadd(&format!(
+        "dn: uid=soren,{src}\nobjectClass: inetOrgPerson\nuid: soren\ncn: Søren Person\n\
+         sn: Person\ngivenName: Søren\nemployeeNumber: 5\n",
+        src = f.src
+    ));
+    let dst = &f.dst;
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         create: #{{ parent: |e| if e.departmentNumber == () {{ \"{dst}\" }} else {{ `ou=${{e.departmentNumber}},{dst}` }},\n\
+                    rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: |e| if e.title == \"noSn\" {{ () }} else {{ e.sn }},\n\
+                    mail: |e| `${{e.givenName.to_lower()}}@example.com`,\n\
+                    uidNumber: |e| if e.title == \"x1\" {{ \"x1\" }} else {{ () }} }},\n\
+         deprovision: #{{ action: \"delete\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src
+    );
+    let rows = f.run_ok(&opts, "st.preview()");
+    let rows = rows.as_array().expect("preview rows").clone();
+    let error_of = |uid: &str| -> String {
+        let src = f.src_dn(uid);
+        let found: Vec<&Json> = rows
+            .iter()
+            .filter(|r| r["op"] == "error" && r["object"] == src.as_str())
+            .collect();
+        assert_eq!(found.len(), 1, "one error row for {uid}: {rows:#?}");
+        found[0]["new"].as_str().unwrap_or_default().to_string()
+    };
+    let soren = error_of("soren");
+    assert!(
+        soren.contains(&f.dst_dn("soren"))
+            && soren.contains("attribute mail (rule mail <-")
+            && soren.contains("'søren@example.com'")
+            && soren.contains("IA5String"),
+        "{soren}"
+    );
+    let bob = error_of("bob");
+    assert!(
+        bob.contains(&format!("parent ou=gone,{dst}"))
+            && bob.contains("create 'parent'")
+            && bob.contains("does not exist"),
+        "{bob}"
+    );
+    let carl = error_of("carl");
+    assert!(
+        carl.contains("attribute uidNumber (rule uidNumber <-")
+            && carl.contains("not allowed by the object classes inetOrgPerson"),
+        "{carl}"
+    );
+    let dora = error_of("dora");
+    assert!(
+        dora.contains("attribute sn: required by class person"),
+        "{dora}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["op"] == "create" && r["object"] == f.dst_dn("ann").as_str()),
+        "{rows:#?}"
+    );
+    assert!(persons(l, dst).is_empty(), "preview wrote");
+
+    // The run fails the same four, writes only ann, and exits 3.
+    let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
+    counts(&r, &[("created", 1), ("failed", 4)]);
+    let errs = errors(&r);
+    for uid in ["soren", "bob", "carl", "dora"] {
+        assert!(
+            errs.iter().any(|e| e.contains(&f.src_dn(uid))),
+            "{uid} not among the failures: {errs:?}"
+        );
+    }
+    assert_eq!(
+        persons(l, dst).keys().cloned().collect::<Vec<_>>(),
+        [f.dst_dn("ann").to_ascii_lowercase()]
+    );
+
+    // An update is checked too: a changed value that no longer fits fails that object only.
+    modify(l, &f.src_dn("ann"), "replace: givenName\ngivenName: Änn");
+    let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
+    counts(&r, &[("failed", 5)]);
+    let errs = errors(&r);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(&f.dst_dn("ann")) && e.contains("IA5String")),
+        "{errs:?}"
+    );
+    assert_eq!(one(&entry(l, &f.dst_dn("ann")), "mail"), "ann@example.com");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. deletion threshold
 
@@ -1142,7 +1247,11 @@ fn one_failing_object_is_reported_others_written_exit_3_then_retried() {
     assert_eq!(f.links().len(), 2);
     // the log names them too
     let log = std::fs::read_to_string(s(&r, "log")).unwrap();
-    assert!(log.contains(&format!("FAILED {bob_dn}")), "{log}");
+    assert!(
+        log.lines()
+            .any(|x| x.contains("FAILED ") && x.contains(&bob_dn)),
+        "{log}"
+    );
 
     // nothing changed in the source: both are retried (not skipped as unchanged) and fail again
     let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));

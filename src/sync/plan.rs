@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::connector::SearchQuery;
+use crate::connector::ldap::schema::Schema;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
 use crate::store::{Link, StateStore};
@@ -442,6 +443,10 @@ struct TargetView<'a> {
     /// Bulk joins: per attribute (lower case), the anchors of the entries
     /// holding each value (lower case), built on the first join by it.
     join_index: HashMap<String, HashMap<String, Vec<String>>>,
+    /// The target's schema, read on the first check (once per plan).
+    schema: Option<Option<Arc<Schema>>>,
+    /// Parent containers looked up so far (lower-case DN: exists).
+    parents: HashMap<String, bool>,
 }
 
 impl<'a> TargetView<'a> {
@@ -453,7 +458,100 @@ impl<'a> TargetView<'a> {
             loaded: false,
             by_anchor: HashMap::new(),
             join_index: HashMap::new(),
+            schema: None,
+            parents: HashMap::new(),
         }
+    }
+
+    /// The target's schema, read once (a schema that cannot be read means
+    /// no schema checks, not a failed plan).
+    async fn schema(&mut self) -> Option<Arc<Schema>> {
+        if self.schema.is_none() {
+            self.schema = Some(self.step.target.schema().await.ok().flatten());
+        }
+        self.schema.clone().flatten()
+    }
+
+    /// Why `parent` cannot take a new or moved object (one lookup per
+    /// distinct parent per plan); `None` when it exists, will be made by the
+    /// step's sync-tree, or the target is not a directory.
+    async fn parent_problem(&mut self, parent: &str, rule: &str) -> Option<String> {
+        if self.step.target.kind() != "ldap" || parent.trim().is_empty() {
+            return None;
+        }
+        if let Some(tree) = &self.step.tree
+            && let (Ok(root), Ok(p)) = (Dn::parse(&tree.target), Dn::parse(parent))
+            && p.is_under(&root)
+        {
+            return None;
+        }
+        let key = parent.to_ascii_lowercase();
+        let exists = match self.parents.get(&key) {
+            Some(&e) => e,
+            None => {
+                let e = match self.step.target.get(parent).await {
+                    Ok(found) => found.is_some(),
+                    // Unreadable is not proof of absence: let the write say.
+                    Err(_) => true,
+                };
+                self.parents.insert(key, e);
+                e
+            }
+        };
+        (!exists).then(|| {
+            format!("parent {parent} (rule {rule}): no such object: the container does not exist in the target")
+        })
+    }
+
+    /// The problems of creating `dn` with `attrs`: its parent, and the
+    /// target's schema. Empty when the write can go.
+    async fn vet_create(&mut self, dn: &str, attrs: &[AttrChange]) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(d) = Dn::parse(dn) {
+            let rule = if self.step.tree.is_some() {
+                "tree"
+            } else {
+                "create 'parent'"
+            };
+            out.extend(self.parent_problem(&d.parent().to_string(), rule).await);
+        }
+        if let Some(schema) = self.schema().await {
+            let ad = self.step.target.flavor() == "ad";
+            out.extend(super::schema_check::check_create(&schema, ad, attrs));
+        }
+        out
+    }
+
+    /// The problems of updating `t` with `changes` and moving it to `new_dn`.
+    async fn vet_update(
+        &mut self,
+        t: &Entry,
+        changes: &[AttrChange],
+        new_dn: Option<&str>,
+        rule: &str,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(d) = new_dn.and_then(|d| Dn::parse(d).ok()) {
+            let old_parent = Dn::parse(&t.dn).map(|o| o.parent().to_string()).ok();
+            let parent = d.parent().to_string();
+            if old_parent.is_none_or(|o| !dn_eq(&o, &parent)) {
+                out.extend(self.parent_problem(&parent, rule).await);
+            }
+        }
+        if !changes.is_empty()
+            && let Some(schema) = self.schema().await
+        {
+            let ad = self.step.target.flavor() == "ad";
+            let classes: Vec<String> = t
+                .values("objectClass")
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            out.extend(super::schema_check::check_update(
+                &schema, ad, &classes, changes,
+            ));
+        }
+        out
     }
 
     async fn load(&mut self) -> Result<(), String> {
@@ -905,6 +1003,12 @@ async fn plan_one(
                 }
                 _ => None,
             };
+            let problems = target
+                .vet_update(&t, &changes, new_dn.as_deref(), "create rule")
+                .await;
+            if !problems.is_empty() {
+                return err(format!("{}: {}", t.dn, problems.join("; ")));
+            }
             mk(
                 Action::Update {
                     target_anchor: anchor_of(&t),
@@ -934,6 +1038,30 @@ async fn plan_one(
                 }
                 (r, _, _) => r,
             };
+            // The same checks as the run's: the parent and the target's schema.
+            let members: &[Value] = match &resolved {
+                Some((vals, _)) => vals,
+                None => &[],
+            };
+            let attrs = attrs_from(
+                step,
+                &dn,
+                |i, _| {
+                    Ok(projected
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default())
+                },
+                members,
+            );
+            let problems = match attrs {
+                Ok(attrs) => target.vet_create(&dn, &attrs).await,
+                Err(m) => vec![m],
+            };
+            if !problems.is_empty() {
+                return err(format!("{dn}: {}", problems.join("; ")));
+            }
             let source = match resolved {
                 Some((vals, _)) if !vals.is_empty() => {
                     let mut with = e.clone();
@@ -1026,6 +1154,22 @@ async fn containers_for(
 /// included), and the naming attribute. Preview and apply both call this.
 pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrChange>, String> {
     let e = Entry::from_compact(source).ok_or("internal: unreadable planned entry")?;
+    attrs_from(
+        step,
+        dn,
+        |_, f| flow_values(&f.source, &e),
+        e.values(RESOLVED_MEMBERS),
+    )
+}
+
+/// [`create_attrs`] from each flow's values (`values(index, flow)`) and the
+/// resolved members.
+fn attrs_from(
+    step: &StepDef,
+    dn: &str,
+    values: impl Fn(usize, &super::rules::Flow) -> Result<Vec<Value>, String>,
+    members: &[Value],
+) -> Result<Vec<AttrChange>, String> {
     let mut attrs: Vec<AttrChange> = Vec::new();
     if let Some(c) = &step.create
         && !c.classes.is_empty()
@@ -1037,8 +1181,8 @@ pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrC
             rule: "create class".into(),
         });
     }
-    for f in &step.flows {
-        let vals = flow_values(&f.source, &e).map_err(|m| format!("flow {}: {m}", f.rule))?;
+    for (i, f) in step.flows.iter().enumerate() {
+        let vals = values(i, f).map_err(|m| format!("flow {}: {m}", f.rule))?;
         if vals.is_empty() {
             continue;
         }
@@ -1050,7 +1194,7 @@ pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrC
         });
     }
     if let Some(rule) = &step.members {
-        let vals = e.values(RESOLVED_MEMBERS);
+        let vals = members;
         if !vals.is_empty() {
             attrs.push(AttrChange {
                 attr: rule.target_attr.clone(),
@@ -1199,6 +1343,19 @@ async fn deprovision_item(
         DeprovisionAction::DisableMove => d.parent.clone(),
         _ => None,
     };
+    if let Some(p) = &move_to
+        && let Some(why) = target.parent_problem(p, "deprovision 'parent'").await
+    {
+        return Item {
+            source_anchor: l.source_anchor.clone(),
+            source_dn: String::new(),
+            source_hash: String::new(),
+            desired_dn: None,
+            action: Action::Error {
+                message: format!("{dn}: {why}"),
+            },
+        };
+    }
     Item {
         source_anchor: l.source_anchor.clone(),
         source_dn: String::new(),
