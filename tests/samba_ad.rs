@@ -1198,3 +1198,198 @@ fn sync_from_ad_reads_only_changes_after_the_first_run_by_usnchanged() {
     assert!(csv.contains("new note"), "{csv}");
     assert!(!csv.contains("incr02") && !csv.contains("incr03"), "{csv}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10, item 16: leavers and rehires
+
+/// A person who leaves is disabled (userAccountControl bit 2), moved into a leavers OU outside
+/// the step's `target_base` and prefixed; when the person is active again in HR, the same AD
+/// object is enabled, moved back and unprefixed — no second account.
+#[test]
+fn rehire_restores_the_disabled_ad_account_from_the_leavers_ou() {
+    let Some(ad) = support::samba() else { return };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "rh");
+    let people = format!("OU=people,{}", ou.dn);
+    let leavers = format!("OU=leavers,{}", ou.dn);
+    for dn in [&people, &leavers] {
+        ad.ldapadd(&format!("dn: {dn}\nobjectClass: organizationalUnit\n"));
+    }
+    let sam = support::unique("rh");
+    let hr = home.path().join("hr.csv");
+    let write_hr = |status: &str| {
+        std::fs::write(
+            &hr,
+            format!(
+                "employee_id,first,last,sam,status\n\
+                 1,Ann,Lee,{sam},{status}\n2,Bob,Ray,{sam}b,active\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_hr("active");
+    let script = |tail: &str| {
+        format!(
+            "{}let hr = connect_csv({}, #{{ key: \"employee_id\" }});\n\
+             let s = sync_step(\"hr-to-ad/rehire\", hr, c, #{{\n\
+               scope: #{{ where: |e| e.status == \"active\" }},\n\
+               create: #{{ parent: {}, rdn: |e| `CN=${{e.first}} ${{e.last}}`,\n\
+                           class: [\"top\", \"person\", \"organizationalPerson\", \"user\"] }},\n\
+               flows: #{{ sAMAccountName: #{{ value: \"sam\", once: true }}, givenName: \"first\", sn: \"last\",\n\
+                          userPrincipalName: |e| `${{e.sam}}@example.test`,\n\
+                          mail: |e| `${{e.sam}}@example.test` }},\n\
+               deprovision: #{{ action: \"disable_move\", parent: {}, prefix: [\"mail\"] }},\n\
+               target_base: {},\n\
+             }});\n{tail}\n",
+            connect(ad, Via::Ldaps),
+            lit(&hr.display().to_string()),
+            lit(&people),
+            lit(&leavers),
+            lit(&people)
+        )
+    };
+    let run_report = |tail: &str| {
+        let out = run_ok(
+            home.path(),
+            &script(&format!(
+                "{tail}\nlet r = s.run(#{{ allow_deletes: 1 }});\n\
+                 print(`REPORT created=${{r.created}} updated=${{r.updated}} moved=${{r.moved}} deprovisioned=${{r.deprovisioned}} failed=${{r.failed}}`);"
+            )),
+        );
+        (tag(&out, "REPORT ").to_string(), out)
+    };
+    let (r, out) = run_report("");
+    assert_eq!(
+        r, "created=2 updated=0 moved=0 deprovisioned=0 failed=0",
+        "{out}"
+    );
+    let dn = format!("CN=Ann Lee,{people}");
+    let guid_of = |dn: &str| {
+        let e = read_entry(ad, dn, &["objectGUID"]).unwrap_or_else(|| panic!("{dn} missing"));
+        ldif_b64(&e, "objectGUID").expect("objectGUID")
+    };
+    let guid = guid_of(&dn);
+    // The account is in use: enabled (PASSWD_NOTREQD keeps Samba happy without a password).
+    ad.ldapmodify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 544\n"
+    ));
+    assert_eq!(uac(ad, &dn), 544);
+
+    // Ann leaves.
+    write_hr("left");
+    let (r, out) = run_report("");
+    assert_eq!(
+        r, "created=0 updated=0 moved=0 deprovisioned=1 failed=0",
+        "{out}"
+    );
+    let gone = format!("CN=Ann Lee,{leavers}");
+    assert!(read_entry(ad, &dn, &["cn"]).is_none(), "not moved");
+    assert_eq!(guid_of(&gone), guid);
+    assert_eq!(uac(ad, &gone) & 2, 2, "not disabled");
+    let mail = ldif_text(&read_entry(ad, &gone, &["mail"]).unwrap(), "mail");
+    assert!(
+        mail.len() == 1 && mail[0].ends_with(&format!("-{sam}@example.test")) && mail[0].len() > 9,
+        "{mail:?}"
+    );
+
+    // Ann is back: the preview shows the restore, the run restores the same account.
+    write_hr("active");
+    let out = run_ok(
+        home.path(),
+        &script("for r in s.preview() { print(`ROW ${r.op}|${r.object}|${r[\"new\"]}`); }"),
+    );
+    assert!(
+        tagged(&out, "ROW ")
+            .iter()
+            .any(|r| r.starts_with("restore|")
+                && r.to_ascii_lowercase().contains(&gone.to_ascii_lowercase())),
+        "{out}"
+    );
+    assert!(!out.contains("ROW create|"), "{out}");
+    let (r, out) = run_report("");
+    assert_eq!(
+        r, "created=0 updated=1 moved=1 deprovisioned=0 failed=0",
+        "{out}"
+    );
+    assert!(read_entry(ad, &gone, &["cn"]).is_none(), "still in leavers");
+    assert_eq!(guid_of(&dn), guid, "another account instead of the old one");
+    assert_eq!(uac(ad, &dn), 544, "not enabled again (only bit 2 cleared)");
+    let mail = ldif_text(&read_entry(ad, &dn, &["mail"]).unwrap(), "mail");
+    assert_eq!(mail, [format!("{sam}@example.test")]);
+    let all = ad.ldapsearch(&ou.dn, "sub", &format!("(sAMAccountName={sam})"), &["1.1"]);
+    assert_eq!(ldif_dns(&all).len(), 1, "duplicated: {all}");
+    let (r, out) = run_report("");
+    assert_eq!(
+        r, "created=0 updated=0 moved=0 deprovisioned=0 failed=0",
+        "{out}"
+    );
+}
+
+/// Issue 10, item 17 on AD: the plan is checked against Samba's schema (CN=Aggregate, with the
+/// `user` class's inherited and auxiliary attributes): a normal user create with
+/// sAMAccountName, userPrincipalName, names, mail (Unicode on AD, so non-ASCII is fine) raises
+/// no false alarm; a value that does not fit its syntax, or an unknown attribute, is a preview
+/// row and a failure of that object only.
+#[test]
+fn preview_checks_writes_against_the_ad_schema_without_false_alarms() {
+    let Some(ad) = support::samba() else { return };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "sc");
+    let sam = support::unique("sc");
+    let hr = home.path().join("hr.csv");
+    std::fs::write(
+        &hr,
+        format!(
+            "employee_id,first,last,sam,uac,extra\n\
+             1,Ann,Lee,{sam}a,,\n2,Søren,Ørsted,{sam}b,,\n3,Eve,Bad,{sam}c,abc,\n4,Fay,Odd,{sam}d,,x\n"
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "{}let hr = connect_csv({}, #{{ key: \"employee_id\" }});\n\
+         let s = sync_step(\"hr-to-ad/schema\", hr, c, #{{\n\
+           create: #{{ parent: {}, rdn: |e| `CN=${{e.first}} ${{e.last}}`,\n\
+                       class: [\"top\", \"person\", \"organizationalPerson\", \"user\"] }},\n\
+           flows: #{{ sAMAccountName: #{{ value: \"sam\", once: true }}, givenName: \"first\", sn: \"last\",\n\
+                      displayName: |e| `${{e.first}} ${{e.last}}`, employeeID: \"employee_id\",\n\
+                      userPrincipalName: |e| `${{e.sam}}@example.test`,\n\
+                      mail: |e| `${{e.first.to_lower()}}@example.test`,\n\
+                      description: |e| `HR ${{e.employee_id}}`,\n\
+                      userAccountControl: |e| if e.uac == () || e.uac == \"\" {{ () }} else {{ e.uac }},\n\
+                      noSuchAttributeX: |e| if e.extra == () || e.extra == \"\" {{ () }} else {{ e.extra }} }},\n\
+           deprovision: #{{ action: \"disable\" }},\n\
+         }});\n\
+         for r in s.preview() {{ if r.op == \"error\" {{ print(`ERR ${{r.object}}|${{r[\"new\"]}}`); }} }}\n\
+         let r = s.run();\n\
+         print(`REPORT created=${{r.created}} failed=${{r.failed}}`);\n",
+        connect(ad, Via::Ldaps),
+        lit(&hr.display().to_string()),
+        lit(&ou.dn),
+    );
+    let (code, out, err) = run(home.path(), &script);
+    assert_eq!(code, 3, "{out}\n{err}");
+    let errs = tagged(&out, "ERR ");
+    assert_eq!(errs.len(), 2, "{out}");
+    assert!(
+        errs.iter().any(|e| e.starts_with("3|")
+            && e.contains("attribute userAccountControl")
+            && e.contains("'abc'")
+            && e.contains("INTEGER")),
+        "{out}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("4|")
+            && e.contains("attribute noSuchAttributeX")
+            && e.contains("no such attribute")),
+        "{out}"
+    );
+    assert_eq!(tag(&out, "REPORT "), "created=2 failed=2", "{out}");
+    let e = ad.ldapsearch(
+        &ou.dn,
+        "sub",
+        &format!("(sAMAccountName={sam}b)"),
+        &["mail"],
+    );
+    assert_eq!(ldif_text(&e, "mail"), ["søren@example.test"], "{e}");
+    assert!(read_entry(ad, &format!("CN=Eve Bad,{}", ou.dn), &["cn"]).is_none());
+}

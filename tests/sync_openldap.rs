@@ -896,6 +896,224 @@ fn deprovision_none_leaves_object_untouched_and_forgets_link() {
     assert_eq!(persons(l, &f.dst).len(), 30);
 }
 
+/// Issue 10, item 16: a step whose targets live in another naming context than the
+/// connection's base (`dc=example,dc=com` here, targets under `dc=target,dc=com`) finds its
+/// linked objects where the link says they are and deprovisions them (`disable_move` into a
+/// leavers OU outside `target_base`); a leaver who comes back is restored through the kept
+/// link — enabled, moved back, date prefixes removed — never created a second time.
+#[test]
+fn leavers_outside_the_connection_base_are_deprovisioned_and_rehires_restored() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "rehire");
+    let leavers_ou = add_ou(l, &format!("ou=leavers,{TARGET}"), &support::unique("lv"));
+    // The target connection's base is the other suffix, as when it defaults to the
+    // server's default naming context.
+    let connect = f.connect().replace(
+        &format!("base: \"{TARGET}\""),
+        &format!("base: \"{}\"", l.base),
+    );
+    let script = |tail: &str| {
+        format!(
+            "{connect}let st = sync_step(\"{}\", src, dst, #{{ {} }});\n{tail}\n",
+            f.step,
+            f.opts(&format!(
+                "#{{ action: \"disable_move\", parent: \"{leavers_ou}\", prefix: [\"mail\", \"description\"] }}"
+            ))
+        )
+    };
+    f.add_numbered(12, 2);
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("created", 12)]);
+    let dn = f.dst_dn("p03");
+    let before = entry(l, &dn);
+    let uuid = one(&before, "entryUUID");
+
+    // p03 leaves the scope: disabled, moved to the leavers OU, prefixed.
+    modify(
+        l,
+        &f.src_dn("p03"),
+        "add: employeeType\nemployeeType: external",
+    );
+    let day0 = utc_today();
+    let r = json_ok(f.home(), &script("st.run()"));
+    let day1 = utc_today();
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 11)]);
+    let gone = format!("uid=p03,{leavers_ou}");
+    let e = entry(l, &gone);
+    assert_eq!(one(&e, "entryUUID"), uuid);
+    assert_eq!(vals(&e, "pwdAccountLockedTime"), set(&["000001010000Z"]));
+    for attr in ["mail", "description"] {
+        let (old, new) = (one(&before, attr), one(&e, attr));
+        assert!(
+            new == format!("{day0}-{old}") || new == format!("{day1}-{old}"),
+            "{attr}: {new:?}"
+        );
+    }
+    assert!(get(l, &dn, &["1.1"]).is_none(), "{dn} not moved");
+    assert_eq!(
+        f.links().len(),
+        11,
+        "a deprovisioned object still counts as linked"
+    );
+
+    // p03 comes back: the preview shows the restore, and writes nothing.
+    modify(l, &f.src_dn("p03"), "delete: employeeType");
+    let snap = (snapshot(l, &f.dst), snapshot(l, &leavers_ou));
+    let rows = json_ok(f.home(), &script("st.preview()"));
+    let rows = rows.as_array().expect("preview rows").clone();
+    assert!(
+        rows.iter()
+            .any(|r| r["op"] == "restore" && r["object"] == gone.as_str()),
+        "no restore row: {rows:#?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["op"] == "rename/move"
+            && r["object"] == gone.as_str()
+            && r["new"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&dn))),
+        "no move back: {rows:#?}"
+    );
+    assert!(!rows.iter().any(|r| r["op"] == "create"), "{rows:#?}");
+    let after = (snapshot(l, &f.dst), snapshot(l, &leavers_ou));
+    assert_eq!(after, snap, "preview wrote");
+
+    // The run restores the same object: enabled, back in place, prefixes gone.
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("updated", 1), ("moved", 1), ("unchanged", 11)]);
+    assert!(
+        get(l, &gone, &["1.1"]).is_none(),
+        "{gone} still in the leavers OU"
+    );
+    let e = entry(l, &dn);
+    assert_eq!(
+        one(&e, "entryUUID"),
+        uuid,
+        "a new object instead of the old one"
+    );
+    assert!(vals(&e, "pwdAccountLockedTime").is_empty(), "still locked");
+    for attr in ["mail", "description"] {
+        assert_eq!(vals(&e, attr), vals(&before, attr), "{attr} not restored");
+    }
+    let found = search(l, TARGET, "sub", "(uid=p03)", &["1.1"]);
+    let mine: Vec<&String> = found
+        .keys()
+        .filter(|k| {
+            k.contains(&f.id.to_ascii_lowercase()) || k.contains(&leavers_ou.to_ascii_lowercase())
+        })
+        .collect();
+    assert_eq!(mine.len(), 1, "duplicated: {found:?}");
+    assert_eq!(persons(l, &f.dst).len(), 12);
+    assert_eq!(f.links().len(), 12);
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("unchanged", 12)]);
+}
+
+/// Issue 10, item 17: the preview checks each planned write against the target as it is — the
+/// parent exists, the attributes exist and are allowed by the entry's classes, required ones are
+/// there, values fit the syntax (`mail` is an IA5String) — with one row per object naming the
+/// attribute, the rule and the reason; the run fails the same objects without writing them and
+/// writes the others.
+#[test]
+fn preview_flags_writes_the_target_schema_or_tree_would_refuse_and_run_skips_them() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "schk");
+    f.add_people(&[
+        ("ann", "1", ""),
+        ("bob", "2", "departmentNumber: gone"),
+        ("carl", "3", "title: x1"),
+        ("dora", "4", "title: noSn"),
+    ]);
+    // søren: a non-ASCII given name, so a computed mail that an IA5String cannot hold.
+    l.ldapadd(&format!(
+        "dn: uid=soren,{src}\nobjectClass: inetOrgPerson\nuid: soren\ncn: Søren Person\n\
+         sn: Person\ngivenName: Søren\nemployeeNumber: 5\n",
+        src = f.src
+    ));
+    let dst = &f.dst;
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         create: #{{ parent: |e| if e.departmentNumber == () {{ \"{dst}\" }} else {{ `ou=${{e.departmentNumber}},{dst}` }},\n\
+                    rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: |e| if e.title == \"noSn\" {{ () }} else {{ e.sn }},\n\
+                    mail: |e| `${{e.givenName.to_lower()}}@example.com`,\n\
+                    uidNumber: |e| if e.title == \"x1\" {{ \"x1\" }} else {{ () }} }},\n\
+         deprovision: #{{ action: \"delete\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src
+    );
+    let rows = f.run_ok(&opts, "st.preview()");
+    let rows = rows.as_array().expect("preview rows").clone();
+    let error_of = |uid: &str| -> String {
+        let src = f.src_dn(uid);
+        let found: Vec<&Json> = rows
+            .iter()
+            .filter(|r| r["op"] == "error" && r["object"] == src.as_str())
+            .collect();
+        assert_eq!(found.len(), 1, "one error row for {uid}: {rows:#?}");
+        found[0]["new"].as_str().unwrap_or_default().to_string()
+    };
+    let soren = error_of("soren");
+    assert!(
+        soren.contains(&f.dst_dn("soren"))
+            && soren.contains("attribute mail (rule mail <-")
+            && soren.contains("'søren@example.com'")
+            && soren.contains("IA5String"),
+        "{soren}"
+    );
+    let bob = error_of("bob");
+    assert!(
+        bob.contains(&format!("parent ou=gone,{dst}"))
+            && bob.contains("create 'parent'")
+            && bob.contains("does not exist"),
+        "{bob}"
+    );
+    let carl = error_of("carl");
+    assert!(
+        carl.contains("attribute uidNumber (rule uidNumber <-")
+            && carl.contains("not allowed by the object classes inetOrgPerson"),
+        "{carl}"
+    );
+    let dora = error_of("dora");
+    assert!(
+        dora.contains("attribute sn: required by class person"),
+        "{dora}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["op"] == "create" && r["object"] == f.dst_dn("ann").as_str()),
+        "{rows:#?}"
+    );
+    assert!(persons(l, dst).is_empty(), "preview wrote");
+
+    // The run fails the same four, writes only ann, and exits 3.
+    let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
+    counts(&r, &[("created", 1), ("failed", 4)]);
+    let errs = errors(&r);
+    for uid in ["soren", "bob", "carl", "dora"] {
+        assert!(
+            errs.iter().any(|e| e.contains(&f.src_dn(uid))),
+            "{uid} not among the failures: {errs:?}"
+        );
+    }
+    assert_eq!(
+        persons(l, dst).keys().cloned().collect::<Vec<_>>(),
+        [f.dst_dn("ann").to_ascii_lowercase()]
+    );
+
+    // An update is checked too: a changed value that no longer fits fails that object only.
+    modify(l, &f.src_dn("ann"), "replace: givenName\ngivenName: Änn");
+    let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
+    counts(&r, &[("failed", 5)]);
+    let errs = errors(&r);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(&f.dst_dn("ann")) && e.contains("IA5String")),
+        "{errs:?}"
+    );
+    assert_eq!(one(&entry(l, &f.dst_dn("ann")), "mail"), "ann@example.com");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. deletion threshold
 
@@ -1029,7 +1247,11 @@ fn one_failing_object_is_reported_others_written_exit_3_then_retried() {
     assert_eq!(f.links().len(), 2);
     // the log names them too
     let log = std::fs::read_to_string(s(&r, "log")).unwrap();
-    assert!(log.contains(&format!("FAILED {bob_dn}")), "{log}");
+    assert!(
+        log.lines()
+            .any(|x| x.contains("FAILED ") && x.contains(&bob_dn)),
+        "{log}"
+    );
 
     // nothing changed in the source: both are retried (not skipped as unchanged) and fail again
     let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));

@@ -153,6 +153,20 @@ pub trait Connector: Send + Sync {
     /// One entry by identity (DN, GUID, SID, account name, key), or `None`.
     async fn get(&self, identity: &str) -> Result<Option<Entry>>;
 
+    /// The target's schema (LDAP: the subschema, read at each call; a sync
+    /// run reads it once), to check writes before they are sent; `None`
+    /// where the system has none to publish.
+    async fn schema(&self) -> Result<Option<std::sync::Arc<ldap::schema::Schema>>> {
+        Ok(None)
+    }
+
+    /// One entry by identity, looked for below `base` instead of the
+    /// connection's base (a directory with several naming contexts); a DN
+    /// identity is read where it says. Systems without bases ignore `base`.
+    async fn get_under(&self, identity: &str, _base: &str) -> Result<Option<Entry>> {
+        self.get(identity).await
+    }
+
     /// Creates an entry and returns it as stored.
     async fn create(&self, _dn: &str, _attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
         Err(self.unsupported("create"))

@@ -531,8 +531,13 @@ fn plan_rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Array {
                 new_dn,
                 joined,
                 takes_over,
+                restore,
                 ..
             } => {
+                if *restore {
+                    let note = format!("enable: source {} is back", item.source_dn);
+                    rows.push(row(s, "restore", target_dn, None, &note));
+                }
                 if *joined {
                     let note = match takes_over {
                         Some(old) => format!(

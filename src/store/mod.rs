@@ -165,7 +165,8 @@ pub trait StateStore: Send + Sync {
     /// Forget the setting `key`; `true` if it existed.
     fn remove_setting(&self, key: &str) -> Result<bool, StoreError>;
 
-    /// Every link of the step `step` (trimmed), in no particular order.
+    /// Every live link of the step `step` (trimmed), in no particular order
+    /// (not those of deprovisioned objects: [`StateStore::deprovisioned_links`]).
     fn links(&self, step: &str) -> Result<Vec<Link>, StoreError>;
     /// Create or replace the links of `step`, keyed by source anchor, all in
     /// one transaction (all or nothing). Fast enough for 100,000 links at once.
@@ -173,8 +174,21 @@ pub trait StateStore: Send + Sync {
     /// Forget the links of `step` with these source anchors, in one
     /// transaction; returns how many existed.
     fn remove_links(&self, step: &str, source_anchors: &[String]) -> Result<usize, StoreError>;
-    /// How many links `step` has.
+    /// How many links `step` has (not counting those of deprovisioned objects).
     fn link_count(&self, step: &str) -> Result<usize, StoreError>;
+    /// The kept links of `step`'s deprovisioned objects (see
+    /// [`StateStore::keep_deprovisioned`]), in no particular order.
+    fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError>;
+    /// Marks these links of `step` as those of deprovisioned objects
+    /// (create or replace, keyed by source anchor, in one transaction;
+    /// `updated_ms` is when). They are kept so that a source object that
+    /// comes back is restored through its link instead of duplicated, but
+    /// they are no longer linked objects: [`StateStore::links`] and
+    /// [`StateStore::link_count`] leave them out (so the deletion threshold
+    /// counts only live links). [`StateStore::put_links`] of the same source
+    /// anchor makes a link live again; [`StateStore::remove_links`] forgets
+    /// it either way.
+    fn keep_deprovisioned(&self, step: &str, links: &[Link]) -> Result<(), StoreError>;
     /// The distinct names of the steps that have links, sorted.
     fn step_names(&self) -> Result<Vec<String>, StoreError>;
 
@@ -384,6 +398,7 @@ pub(crate) fn contract(store: &dyn StateStore) {
     );
 
     contract_links(store);
+    contract_deprovisioned(store);
     contract_runs(store);
 }
 
@@ -399,6 +414,65 @@ fn link(n: usize, step_tag: &str) -> Link {
             .then(|| format!("CN=User {n},OU=Staff,DC=corp,DC=example")),
         updated_ms: 1_700_000_000_000 + n as i64,
     }
+}
+
+/// Links of deprovisioned objects: kept apart from the live ones, made live
+/// again by `put_links`, forgotten by `remove_links`.
+#[cfg(test)]
+fn contract_deprovisioned(store: &dyn StateStore) {
+    let step = "kept/users";
+    let other = "kept/other";
+    let live: Vec<Link> = (0..4).map(|n| link(n, "k")).collect();
+    store.put_links(step, &live).unwrap();
+    assert!(store.deprovisioned_links(step).unwrap().is_empty());
+    store.keep_deprovisioned(step, &[]).unwrap();
+
+    // Two leavers: no longer linked, but kept with their new DN.
+    let mut gone = vec![live[1].clone(), live[2].clone()];
+    gone[0].target_dn = "CN=User 1,OU=Leavers,DC=corp,DC=example".into();
+    gone[0].source_hash = None;
+    store.keep_deprovisioned(step, &gone).unwrap();
+    let mut kept = store.deprovisioned_links(step).unwrap();
+    kept.sort_by(|a, b| a.source_anchor.cmp(&b.source_anchor));
+    assert_eq!(kept, gone);
+    assert_eq!(store.link_count(step).unwrap(), 2);
+    let mut names: Vec<String> = store
+        .links(step)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.source_anchor)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["src-0", "src-3"]);
+    // Another step sees none of it; a never-linked leaver can be kept too.
+    assert!(store.deprovisioned_links(other).unwrap().is_empty());
+    store.keep_deprovisioned(other, &[link(9, "o")]).unwrap();
+    assert_eq!(store.link_count(other).unwrap(), 0);
+    assert!(store.links(other).unwrap().is_empty());
+    assert_eq!(store.deprovisioned_links(other).unwrap(), [link(9, "o")]);
+
+    // A returning source: put_links makes its link live again.
+    let mut back = live[1].clone();
+    back.target_dn = "CN=User 1,OU=Staff,DC=corp,DC=example".into();
+    store.put_links(step, std::slice::from_ref(&back)).unwrap();
+    assert_eq!(store.deprovisioned_links(step).unwrap(), [gone[1].clone()]);
+    assert_eq!(store.link_count(step).unwrap(), 3);
+    assert!(store.links(step).unwrap().contains(&back));
+
+    // remove_links forgets a kept link too.
+    assert_eq!(
+        store
+            .remove_links(step, &["src-2".into(), "src-0".into()])
+            .unwrap(),
+        2
+    );
+    assert!(store.deprovisioned_links(step).unwrap().is_empty());
+    assert_eq!(store.link_count(step).unwrap(), 2);
+    assert!(store.keep_deprovisioned(" ", &gone).is_err());
+    assert!(store.deprovisioned_links("").is_err());
+    let all: Vec<String> = ["src-1", "src-3"].map(String::from).to_vec();
+    assert_eq!(store.remove_links(step, &all).unwrap(), 2);
+    assert_eq!(store.remove_links(other, &["src-9".into()]).unwrap(), 1);
 }
 
 /// Links: put, get, overwrite, remove, steps isolated, 100k at once.

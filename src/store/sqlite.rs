@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
         log_path    TEXT NULL
     ) STRICT;
     CREATE INDEX run_by_name ON run (name, id);",
+    // 3: links of deprovisioned objects are kept (marked) for a returning source.
+    "ALTER TABLE link ADD COLUMN deprovisioned_ms INTEGER NULL;",
 ];
 
 /// How long a statement waits for another writer before reporting "database is locked".
@@ -324,7 +326,7 @@ impl StateStore for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
-                 FROM link WHERE step = ?1",
+                 FROM link WHERE step = ?1 AND deprovisioned_ms IS NULL",
             )
             .map_err(|e| self.sql_err(e))?;
         stmt.query_map([step], |r| {
@@ -362,7 +364,8 @@ impl StateStore for SqliteStore {
                          target_dn = excluded.target_dn,
                          source_hash = excluded.source_hash,
                          desired_dn = excluded.desired_dn,
-                         updated_ms = excluded.updated_ms",
+                         updated_ms = excluded.updated_ms,
+                         deprovisioned_ms = NULL",
                 )
                 .map_err(sql)?;
             for l in links {
@@ -408,11 +411,77 @@ impl StateStore for SqliteStore {
     fn link_count(&self, step: &str) -> Result<usize, StoreError> {
         let step = validate_name("step name", step)?;
         self.conn()
-            .query_row("SELECT count(*) FROM link WHERE step = ?1", [step], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM link WHERE step = ?1 AND deprovisioned_ms IS NULL",
+                [step],
+                |r| r.get::<_, i64>(0),
+            )
             .map(to_usize)
             .map_err(|e| self.sql_err(e))
+    }
+
+    fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
+                 FROM link WHERE step = ?1 AND deprovisioned_ms IS NOT NULL",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([step], |r| {
+            Ok(Link {
+                source_anchor: r.get(0)?,
+                target_anchor: r.get(1)?,
+                target_dn: r.get(2)?,
+                source_hash: r.get(3)?,
+                desired_dn: r.get(4)?,
+                updated_ms: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql_err(e))
+    }
+
+    fn keep_deprovisioned(&self, step: &str, links: &[Link]) -> Result<(), StoreError> {
+        let step = validate_name("step name", step)?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
+                                       source_hash, desired_dn, updated_ms, deprovisioned_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                     ON CONFLICT (step, source_anchor) DO UPDATE SET
+                         target_anchor = excluded.target_anchor,
+                         target_dn = excluded.target_dn,
+                         source_hash = excluded.source_hash,
+                         desired_dn = excluded.desired_dn,
+                         updated_ms = excluded.updated_ms,
+                         deprovisioned_ms = excluded.deprovisioned_ms",
+                )
+                .map_err(sql)?;
+            for l in links {
+                stmt.execute(params![
+                    step,
+                    l.source_anchor,
+                    l.target_anchor,
+                    l.target_dn,
+                    l.source_hash,
+                    l.desired_dn,
+                    l.updated_ms
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
     }
 
     fn step_names(&self) -> Result<Vec<String>, StoreError> {
@@ -689,6 +758,26 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_store_keeps_its_links_live() {
+        let (_dir, path) = fresh();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(MIGRATIONS[1]).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute(
+                "INSERT INTO link VALUES ('s', 'a', 't', 'cn=a', 'h', NULL, 42)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.link_count("s").unwrap(), 1);
+        assert_eq!(s.links("s").unwrap()[0].target_dn, "cn=a");
+        assert!(s.deprovisioned_links("s").unwrap().is_empty());
+    }
+
+    #[test]
     fn a_version_1_store_is_upgraded_and_keeps_its_profiles() {
         let (_dir, path) = fresh();
         {
@@ -711,7 +800,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SqliteStore::schema_version());
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
         let p = s.get_profile("ad").unwrap().unwrap();
         assert_eq!(
             (p.kind.as_str(), &p.data, p.updated_ms),

@@ -107,6 +107,8 @@ struct Outcome {
     unchanged: bool,
     put: Option<Link>,
     remove: Option<String>,
+    /// The link of a deprovisioned object, kept for a returning source.
+    keep: Option<Link>,
     lines: Vec<String>,
     /// A write that failed after the object was created (counted as failed too).
     failure: Option<Failure>,
@@ -130,6 +132,7 @@ pub async fn apply(
     let mut failures = Vec::new();
     let mut put: Vec<Link> = Vec::new();
     let mut remove: Vec<String> = Vec::new();
+    let mut keep: Vec<Link> = Vec::new();
     step.target.begin_batch();
     // Sync-tree containers first, one at a time, parents before children.
     for c in containers {
@@ -191,6 +194,7 @@ pub async fn apply(
                 counts.unchanged += o.unchanged as usize;
                 put.extend(o.put);
                 remove.extend(o.remove);
+                keep.extend(o.keep);
                 if let Some(f) = o.failure {
                     counts.failed += 1;
                     log.line(&format!(
@@ -221,8 +225,8 @@ pub async fn apply(
                 }
             }
         }
-        if put.len() + remove.len() >= COMMIT_EVERY
-            && let Err(m) = commit(step, store, &mut put, &mut remove).await
+        if put.len() + remove.len() + keep.len() >= COMMIT_EVERY
+            && let Err(m) = commit(step, store, &mut put, &mut remove, &mut keep).await
         {
             fatal = Some(m);
             break;
@@ -232,7 +236,7 @@ pub async fn apply(
     // Writes still in flight when the run stopped are abandoned: their
     // objects are planned again next run (and adopted if they landed).
     drop(results);
-    if let Err(m) = commit(step, store, &mut put, &mut remove).await {
+    if let Err(m) = commit(step, store, &mut put, &mut remove, &mut keep).await {
         fatal.get_or_insert(m);
     }
     match fatal {
@@ -271,6 +275,7 @@ async fn commit(
     store: &dyn StateStore,
     put: &mut Vec<Link>,
     remove: &mut Vec<String>,
+    keep: &mut Vec<Link>,
 ) -> Result<(), String> {
     step.target
         .flush()
@@ -287,6 +292,12 @@ async fn commit(
             .remove_links(&step.name, remove)
             .map_err(|e| e.to_string())?;
         remove.clear();
+    }
+    if !keep.is_empty() {
+        store
+            .keep_deprovisioned(&step.name, keep)
+            .map_err(|e| e.to_string())?;
+        keep.clear();
     }
     step.target.begin_batch();
     Ok(())
@@ -400,6 +411,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             new_dn,
             joined,
             takes_over,
+            restore,
         } => {
             if let Some(old) = takes_over {
                 o.lines
@@ -454,12 +466,20 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                 o.lines.push(format!("update {dn}: {}", attrs.join(", ")));
                 o.updated = true;
             }
+            if *restore {
+                target.enable(&dn).await.map_err(|e| (dn.clone(), e))?;
+                o.lines.push(format!(
+                    "restore {dn}: enabled again, its source {} is back",
+                    item.source_dn
+                ));
+                o.updated = true;
+            }
             if *joined {
                 o.lines
                     .push(format!("join {dn} (source {})", item.source_dn));
                 o.joined = true;
             }
-            if changes.is_empty() && new_dn.is_none() && !*joined {
+            if changes.is_empty() && new_dn.is_none() && !*joined && !*restore {
                 o.unchanged = true;
             }
             o.put = Some(link(item, target_anchor, &dn));
@@ -472,8 +492,15 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             changes,
             move_to,
         } => {
-            let id = target_anchor.as_str();
+            // A directory object is written where the plan found it (its
+            // anchor alone is looked for only below the connection's base).
+            let id = if target.kind() == "ldap" {
+                target_dn.as_str()
+            } else {
+                target_anchor.as_str()
+            };
             let fail = |e: CError| (target_dn.clone(), e);
+            let mut now_at = target_dn.clone();
             match how {
                 DeprovisionAction::None => {}
                 DeprovisionAction::Delete => match target.delete(id).await {
@@ -500,14 +527,30 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                             .map(|d| d.parent().to_string())
                             .unwrap_or_default();
                         if !dn_eq(&parent, p) {
-                            target.move_to(id, p).await.map_err(fail)?;
+                            now_at = target.move_to(id, p).await.map_err(fail)?;
                         }
                     }
                 }
             }
             o.lines.push(format!("deprovision {target_dn} ({how})"));
             o.deprovisioned = true;
-            o.remove = Some(item.source_anchor.clone());
+            match how {
+                // Disabled objects stay, and so does their link (marked), so a
+                // source that comes back restores its object.
+                DeprovisionAction::Disable | DeprovisionAction::DisableMove => {
+                    o.keep = Some(Link {
+                        source_anchor: item.source_anchor.clone(),
+                        target_anchor: target_anchor.clone(),
+                        target_dn: now_at,
+                        source_hash: None,
+                        desired_dn: None,
+                        updated_ms: clock::now_ms(),
+                    });
+                }
+                DeprovisionAction::None | DeprovisionAction::Delete => {
+                    o.remove = Some(item.source_anchor.clone());
+                }
+            }
             Ok(o)
         }
     }

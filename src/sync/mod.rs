@@ -1,6 +1,7 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
 //! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]), runs with the deletion
-//! threshold, history and log files ([`run`]). It knows nothing of Rhai:
+//! threshold, history and log files ([`run`]); planned writes are checked
+//! against the target's schema ([`schema_check`]). It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
@@ -11,6 +12,7 @@ pub mod members;
 pub mod plan;
 pub mod rules;
 pub mod run;
+pub mod schema_check;
 mod source;
 
 pub use plan::{Action, AttrChange, Plan};

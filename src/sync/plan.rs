@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::connector::SearchQuery;
+use crate::connector::ldap::schema::Schema;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
 use crate::store::{Link, StateStore};
@@ -59,6 +60,10 @@ pub enum Action {
         /// rehire, or a re-import under a new key): its link is dropped and
         /// it is not deprovisioned.
         takes_over: Option<String>,
+        /// True when the object was deprovisioned and its source is back
+        /// (a rehire): the run enables it again; `new_dn` moves it back to
+        /// where the create rule puts it and `changes` drop the date prefix.
+        restore: bool,
     },
     /// Deprovision a target object whose source left the scope.
     Deprovision {
@@ -236,6 +241,13 @@ pub async fn plan_into(
             )
         })
         .collect();
+    // Deprovisioned objects whose source may come back (a rehire).
+    let kept: HashMap<String, Link> = store
+        .deprovisioned_links(&step.name)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|l| (l.source_anchor.clone(), l))
+        .collect();
 
     // Membership through other steps' links: their signature joins the hash.
     let mut member_index = match &step.members {
@@ -289,6 +301,7 @@ pub async fn plan_into(
         let seen = HashSet::new();
         let known = Known {
             by_source: &by_source,
+            kept: &kept,
             linked_targets: &linked_targets,
             seen: &seen,
         };
@@ -298,6 +311,7 @@ pub async fn plan_into(
         let read = read.await?;
         let known = Known {
             by_source: &by_source,
+            kept: &kept,
             linked_targets: &linked_targets,
             seen: &read.seen,
         };
@@ -429,6 +443,10 @@ struct TargetView<'a> {
     /// Bulk joins: per attribute (lower case), the anchors of the entries
     /// holding each value (lower case), built on the first join by it.
     join_index: HashMap<String, HashMap<String, Vec<String>>>,
+    /// The target's schema, read on the first check (once per plan).
+    schema: Option<Option<Arc<Schema>>>,
+    /// Parent containers looked up so far (lower-case DN: exists).
+    parents: HashMap<String, bool>,
 }
 
 impl<'a> TargetView<'a> {
@@ -440,7 +458,100 @@ impl<'a> TargetView<'a> {
             loaded: false,
             by_anchor: HashMap::new(),
             join_index: HashMap::new(),
+            schema: None,
+            parents: HashMap::new(),
         }
+    }
+
+    /// The target's schema, read once (a schema that cannot be read means
+    /// no schema checks, not a failed plan).
+    async fn schema(&mut self) -> Option<Arc<Schema>> {
+        if self.schema.is_none() {
+            self.schema = Some(self.step.target.schema().await.ok().flatten());
+        }
+        self.schema.clone().flatten()
+    }
+
+    /// Why `parent` cannot take a new or moved object (one lookup per
+    /// distinct parent per plan); `None` when it exists, will be made by the
+    /// step's sync-tree, or the target is not a directory.
+    async fn parent_problem(&mut self, parent: &str, rule: &str) -> Option<String> {
+        if self.step.target.kind() != "ldap" || parent.trim().is_empty() {
+            return None;
+        }
+        if let Some(tree) = &self.step.tree
+            && let (Ok(root), Ok(p)) = (Dn::parse(&tree.target), Dn::parse(parent))
+            && p.is_under(&root)
+        {
+            return None;
+        }
+        let key = parent.to_ascii_lowercase();
+        let exists = match self.parents.get(&key) {
+            Some(&e) => e,
+            None => {
+                let e = match self.step.target.get(parent).await {
+                    Ok(found) => found.is_some(),
+                    // Unreadable is not proof of absence: let the write say.
+                    Err(_) => true,
+                };
+                self.parents.insert(key, e);
+                e
+            }
+        };
+        (!exists).then(|| {
+            format!("parent {parent} (rule {rule}): no such object: the container does not exist in the target")
+        })
+    }
+
+    /// The problems of creating `dn` with `attrs`: its parent, and the
+    /// target's schema. Empty when the write can go.
+    async fn vet_create(&mut self, dn: &str, attrs: &[AttrChange]) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(d) = Dn::parse(dn) {
+            let rule = if self.step.tree.is_some() {
+                "tree"
+            } else {
+                "create 'parent'"
+            };
+            out.extend(self.parent_problem(&d.parent().to_string(), rule).await);
+        }
+        if let Some(schema) = self.schema().await {
+            let ad = self.step.target.flavor() == "ad";
+            out.extend(super::schema_check::check_create(&schema, ad, attrs));
+        }
+        out
+    }
+
+    /// The problems of updating `t` with `changes` and moving it to `new_dn`.
+    async fn vet_update(
+        &mut self,
+        t: &Entry,
+        changes: &[AttrChange],
+        new_dn: Option<&str>,
+        rule: &str,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(d) = new_dn.and_then(|d| Dn::parse(d).ok()) {
+            let old_parent = Dn::parse(&t.dn).map(|o| o.parent().to_string()).ok();
+            let parent = d.parent().to_string();
+            if old_parent.is_none_or(|o| !dn_eq(&o, &parent)) {
+                out.extend(self.parent_problem(&parent, rule).await);
+            }
+        }
+        if !changes.is_empty()
+            && let Some(schema) = self.schema().await
+        {
+            let ad = self.step.target.flavor() == "ad";
+            let classes: Vec<String> = t
+                .values("objectClass")
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            out.extend(super::schema_check::check_update(
+                &schema, ad, &classes, changes,
+            ));
+        }
+        out
     }
 
     async fn load(&mut self) -> Result<(), String> {
@@ -463,20 +574,48 @@ impl<'a> TargetView<'a> {
             .map_err(|e| format!("reading the target: {e}"))
     }
 
-    async fn by_anchor(&mut self, anchor: &str) -> Result<Option<Entry>, String> {
+    /// The linked object of `l`, wherever it is: in the bulk index, at the
+    /// link's stored DN, or found by its anchor below the step's
+    /// `target_base`, the deprovision parent and the connection's base (a
+    /// target in another naming context than the connection's default,
+    /// moved by hand, or moved away by deprovisioning).
+    async fn locate(&mut self, l: &Link) -> Result<Option<Entry>, String> {
+        let anchor = l.target_anchor.as_str();
         if self.bulk {
             self.load().await?;
             if let Some(e) = self.by_anchor.get(&anchor.to_ascii_lowercase()) {
                 return Ok(Some(e.clone()));
             }
-            // Not under the target base (moved away by hand, say): look it
-            // up by anchor before calling a linked object gone.
         }
-        self.step
-            .target
-            .get(anchor)
-            .await
-            .map_err(|e| e.to_string())
+        let target = &self.step.target;
+        let failed = |e: crate::connector::Error| format!("looking up linked object {anchor}: {e}");
+        if target.kind() != "ldap" {
+            return target.get(anchor).await.map_err(failed);
+        }
+        if Dn::parse(&l.target_dn).is_ok()
+            && let Some(e) = target.get(&l.target_dn).await.map_err(failed)?
+            && anchor_of(&e).eq_ignore_ascii_case(anchor)
+        {
+            return Ok(Some(e));
+        }
+        let mut bases: Vec<&str> = Vec::new();
+        for b in [
+            self.step.target_base.as_deref(),
+            self.step.deprovision.parent.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !bases.iter().any(|x| dn_eq(x, b)) {
+                bases.push(b);
+            }
+        }
+        for b in bases {
+            if let Some(e) = target.get_under(anchor, b).await.map_err(failed)? {
+                return Ok(Some(e));
+            }
+        }
+        target.get(anchor).await.map_err(failed)
     }
 
     async fn join(&mut self, pairs: &[(String, String)]) -> Result<Vec<Entry>, String> {
@@ -639,6 +778,8 @@ fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
 struct Known<'a> {
     /// Links by source anchor.
     by_source: &'a HashMap<String, Link>,
+    /// Kept links of deprovisioned objects, by source anchor.
+    kept: &'a HashMap<String, Link>,
     /// Source anchor by lowercased target anchor.
     linked_targets: &'a HashMap<String, String>,
     /// Source anchors in scope this run.
@@ -686,17 +827,36 @@ async fn plan_one(
         },
         _ => None,
     };
-    // Follow the link, or join.
+    // Follow the link (or the kept link of a deprovisioned object whose
+    // source is back, unless another source has its target now), or join.
     let link = known.by_source.get(anchor);
+    let kept = match link {
+        Some(_) => None,
+        None => known.kept.get(anchor).filter(|k| {
+            !known
+                .linked_targets
+                .contains_key(&k.target_anchor.to_ascii_lowercase())
+        }),
+    };
     let mut joined = false;
     let mut takes_over: Option<String> = None;
-    let found = match link {
-        Some(l) => match target.by_anchor(&l.target_anchor).await {
+    let found = match link.or(kept) {
+        Some(l) => match target.locate(l).await {
             Ok(t) => t,
             Err(m) => return err(m),
         },
         None => None,
     };
+    let restore = kept.is_some() && found.is_some();
+    if restore
+        && let Some(t) = &found
+        && !claimed.insert(anchor_of(t).to_ascii_lowercase())
+    {
+        return err(format!(
+            "{} is deprovisioned and linked to this source, but another source object of this run claims it",
+            t.dn
+        ));
+    }
     let found = match found {
         Some(t) => Some(t),
         None if step.join.is_empty() => None,
@@ -831,13 +991,24 @@ async fn plan_one(
                     });
                 }
             }
-            // Follow source-driven renames and moves, not hand moves in the target.
+            if restore {
+                changes.extend(unprefix_changes(step, &t, &changes));
+            }
+            // Follow source-driven renames and moves, not hand moves in the
+            // target; a restored object goes back where the create rule says.
             let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
+                (Some(want), _) if restore && !dn_eq(want, &t.dn) => Some(want.clone()),
                 (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
                     Some(want.clone())
                 }
                 _ => None,
             };
+            let problems = target
+                .vet_update(&t, &changes, new_dn.as_deref(), "create rule")
+                .await;
+            if !problems.is_empty() {
+                return err(format!("{}: {}", t.dn, problems.join("; ")));
+            }
             mk(
                 Action::Update {
                     target_anchor: anchor_of(&t),
@@ -846,6 +1017,7 @@ async fn plan_one(
                     new_dn,
                     joined,
                     takes_over,
+                    restore,
                 },
                 desired,
             )
@@ -866,6 +1038,30 @@ async fn plan_one(
                 }
                 (r, _, _) => r,
             };
+            // The same checks as the run's: the parent and the target's schema.
+            let members: &[Value] = match &resolved {
+                Some((vals, _)) => vals,
+                None => &[],
+            };
+            let attrs = attrs_from(
+                step,
+                &dn,
+                |i, _| {
+                    Ok(projected
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default())
+                },
+                members,
+            );
+            let problems = match attrs {
+                Ok(attrs) => target.vet_create(&dn, &attrs).await,
+                Err(m) => vec![m],
+            };
+            if !problems.is_empty() {
+                return err(format!("{dn}: {}", problems.join("; ")));
+            }
             let source = match resolved {
                 Some((vals, _)) if !vals.is_empty() => {
                     let mut with = e.clone();
@@ -958,6 +1154,22 @@ async fn containers_for(
 /// included), and the naming attribute. Preview and apply both call this.
 pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrChange>, String> {
     let e = Entry::from_compact(source).ok_or("internal: unreadable planned entry")?;
+    attrs_from(
+        step,
+        dn,
+        |_, f| flow_values(&f.source, &e),
+        e.values(RESOLVED_MEMBERS),
+    )
+}
+
+/// [`create_attrs`] from each flow's values (`values(index, flow)`) and the
+/// resolved members.
+fn attrs_from(
+    step: &StepDef,
+    dn: &str,
+    values: impl Fn(usize, &super::rules::Flow) -> Result<Vec<Value>, String>,
+    members: &[Value],
+) -> Result<Vec<AttrChange>, String> {
     let mut attrs: Vec<AttrChange> = Vec::new();
     if let Some(c) = &step.create
         && !c.classes.is_empty()
@@ -969,8 +1181,8 @@ pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrC
             rule: "create class".into(),
         });
     }
-    for f in &step.flows {
-        let vals = flow_values(&f.source, &e).map_err(|m| format!("flow {}: {m}", f.rule))?;
+    for (i, f) in step.flows.iter().enumerate() {
+        let vals = values(i, f).map_err(|m| format!("flow {}: {m}", f.rule))?;
         if vals.is_empty() {
             continue;
         }
@@ -982,7 +1194,7 @@ pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrC
         });
     }
     if let Some(rule) = &step.members {
-        let vals = e.values(RESOLVED_MEMBERS);
+        let vals = members;
         if !vals.is_empty() {
             attrs.push(AttrChange {
                 attr: rule.target_attr.clone(),
@@ -1038,6 +1250,43 @@ pub(crate) fn rdn_pair(rdn: &str) -> Option<(String, String)> {
     Some((a.trim().to_string(), out))
 }
 
+/// True when `s` starts with a deprovision date prefix (`YYYYMMDD-`).
+fn date_prefixed(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    (b.len() > 9 && b[..8].iter().all(u8::is_ascii_digit) && b[8] == b'-').then(|| &s[9..])
+}
+
+/// For a restored object: the deprovision prefix taken off the attributes
+/// the step prefixes (those a flow does not write already in `flowed`).
+fn unprefix_changes(step: &StepDef, t: &Entry, flowed: &[AttrChange]) -> Vec<AttrChange> {
+    let mut out = Vec::new();
+    for attr in &step.deprovision.prefix {
+        if flowed.iter().any(|c| c.attr.eq_ignore_ascii_case(attr)) {
+            continue;
+        }
+        let old = target_values(t, attr);
+        let new: Vec<Value> = old
+            .iter()
+            .map(|v| {
+                let s = String::from_utf8_lossy(v.as_bytes());
+                match date_prefixed(&s) {
+                    Some(rest) => Value::Text(rest.to_string()),
+                    None => v.clone(),
+                }
+            })
+            .collect();
+        if !same_values(&old, &new) {
+            out.push(AttrChange {
+                attr: attr.as_str().into(),
+                old,
+                new,
+                rule: "restore: deprovision date prefix removed".into(),
+            });
+        }
+    }
+    out
+}
+
 async fn deprovision_item(
     step: &StepDef,
     target: &mut TargetView<'_>,
@@ -1047,11 +1296,15 @@ async fn deprovision_item(
     let d = &step.deprovision;
     let mut changes = Vec::new();
     let mut dn = l.target_dn.clone();
-    if d.action == DeprovisionAction::DisableMove && !d.prefix.is_empty() {
-        match target.by_anchor(&l.target_anchor).await {
+    if d.action != DeprovisionAction::None {
+        match target.locate(l).await {
             Ok(Some(t)) => {
                 dn = t.dn.clone();
-                for attr in &d.prefix {
+                let prefix: &[String] = match d.action {
+                    DeprovisionAction::DisableMove => &d.prefix,
+                    _ => &[],
+                };
+                for attr in prefix {
                     let old = target_values(&t, attr);
                     let new: Vec<Value> = old
                         .iter()
@@ -1090,6 +1343,19 @@ async fn deprovision_item(
         DeprovisionAction::DisableMove => d.parent.clone(),
         _ => None,
     };
+    if let Some(p) = &move_to
+        && let Some(why) = target.parent_problem(p, "deprovision 'parent'").await
+    {
+        return Item {
+            source_anchor: l.source_anchor.clone(),
+            source_dn: String::new(),
+            source_hash: String::new(),
+            desired_dn: None,
+            action: Action::Error {
+                message: format!("{dn}: {why}"),
+            },
+        };
+    }
     Item {
         source_anchor: l.source_anchor.clone(),
         source_dn: String::new(),

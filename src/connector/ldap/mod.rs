@@ -14,6 +14,7 @@ pub mod pool;
 pub mod read;
 pub mod result;
 pub mod rootdse;
+pub mod schema;
 pub use crate::connector::tls;
 pub mod write;
 
@@ -292,6 +293,14 @@ impl Connector for LdapConnector {
 
     async fn get(&self, identity: &str) -> Result<Option<Entry>> {
         read::get(self, identity, None).await
+    }
+
+    async fn schema(&self) -> Result<Option<std::sync::Arc<schema::Schema>>> {
+        Ok(schema::read(self).await?.map(std::sync::Arc::new))
+    }
+
+    async fn get_under(&self, identity: &str, base: &str) -> Result<Option<Entry>> {
+        read::get_in(self, identity, Some(base), None).await
     }
 
     async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {

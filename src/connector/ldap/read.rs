@@ -302,10 +302,21 @@ pub async fn get(
     identity: &str,
     attrs: Option<Vec<String>>,
 ) -> Result<Option<Entry>> {
+    get_in(c, identity, None, attrs).await
+}
+
+/// [`get`] below `base` instead of the connection's base (`None`); a DN
+/// identity is read where it says.
+pub async fn get_in(
+    c: &LdapConnector,
+    identity: &str,
+    base: Option<&str>,
+    attrs: Option<Vec<String>>,
+) -> Result<Option<Entry>> {
     let id = classify(identity)?;
     let (base, scope) = match &id {
         Identity::Dn(dn) => (dn.clone(), Scope::Base),
-        _ => (c.base().to_string(), Scope::Sub),
+        _ => (base.unwrap_or(c.base()).to_string(), Scope::Sub),
     };
     let q = SearchQuery {
         base: Some(base),
