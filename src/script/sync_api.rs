@@ -304,6 +304,7 @@ fn step_def(
     {
         deprovision.action = DeprovisionAction::None;
     }
+    target.0.mark_as_target();
     Ok(StepDef {
         name: name.trim().to_string(),
         source: source.0,
