@@ -25,7 +25,8 @@ use idsync::shell::render::Format;
 Output: --format table (default), json, csv or ldif. Tables are coloured and fitted to the\n\
 terminal only when stdout is a terminal (NO_COLOR turns colour off).\n\
 Exit status: 0 ok, 1 script or runtime error, 2 usage error, 3 a sync run had failed objects,\n\
-4 a run was refused by a safety rule. State, history and logs live in IDSYNC_HOME."
+4 a run was refused by a safety rule, 5 a run was refused because another run\n\
+of the same step was running. State, history and logs live in IDSYNC_HOME."
 )]
 struct Cli {
     /// Run CODE and print the value of its last expression.
@@ -127,8 +128,11 @@ fn finish(
             Some(c) => ExitCode::from(c.clamp(0, 255) as u8),
             None => {
                 print_error(e);
-                // Refused by a safety rule (the deletion threshold): exit 4.
-                if idsync::script::context::run_flags().1 {
+                // Refused: another run holds the lease (exit 5), or a
+                // safety rule such as the deletion threshold (exit 4).
+                if idsync::script::context::run_busy() {
+                    ExitCode::from(5)
+                } else if idsync::script::context::run_flags().1 {
                     ExitCode::from(4)
                 } else {
                     ExitCode::from(1)

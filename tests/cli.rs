@@ -758,3 +758,50 @@ fn a_plain_text_password_is_never_saved() {
     assert!(!stdout(&o).contains("plain"), "{}", show(&o));
     assert!(!contains(&all_bytes(home.path()), pw.as_bytes()));
 }
+
+// ---------------------------------------------------------------------------------------------
+// a missing file read as a source (issue 10 item 9)
+
+#[test]
+fn a_missing_csv_or_ldif_file_read_as_a_source_is_an_error_naming_the_path() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("no-such-hr.csv");
+    let ldif = dir.path().join("no-such-dir.ldif");
+    let c = format!(
+        "connect_csv({:?}, #{{ key: \"id\" }})",
+        csv.display().to_string()
+    );
+    let l = format!("connect_ldif({:?})", ldif.display().to_string());
+    for (code, path) in [
+        (format!("{c}.search(\"(id=*)\")"), &csv),
+        (format!("{c}.get(\"E1\")"), &csv),
+        (format!("{l}.search(\"(objectClass=*)\")"), &ldif),
+        (format!("{l}.get(\"cn=x,dc=example,dc=com\")"), &ldif),
+    ] {
+        let o = one_liner(home.path(), &[], &code);
+        assert_no_rust_noise(&o);
+        assert_eq!(o.status.code(), Some(1), "{code}: {}", show(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("{}: no such file", path.display())),
+            "{code}: the error must name the path: {err}"
+        );
+        assert!(!path.exists(), "{code}: reading created {}", path.display());
+    }
+    // Writing creates the file; then it reads.
+    let o = one_liner(
+        home.path(),
+        &[],
+        &format!(
+            "let c = {c}; c.create(\"E1\", #{{ id: \"E1\", name: \"Ann\" }}); c.get(\"E1\").name"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o).trim(), "Ann");
+    assert!(csv.exists());
+    // test() of a missing file reports it, without an error.
+    let o = one_liner(home.path(), &["--format", "json"], &format!("{l}.test()"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("does not exist yet"), "{}", show(&o));
+}

@@ -1615,3 +1615,354 @@ fn bulk_join_of_300_rows_matches_like_per_object_joins() {
     );
     assert_eq!(written.len(), 301);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. concurrency on files (issue 10): one run of a step at a time (item 6), no lost writes on a
+// shared target file (item 7), a missing source file is an error (item 9)
+
+const MANY: usize = 5000;
+
+/// `src.csv` in `dir` with MANY rows `id,first,last` (ids u0000..).
+fn many_source(dir: &Path) {
+    let mut text = String::from("id,first,last\n");
+    for i in 0..MANY {
+        text.push_str(&format!("u{i:04},Given{i},Family{i}\n"));
+    }
+    std::fs::write(dir.join("src.csv"), text).unwrap();
+}
+
+/// The step `step` from `src.csv` into `out.ldif` (`kind` "ldif") or `out.csv` ("csv"), then
+/// `tail`.
+fn file_step(step: &str, kind: &str, tail: &str) -> String {
+    let (target, create, flows) = match kind {
+        "ldif" => (
+            "connect_ldif(\"out.ldif\")",
+            "parent: \"ou=people,dc=example,dc=com\", rdn: |e| `uid=${e.id}`, class: [\"inetOrgPerson\"]",
+            "uid: \"id\", cn: |e| `${e.first} ${e.last}`, sn: \"last\"",
+        ),
+        _ => (
+            "connect_csv(\"out.csv\", #{ key: \"id\" })",
+            "parent: \"\", rdn: |e| e.id",
+            "id: \"id\", name: |e| `${e.first} ${e.last}`",
+        ),
+    };
+    format!(
+        "let hr = connect_csv(\"src.csv\", #{{ key: \"id\" }});\n\
+         let out = {target};\n\
+         let st = sync_step({step}, hr, out, #{{ create: #{{ {create} }}, flows: #{{ {flows} }},\n\
+           deprovision: #{{ action: \"delete\" }} }});\n{tail}\n",
+        step = lit(step)
+    )
+}
+
+/// Starts `idsync --format json` on `script` in `dir` without waiting.
+fn spawn_in(home: &Path, dir: &Path, script: &str) -> Child {
+    let file = dir.join(format!("{}.rhai", support::unique("c")));
+    std::fs::write(&file, script).unwrap();
+    idsync_cmd(home)
+        .current_dir(dir)
+        .args(["--format", "json"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn idsync")
+}
+
+/// (pid, exit code, stdout, stderr) of a finished child.
+fn outcome(c: Child) -> (u32, i32, String, String) {
+    let pid = c.id();
+    let out = c.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    no_panic("concurrent run", &stdout, &stderr);
+    (pid, out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// The DNs (LDIF) or keys (CSV) the target file holds; panics on a duplicate.
+fn held(dir: &Path, kind: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let keys: Vec<String> = if kind == "ldif" {
+        let text = std::fs::read_to_string(dir.join("out.ldif")).unwrap();
+        read_ldif(&text)
+            .into_iter()
+            .map(|r| r.0.to_ascii_lowercase())
+            .collect()
+    } else {
+        let csv = Csv::read(&dir.join("out.csv"));
+        let k = csv.col("id");
+        csv.rows.iter().map(|r| r[k].clone()).collect()
+    };
+    for k in keys {
+        assert!(out.insert(k.clone()), "{k} twice in the target file");
+    }
+    out
+}
+
+/// The target key of source row `i`.
+fn step_key(kind: &str, i: usize) -> String {
+    if kind == "ldif" {
+        format!("uid=u{i:04},ou=people,dc=example,dc=com")
+    } else {
+        format!("u{i:04}")
+    }
+}
+
+/// A step writes MANY objects into a file while 40 other processes each create one object in
+/// the same file: every create that reported success and every object of the step is in the
+/// file afterwards, the step's links name only what the file holds, and the next run has
+/// nothing to write.
+fn no_lost_writes(kind: &str) {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    many_source(dir.path());
+    let step = format!("lost-{kind}/users");
+    let run = spawn_in(home.path(), dir.path(), &file_step(&step, kind, "st.run()"));
+    let t = Instant::now();
+    let creators: Vec<(String, Child)> = (0..40)
+        .map(|i| {
+            let (key, script) = if kind == "ldif" {
+                let dn = format!("uid=extra{i},ou=others,dc=example,dc=com");
+                let s = format!(
+                    "connect_ldif(\"out.ldif\").create({}, #{{ objectClass: \"inetOrgPerson\", uid: \"extra{i}\", cn: \"Extra {i}\", sn: \"Extra\" }}); \"ok\"",
+                    lit(&dn)
+                );
+                (dn, s)
+            } else {
+                let k = format!("extra{i}");
+                let s = format!(
+                    "connect_csv(\"out.csv\", #{{ key: \"id\" }}).create(\"{k}\", #{{ id: \"{k}\", name: \"Extra {i}\" }}); \"ok\""
+                );
+                (k, s)
+            };
+            std::thread::sleep(Duration::from_millis(15));
+            (key, spawn_in(home.path(), dir.path(), &script))
+        })
+        .collect();
+    let mut reported = Vec::new();
+    for (key, c) in creators {
+        let (_, code, out, err) = outcome(c);
+        if code == 0 {
+            assert_eq!(out.trim(), "\"ok\"", "{err}");
+            reported.push(key);
+        } else {
+            eprintln!("a create failed (allowed, it said so): {err}");
+        }
+    }
+    let (_, code, out, err) = outcome(run);
+    eprintln!(
+        "{kind}: step and 40 creates took {:?}; {} creates reported success",
+        t.elapsed(),
+        reported.len()
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r: Json = serde_json::from_str(&out).unwrap();
+    counts(&r, &[("created", MANY as i64)]);
+    assert!(
+        reported.len() >= 30,
+        "most creates should succeed: {reported:?}"
+    );
+
+    let got = held(dir.path(), kind);
+    let lost: Vec<&String> = reported
+        .iter()
+        .filter(|k| !got.contains(&k.to_ascii_lowercase()) && !got.contains(*k))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "creates that reported success are gone: {lost:?}"
+    );
+    let missing: Vec<String> = (0..MANY)
+        .map(|i| step_key(kind, i))
+        .filter(|k| !got.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of the step's objects are not in the file, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(3)]
+    );
+    assert_eq!(got.len(), MANY + reported.len());
+
+    // Links only for what the file holds.
+    let links = json_ok(home.path(), dir.path(), &format!("links({})", lit(&step)));
+    let links = links.as_array().unwrap();
+    assert_eq!(links.len(), MANY);
+    for l in links {
+        let dn = s(l, "target_dn");
+        assert!(
+            got.contains(&dn.to_ascii_lowercase()) || got.contains(dn),
+            "a link to {dn}, which the file does not hold"
+        );
+    }
+    // The next run: nothing to write.
+    let r = json_ok(home.path(), dir.path(), &file_step(&step, kind, "st.run()"));
+    counts(&r, &[("unchanged", MANY as i64)]);
+    assert!(
+        support::planned_line(home.path()).contains("0 to write"),
+        "{}",
+        support::planned_line(home.path())
+    );
+}
+
+#[test]
+fn forty_creates_into_an_ldif_file_during_a_5000_entry_run_are_all_kept() {
+    no_lost_writes("ldif");
+}
+
+#[test]
+fn forty_creates_into_a_csv_file_during_a_5000_row_run_are_all_kept() {
+    no_lost_writes("csv");
+}
+
+/// Exactly one of `results` exited 0 (its pid and report); the others exited 5 naming it.
+fn one_file_winner(results: &[(u32, i32, String, String)], what: &str) -> (u32, Json) {
+    let winners: Vec<_> = results.iter().filter(|r| r.1 == 0).collect();
+    let codes: Vec<i32> = results.iter().map(|r| r.1).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{what}: exit codes {codes:?}, expected one 0 and the rest 5:\n{results:#?}"
+    );
+    let (pid, _, out, _) = winners[0];
+    for (_, code, _, err) in results.iter().filter(|r| r.1 != 0) {
+        assert_eq!(*code, 5, "{what}: {err}");
+        assert!(
+            err.contains(&format!("pid {pid} on "))
+                && err.contains("since 20")
+                && err.contains("nothing was written"),
+            "{what}: the refusal must name the holder: {err}"
+        );
+    }
+    (*pid, serde_json::from_str(out).unwrap())
+}
+
+fn file_history(home: &Path, dir: &Path, name: &str) -> Vec<Json> {
+    json_ok(home, dir, &format!("history({})", lit(name)))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn two_and_four_simultaneous_runs_into_a_file_one_writes_the_others_exit_5() {
+    for runs in [2usize, 4] {
+        let home = support::temp_home();
+        let dir = tempfile::tempdir().unwrap();
+        many_source(dir.path());
+        let step = format!("race{runs}/users");
+        let script = file_step(&step, "ldif", "st.run()");
+        let children: Vec<Child> = (0..runs)
+            .map(|_| spawn_in(home.path(), dir.path(), &script))
+            .collect();
+        let results: Vec<_> = children.into_iter().map(outcome).collect();
+        let (_, r) = one_file_winner(&results, &format!("{runs} runs"));
+        counts(&r, &[("created", MANY as i64)]);
+        assert_eq!(held(dir.path(), "ldif").len(), MANY);
+        let h = file_history(home.path(), dir.path(), &step);
+        assert_eq!(h.len(), 1, "one run per writer: {h:#?}");
+        assert_eq!(s(&h[0], "status"), "ok");
+    }
+}
+
+#[test]
+fn a_sigkilled_run_into_a_file_is_taken_over_and_marked_interrupted_by_the_next() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    many_source(dir.path());
+    let step = "killed/users";
+    let script = file_step(step, "ldif", "st.run()");
+    let mut child = spawn_in(home.path(), dir.path(), &script);
+    let out = dir.path().join("out.ldif");
+    let t = Instant::now();
+    while !out.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(t.elapsed() < Duration::from_secs(60), "nothing written");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let h = file_history(home.path(), dir.path(), step);
+    assert_eq!(
+        h.iter().map(|r| s(r, "status")).collect::<Vec<_>>(),
+        ["running"],
+        "{h:#?}"
+    );
+    let r = json_ok(home.path(), dir.path(), &script);
+    assert_eq!(n(&r, "failed"), 0, "{r:#}");
+    assert_eq!(held(dir.path(), "ldif").len(), MANY);
+    let h = file_history(home.path(), dir.path(), step);
+    assert_eq!(
+        h.iter().map(|r| s(r, "status")).collect::<Vec<_>>(),
+        ["ok", "interrupted"],
+        "{h:#?}"
+    );
+    let log = support::newest_run_log(home.path());
+    assert!(log.contains("took over the lease of killed/users"), "{log}");
+}
+
+#[test]
+fn a_workflow_and_a_run_of_its_step_into_a_file_exclude_each_other() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    many_source(dir.path());
+    let step = "wf-race/users";
+    let wf = file_step(step, "ldif", "workflow(\"wf-race\", [st]).run()[0]");
+    let one = file_step(step, "ldif", "st.run()");
+    let children = vec![
+        spawn_in(home.path(), dir.path(), &wf),
+        spawn_in(home.path(), dir.path(), &one),
+    ];
+    let results: Vec<_> = children.into_iter().map(outcome).collect();
+    let (pid, r) = one_file_winner(&results, "workflow and step");
+    counts(&r, &[("created", MANY as i64)]);
+    assert_eq!(held(dir.path(), "ldif").len(), MANY);
+    let loser = &results.iter().find(|r| r.0 != pid).unwrap().3;
+    if results[0].0 == pid {
+        assert!(
+            loser.contains("already being run by workflow \"wf-race\""),
+            "{loser}"
+        );
+    } else {
+        assert!(
+            loser.contains("wf-race: refused: step \"wf-race/users\" is already running"),
+            "{loser}"
+        );
+    }
+    assert_eq!(file_history(home.path(), dir.path(), step).len(), 1);
+}
+
+#[test]
+fn a_missing_source_file_fails_the_run_naming_the_path_and_creates_nothing() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    for (source, file) in [
+        ("connect_csv(\"gone.csv\", #{ key: \"id\" })", "gone.csv"),
+        ("connect_ldif(\"gone.ldif\")", "gone.ldif"),
+    ] {
+        let script = format!(
+            "let hr = {source};\nlet out = connect_csv(\"out.csv\", #{{ key: \"id\" }});\n\
+             sync_step(\"gone/users\", hr, out, #{{ create: #{{ parent: \"\", rdn: |e| e.anchor }},\n\
+               flows: #{{ id: |e| e.anchor }} }}).run()\n"
+        );
+        let (c, err) = fails(home.path(), dir.path(), &script);
+        assert_eq!(c, 1, "{err}");
+        assert!(
+            err.contains(&format!("{file}: no such file")) && err.contains("gone/users"),
+            "the error names the step and the path: {err}"
+        );
+        assert!(!dir.path().join(file).exists());
+        assert!(
+            !dir.path().join("out.csv").exists(),
+            "the target was created"
+        );
+        // preview too
+        let (c, err) = fails(
+            home.path(),
+            dir.path(),
+            &script.replace(".run()", ".preview()"),
+        );
+        assert_eq!(c, 1, "{err}");
+        assert!(err.contains(&format!("{file}: no such file")), "{err}");
+    }
+}

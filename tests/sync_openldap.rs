@@ -2035,3 +2035,215 @@ fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
     let update = first_line(&log, " update ").expect("no update line");
     assert!(planned < update, "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// run leases (issue 10 item 6): one run of a step at a time, across processes
+
+/// Source persons for the lease tests, added once and shared (reading them is all the tests do).
+const LEASED: usize = 5000;
+
+fn leased_source(l: &'static Ldap) -> &'static str {
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SRC.get_or_init(|| {
+        let f = fx(l, "lsrc");
+        f.add_numbered(LEASED, 4);
+        f.src.clone()
+    })
+}
+
+/// A script running the step `step` from `src` into `dst` with `tail` (`st.run()`, ...).
+fn leased_script(f: &Fx, src: &str, step: &str, tail: &str) -> String {
+    let opts = f
+        .opts("#{ action: \"delete\" }")
+        .replace(&format!("base: \"{}\"", f.src), &format!("base: \"{src}\""));
+    assert!(opts.contains(src), "{opts}");
+    format!(
+        "{}let st = sync_step(\"{step}\", src, dst, #{{ {opts} }});\n{tail}\n",
+        f.connect()
+    )
+}
+
+/// Starts `idsync --format json SCRIPT` in `home` without waiting.
+fn spawn(home: &Path, script: &str) -> std::process::Child {
+    let file = home.join(format!("{}.rhai", support::unique("race")));
+    std::fs::write(&file, script).unwrap();
+    support::idsync_command(home)
+        .args(["--format", "json"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn idsync")
+}
+
+/// (pid, exit code, stdout, stderr) of each script, all started at once.
+fn race(home: &Path, scripts: &[String]) -> Vec<(u32, i32, String, String)> {
+    let children: Vec<std::process::Child> = scripts.iter().map(|s| spawn(home, s)).collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let pid = c.id();
+            let out = c.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                !stderr.contains("panicked") && !stderr.contains("internal error"),
+                "{stderr}"
+            );
+            (pid, out.status.code().unwrap_or(-1), stdout, stderr)
+        })
+        .collect()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Exactly one of `results` exited 0 (returns its pid and report); every other exited 5 with
+/// a refusal naming the winner (pid, host, since when) and saying nothing was written.
+fn one_winner(results: &[(u32, i32, String, String)], what: &str) -> (u32, Json) {
+    let codes: Vec<i32> = results.iter().map(|r| r.1).collect();
+    let winners: Vec<&(u32, i32, String, String)> = results.iter().filter(|r| r.1 == 0).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{what}: exit codes {codes:?}; expected one 0 and the rest 5:\n{results:#?}"
+    );
+    let (pid, _, out, _) = winners[0];
+    for (_, code, _, err) in results.iter().filter(|r| r.1 != 0) {
+        assert_eq!(*code, 5, "{what}: a refused run's exit status:\n{err}");
+        for want in [
+            "refused".to_string(),
+            format!("pid {pid} on {}", host_name()),
+            "since 20".to_string(),
+            "nothing was written".to_string(),
+        ] {
+            assert!(err.contains(&want), "{what}: no {want:?} in:\n{err}");
+        }
+    }
+    (*pid, serde_json::from_str(out).unwrap())
+}
+
+/// `history(name)` as JSON records, newest first.
+fn history(home: &Path, name: &str) -> Vec<Json> {
+    json_ok(home, &format!("history(\"{name}\")"))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn two_and_four_simultaneous_runs_of_one_step_one_writes_the_others_are_refused_exit_5() {
+    let Some(l) = support::slapd() else { return };
+    let src = leased_source(l);
+    for runs in [2usize, 4] {
+        let f = fx(l, &format!("race{runs}"));
+        let script = leased_script(&f, src, &f.step, "st.run()");
+        let results = race(f.home(), &vec![script; runs]);
+        let (_, report) = one_winner(&results, &format!("{runs} runs"));
+        counts(&report, &[("created", LEASED as i64)]);
+        assert_eq!(
+            persons(l, &f.dst).len(),
+            LEASED,
+            "{runs} runs: target entries"
+        );
+        // One run in the history: the writer's, finished ok (never marked interrupted by a
+        // run that started meanwhile).
+        let h = history(f.home(), &f.step);
+        assert_eq!(h.len(), 1, "{runs} runs: history {h:#?}");
+        assert_eq!(s(&h[0], "status"), "ok", "{h:#?}");
+        assert_eq!(n(&h[0], "created"), LEASED as i64);
+        // The lease was released: the next run runs (and writes nothing).
+        let r = json_ok(f.home(), &leased_script(&f, src, &f.step, "st.run()"));
+        counts(&r, &[("unchanged", LEASED as i64)]);
+    }
+}
+
+#[test]
+fn a_sigkilled_runs_lease_is_taken_over_by_the_next_run_which_marks_it_interrupted() {
+    let Some(l) = support::slapd() else { return };
+    let src = leased_source(l);
+    let f = fx(l, "killed");
+    let script = leased_script(&f, src, &f.step, "st.run()");
+    let mut child = spawn(f.home(), &script);
+    let t = std::time::Instant::now();
+    while search(l, &f.dst, "one", "(uid=*)", &["1.1"]).len() < 200 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(t.elapsed().as_secs() < 120, "the run wrote nothing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let h = history(f.home(), &f.step);
+    assert_eq!(h.len(), 1);
+    assert_eq!(s(&h[0], "status"), "running", "{h:#?}");
+
+    let r = json_ok(f.home(), &script);
+    // What the killed run wrote before its links were committed is joined, not duplicated.
+    assert_eq!(
+        n(&r, "created") + n(&r, "joined") + n(&r, "unchanged"),
+        LEASED as i64,
+        "{r:#}"
+    );
+    assert_eq!(n(&r, "failed"), 0, "{r:#}");
+    assert_eq!(
+        persons(l, &f.dst).len(),
+        LEASED,
+        "no duplicates, none missing"
+    );
+    let h = history(f.home(), &f.step);
+    let statuses: Vec<&str> = h.iter().map(|r| s(r, "status")).collect();
+    assert_eq!(statuses, ["ok", "interrupted"], "{h:#?}");
+    let log = support::newest_run_log(f.home());
+    assert!(
+        log.contains(&format!("took over the lease of {}", f.step))
+            && log.contains("its process has ended")
+            && log.contains("marked interrupted"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_workflow_and_a_run_of_one_of_its_steps_exclude_each_other() {
+    let Some(l) = support::slapd() else { return };
+    let src = leased_source(l);
+    let f = fx(l, "wfrace");
+    let wf = format!("{}-wf", f.id);
+    let as_workflow = leased_script(
+        &f,
+        src,
+        &f.step,
+        &format!("workflow(\"{wf}\", [st]).run()[0]"),
+    );
+    let as_step = leased_script(&f, src, &f.step, "st.run()");
+    let results = race(f.home(), &[as_workflow, as_step]);
+    let (pid, report) = one_winner(&results, "workflow and step");
+    counts(&report, &[("created", LEASED as i64)]);
+    assert_eq!(persons(l, &f.dst).len(), LEASED);
+    let loser = results.iter().find(|r| r.0 != pid).unwrap();
+    if results[0].0 == pid {
+        // The workflow won: the step run names the workflow as the holder.
+        assert!(
+            loser
+                .3
+                .contains(&format!("already being run by workflow \"{wf}\"")),
+            "{}",
+            loser.3
+        );
+        assert_eq!(history(f.home(), &wf).len(), 1);
+    } else {
+        // The step run won: the workflow names the step it could not take.
+        assert!(
+            loser
+                .3
+                .contains(&format!("step \"{}\" is already running", f.step)),
+            "{}",
+            loser.3
+        );
+        assert!(history(f.home(), &wf).is_empty());
+    }
+    assert_eq!(history(f.home(), &f.step).len(), 1);
+}

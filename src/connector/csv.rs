@@ -82,36 +82,20 @@ pub struct CsvConnector {
 }
 
 impl CsvConnector {
-    /// Opens (reads) the file. A missing or empty file is an empty table
-    /// whose header is the key column; the file is created on the first
+    /// Opens (reads) the file. An empty file is an empty table whose header
+    /// is the key column; so is a missing file, but reading it (search,
+    /// get, a sync step's source) is an error naming the path, unless the
+    /// connection is a sync step's target; it is created on the first
     /// write. Errors name the file and the line.
     pub fn open(path: impl AsRef<Path>, opts: CsvOptions) -> Result<CsvConnector> {
         let path: PathBuf = path.as_ref().to_path_buf();
         let label = path.display().to_string();
         check_options(&opts)?;
-        let bytes = file::read_file(&path, &label)?;
-        let data = match bytes {
-            Some(b) if !b.iter().all(|c| c.is_ascii_whitespace()) => {
-                let bom = std::fs::read(&path)
-                    .map(|raw| raw.starts_with(&[0xef, 0xbb, 0xbf]))
-                    .unwrap_or(false);
-                parse(&b, &opts, &label, bom)?
-            }
-            _ => Data {
-                table: Table::new(),
-                meta: Meta {
-                    header: vec![opts.key.clone()],
-                    key: opts.key.clone(),
-                    delimiter: opts.delimiter,
-                    separator: opts.multi_value_separator.clone(),
-                    bom: false,
-                    crlf: false,
-                },
-            },
-        };
+        let load_opts = opts.clone();
+        let load: file::Load<Meta> = Box::new(move |raw, label| load(raw, &load_opts, label));
         Ok(CsvConnector {
             opts,
-            store: FileStore::new(path, label, data, render),
+            store: FileStore::open(path, label, load, render)?,
         })
     }
 
@@ -127,7 +111,7 @@ impl CsvConnector {
 
     /// The columns, in file order.
     pub fn columns(&self) -> Result<Vec<String>> {
-        self.store.read(|d| d.meta.header.clone())
+        self.store.read_any(|d| d.meta.header.clone())
     }
 
     /// The slot of a row by key: exact first, then ignoring case.
@@ -155,6 +139,29 @@ impl CsvConnector {
         self.find(table, identity)?
             .ok_or_else(|| Error::NotFound(format!("{}: row '{identity}'", self.store.label())))
     }
+}
+
+/// The file's bytes as on disk (`None`: no file) as a table.
+fn load(raw: Option<&[u8]>, opts: &CsvOptions, label: &str) -> Result<Data<Meta>> {
+    const BOM: &[u8] = &[0xef, 0xbb, 0xbf];
+    if let Some(raw) = raw {
+        let bom = raw.starts_with(BOM);
+        let body = if bom { &raw[BOM.len()..] } else { raw };
+        if !body.iter().all(|c| c.is_ascii_whitespace()) {
+            return parse(body, opts, label, bom);
+        }
+    }
+    Ok(Data {
+        table: Table::new(),
+        meta: Meta {
+            header: vec![opts.key.clone()],
+            key: opts.key.clone(),
+            delimiter: opts.delimiter,
+            separator: opts.multi_value_separator.clone(),
+            bom: false,
+            crlf: false,
+        },
+    })
 }
 
 fn check_options(opts: &CsvOptions) -> Result<()> {
@@ -444,7 +451,7 @@ impl Connector for CsvConnector {
         let mut r = self.store.test_report("csv")?;
         let (rows, cols) = self
             .store
-            .read(|d| (d.table.len(), d.meta.header.join(", ")))?;
+            .read_any(|d| (d.table.len(), d.meta.header.join(", ")))?;
         r.details.retain(|(k, _)| k != "entries");
         r.details.push(("rows".into(), rows.to_string()));
         r.details.push(("columns".into(), cols));
@@ -602,6 +609,10 @@ impl Connector for CsvConnector {
             d.table.remove(slot);
             Ok(())
         })
+    }
+
+    fn mark_as_target(&self) {
+        self.store.set_target();
     }
 
     fn begin_batch(&self) {
@@ -808,7 +819,13 @@ mod tests {
         let p = dir.path().join("new.csv");
         let c = CsvConnector::open(&p, CsvOptions::new("id")).expect("open");
         assert!(!block(c.test()).expect("test").reachable);
-        assert!(all(&c, "").is_empty());
+        // Read as a source, a missing file is an error naming it; writing creates it.
+        let q = SearchQuery::default();
+        let e = block(c.search(&q, &mut |_| Ok(true))).expect_err("missing file");
+        assert!(e.to_string().contains("new.csv: no such file"), "{e}");
+        let e = block(c.get("X1")).expect_err("missing file");
+        assert!(e.to_string().contains("no such file"), "{e}");
+        assert!(!p.exists());
         let e = block(c.create(
             "ignored",
             &[

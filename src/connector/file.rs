@@ -6,13 +6,16 @@
 //! a copy of the table, the copy is written with [`atomic_write`], and only
 //! then does it replace the table, so a failed write changes nothing. In a
 //! batch ([`FileStore::begin_batch`]) writes stay in memory until
-//! [`FileStore::flush`]. A file that does not exist yet reads as empty and
-//! is created on the first write.
+//! [`FileStore::flush`]. Writers of one file in several processes exclude
+//! each other with an advisory lock on `FILE.lock` and re-read the file
+//! when another writer changed it. A file that does not exist is an error
+//! for a reader, empty for a sync target, and created on the first write.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::connector::{Change, Error, Result, TestReport};
 use crate::model::{Entry, Value};
@@ -141,32 +144,116 @@ pub struct Data<M> {
 /// Turns the data into the file's bytes.
 pub type Render<M> = fn(&Data<M>, &str) -> Result<Vec<u8>>;
 
+/// Turns the file's bytes as on disk (`None`: the file does not exist) into
+/// data; `label` names the file in messages.
+pub type Load<M> = Box<dyn Fn(Option<&[u8]>, &str) -> Result<Data<M>> + Send + Sync>;
+
+/// How long a writer waits for another process's write before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// What identifies one version of the file: every write replaces it
+/// (a new inode), and an edit in place changes its size or times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp(u64, u64, u64, i64, i64, i64, i64);
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Stamp(
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+        }
+        #[cfg(not(unix))]
+        {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            Stamp(
+                0,
+                0,
+                m.len(),
+                t.as_secs() as i64,
+                t.subsec_nanos() as i64,
+                0,
+                0,
+            )
+        }
+    }
+}
+
 struct State<M> {
     data: Data<M>,
+    /// The version of the file `data` was read from or written as; `None`
+    /// when the file did not exist.
+    seen: Option<Stamp>,
     batch: bool,
     dirty: bool,
+    /// The lock file, locked, while a batch holds changes not yet written.
+    held: Option<std::fs::File>,
+    /// A sync step writes here: a missing file reads as empty.
+    target: bool,
 }
 
 /// A file held in memory behind a lock, written back atomically.
+///
+/// Every read-modify-write holds an advisory lock (`flock` on `FILE.lock`
+/// beside the file) shared by every idsync process, and first re-reads the
+/// file when it changed since this process read it (another writer), so no
+/// write that reported success is lost. A batch holds the lock from its
+/// first change until [`FileStore::flush`] has written it.
 pub struct FileStore<M> {
     path: PathBuf,
     label: String,
     state: Mutex<State<M>>,
     render: Render<M>,
+    load: Load<M>,
 }
 
 impl<M: Clone> FileStore<M> {
-    /// Wraps loaded data; `label` names the file in messages.
+    /// Reads the file at `path` with `load`; `label` names it in messages.
+    pub fn open(path: PathBuf, label: String, load: Load<M>, render: Render<M>) -> Result<Self> {
+        let (data, seen) = read_version(&path, &label, &load)?;
+        Ok(FileStore {
+            path,
+            label,
+            state: Mutex::new(State {
+                data,
+                seen,
+                batch: false,
+                dirty: false,
+                held: None,
+                target: false,
+            }),
+            render,
+            load,
+        })
+    }
+
+    /// Wraps loaded data, as if read from a file that does not exist.
     pub fn new(path: PathBuf, label: String, data: Data<M>, render: Render<M>) -> FileStore<M> {
         FileStore {
             path,
             label,
             state: Mutex::new(State {
                 data,
+                seen: None,
                 batch: false,
                 dirty: false,
+                held: None,
+                target: true,
             }),
             render,
+            load: Box::new(|_, label| Err(Error::Other(format!("{label}: cannot be read again")))),
         }
     }
 
@@ -186,27 +273,88 @@ impl<M: Clone> FileStore<M> {
             .map_err(|_| Error::Other(format!("{}: internal lock poisoned", self.label)))
     }
 
-    /// Runs `f` on the data for reading.
-    pub fn read<R>(&self, f: impl FnOnce(&Data<M>) -> R) -> Result<R> {
-        Ok(f(&self.lock()?.data))
+    /// Marks the file as a sync step's target: when it does not exist it
+    /// reads as empty (the step's first write creates it) rather than
+    /// being an error.
+    pub fn set_target(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.target = true;
+        }
     }
 
-    /// Runs a change. In a batch it is applied in memory (so `f` must check
-    /// everything before it changes anything); otherwise it is applied to a
-    /// copy that is written to the file and kept only if the write works.
+    /// Re-reads the file when another writer changed it since it was read
+    /// (changes of this process not yet written are kept instead).
+    fn refresh(&self, st: &mut State<M>) -> Result<()> {
+        if st.dirty {
+            return Ok(());
+        }
+        let now = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(Stamp::of(&m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::Other(format!("{}: cannot read: {e}", self.label))),
+        };
+        if now != st.seen {
+            let (data, seen) = read_version(&self.path, &self.label, &self.load)?;
+            st.data = data;
+            st.seen = seen;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the data as the file holds it now. A file that does not
+    /// exist is an error naming it (a source must exist), unless the file
+    /// is a sync step's target or this process has changes for it.
+    pub fn read<R>(&self, f: impl FnOnce(&Data<M>) -> R) -> Result<R> {
+        let mut st = self.lock()?;
+        self.refresh(&mut st)?;
+        if st.seen.is_none() && !st.target && !st.dirty {
+            return Err(Error::Other(format!(
+                "{}: no such file ({}); a file connection reads an existing file and creates one only when it is written to",
+                self.label,
+                shown_path(&self.path)
+            )));
+        }
+        Ok(f(&st.data))
+    }
+
+    /// Like [`FileStore::read`], but a missing file reads as empty (for
+    /// `test()` and completion).
+    pub fn read_any<R>(&self, f: impl FnOnce(&Data<M>) -> R) -> Result<R> {
+        let mut st = self.lock()?;
+        self.refresh(&mut st)?;
+        Ok(f(&st.data))
+    }
+
+    /// Runs a change under the file lock, on the file as it is now. In a
+    /// batch it is applied in memory (so `f` must check everything before
+    /// it changes anything) and the lock is kept until the flush; otherwise
+    /// it is applied to a copy that is written to the file and kept only if
+    /// the write works.
     pub fn write<R>(&self, f: impl FnOnce(&mut Data<M>) -> Result<R>) -> Result<R> {
         let mut st = self.lock()?;
+        let lock = match st.held.take() {
+            Some(l) => l,
+            None => self.file_lock()?,
+        };
+        self.refresh(&mut st)?;
         if st.batch {
-            let r = f(&mut st.data)?;
-            st.dirty = true;
-            return Ok(r);
+            let r = f(&mut st.data);
+            if r.is_ok() {
+                st.dirty = true;
+            }
+            if st.dirty {
+                st.held = Some(lock);
+            }
+            return r;
         }
         let mut copy = st.data.clone();
         let r = f(&mut copy)?;
         let bytes = (self.render)(&copy, &self.label)?;
-        atomic_write(&self.path, &bytes)?;
+        let seen = self.write_file(&bytes)?;
         st.data = copy;
+        st.seen = seen;
         st.dirty = false;
+        drop(lock);
         Ok(r)
     }
 
@@ -222,31 +370,91 @@ impl<M: Clone> FileStore<M> {
         self.state.lock().map(|s| s.batch).unwrap_or(false)
     }
 
-    /// Writes what a batch changed and ends the batch. When the write fails
-    /// the batch stays open with its changes, so flushing again can retry.
+    /// Writes what a batch changed, ends the batch and lets other writers
+    /// in. When the write fails the batch stays open with its changes (and
+    /// the lock), so flushing again can retry.
     pub fn flush(&self) -> Result<()> {
         let mut st = self.lock()?;
         if st.dirty {
             let bytes = (self.render)(&st.data, &self.label)?;
-            atomic_write(&self.path, &bytes)?;
+            st.seen = self.write_file(&bytes)?;
             st.dirty = false;
         }
+        st.held = None;
         st.batch = false;
         Ok(())
     }
 
-    /// Writes the file now, changed or not.
+    /// Writes the file now, changed or not (under the file lock).
     pub fn save(&self) -> Result<()> {
         let mut st = self.lock()?;
+        let lock = match st.held.take() {
+            Some(l) => l,
+            None => self.file_lock()?,
+        };
         let bytes = (self.render)(&st.data, &self.label)?;
-        atomic_write(&self.path, &bytes)?;
+        st.seen = self.write_file(&bytes)?;
         st.dirty = false;
+        drop(lock);
         Ok(())
+    }
+
+    /// Writes `bytes` atomically; the version written (the lock is held,
+    /// so nobody replaced it since).
+    fn write_file(&self, bytes: &[u8]) -> Result<Option<Stamp>> {
+        atomic_write(&self.path, bytes)?;
+        Ok(std::fs::metadata(&self.path).ok().map(|m| Stamp::of(&m)))
+    }
+
+    /// Locks `FILE.lock` (beside the file a symlink points to), waiting at
+    /// most [`LOCK_WAIT`] for another writer.
+    fn file_lock(&self) -> Result<std::fs::File> {
+        let real = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        let mut name = real.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| {
+                Error::Other(format!(
+                    "{}: cannot open the lock file {}: {e}",
+                    self.label,
+                    lock_path.display()
+                ))
+            })?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Other(format!(
+                        "{}: another process has been writing this file for more than {} s (it holds {}); nothing was written",
+                        self.label,
+                        LOCK_WAIT.as_secs(),
+                        lock_path.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::Other(format!(
+                        "{}: cannot lock {}: {e}",
+                        self.label,
+                        lock_path.display()
+                    )));
+                }
+            }
+        }
     }
 
     /// A test report for the file: reachable when it exists and can be read.
     pub fn test_report(&self, kind: &str) -> Result<TestReport> {
-        let count = self.read(|d| d.table.len())?;
+        let count = self.read_any(|d| d.table.len())?;
         let mut r = TestReport {
             vendor: format!("{kind} file"),
             flavor: kind.to_string(),
@@ -274,6 +482,23 @@ impl<M: Clone> FileStore<M> {
     }
 }
 
+/// Reads one version of the file: the bytes and the stamp of the same
+/// open file (a writer renaming a new version in meanwhile cannot mix them).
+fn read_version<M>(path: &Path, label: &str, load: &Load<M>) -> Result<(Data<M>, Option<Stamp>)> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((load(None, label)?, None));
+        }
+        Err(e) => return Err(Error::Other(format!("{label}: cannot read: {e}"))),
+    };
+    let cannot = |e: std::io::Error| Error::Other(format!("{label}: cannot read: {e}"));
+    let stamp = Stamp::of(&file.metadata().map_err(cannot)?);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(cannot)?;
+    Ok((load(Some(&bytes), label)?, Some(stamp)))
+}
+
 /// The absolute form of a path for profiles and reports (as given when it
 /// cannot be made absolute).
 pub fn shown_path(path: &Path) -> String {
@@ -281,21 +506,6 @@ pub fn shown_path(path: &Path) -> String {
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
         .to_string()
-}
-
-/// Reads a file; `None` when it does not exist. A UTF-8 byte order mark
-/// is dropped.
-pub fn read_file(path: &Path, label: &str) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(mut bytes) => {
-            if bytes.starts_with(&[0xef, 0xbb, 0xbf]) {
-                bytes.drain(..3);
-            }
-            Ok(Some(bytes))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Other(format!("{label}: cannot read: {e}"))),
-    }
 }
 
 /// Replaces `path` with `bytes` so that a crash at any point leaves either

@@ -53,20 +53,25 @@ pub struct LdifConnector {
 }
 
 impl LdifConnector {
-    /// Opens (reads) the file; a missing file is an empty directory that is
+    /// Opens (reads) the file. A missing file is an empty directory, but
+    /// reading it (search, get, a sync step's source) is an error naming
+    /// the path, unless the connection is a sync step's target; it is
     /// created on the first write. Errors name the file and line.
     pub fn open(path: impl AsRef<Path>) -> Result<LdifConnector> {
         let path: PathBuf = path.as_ref().to_path_buf();
         let label = path.display().to_string();
-        let data = match file::read_file(&path, &label)? {
-            Some(bytes) => parse(&bytes, &label)?,
-            None => Data {
+        let load: file::Load<Meta> = Box::new(|raw, label| match raw {
+            Some(bytes) => parse(
+                bytes.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(bytes),
+                label,
+            ),
+            None => Ok(Data {
                 table: Table::new(),
                 meta: Meta::default(),
-            },
-        };
+            }),
+        });
         Ok(LdifConnector {
-            store: FileStore::new(path, label, data, render),
+            store: FileStore::open(path, label, load, render)?,
         })
     }
 
@@ -77,7 +82,7 @@ impl LdifConnector {
 
     /// Number of entries.
     pub fn len(&self) -> Result<usize> {
-        self.store.read(|d| d.table.len())
+        self.store.read_any(|d| d.table.len())
     }
 
     /// True when the file holds no entry.
@@ -630,7 +635,7 @@ impl Connector for LdifConnector {
 
     async fn test(&self) -> Result<TestReport> {
         let mut r = self.store.test_report("ldif")?;
-        r.naming_contexts = self.store.read(|d| {
+        r.naming_contexts = self.store.read_any(|d| {
             let keys: std::collections::HashSet<&str> =
                 d.table.iter().filter_map(|(s, _)| d.table.key(s)).collect();
             d.table
@@ -941,6 +946,10 @@ impl Connector for LdifConnector {
             }
             Ok(())
         })
+    }
+
+    fn mark_as_target(&self) {
+        self.store.set_target();
     }
 
     fn begin_batch(&self) {
@@ -1399,6 +1408,28 @@ member: cn=Ann Lee,ou=people,dc=example,dc=com\n";
     }
 
     #[test]
+    fn two_connections_to_one_file_never_lose_each_others_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, a) = open_sample(dir.path());
+        let b = LdifConnector::open(&p).expect("open");
+        let dn = |n: &str| format!("cn={n},dc=example,dc=com");
+        block(a.create(&dn("a"), &[])).expect("create a");
+        // b read the file before a wrote: it re-reads before writing on top.
+        block(b.create(&dn("b"), &[])).expect("create b");
+        assert!(block(a.get(&dn("b"))).expect("get").is_some());
+        // A batch holds the file lock until it is flushed: b waits for it.
+        a.begin_batch();
+        block(a.create(&dn("c"), &[])).expect("create c");
+        let waiting = std::thread::spawn(move || block(b.create(&dn("d"), &[])).map(|_| ()));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!waiting.is_finished(), "b wrote while a's batch was open");
+        block(a.flush()).expect("flush");
+        waiting.join().expect("join").expect("create d");
+        let all = LdifConnector::open(&p).expect("reopen");
+        assert_eq!(all.len().expect("len"), 5 + 4);
+    }
+
+    #[test]
     fn batch_writes_nothing_until_flush() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (p, c) = open_sample(dir.path());
@@ -1411,7 +1442,12 @@ member: cn=Ann Lee,ou=people,dc=example,dc=com\n";
         block(c.flush()).expect("flush");
         let again = LdifConnector::open(&p).expect("reopen");
         assert_eq!(again.len().expect("len"), 7);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
-        assert_eq!(names.len(), 1);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // The file and its writers' lock file, no temp file.
+        assert_eq!(names, ["dir.ldif", "dir.ldif.lock"]);
     }
 }

@@ -242,6 +242,11 @@ pub trait Connector: Send + Sync {
         Err(self.unsupported("authenticate"))
     }
 
+    /// Tells the connection it is a sync step's target. File connectors
+    /// then read a file that does not exist yet as empty (the step's first
+    /// write creates it) instead of refusing it as a missing source.
+    fn mark_as_target(&self) {}
+
     /// Starts a batch: file connectors keep writes in memory until
     /// [`Connector::flush`]; servers write at once and ignore this.
     fn begin_batch(&self) {}

@@ -22,6 +22,8 @@ static EVAL_ENV: Mutex<Option<(Arc<Engine>, Arc<AST>)>> = Mutex::new(None);
 static RUN_FAILED: AtomicBool = AtomicBool::new(false);
 /// Set when a safety rule refused a run (exit 4).
 static RUN_REFUSED: AtomicBool = AtomicBool::new(false);
+/// Set when a run was refused because another run held its lease (exit 5).
+static RUN_BUSY: AtomicBool = AtomicBool::new(false);
 
 /// How `show(value)` prints: installed by the shell (which owns rendering).
 type ShowFn = Box<dyn Fn(&rhai::Dynamic) + Send + Sync>;
@@ -65,6 +67,16 @@ pub fn note_run_failed() {
 /// Notes that a run was refused by a safety rule.
 pub fn note_run_refused() {
     RUN_REFUSED.store(true, Ordering::SeqCst);
+}
+
+/// Notes that a run was refused because another run held its lease.
+pub fn note_run_busy() {
+    RUN_BUSY.store(true, Ordering::SeqCst);
+}
+
+/// True when a run was refused because another run held its lease.
+pub fn run_busy() -> bool {
+    RUN_BUSY.load(Ordering::SeqCst)
 }
 
 /// (a run had failed objects, a run was refused) so far in this process.

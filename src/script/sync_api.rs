@@ -12,6 +12,7 @@ use super::objects::Connection;
 use crate::connector::Scope;
 use crate::model::{Entry, Value};
 use crate::sync::apply::Progress;
+use crate::sync::lease::LeaseGuard;
 use crate::sync::plan::{Action, AttrChange, Plan, create_attrs};
 use crate::sync::rules::{
     CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, MemberRule, ScopeRule, StepDef,
@@ -303,6 +304,7 @@ fn step_def(
     {
         deprovision.action = DeprovisionAction::None;
     }
+    target.0.mark_as_target();
     Ok(StepDef {
         name: name.trim().to_string(),
         source: source.0,
@@ -682,11 +684,12 @@ impl Drop for Bar {
     }
 }
 
-fn run_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Map> {
+/// Runs one step; `held` is the enclosing workflow's lease.
+fn run_step(step: &StepDef, opts: RunOptions, held: Option<&LeaseGuard>) -> ScriptResult<Map> {
     let store = context::store()?;
     let logs = crate::config::home::logs_dir().ok();
     let bar = Bar::new(&step.name);
-    let r = super::runtime::block_on(run::run(step, store.as_ref(), logs.as_deref(), opts, &bar));
+    let r = super::runtime::block_on(run::run(step, &store, held, logs.as_deref(), opts, &bar));
     drop(bar);
     match r {
         Ok(report) => {
@@ -699,11 +702,18 @@ fn run_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Map> {
             context::note_run_refused();
             Err(rt_err(m))
         }
+        Err(RunError::Busy(m)) => busy(m),
         Err(RunError::Failed(m)) => {
             context::note_run_failed();
             Err(rt_err(m))
         }
     }
+}
+
+/// A run refused because another run holds the lease (exit 5).
+fn busy<T>(m: String) -> ScriptResult<T> {
+    context::note_run_busy();
+    Err(rt_err(m))
 }
 
 fn preview_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Array> {
@@ -856,7 +866,7 @@ pub mod sync_api {
     /// ```
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn step_run(s: &mut Step) -> ScriptResult<Map> {
-        run_step(&s.0, RunOptions::default())
+        run_step(&s.0, RunOptions::default(), None)
     }
 
     /// Runs with options: `full: true` (ignore change tracking, compare
@@ -869,7 +879,7 @@ pub mod sync_api {
     /// ```
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn step_run_with(s: &mut Step, opts: Map) -> ScriptResult<Map> {
-        run_step(&s.0, run_options(&opts)?)
+        run_step(&s.0, run_options(&opts)?, None)
     }
 
     /// The step's name.
@@ -889,7 +899,9 @@ pub mod sync_api {
     }
 
     /// Runs every step in order; stops at the first step that is refused
-    /// or cannot run. Returns one report per step.
+    /// or cannot run. Returns one report per step. The workflow holds the
+    /// lease of every step while it runs: when another run holds one, it is
+    /// refused before any step starts (exit status 5).
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn wf_run(w: &mut Workflow) -> ScriptResult<Array> {
         wf_run_with(w, Map::new())
@@ -900,13 +912,19 @@ pub mod sync_api {
     pub fn wf_run_with(w: &mut Workflow, opts: Map) -> ScriptResult<Array> {
         let o = run_options(&opts)?;
         let store = context::store()?;
+        let names: Vec<String> = w.steps.iter().map(|s| s.0.name.clone()).collect();
+        let lease = match run::take_lease(&store, &w.name, &names) {
+            Ok(l) => l,
+            Err(RunError::Busy(m)) => return busy(m),
+            Err(e) => return Err(rt_err(e.to_string())),
+        };
         let id = store
             .start_run(&w.name, "workflow", None)
             .map_err(|e| rt_err(e.to_string()))?;
         let mut reports = Array::new();
         let mut totals = crate::sync::apply::Counts::default();
         for s in &w.steps {
-            match run_step(&s.0, o) {
+            match run_step(&s.0, o, Some(&lease)) {
                 Ok(m) => {
                     for (k, slot) in [
                         ("created", &mut totals.created),

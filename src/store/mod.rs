@@ -67,12 +67,49 @@ pub struct RunRecord {
     pub log_path: Option<String>,
 }
 
+/// A run's hold on a step: while it exists, no other run (of this process,
+/// another process, or another machine sharing the store) may run the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The step the lease is on.
+    pub name: String,
+    /// The run that holds it: the step's own name, or the workflow's.
+    pub owner: String,
+    /// The host name of the holder's machine.
+    pub host: String,
+    /// The holder's process id on that host.
+    pub pid: u32,
+    /// A random value only the holder knows (heartbeats and the release
+    /// must present it).
+    pub token: String,
+    /// When the lease was taken, milliseconds since the Unix epoch.
+    pub since_ms: i64,
+    /// The holder's last sign of life, milliseconds since the Unix epoch.
+    pub heartbeat_ms: i64,
+}
+
+/// What [`StateStore::take_leases`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseTake {
+    /// Every lease is now held; `taken_over` lists the leases of dead
+    /// holders that were replaced, `interrupted` the ids of the runs that
+    /// were still marked running and are now `"interrupted"`.
+    Taken {
+        /// The dead holders' leases that were replaced.
+        taken_over: Vec<Lease>,
+        /// Runs marked interrupted.
+        interrupted: Vec<i64>,
+    },
+    /// A live holder has one of the steps: nothing was taken.
+    Held(Lease),
+}
+
 /// The kinds of run [`StateStore::start_run`] accepts.
 pub const RUN_KINDS: &[&str] = &["step", "workflow"];
 /// Every run status; [`StateStore::finish_run`] accepts all but `"running"`.
 pub const RUN_STATUSES: &[&str] = &["running", "ok", "failed", "refused", "interrupted"];
-/// The message [`StateStore::start_run`] gives to an older run of the same
-/// name that was still marked running.
+/// The message [`StateStore::take_leases`] gives to a run that was still
+/// marked running when its step's lease was taken.
 pub const INTERRUPTED_MESSAGE: &str = "interrupted: the process ended before the run finished";
 
 /// Why the state store could not do what was asked.
@@ -192,11 +229,35 @@ pub trait StateStore: Send + Sync {
     /// The distinct names of the steps that have links, sorted.
     fn step_names(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Take the leases on the steps `names` (trimmed) for `holder` (its
+    /// `name` is ignored; `since_ms` and `heartbeat_ms` become now), all or
+    /// none, in one transaction. A lease held by another token counts as free
+    /// only when `dead(lease)` says its holder is gone; otherwise nothing is
+    /// taken and the live holder is returned. When the leases are taken,
+    /// every run of these steps (and of the taken-over holders' owners, and of
+    /// `holder.owner`) still marked `"running"` has no live process behind it
+    /// and becomes `"interrupted"` with [`INTERRUPTED_MESSAGE`], in the same
+    /// transaction. Taking a lease the same token already holds renews it.
+    fn take_leases(
+        &self,
+        names: &[String],
+        holder: &Lease,
+        dead: &dyn Fn(&Lease) -> bool,
+    ) -> Result<LeaseTake, StoreError>;
+    /// Record a sign of life for the leases on `names` held by `token`;
+    /// returns how many it still holds (fewer than `names` when one was
+    /// taken over meanwhile).
+    fn heartbeat_leases(&self, names: &[String], token: &str) -> Result<usize, StoreError>;
+    /// Give up the leases on `names` held by `token`; returns how many it held.
+    fn release_leases(&self, names: &[String], token: &str) -> Result<usize, StoreError>;
+    /// Every lease held, ordered by step name.
+    fn leases(&self) -> Result<Vec<Lease>, StoreError>;
+
     /// Record the start of a run of `name` (trimmed; `kind` is `"step"` or
-    /// `"workflow"`) with status `"running"`, and return its id. In the same
-    /// transaction, older runs of the same name still marked `"running"`
-    /// (their process ended without finishing them) become `"interrupted"`
-    /// with [`INTERRUPTED_MESSAGE`].
+    /// `"workflow"`) with status `"running"`, and return its id. Other runs
+    /// are left alone: a run of the same name still marked `"running"` may
+    /// be alive on another machine; [`StateStore::take_leases`] is what
+    /// decides that a run is gone.
     fn start_run(&self, name: &str, kind: &str, log_path: Option<&str>) -> Result<i64, StoreError>;
     /// Record the end of run `id`: its final `status` (`"ok"`, `"failed"`,
     /// `"refused"` or `"interrupted"`), counts and message; finished now.
@@ -400,6 +461,7 @@ pub(crate) fn contract(store: &dyn StateStore) {
     contract_links(store);
     contract_deprovisioned(store);
     contract_runs(store);
+    contract_leases(store);
 }
 
 #[cfg(test)]
@@ -622,8 +684,8 @@ fn contract_runs(store: &dyn StateStore) {
     let finished = done.finished_ms.expect("finished");
     assert!(finished >= done.started_ms && finished <= now_ms() + 1);
 
-    // An older run of the same name left "running" becomes "interrupted";
-    // a running run of another name is left alone.
+    // Starting a run leaves every other run alone, even a running one of
+    // the same name (it may be alive elsewhere: leases decide that).
     let b = store.start_run("hr-to-ad/users", "step", None).unwrap();
     let c = store.start_run("hr-to-ad/groups", "step", None).unwrap();
     let d = store.start_run("hr-to-ad/users", "step", None).unwrap();
@@ -633,9 +695,9 @@ fn contract_runs(store: &dyn StateStore) {
     assert_eq!(ids, [d, c, b, a]);
     let by_id = |id| all.iter().find(|r| r.id == id).unwrap().clone();
     let old = by_id(b);
-    assert_eq!(old.status, "interrupted");
-    assert_eq!(old.message.as_deref(), Some(INTERRUPTED_MESSAGE));
-    assert!(old.finished_ms.is_some());
+    assert_eq!(old.status, "running");
+    assert_eq!(old.message, None);
+    assert_eq!(old.finished_ms, None);
     assert_eq!(by_id(c).status, "running");
     assert_eq!(by_id(d).status, "running");
     assert_eq!(by_id(a).status, "ok");
@@ -691,6 +753,219 @@ fn contract_runs(store: &dyn StateStore) {
     );
     assert!(store.runs(Some(""), 10).is_err());
     assert_eq!(store.runs(None, 100).unwrap().len(), 5);
+    store
+        .finish_run(b, "ok", &json!({}), None)
+        .expect("finish the run left open above");
+}
+
+/// Leases: take, refuse while the holder lives, all or none, heartbeat,
+/// release, take over a dead holder and only then mark its runs interrupted.
+#[cfg(test)]
+fn contract_leases(store: &dyn StateStore) {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let holder = |owner: &str, host: &str, pid: u32, token: &str| Lease {
+        name: String::new(),
+        owner: owner.into(),
+        host: host.into(),
+        pid,
+        token: token.into(),
+        since_ms: 0,
+        heartbeat_ms: 0,
+    };
+    let alive = |_: &Lease| false;
+    let gone = |_: &Lease| true;
+    assert!(store.leases().unwrap().is_empty());
+
+    // A step run takes its lease; since and heartbeat are now.
+    let before = now_ms();
+    let a = holder("hr/users", "host-a", 41, "tok-a");
+    let got = store
+        .take_leases(&names(&["hr/users"]), &a, &alive)
+        .unwrap();
+    assert_eq!(
+        got,
+        LeaseTake::Taken {
+            taken_over: vec![],
+            interrupted: vec![]
+        }
+    );
+    let held = store.leases().unwrap();
+    assert_eq!(held.len(), 1);
+    let l = &held[0];
+    assert_eq!(
+        (
+            l.name.as_str(),
+            l.owner.as_str(),
+            l.host.as_str(),
+            l.pid,
+            l.token.as_str()
+        ),
+        ("hr/users", "hr/users", "host-a", 41, "tok-a")
+    );
+    assert!(l.since_ms >= before && l.since_ms <= now_ms() + 1);
+    assert_eq!(l.heartbeat_ms, l.since_ms);
+    let run_a = store.start_run("hr/users", "step", None).unwrap();
+
+    // A second holder is refused while the first lives, and learns who holds it.
+    let b = holder("hr", "host-b", 42, "tok-b");
+    let got = store
+        .take_leases(&names(&["hr/groups", " hr/users "]), &b, &alive)
+        .unwrap();
+    assert_eq!(got, LeaseTake::Held(l.clone()));
+    // All or none: the free step of the refused workflow was not taken either.
+    assert_eq!(store.leases().unwrap().len(), 1);
+    // The live run was not touched.
+    assert_eq!(
+        store.runs(Some("hr/users"), 1).unwrap()[0].status,
+        "running"
+    );
+
+    // Heartbeats and releases need the token.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(
+        store
+            .heartbeat_leases(&names(&["hr/users"]), "tok-b")
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .heartbeat_leases(&names(&["hr/users", "other"]), "tok-a")
+            .unwrap(),
+        1
+    );
+    let beat = store.leases().unwrap()[0].heartbeat_ms;
+    assert!(beat > l.since_ms, "{beat} {}", l.since_ms);
+    assert_eq!(store.leases().unwrap()[0].since_ms, l.since_ms);
+    assert_eq!(
+        store
+            .release_leases(&names(&["hr/users"]), "tok-b")
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.leases().unwrap().len(), 1);
+    // Taking again with the same token renews rather than refuses.
+    assert!(matches!(
+        store
+            .take_leases(&names(&["hr/users"]), &a, &alive)
+            .unwrap(),
+        LeaseTake::Taken { .. }
+    ));
+
+    // The holder dies: the next taker replaces its lease, and only now is
+    // its run marked interrupted (the workflow's own stale run too).
+    let stale_wf = store.start_run("hr", "workflow", None).unwrap();
+    let other = store.start_run("elsewhere", "step", None).unwrap();
+    let got = store
+        .take_leases(&names(&["hr/users", "hr/groups"]), &b, &gone)
+        .unwrap();
+    let LeaseTake::Taken {
+        taken_over,
+        mut interrupted,
+    } = got
+    else {
+        panic!("not taken: {got:?}")
+    };
+    assert_eq!(taken_over.len(), 1);
+    assert_eq!(
+        (taken_over[0].pid, taken_over[0].token.as_str()),
+        (41, "tok-a")
+    );
+    interrupted.sort();
+    assert_eq!(interrupted, [run_a, stale_wf]);
+    let r = &store.runs(Some("hr/users"), 1).unwrap()[0];
+    assert_eq!(
+        (r.id, r.status.as_str(), r.message.as_deref()),
+        (run_a, "interrupted", Some(INTERRUPTED_MESSAGE))
+    );
+    assert!(r.finished_ms.is_some());
+    assert_eq!(
+        store.runs(Some("elsewhere"), 1).unwrap()[0].status,
+        "running"
+    );
+    let held: Vec<(String, String, String)> = store
+        .leases()
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.name, l.owner, l.token))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (
+                "hr/groups".to_string(),
+                "hr".to_string(),
+                "tok-b".to_string()
+            ),
+            ("hr/users".into(), "hr".into(), "tok-b".into()),
+        ]
+    );
+    // The dead holder's late heartbeat or release changes nothing.
+    assert_eq!(
+        store
+            .heartbeat_leases(&names(&["hr/users"]), "tok-a")
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .release_leases(&names(&["hr/users"]), "tok-a")
+            .unwrap(),
+        0
+    );
+    // Release frees both; then anyone may take them.
+    assert_eq!(
+        store
+            .release_leases(&names(&["hr/users", "hr/groups"]), "tok-b")
+            .unwrap(),
+        2
+    );
+    assert!(store.leases().unwrap().is_empty());
+    assert!(matches!(
+        store
+            .take_leases(&names(&["hr/users"]), &a, &alive)
+            .unwrap(),
+        LeaseTake::Taken { .. }
+    ));
+    assert_eq!(
+        store
+            .release_leases(&names(&["hr/users"]), "tok-a")
+            .unwrap(),
+        1
+    );
+
+    // Two threads racing for one lease: exactly one wins.
+    let winners = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let winners = &winners;
+            s.spawn(move || {
+                let h = holder("race", "host", t, &format!("tok-race-{t}"));
+                if let LeaseTake::Taken { .. } =
+                    store.take_leases(&names(&["race"]), &h, &alive).unwrap()
+                {
+                    winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(winners.into_inner(), 1);
+    let t = store.leases().unwrap()[0].token.clone();
+    assert_eq!(store.release_leases(&names(&["race"]), &t).unwrap(), 1);
+
+    // Bad names are refused; an empty list takes nothing and is no error.
+    let e = store
+        .take_leases(&names(&["a\nb"]), &a, &alive)
+        .unwrap_err();
+    assert!(e.to_string().starts_with("invalid step name"), "{e}");
+    assert!(matches!(
+        store.take_leases(&[], &a, &alive).unwrap(),
+        LeaseTake::Taken { .. }
+    ));
+    assert!(store.leases().unwrap().is_empty());
+    store
+        .finish_run(other, "ok", &serde_json::json!({}), None)
+        .unwrap();
 }
 
 #[cfg(test)]

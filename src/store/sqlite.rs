@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    INTERRUPTED_MESSAGE, Link, Profile, RunRecord, StateStore, StoreError, now_ms,
-    validate_final_status, validate_name, validate_run_kind,
+    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, StateStore, StoreError,
+    now_ms, validate_final_status, validate_name, validate_run_kind,
 };
 
 /// Schema migrations, applied in order: entry `i` takes the schema from
@@ -54,6 +54,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX run_by_name ON run (name, id);",
     // 3: links of deprovisioned objects are kept (marked) for a returning source.
     "ALTER TABLE link ADD COLUMN deprovisioned_ms INTEGER NULL;",
+    // 4: run leases, one row per step held by a running step or workflow.
+    "CREATE TABLE lease (
+        name         TEXT PRIMARY KEY NOT NULL,
+        owner        TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        token        TEXT NOT NULL,
+        since_ms     INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// How long a statement waits for another writer before reporting "database is locked".
@@ -211,6 +221,52 @@ impl SqliteStore {
             message,
             log_path,
         })
+    }
+}
+
+/// The columns of `lease` in [`read_lease`] order.
+const LEASE_COLUMNS: &str = "name, owner, host, pid, token, since_ms, heartbeat_ms";
+
+fn read_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        name: r.get(0)?,
+        owner: r.get(1)?,
+        host: r.get(2)?,
+        pid: r.get(3)?,
+        token: r.get(4)?,
+        since_ms: r.get(5)?,
+        heartbeat_ms: r.get(6)?,
+    })
+}
+
+impl SqliteStore {
+    /// Runs `statement` (parameters: name, token, now) for each of `names`
+    /// in one transaction; returns how many rows it changed.
+    fn each_lease(
+        &self,
+        names: &[String],
+        statement: &str,
+        token: &str,
+    ) -> Result<usize, StoreError> {
+        let names = names
+            .iter()
+            .map(|n| validate_name("step name", n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare(statement).map_err(sql)?;
+            let now = now_ms();
+            for name in names {
+                n += stmt.execute(params![name, token, now]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(n)
     }
 }
 
@@ -495,6 +551,130 @@ impl StateStore for SqliteStore {
             .map_err(|e| self.sql_err(e))
     }
 
+    fn take_leases(
+        &self,
+        names: &[String],
+        holder: &Lease,
+        dead: &dyn Fn(&Lease) -> bool,
+    ) -> Result<LeaseTake, StoreError> {
+        let mut wanted: Vec<&str> = Vec::new();
+        for n in names {
+            let n = validate_name("step name", n)?;
+            if !wanted.contains(&n) {
+                wanted.push(n);
+            }
+        }
+        let owner = validate_name("run name", &holder.owner)?;
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        // Immediate: the check and the take happen under SQLite's write
+        // lock, so two processes can never both see the step free.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut taken_over = Vec::new();
+        let mut renewed = Vec::new();
+        for &n in &wanted {
+            let current = tx
+                .query_row(
+                    &format!("SELECT {LEASE_COLUMNS} FROM lease WHERE name = ?1"),
+                    [n],
+                    read_lease,
+                )
+                .optional()
+                .map_err(sql)?;
+            match current {
+                Some(l) if l.token == holder.token => renewed.push(n),
+                Some(l) if dead(&l) => taken_over.push(l),
+                // Dropping `tx` rolls back: nothing was taken.
+                Some(l) => return Ok(LeaseTake::Held(l)),
+                None => {}
+            }
+        }
+        let now = now_ms();
+        for &n in &wanted {
+            tx.execute(
+                "INSERT INTO lease (name, owner, host, pid, token, since_ms, heartbeat_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (name) DO UPDATE SET
+                     owner = excluded.owner, host = excluded.host, pid = excluded.pid,
+                     since_ms = CASE WHEN lease.token = excluded.token
+                                     THEN lease.since_ms ELSE excluded.since_ms END,
+                     token = excluded.token, heartbeat_ms = excluded.heartbeat_ms",
+                params![n, owner, holder.host, holder.pid, holder.token, now],
+            )
+            .map_err(sql)?;
+        }
+        // Runs still marked running under a lease that was free or whose
+        // holder is dead have no process behind them any more. The holder's
+        // own runs (a renewal) are alive.
+        let mut gone: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|n| !renewed.contains(n))
+            .chain(taken_over.iter().map(|l| l.owner.as_str()))
+            .collect();
+        if renewed.is_empty() {
+            gone.push(owner);
+        }
+        gone.sort_unstable();
+        gone.dedup();
+        let mut interrupted = Vec::new();
+        {
+            let mut find = tx
+                .prepare("SELECT id FROM run WHERE name = ?1 AND status = 'running'")
+                .map_err(sql)?;
+            for n in &gone {
+                let ids: Vec<i64> = find
+                    .query_map([n], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sql)?;
+                interrupted.extend(ids);
+            }
+            let mut mark = tx
+                .prepare(
+                    "UPDATE run SET status = 'interrupted', finished_ms = ?2, message = ?3
+                     WHERE id = ?1",
+                )
+                .map_err(sql)?;
+            for id in &interrupted {
+                mark.execute(params![id, now, INTERRUPTED_MESSAGE])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(LeaseTake::Taken {
+            taken_over,
+            interrupted,
+        })
+    }
+
+    fn heartbeat_leases(&self, names: &[String], token: &str) -> Result<usize, StoreError> {
+        self.each_lease(
+            names,
+            "UPDATE lease SET heartbeat_ms = ?3 WHERE name = ?1 AND token = ?2",
+            token,
+        )
+    }
+
+    fn release_leases(&self, names: &[String], token: &str) -> Result<usize, StoreError> {
+        self.each_lease(
+            names,
+            "DELETE FROM lease WHERE name = ?1 AND token = ?2 AND ?3 IS NOT NULL",
+            token,
+        )
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {LEASE_COLUMNS} FROM lease ORDER BY name"))
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([], read_lease)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql_err(e))
+    }
+
     fn start_run(&self, name: &str, kind: &str, log_path: Option<&str>) -> Result<i64, StoreError> {
         let name = validate_name("run name", name)?;
         let kind = validate_run_kind(kind)?;
@@ -504,12 +684,6 @@ impl StateStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        tx.execute(
-            "UPDATE run SET status = 'interrupted', finished_ms = ?2, message = ?3
-             WHERE name = ?1 AND status = 'running'",
-            params![name, now, INTERRUPTED_MESSAGE],
-        )
-        .map_err(sql)?;
         tx.execute(
             "INSERT INTO run (name, kind, started_ms, status, counts, log_path)
              VALUES (?1, ?2, ?3, 'running', '{}', ?4)",

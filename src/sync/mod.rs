@@ -1,12 +1,13 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
 //! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]), runs with the deletion
-//! threshold, history and log files ([`run`]); planned writes are checked
-//! against the target's schema ([`schema_check`]). It knows nothing of Rhai:
+//! threshold, history and log files ([`run`]), run leases ([`lease`]); planned
+//! writes are checked against the target's schema ([`schema_check`]). It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
 pub mod clock;
 pub mod hash;
+pub mod lease;
 pub mod log;
 pub mod members;
 pub mod plan;

@@ -3,7 +3,10 @@
 //! A step's first run (no links yet, so nothing to deprovision and nothing
 //! for the threshold to refuse) writes while the planner still reads the
 //! source; every other run plans in full before the threshold and the writes.
+//! Before anything else a run takes its step's lease ([`super::lease`]), so
+//! a second run of the step at the same time is refused before it writes.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
@@ -12,6 +15,7 @@ use crate::store::StateStore;
 
 use super::apply::{self, Counts, Failure, Progress};
 use super::clock;
+use super::lease::{LeaseError, LeaseGuard};
 use super::log::RunLog;
 use super::plan::{self, Plan, PlanOptions};
 use super::rules::StepDef;
@@ -56,12 +60,15 @@ pub enum RunError {
     Refused(String),
     /// The run could not go on (source unreadable, connection lost, store).
     Failed(String),
+    /// Another run holds the step's lease; nothing was done. The message
+    /// names the holder (host, process, since when).
+    Busy(String),
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Refused(m) | RunError::Failed(m) => f.write_str(m),
+            RunError::Refused(m) | RunError::Failed(m) | RunError::Busy(m) => f.write_str(m),
         }
     }
 }
@@ -107,14 +114,39 @@ pub async fn preview(
     .map_err(|m| RunError::Failed(format!("{}: {m}", step.name)))
 }
 
-/// Runs the step: plan, threshold, apply; records history and a log file.
+/// Takes the leases on `names` for the run `owner` (see [`super::lease`]).
+pub fn take_lease(
+    store: &Arc<dyn StateStore>,
+    owner: &str,
+    names: &[String],
+) -> Result<LeaseGuard, RunError> {
+    LeaseGuard::take(store.clone(), owner, names).map_err(|e| match e {
+        LeaseError::Busy(m) => RunError::Busy(m),
+        LeaseError::Store(m) => RunError::Failed(m),
+    })
+}
+
+/// Runs the step: lease, plan, threshold, apply; records history and a
+/// log file. `held` is the lease of an enclosing workflow run; without it
+/// (or when it does not cover this step) the run takes the step's lease
+/// itself and releases it when it ends.
 pub async fn run(
     step: &StepDef,
-    store: &dyn StateStore,
+    store: &Arc<dyn StateStore>,
+    held: Option<&LeaseGuard>,
     logs_dir: Option<&std::path::Path>,
     opts: RunOptions,
     progress: &dyn Progress,
 ) -> Result<Report, RunError> {
+    let own_lease = match held {
+        Some(l) if l.covers(&step.name) => None,
+        _ => Some(take_lease(
+            store,
+            &step.name,
+            std::slice::from_ref(&step.name),
+        )?),
+    };
+    let store: &dyn StateStore = store.as_ref();
     let started = Instant::now();
     let started_ms = clock::now_ms();
     let log = match logs_dir {
@@ -138,6 +170,9 @@ pub async fn run(
         step.target.describe(),
         if opts.full { ", full" } else { "" }
     ));
+    for note in own_lease.iter().flat_map(|l| l.notes()) {
+        log.line(note);
+    }
     let finish = |status: &str, counts: &Counts, msg: Option<&str>| {
         let _ = store.finish_run(run_id, status, &counts_json(counts), msg);
     };
