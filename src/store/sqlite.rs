@@ -974,7 +974,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SqliteStore::schema_version());
-        assert_eq!(v, 3);
+        assert_eq!(v, 4);
         let p = s.get_profile("ad").unwrap().unwrap();
         assert_eq!(
             (p.kind.as_str(), &p.data, p.updated_ms),
