@@ -89,6 +89,9 @@ impl LeaseGuard {
                 ids.join(", ")
             ));
         }
+        if let Ok(mut h) = HELD_HERE.lock() {
+            h.push(holder.token.clone());
+        }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let beat = {
             let (store, names, token, stop) = (
@@ -135,6 +138,9 @@ impl Drop for LeaseGuard {
             let _ = t.join();
         }
         let _ = self.store.release_leases(&self.names, &self.token);
+        if let Ok(mut h) = HELD_HERE.lock() {
+            h.retain(|t| t != &self.token);
+        }
     }
 }
 
@@ -154,13 +160,27 @@ fn heartbeat(store: &dyn StateStore, names: &[String], token: &str, stop: &(Mute
     }
 }
 
+/// The tokens of the leases this process holds now.
+static HELD_HERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 /// True when the lease's holder is gone: no heartbeat for a lease period,
-/// or (on this host) its process no longer runs.
+/// or (on this host) its process no longer runs. A lease recorded with
+/// this process's own pid but a token it does not hold belongs to an
+/// earlier process that had the same pid (common in containers).
 pub fn holder_is_dead(l: &Lease, this_host: &str, now_ms: i64) -> bool {
     if now_ms.saturating_sub(l.heartbeat_ms) > LEASE_PERIOD_MS {
         return true;
     }
-    l.host == this_host && !process_alive(l.pid)
+    if l.host != this_host {
+        return false;
+    }
+    if l.pid == std::process::id() {
+        return !HELD_HERE
+            .lock()
+            .map(|h| h.contains(&l.token))
+            .unwrap_or(true);
+    }
+    !process_alive(l.pid)
 }
 
 /// Whether process `pid` runs on this host (a zombie has ended). Where
@@ -240,8 +260,21 @@ mod tests {
     fn a_holder_is_dead_when_its_process_is_gone_or_its_heartbeat_is_old() {
         let now = clock::now_ms();
         let me = std::process::id();
-        // This process, heartbeating: alive.
-        assert!(!holder_is_dead(&lease("h", me, now), "h", now));
+        // This process, holding the lease: alive.
+        HELD_HERE.lock().unwrap().push("mine".into());
+        let mine = Lease {
+            token: "mine".into(),
+            ..lease("h", me, now)
+        };
+        assert!(!holder_is_dead(&mine, "h", now));
+        // This pid, a token this process does not hold: an earlier process with the same pid.
+        assert!(holder_is_dead(&lease("h", me, now), "h", now));
+        // Another live process of this host.
+        assert!(!holder_is_dead(
+            &lease("h", std::os::unix::process::parent_id(), now),
+            "h",
+            now
+        ));
         // Another host: only the heartbeat's age counts.
         assert!(!holder_is_dead(&lease("other", 999_999_999, now), "h", now));
         assert!(holder_is_dead(
