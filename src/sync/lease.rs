@@ -50,6 +50,16 @@ impl LeaseGuard {
         owner: &str,
         names: &[String],
     ) -> Result<LeaseGuard, LeaseError> {
+        Self::take_beating(store, owner, names, HEARTBEAT_EVERY)
+    }
+
+    /// [`LeaseGuard::take`], heartbeating every `every`.
+    fn take_beating(
+        store: Arc<dyn StateStore>,
+        owner: &str,
+        names: &[String],
+        every: Duration,
+    ) -> Result<LeaseGuard, LeaseError> {
         let host = host_name();
         let holder = Lease {
             name: String::new(),
@@ -102,7 +112,7 @@ impl LeaseGuard {
             );
             std::thread::Builder::new()
                 .name("idsync-lease".into())
-                .spawn(move || heartbeat(&*store, &names, &token, &stop))
+                .spawn(move || heartbeat(&*store, &names, &token, &stop, every))
                 .ok()
         };
         Ok(LeaseGuard {
@@ -144,12 +154,18 @@ impl Drop for LeaseGuard {
     }
 }
 
-/// Heartbeats every [`HEARTBEAT_EVERY`] until told to stop.
-fn heartbeat(store: &dyn StateStore, names: &[String], token: &str, stop: &(Mutex<bool>, Condvar)) {
+/// Heartbeats every `every` until told to stop.
+fn heartbeat(
+    store: &dyn StateStore,
+    names: &[String],
+    token: &str,
+    stop: &(Mutex<bool>, Condvar),
+    every: Duration,
+) {
     let (flag, cv) = stop;
     let Ok(mut stopped) = flag.lock() else { return };
     loop {
-        let Ok((guard, _)) = cv.wait_timeout_while(stopped, HEARTBEAT_EVERY, |s| !*s) else {
+        let Ok((guard, _)) = cv.wait_timeout_while(stopped, every, |s| !*s) else {
             return;
         };
         stopped = guard;
@@ -284,6 +300,38 @@ mod tests {
         ));
         // This host, a process that does not exist: dead at once.
         assert!(holder_is_dead(&lease("h", 999_999_999, now), "h", now));
+    }
+
+    #[test]
+    fn a_guard_heartbeats_while_held_and_releases_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(crate::store::SqliteStore::open(dir.path().join("state.db")).unwrap());
+        let names = vec!["wf/users".to_string(), "wf/groups".to_string()];
+        let guard =
+            LeaseGuard::take_beating(store.clone(), "wf", &names, Duration::from_millis(20))
+                .unwrap();
+        assert!(guard.covers("wf/users") && guard.covers(" wf/groups") && !guard.covers("wf"));
+        let first = store.leases().unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].host, host_name());
+        assert_eq!(first[0].pid, std::process::id());
+        std::thread::sleep(Duration::from_millis(150));
+        let later = store.leases().unwrap();
+        assert!(
+            later[0].heartbeat_ms > first[0].heartbeat_ms,
+            "no heartbeat"
+        );
+        assert_eq!(later[0].since_ms, first[0].since_ms);
+        // A second run of one of the steps, in this same process, is refused.
+        let e = LeaseGuard::take(store.clone(), "wf/users", &names[..1]).err();
+        assert!(
+            matches!(&e, Some(LeaseError::Busy(m)) if m.contains("already being run by workflow \"wf\"")),
+            "{e:?}"
+        );
+        drop(guard);
+        assert!(store.leases().unwrap().is_empty());
+        assert!(LeaseGuard::take(store, "wf/users", &names[..1]).is_ok());
     }
 
     #[test]
