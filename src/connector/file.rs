@@ -430,12 +430,18 @@ impl<M: Clone> FileStore<M> {
         let mut name = real.as_os_str().to_owned();
         name.push(".lock");
         let lock_path = PathBuf::from(name);
+        // flock needs no write access: a lock file another user created
+        // is used read-only.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&lock_path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => std::fs::File::open(&lock_path),
+                _ => Err(e),
+            })
             .map_err(|e| {
                 Error::Other(format!(
                     "{}: cannot open the lock file {}: {e}",
