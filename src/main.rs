@@ -1,6 +1,6 @@
 //! The `idsync` command: an interactive shell, a script file, or a
 //! one-liner. Exit status: 0 success, 1 script or runtime error, 2 usage
-//! error (API §1; 3 and 4 are for sync runs).
+//! error (API §1; 3, 4 and 5 are for sync runs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

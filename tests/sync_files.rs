@@ -1966,3 +1966,69 @@ fn a_missing_source_file_fails_the_run_naming_the_path_and_creates_nothing() {
         assert!(err.contains(&format!("{file}: no such file")), "{err}");
     }
 }
+
+/// A lease held from another machine sharing the store: refused while its heartbeat is fresh
+/// (the pid cannot be checked there), taken over once the heartbeat is older than the lease
+/// period (60 s), and only then is that machine's run marked interrupted.
+#[test]
+fn a_lease_from_another_host_is_honoured_until_its_heartbeat_expires() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,first,last\nu1,Ann,Lee\nu2,Bob,Ray\n",
+    )
+    .unwrap();
+    let step = "remote/users";
+    let script = file_step(step, "csv", "st.run()");
+    json_ok(home.path(), dir.path(), "history()"); // creates the store
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let db = rusqlite::Connection::open(home.path().join("state.db")).unwrap();
+    db.execute(
+        "INSERT INTO lease (name, owner, host, pid, token, since_ms, heartbeat_ms)
+         VALUES (?1, ?1, 'dc2.other.example', 4242, 'remote-token', ?2, ?3)",
+        rusqlite::params![step, now - 5_000, now],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO run (name, kind, started_ms, status, counts) VALUES (?1, 'step', ?2, 'running', '{}')",
+        rusqlite::params![step, now - 5_000],
+    )
+    .unwrap();
+
+    let (c, out, err) = run_script(home.path(), dir.path(), Some("json"), &script);
+    assert_eq!(c, 5, "{out}\n{err}");
+    assert!(err.contains("pid 4242 on dc2.other.example"), "{err}");
+    assert!(
+        !dir.path().join("out.csv").exists(),
+        "the refused run wrote"
+    );
+    let h = file_history(home.path(), dir.path(), step);
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        s(&h[0], "status"),
+        "running",
+        "a live remote run was touched"
+    );
+
+    db.execute(
+        "UPDATE lease SET heartbeat_ms = ?1 WHERE name = ?2",
+        rusqlite::params![now - 61_000, step],
+    )
+    .unwrap();
+    let r = json_ok(home.path(), dir.path(), &script);
+    counts(&r, &[("created", 2)]);
+    let h = file_history(home.path(), dir.path(), step);
+    assert_eq!(
+        h.iter().map(|r| s(r, "status")).collect::<Vec<_>>(),
+        ["ok", "interrupted"],
+        "{h:#?}"
+    );
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM lease", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "the run released its lease");
+}

@@ -288,12 +288,7 @@ impl<M: Clone> FileStore<M> {
         if st.dirty {
             return Ok(());
         }
-        let now = match std::fs::metadata(&self.path) {
-            Ok(m) => Some(Stamp::of(&m)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::Other(format!("{}: cannot read: {e}", self.label))),
-        };
-        if now != st.seen {
+        if self.current()? != st.seen {
             let (data, seen) = read_version(&self.path, &self.label, &self.load)?;
             st.data = data;
             st.seen = seen;
@@ -375,6 +370,19 @@ impl<M: Clone> FileStore<M> {
     /// the lock), so flushing again can retry.
     pub fn flush(&self) -> Result<()> {
         let mut st = self.lock()?;
+        if st.dirty && self.current()? != st.seen {
+            // A program that does not take the lock (an editor, a copy)
+            // replaced the file meanwhile: drop the batch rather than
+            // overwrite what it wrote; the next read sees the file as it is.
+            st.dirty = false;
+            st.batch = false;
+            st.held = None;
+            st.seen = None;
+            return Err(Error::Other(format!(
+                "{}: the file was changed by another program while this batch was prepared; the batch was not written",
+                self.label
+            )));
+        }
         if st.dirty {
             let bytes = (self.render)(&st.data, &self.label)?;
             st.seen = self.write_file(&bytes)?;
@@ -399,6 +407,15 @@ impl<M: Clone> FileStore<M> {
         Ok(())
     }
 
+    /// The version of the file on disk now (`None`: there is none).
+    fn current(&self) -> Result<Option<Stamp>> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(Some(Stamp::of(&m))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Other(format!("{}: cannot read: {e}", self.label))),
+        }
+    }
+
     /// Writes `bytes` atomically; the version written (the lock is held,
     /// so nobody replaced it since).
     fn write_file(&self, bytes: &[u8]) -> Result<Option<Stamp>> {
@@ -413,12 +430,18 @@ impl<M: Clone> FileStore<M> {
         let mut name = real.as_os_str().to_owned();
         name.push(".lock");
         let lock_path = PathBuf::from(name);
+        // flock needs no write access: a lock file another user created
+        // is used read-only.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&lock_path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => std::fs::File::open(&lock_path),
+                _ => Err(e),
+            })
             .map_err(|e| {
                 Error::Other(format!(
                     "{}: cannot open the lock file {}: {e}",

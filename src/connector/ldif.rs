@@ -1427,6 +1427,16 @@ member: cn=Ann Lee,ou=people,dc=example,dc=com\n";
         waiting.join().expect("join").expect("create d");
         let all = LdifConnector::open(&p).expect("reopen");
         assert_eq!(all.len().expect("len"), 5 + 4);
+        // A program that takes no lock replaces the file during a batch: the batch fails
+        // rather than overwrite it, and the connection then reads the file as it is.
+        a.begin_batch();
+        block(a.create(&dn("e"), &[])).expect("create e");
+        std::fs::write(&p, SAMPLE).expect("overwrite");
+        let e = block(a.flush()).expect_err("stale batch");
+        assert!(e.to_string().contains("changed by another program"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), SAMPLE);
+        assert_eq!(a.len().expect("len"), 5);
+        assert!(!a.store.in_batch());
     }
 
     #[test]

@@ -50,6 +50,16 @@ impl LeaseGuard {
         owner: &str,
         names: &[String],
     ) -> Result<LeaseGuard, LeaseError> {
+        Self::take_beating(store, owner, names, HEARTBEAT_EVERY)
+    }
+
+    /// [`LeaseGuard::take`], heartbeating every `every`.
+    fn take_beating(
+        store: Arc<dyn StateStore>,
+        owner: &str,
+        names: &[String],
+        every: Duration,
+    ) -> Result<LeaseGuard, LeaseError> {
         let host = host_name();
         let holder = Lease {
             name: String::new(),
@@ -89,6 +99,9 @@ impl LeaseGuard {
                 ids.join(", ")
             ));
         }
+        if let Ok(mut h) = HELD_HERE.lock() {
+            h.push(holder.token.clone());
+        }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let beat = {
             let (store, names, token, stop) = (
@@ -99,7 +112,7 @@ impl LeaseGuard {
             );
             std::thread::Builder::new()
                 .name("idsync-lease".into())
-                .spawn(move || heartbeat(&*store, &names, &token, &stop))
+                .spawn(move || heartbeat(&*store, &names, &token, &stop, every))
                 .ok()
         };
         Ok(LeaseGuard {
@@ -135,15 +148,24 @@ impl Drop for LeaseGuard {
             let _ = t.join();
         }
         let _ = self.store.release_leases(&self.names, &self.token);
+        if let Ok(mut h) = HELD_HERE.lock() {
+            h.retain(|t| t != &self.token);
+        }
     }
 }
 
-/// Heartbeats every [`HEARTBEAT_EVERY`] until told to stop.
-fn heartbeat(store: &dyn StateStore, names: &[String], token: &str, stop: &(Mutex<bool>, Condvar)) {
+/// Heartbeats every `every` until told to stop.
+fn heartbeat(
+    store: &dyn StateStore,
+    names: &[String],
+    token: &str,
+    stop: &(Mutex<bool>, Condvar),
+    every: Duration,
+) {
     let (flag, cv) = stop;
     let Ok(mut stopped) = flag.lock() else { return };
     loop {
-        let Ok((guard, _)) = cv.wait_timeout_while(stopped, HEARTBEAT_EVERY, |s| !*s) else {
+        let Ok((guard, _)) = cv.wait_timeout_while(stopped, every, |s| !*s) else {
             return;
         };
         stopped = guard;
@@ -154,13 +176,27 @@ fn heartbeat(store: &dyn StateStore, names: &[String], token: &str, stop: &(Mute
     }
 }
 
+/// The tokens of the leases this process holds now.
+static HELD_HERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 /// True when the lease's holder is gone: no heartbeat for a lease period,
-/// or (on this host) its process no longer runs.
+/// or (on this host) its process no longer runs. A lease recorded with
+/// this process's own pid but a token it does not hold belongs to an
+/// earlier process that had the same pid (common in containers).
 pub fn holder_is_dead(l: &Lease, this_host: &str, now_ms: i64) -> bool {
     if now_ms.saturating_sub(l.heartbeat_ms) > LEASE_PERIOD_MS {
         return true;
     }
-    l.host == this_host && !process_alive(l.pid)
+    if l.host != this_host {
+        return false;
+    }
+    if l.pid == std::process::id() {
+        return !HELD_HERE
+            .lock()
+            .map(|h| h.contains(&l.token))
+            .unwrap_or(true);
+    }
+    !process_alive(l.pid)
 }
 
 /// Whether process `pid` runs on this host (a zombie has ended). Where
@@ -240,8 +276,21 @@ mod tests {
     fn a_holder_is_dead_when_its_process_is_gone_or_its_heartbeat_is_old() {
         let now = clock::now_ms();
         let me = std::process::id();
-        // This process, heartbeating: alive.
-        assert!(!holder_is_dead(&lease("h", me, now), "h", now));
+        // This process, holding the lease: alive.
+        HELD_HERE.lock().unwrap().push("mine".into());
+        let mine = Lease {
+            token: "mine".into(),
+            ..lease("h", me, now)
+        };
+        assert!(!holder_is_dead(&mine, "h", now));
+        // This pid, a token this process does not hold: an earlier process with the same pid.
+        assert!(holder_is_dead(&lease("h", me, now), "h", now));
+        // Another live process of this host.
+        assert!(!holder_is_dead(
+            &lease("h", std::os::unix::process::parent_id(), now),
+            "h",
+            now
+        ));
         // Another host: only the heartbeat's age counts.
         assert!(!holder_is_dead(&lease("other", 999_999_999, now), "h", now));
         assert!(holder_is_dead(
@@ -251,6 +300,38 @@ mod tests {
         ));
         // This host, a process that does not exist: dead at once.
         assert!(holder_is_dead(&lease("h", 999_999_999, now), "h", now));
+    }
+
+    #[test]
+    fn a_guard_heartbeats_while_held_and_releases_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(crate::store::SqliteStore::open(dir.path().join("state.db")).unwrap());
+        let names = vec!["wf/users".to_string(), "wf/groups".to_string()];
+        let guard =
+            LeaseGuard::take_beating(store.clone(), "wf", &names, Duration::from_millis(20))
+                .unwrap();
+        assert!(guard.covers("wf/users") && guard.covers(" wf/groups") && !guard.covers("wf"));
+        let first = store.leases().unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].host, host_name());
+        assert_eq!(first[0].pid, std::process::id());
+        std::thread::sleep(Duration::from_millis(150));
+        let later = store.leases().unwrap();
+        assert!(
+            later[0].heartbeat_ms > first[0].heartbeat_ms,
+            "no heartbeat"
+        );
+        assert_eq!(later[0].since_ms, first[0].since_ms);
+        // A second run of one of the steps, in this same process, is refused.
+        let e = LeaseGuard::take(store.clone(), "wf/users", &names[..1]).err();
+        assert!(
+            matches!(&e, Some(LeaseError::Busy(m)) if m.contains("already being run by workflow \"wf\"")),
+            "{e:?}"
+        );
+        drop(guard);
+        assert!(store.leases().unwrap().is_empty());
+        assert!(LeaseGuard::take(store, "wf/users", &names[..1]).is_ok());
     }
 
     #[test]
