@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::schema_check::Checker;
 use crate::connector::SearchQuery;
-use crate::connector::ldap::schema::Schema;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
 use crate::store::{Link, StateStore};
@@ -443,8 +443,9 @@ struct TargetView<'a> {
     /// Bulk joins: per attribute (lower case), the anchors of the entries
     /// holding each value (lower case), built on the first join by it.
     join_index: HashMap<String, HashMap<String, Vec<String>>>,
-    /// The target's schema, read on the first check (once per plan).
-    schema: Option<Option<Arc<Schema>>>,
+    /// The checks against the target's schema, read on the first check
+    /// (once per plan).
+    schema: Option<Option<Checker>>,
     /// Parent containers looked up so far (lower-case DN: exists).
     parents: HashMap<String, bool>,
 }
@@ -463,13 +464,15 @@ impl<'a> TargetView<'a> {
         }
     }
 
-    /// The target's schema, read once (a schema that cannot be read means
-    /// no schema checks, not a failed plan).
-    async fn schema(&mut self) -> Option<Arc<Schema>> {
+    /// The schema checks, the schema read once (a schema that cannot be
+    /// read means no schema checks, not a failed plan).
+    async fn checker(&mut self) -> Option<&mut Checker> {
         if self.schema.is_none() {
-            self.schema = Some(self.step.target.schema().await.ok().flatten());
+            let ad = self.step.target.flavor() == "ad";
+            let schema = self.step.target.schema().await.ok().flatten();
+            self.schema = Some(schema.map(|s| Checker::new(s, ad)));
         }
-        self.schema.clone().flatten()
+        self.schema.as_mut().and_then(Option::as_mut)
     }
 
     /// Why `parent` cannot take a new or moved object (one lookup per
@@ -515,9 +518,8 @@ impl<'a> TargetView<'a> {
             };
             out.extend(self.parent_problem(&d.parent().to_string(), rule).await);
         }
-        if let Some(schema) = self.schema().await {
-            let ad = self.step.target.flavor() == "ad";
-            out.extend(super::schema_check::check_create(&schema, ad, attrs));
+        if let Some(c) = self.checker().await {
+            out.extend(c.create(attrs));
         }
         out
     }
@@ -539,17 +541,14 @@ impl<'a> TargetView<'a> {
             }
         }
         if !changes.is_empty()
-            && let Some(schema) = self.schema().await
+            && let Some(c) = self.checker().await
         {
-            let ad = self.step.target.flavor() == "ad";
             let classes: Vec<String> = t
                 .values("objectClass")
                 .iter()
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .collect();
-            out.extend(super::schema_check::check_update(
-                &schema, ad, &classes, changes,
-            ));
+            out.extend(c.update(&classes, changes));
         }
         out
     }
@@ -1296,10 +1295,12 @@ async fn deprovision_item(
     let d = &step.deprovision;
     let mut changes = Vec::new();
     let mut dn = l.target_dn.clone();
+    let mut classes: Vec<Value> = Vec::new();
     if d.action != DeprovisionAction::None {
         match target.locate(l).await {
             Ok(Some(t)) => {
                 dn = t.dn.clone();
+                classes = t.values("objectClass").to_vec();
                 let prefix: &[String] = match d.action {
                     DeprovisionAction::DisableMove => &d.prefix,
                     _ => &[],
@@ -1343,16 +1344,25 @@ async fn deprovision_item(
         DeprovisionAction::DisableMove => d.parent.clone(),
         _ => None,
     };
-    if let Some(p) = &move_to
-        && let Some(why) = target.parent_problem(p, "deprovision 'parent'").await
-    {
+    // The same checks as for other writes: the leavers' container, and the
+    // prefixed values against the schema.
+    let mut problems = Vec::new();
+    if let Some(p) = &move_to {
+        problems.extend(target.parent_problem(p, "deprovision 'parent'").await);
+    }
+    if !changes.is_empty() {
+        let mut t = Entry::new(dn.clone());
+        t.set("objectClass", classes);
+        problems.extend(target.vet_update(&t, &changes, None, "").await);
+    }
+    if !problems.is_empty() {
         return Item {
             source_anchor: l.source_anchor.clone(),
             source_dn: String::new(),
             source_hash: String::new(),
             desired_dn: None,
             action: Action::Error {
-                message: format!("{dn}: {why}"),
+                message: format!("{dn}: {}", problems.join("; ")),
             },
         };
     }

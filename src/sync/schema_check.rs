@@ -8,7 +8,10 @@
 //! DN, Numeric String, Directory String). Pure functions over a
 //! [`Schema`] read once per run; the planner calls them for every write.
 
-use crate::connector::ldap::schema::Schema;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::connector::ldap::schema::{Allowed, Schema};
 use crate::model::dn::Dn;
 
 use super::plan::AttrChange;
@@ -144,47 +147,86 @@ fn classes_of(attrs: &[AttrChange]) -> Vec<String> {
         .collect()
 }
 
-/// Checks `attrs` of a new entry (`objectClass` among them) against
-/// `schema`. On AD (`ad`), attributes the server fills in itself
-/// (`instanceType`, `objectCategory`, `nTSecurityDescriptor`, a generated
-/// `sAMAccountName`) are required by the schema but need not be sent, so
-/// required attributes are not checked there.
-pub fn check_create(schema: &Schema, ad: bool, attrs: &[AttrChange]) -> Vec<String> {
-    let classes = classes_of(attrs);
-    check(schema, ad, &classes, attrs, true)
-}
+/// What the classes of an entry allow, or the class names the schema lacks.
+type AllowedOrUnknown = Arc<Result<Allowed, Vec<String>>>;
 
-/// Checks `changes` to an existing entry of `classes` against `schema`.
-pub fn check_update(
-    schema: &Schema,
+/// The checks of one plan: the target's schema, and what each combination
+/// of object classes allows, worked out once (a run of 100,000 creates of
+/// one class follows the class chain once).
+pub struct Checker {
+    schema: Arc<Schema>,
     ad: bool,
-    classes: &[String],
-    changes: &[AttrChange],
-) -> Vec<String> {
-    check(schema, ad, classes, changes, false)
+    allowed: HashMap<String, AllowedOrUnknown>,
 }
 
+impl Checker {
+    /// Checks against `schema`. On AD (`ad`), attributes the server fills in
+    /// itself (`instanceType`, `objectCategory`, `nTSecurityDescriptor`, a
+    /// generated `sAMAccountName`) are required by the schema but need not
+    /// be sent, so required attributes are not checked there.
+    pub fn new(schema: Arc<Schema>, ad: bool) -> Checker {
+        Checker {
+            schema,
+            ad,
+            allowed: HashMap::new(),
+        }
+    }
+
+    /// The problems of a new entry with `attrs` (`objectClass` among them).
+    pub fn create(&mut self, attrs: &[AttrChange]) -> Vec<String> {
+        let classes = classes_of(attrs);
+        self.check(&classes, attrs, true)
+    }
+
+    /// The problems of `changes` to an existing entry of `classes`.
+    pub fn update(&mut self, classes: &[String], changes: &[AttrChange]) -> Vec<String> {
+        self.check(classes, changes, false)
+    }
+
+    fn allowed_for(&mut self, classes: &[String]) -> AllowedOrUnknown {
+        let mut key: Vec<String> = classes.iter().map(|c| c.to_ascii_lowercase()).collect();
+        key.sort();
+        let key = key.join("\0");
+        let schema = &self.schema;
+        self.allowed
+            .entry(key)
+            .or_insert_with(|| Arc::new(schema.allowed(classes)))
+            .clone()
+    }
+
+    fn check(&mut self, classes: &[String], attrs: &[AttrChange], creating: bool) -> Vec<String> {
+        let found = (!classes.is_empty()).then(|| self.allowed_for(classes));
+        check(
+            &self.schema,
+            self.ad,
+            found.as_deref(),
+            classes,
+            attrs,
+            creating,
+        )
+    }
+}
+
+/// Checks `attrs` against `schema`, given what the entry's `classes` allow.
 fn check(
     schema: &Schema,
     ad: bool,
+    found: Option<&Result<Allowed, Vec<String>>>,
     classes: &[String],
     attrs: &[AttrChange],
     creating: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let allowed = if classes.is_empty() {
-        None
-    } else {
-        match schema.allowed(classes) {
-            Ok(a) => Some(a),
-            Err(unknown) => {
-                for c in unknown {
-                    out.push(format!(
-                        "object class {c}: the target's schema has no such class"
-                    ));
-                }
-                None
+    let allowed = match found {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(unknown)) => {
+            for c in unknown {
+                out.push(format!(
+                    "object class {c}: the target's schema has no such class"
+                ));
             }
+            None
         }
     };
     for c in attrs {
@@ -346,20 +388,24 @@ mod tests {
             w("surname", &["Lee"]),
             w("mail", &["ann@example.com"]),
         ];
-        assert!(check_create(&s, false, &good).is_empty());
-        let p = check_create(
-            &s,
-            false,
-            &[
-                w("objectClass", &["INETORGPERSON"]),
-                w("cn", &["Søren"]),
-                w("mail", &["søren@example.com"]),
-                w("telephoneNumber", &["1"]),
-                w("nosuchAttr", &["x"]),
-                w("employeeNumber", &["1", "2"]),
-                w("entryUUID", &["x"]),
-            ],
+        assert!(
+            Checker::new(Arc::new(s.clone()), false)
+                .create(&good)
+                .is_empty()
         );
+        let mut one_checker = Checker::new(Arc::new(s.clone()), false);
+        let p = one_checker.create(&[
+            w("objectClass", &["INETORGPERSON"]),
+            w("cn", &["Søren"]),
+            w("mail", &["søren@example.com"]),
+            w("telephoneNumber", &["1"]),
+            w("nosuchAttr", &["x"]),
+            w("employeeNumber", &["1", "2"]),
+            w("entryUUID", &["x"]),
+        ]);
+        // A second entry of the same classes reuses what they allow.
+        assert_eq!(one_checker.create(&good), Vec::<String>::new());
+        assert_eq!(one_checker.allowed.len(), 1);
         let all = p.join("\n");
         assert!(all.contains("attribute mail (rule mail <- x): 'søren@example.com' does not fit the attribute's syntax, IA5String"), "{all}");
         assert!(all.contains("attribute telephoneNumber (rule telephoneNumber <- x): not allowed by the object classes INETORGPERSON"), "{all}");
@@ -379,11 +425,13 @@ mod tests {
         assert_eq!(p.len(), 6, "{all}");
         // AD: required attributes are the server's business.
         assert!(
-            !check_create(&s, true, &good[..2])
+            !Checker::new(Arc::new(s.clone()), true)
+                .create(&good[..2])
                 .join("")
                 .contains("required")
         );
-        let p = check_create(&s, false, &[w("objectClass", &["person", "nosuchClass"])]);
+        let p = Checker::new(Arc::new(s.clone()), false)
+            .create(&[w("objectClass", &["person", "nosuchClass"])]);
         assert_eq!(
             p,
             ["object class nosuchClass: the target's schema has no such class"]
@@ -395,21 +443,19 @@ mod tests {
         let s = schema();
         let classes = ["top".to_string(), "person".into(), "inetOrgPerson".into()];
         assert!(
-            check_update(
-                &s,
-                false,
-                &classes,
-                &[w("mail", &["a@b"]), w("description", &[])]
-            )
-            .is_empty()
+            Checker::new(Arc::new(s.clone()), false)
+                .update(&classes, &[w("mail", &["a@b"]), w("description", &[])])
+                .is_empty()
         );
-        let p = check_update(&s, false, &classes, &[w("sn", &[]), w("mail", &["ü@b"])]);
+        let p = Checker::new(Arc::new(s.clone()), false)
+            .update(&classes, &[w("sn", &[]), w("mail", &["ü@b"])]);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(
             p[0].contains("would remove it, but class person requires it"),
             "{p:?}"
         );
-        let p = check_update(&s, false, &["person".into()], &[w("mail", &["a@b"])]);
+        let p = Checker::new(Arc::new(s.clone()), false)
+            .update(&["person".into()], &[w("mail", &["a@b"])]);
         assert!(
             p[0].contains("not allowed by the object classes person"),
             "{p:?}"
