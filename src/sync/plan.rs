@@ -1384,6 +1384,72 @@ async fn deprovision_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A directory holding only `ou=here,dc=t`, counting lookups.
+    struct Counting(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl crate::connector::Connector for Counting {
+        fn kind(&self) -> &'static str {
+            "ldap"
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+        fn profile(&self) -> crate::connector::Result<serde_json::Value> {
+            Ok(serde_json::Value::Null)
+        }
+        async fn test(&self) -> crate::connector::Result<crate::connector::TestReport> {
+            Ok(Default::default())
+        }
+        async fn search(
+            &self,
+            _: &SearchQuery,
+            _: &mut crate::connector::Sink<'_>,
+        ) -> crate::connector::Result<()> {
+            Ok(())
+        }
+        async fn get(&self, id: &str) -> crate::connector::Result<Option<Entry>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(dn_eq(id, "ou=here,dc=t").then(|| Entry::new(id)))
+        }
+    }
+
+    #[tokio::test]
+    async fn parents_are_looked_up_once_each_per_plan() {
+        let target = Arc::new(Counting(AtomicUsize::new(0)));
+        let step = StepDef {
+            name: "t".into(),
+            source: target.clone(),
+            target: target.clone(),
+            scope: Default::default(),
+            join: Vec::new(),
+            create: None,
+            flows: Vec::new(),
+            deprovision: Default::default(),
+            target_base: None,
+            members: None,
+            tree: None,
+            fingerprint: String::new(),
+        };
+        let mut view = TargetView::new(&step);
+        for i in 0..1000 {
+            let here = if i % 2 == 0 {
+                "ou=here,dc=t"
+            } else {
+                "OU=Here,DC=t"
+            };
+            assert_eq!(view.parent_problem(here, "r").await, None);
+            let gone = view.parent_problem("ou=gone,dc=t", "create 'parent'").await;
+            assert!(
+                gone.as_deref()
+                    .is_some_and(|g| g.contains("parent ou=gone,dc=t (rule create 'parent')")),
+                "{gone:?}"
+            );
+        }
+        assert_eq!(target.0.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn rdn_values_are_unescaped() {
