@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::schema_check::Checker;
+use super::schema_check::{Checker, Problem};
 use crate::connector::SearchQuery;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
@@ -77,6 +77,14 @@ pub enum Action {
         changes: Vec<AttrChange>,
         /// Where it moves (disable_move).
         move_to: Option<String>,
+    },
+    /// The target would refuse the write (a missing parent, its schema):
+    /// nothing is sent, and the object fails.
+    Rejected {
+        /// The target object (the DN it would have).
+        object: String,
+        /// Each reason, naming the attribute and the rule.
+        problems: Vec<Problem>,
     },
     /// The object cannot be planned (ambiguous join, failing flow, ...).
     Error {
@@ -478,7 +486,7 @@ impl<'a> TargetView<'a> {
     /// Why `parent` cannot take a new or moved object (one lookup per
     /// distinct parent per plan); `None` when it exists, will be made by the
     /// step's sync-tree, or the target is not a directory.
-    async fn parent_problem(&mut self, parent: &str, rule: &str) -> Option<String> {
+    async fn parent_problem(&mut self, parent: &str, rule: &str) -> Option<Problem> {
         if self.step.target.kind() != "ldap" || parent.trim().is_empty() {
             return None;
         }
@@ -501,14 +509,17 @@ impl<'a> TargetView<'a> {
                 e
             }
         };
-        (!exists).then(|| {
-            format!("parent {parent} (rule {rule}): no such object: the container does not exist in the target")
+        (!exists).then(|| Problem {
+            subject: format!("parent {parent}"),
+            attr: None,
+            rule: Some(rule.to_string()),
+            reason: "no such object: the container does not exist in the target".into(),
         })
     }
 
     /// The problems of creating `dn` with `attrs`: its parent, and the
     /// target's schema. Empty when the write can go.
-    async fn vet_create(&mut self, dn: &str, attrs: &[AttrChange]) -> Vec<String> {
+    async fn vet_create(&mut self, dn: &str, attrs: &[AttrChange]) -> Vec<Problem> {
         let mut out = Vec::new();
         if let Ok(d) = Dn::parse(dn) {
             let rule = if self.step.tree.is_some() {
@@ -531,7 +542,7 @@ impl<'a> TargetView<'a> {
         changes: &[AttrChange],
         new_dn: Option<&str>,
         rule: &str,
-    ) -> Vec<String> {
+    ) -> Vec<Problem> {
         let mut out = Vec::new();
         if let Some(d) = new_dn.and_then(|d| Dn::parse(d).ok()) {
             let old_parent = Dn::parse(&t.dn).map(|o| o.parent().to_string()).ok();
@@ -1006,7 +1017,13 @@ async fn plan_one(
                 .vet_update(&t, &changes, new_dn.as_deref(), "create rule")
                 .await;
             if !problems.is_empty() {
-                return err(format!("{}: {}", t.dn, problems.join("; ")));
+                return mk(
+                    Action::Rejected {
+                        object: t.dn.clone(),
+                        problems,
+                    },
+                    None,
+                );
             }
             mk(
                 Action::Update {
@@ -1056,10 +1073,16 @@ async fn plan_one(
             );
             let problems = match attrs {
                 Ok(attrs) => target.vet_create(&dn, &attrs).await,
-                Err(m) => vec![m],
+                Err(m) => return err(m),
             };
             if !problems.is_empty() {
-                return err(format!("{dn}: {}", problems.join("; ")));
+                return mk(
+                    Action::Rejected {
+                        object: dn.clone(),
+                        problems,
+                    },
+                    None,
+                );
             }
             let source = match resolved {
                 Some((vals, _)) if !vals.is_empty() => {
@@ -1361,8 +1384,9 @@ async fn deprovision_item(
             source_dn: String::new(),
             source_hash: String::new(),
             desired_dn: None,
-            action: Action::Error {
-                message: format!("{dn}: {}", problems.join("; ")),
+            action: Action::Rejected {
+                object: dn.clone(),
+                problems,
             },
         };
     }
@@ -1443,8 +1467,9 @@ mod tests {
             assert_eq!(view.parent_problem(here, "r").await, None);
             let gone = view.parent_problem("ou=gone,dc=t", "create 'parent'").await;
             assert!(
-                gone.as_deref()
-                    .is_some_and(|g| g.contains("parent ou=gone,dc=t (rule create 'parent')")),
+                gone.as_ref().is_some_and(|g| g
+                    .to_string()
+                    .contains("parent ou=gone,dc=t (rule create 'parent'): no such object")),
                 "{gone:?}"
             );
         }

@@ -16,6 +16,41 @@ use crate::model::dn::Dn;
 
 use super::plan::AttrChange;
 
+/// One reason the target would refuse a planned write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What it is about, in words: "attribute mail", "parent ou=x,dc=y",
+    /// "object class foo".
+    pub subject: String,
+    /// The attribute concerned, if any.
+    pub attr: Option<String>,
+    /// The rule that produced the write, if any.
+    pub rule: Option<String>,
+    /// Why the write cannot succeed.
+    pub reason: String,
+}
+
+impl Problem {
+    /// A problem with the value(s) `rule` gives attribute `attr`.
+    pub fn attr(attr: &str, rule: Option<&str>, reason: impl Into<String>) -> Problem {
+        Problem {
+            subject: format!("attribute {attr}"),
+            attr: Some(attr.to_string()),
+            rule: rule.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.rule {
+            Some(r) if !r.is_empty() => write!(f, "{} (rule {r}): {}", self.subject, self.reason),
+            _ => write!(f, "{}: {}", self.subject, self.reason),
+        }
+    }
+}
+
 /// Syntax OIDs (RFC 4517) this module checks values against.
 mod syntax {
     pub const BOOLEAN: &str = "1.3.6.1.4.1.1466.115.121.1.7";
@@ -118,9 +153,9 @@ fn is_generalized_time(s: &str) -> bool {
 }
 
 /// The problems of writing `values` to `attr` (index `i`) under `rule`.
-fn value_problems(schema: &Schema, i: usize, c: &AttrChange, out: &mut Vec<String>) {
+fn value_problems(schema: &Schema, i: usize, c: &AttrChange, out: &mut Vec<Problem>) {
     let a = schema.attr(i);
-    let at = |why: String| format!("attribute {} (rule {}): {why}", c.attr, c.rule);
+    let at = |why: String| Problem::attr(&c.attr, Some(&c.rule), why);
     if a.single_value && c.new.len() > 1 {
         out.push(at(format!(
             "{} values for a single-valued attribute",
@@ -173,13 +208,13 @@ impl Checker {
     }
 
     /// The problems of a new entry with `attrs` (`objectClass` among them).
-    pub fn create(&mut self, attrs: &[AttrChange]) -> Vec<String> {
+    pub fn create(&mut self, attrs: &[AttrChange]) -> Vec<Problem> {
         let classes = classes_of(attrs);
         self.check(&classes, attrs, true)
     }
 
     /// The problems of `changes` to an existing entry of `classes`.
-    pub fn update(&mut self, classes: &[String], changes: &[AttrChange]) -> Vec<String> {
+    pub fn update(&mut self, classes: &[String], changes: &[AttrChange]) -> Vec<Problem> {
         self.check(classes, changes, false)
     }
 
@@ -194,7 +229,7 @@ impl Checker {
             .clone()
     }
 
-    fn check(&mut self, classes: &[String], attrs: &[AttrChange], creating: bool) -> Vec<String> {
+    fn check(&mut self, classes: &[String], attrs: &[AttrChange], creating: bool) -> Vec<Problem> {
         let found = (!classes.is_empty()).then(|| self.allowed_for(classes));
         check(
             &self.schema,
@@ -215,16 +250,19 @@ fn check(
     classes: &[String],
     attrs: &[AttrChange],
     creating: bool,
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut out = Vec::new();
     let allowed = match found {
         None => None,
         Some(Ok(a)) => Some(a),
         Some(Err(unknown)) => {
             for c in unknown {
-                out.push(format!(
-                    "object class {c}: the target's schema has no such class"
-                ));
+                out.push(Problem {
+                    subject: format!("object class {c}"),
+                    attr: Some("objectClass".into()),
+                    rule: Some("create class".into()),
+                    reason: "the target's schema has no such class".into(),
+                });
             }
             None
         }
@@ -234,17 +272,19 @@ fn check(
             continue;
         }
         let Some(i) = schema.attr_index(&c.attr) else {
-            out.push(format!(
-                "attribute {} (rule {}): the target's schema has no such attribute",
-                c.attr, c.rule
+            out.push(Problem::attr(
+                &c.attr,
+                Some(&c.rule),
+                "the target's schema has no such attribute",
             ));
             continue;
         };
         let def = schema.attr(i);
         if def.no_user_modification {
-            out.push(format!(
-                "attribute {} (rule {}): is maintained by the server and cannot be written",
-                c.attr, c.rule
+            out.push(Problem::attr(
+                &c.attr,
+                Some(&c.rule),
+                "is maintained by the server and cannot be written",
             ));
             continue;
         }
@@ -253,11 +293,10 @@ fn check(
             && !def.operational
             && !a.may.contains(&i)
         {
-            out.push(format!(
-                "attribute {} (rule {}): not allowed by the object classes {}",
-                c.attr,
-                c.rule,
-                classes.join(", ")
+            out.push(Problem::attr(
+                &c.attr,
+                Some(&c.rule),
+                format!("not allowed by the object classes {}", classes.join(", ")),
             ));
             continue;
         }
@@ -266,9 +305,10 @@ fn check(
                 && !ad
                 && let Some((_, class)) = a.must.iter().find(|(m, _)| *m == i)
             {
-                out.push(format!(
-                    "attribute {} (rule {}): the update would remove it, but class {class} requires it",
-                    c.attr, c.rule
+                out.push(Problem::attr(
+                    &c.attr,
+                    Some(&c.rule),
+                    format!("the update would remove it, but class {class} requires it"),
                 ));
             }
             continue;
@@ -288,8 +328,10 @@ fn check(
                 .iter()
                 .any(|c| !c.new.is_empty() && schema.attr_index(&c.attr) == Some(*i));
             if !present {
-                out.push(format!(
-                    "attribute {name}: required by class {class}, but no flow gives it a value"
+                out.push(Problem::attr(
+                    name,
+                    None,
+                    format!("required by class {class}, but no flow gives it a value"),
                 ));
             }
         }
@@ -404,9 +446,13 @@ mod tests {
             w("entryUUID", &["x"]),
         ]);
         // A second entry of the same classes reuses what they allow.
-        assert_eq!(one_checker.create(&good), Vec::<String>::new());
+        assert_eq!(one_checker.create(&good), Vec::<Problem>::new());
         assert_eq!(one_checker.allowed.len(), 1);
-        let all = p.join("\n");
+        let all = p
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(all.contains("attribute mail (rule mail <- x): 'søren@example.com' does not fit the attribute's syntax, IA5String"), "{all}");
         assert!(all.contains("attribute telephoneNumber (rule telephoneNumber <- x): not allowed by the object classes INETORGPERSON"), "{all}");
         assert!(all.contains("attribute nosuchAttr (rule nosuchAttr <- x): the target's schema has no such attribute"), "{all}");
@@ -427,14 +473,14 @@ mod tests {
         assert!(
             !Checker::new(Arc::new(s.clone()), true)
                 .create(&good[..2])
-                .join("")
-                .contains("required")
+                .iter()
+                .any(|x| x.reason.contains("required"))
         );
         let p = Checker::new(Arc::new(s.clone()), false)
             .create(&[w("objectClass", &["person", "nosuchClass"])]);
         assert_eq!(
-            p,
-            ["object class nosuchClass: the target's schema has no such class"]
+            p.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["object class nosuchClass (rule create class): the target's schema has no such class"]
         );
     }
 
@@ -451,13 +497,15 @@ mod tests {
             .update(&classes, &[w("sn", &[]), w("mail", &["ü@b"])]);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(
-            p[0].contains("would remove it, but class person requires it"),
+            p[0].reason
+                .contains("would remove it, but class person requires it"),
             "{p:?}"
         );
         let p = Checker::new(Arc::new(s.clone()), false)
             .update(&["person".into()], &[w("mail", &["a@b"])]);
         assert!(
-            p[0].contains("not allowed by the object classes person"),
+            p[0].reason
+                .contains("not allowed by the object classes person"),
             "{p:?}"
         );
     }
