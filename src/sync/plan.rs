@@ -1,11 +1,12 @@
-//! The planner: reads the source (streaming), follows stored links, joins
-//! unlinked objects, and decides per object what a run would write. Preview
-//! prints this plan; run executes exactly this plan.
+//! The planner: reads the source (streaming), follows stored links (and the
+//! kept links of deprovisioned objects, to restore a returning source),
+//! joins unlinked objects, decides per object what a run would write, and
+//! checks each write against the target (parents, schema). Preview prints
+//! this plan; run executes exactly this plan.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::schema_check::{Checker, Problem};
 use crate::connector::SearchQuery;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
@@ -14,6 +15,7 @@ use crate::store::{Link, StateStore};
 use super::hash::entry_hash;
 use super::members::{self, MemberIndex};
 use super::rules::{DeprovisionAction, FlowSource, StepDef};
+use super::schema_check::{Checker, Problem};
 use super::source::Reader;
 
 /// Where a planned create keeps its resolved members (see [`create_attrs`]).
