@@ -344,6 +344,21 @@ mod tests {
     use super::*;
     use crate::model::Value;
 
+    proptest::proptest! {
+        /// Any value, checked against any of the syntaxes, never panics.
+        #[test]
+        fn any_value_is_checked_without_panic(v in proptest::collection::vec(proptest::num::u8::ANY, 0..40), t in ".{0,40}") {
+            for oid in [
+                syntax::BOOLEAN, syntax::DN, syntax::DIRECTORY_STRING, syntax::GENERALIZED_TIME,
+                syntax::IA5_STRING, syntax::INTEGER, syntax::NUMERIC_STRING,
+                syntax::PRINTABLE_STRING, syntax::AD_LARGE_INTEGER,
+            ] {
+                let _ = value_problem(oid, &v);
+                let _ = value_problem(oid, t.as_bytes());
+            }
+        }
+    }
+
     #[test]
     fn values_are_checked_against_their_syntax() {
         let ok = |oid: &str, v: &str| assert_eq!(value_problem(oid, v.as_bytes()), None, "{v}");
