@@ -497,7 +497,7 @@ mod tests {
             if let Some(i) = s.attr_index(&name) {
                 let _ = (s.syntax(i), s.equality(i), s.attr(i).name());
             }
-            let _ = s.allowed(&[name.clone()]);
+            let _ = s.allowed(std::slice::from_ref(&name));
             let _ = s.class(&name);
         }
     }
