@@ -1127,6 +1127,46 @@ fn preview_flags_writes_the_target_schema_or_tree_would_refuse_and_run_skips_the
     assert_eq!(one(&entry(l, &f.dst_dn("ann")), "mail"), "ann@example.com");
 }
 
+/// Issue 10, item 17: a deprovisioning whose leavers' container does not exist is an error row
+/// in the preview, and the run fails that leaver without half-doing it (not disabled, not
+/// prefixed, not moved); once the container exists, the next run deprovisions it.
+#[test]
+fn missing_leavers_container_fails_the_leaver_before_any_write() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "lvmiss");
+    let leavers_ou = format!("ou={},ou=leavers,{TARGET}", support::unique("lvm"));
+    let deprov =
+        format!("#{{ action: \"disable_move\", parent: \"{leavers_ou}\", prefix: [\"mail\"] }}");
+    f.linked_population(12, &deprov);
+    let dn = f.dst_dn("p05");
+    let before = entry(l, &dn);
+    delete(l, &f.src_dn("p05"));
+    let rows = f.run_ok(&f.opts(&deprov), "st.preview()");
+    let rows = rows.as_array().expect("preview rows").clone();
+    assert!(
+        rows.iter().any(|r| r["op"] == "error"
+            && r["object"] == dn.as_str()
+            && r["rule"] == "deprovision 'parent'"
+            && r["new"]
+                .as_str()
+                .is_some_and(|t| t.contains(&leavers_ou) && t.contains("does not exist"))),
+        "{rows:#?}"
+    );
+    let (r, _) = json_exit(f.home(), 3, &f.script(&f.opts(&deprov), "st.run()"));
+    counts(&r, &[("failed", 1), ("unchanged", 11)]);
+    assert_eq!(entry(l, &dn), before, "the leaver was half deprovisioned");
+
+    add_ou(
+        l,
+        &format!("ou=leavers,{TARGET}"),
+        leavers_ou.split(['=', ',']).nth(1).unwrap(),
+    );
+    let r = f.run_ok(&f.opts(&deprov), "st.run()");
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 11)]);
+    assert!(get(l, &dn, &["1.1"]).is_none());
+    assert!(get(l, &format!("uid=p05,{leavers_ou}"), &["1.1"]).is_some());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. deletion threshold
 
