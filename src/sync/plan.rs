@@ -1009,7 +1009,15 @@ async fn plan_one(
             // Follow source-driven renames and moves, not hand moves in the
             // target; a restored object goes back where the create rule says.
             let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
-                (Some(want), _) if restore && !dn_eq(want, &t.dn) => Some(want.clone()),
+                // (Only between DNs: Entra's and files' names are no places.)
+                (Some(want), _)
+                    if restore
+                        && !dn_eq(want, &t.dn)
+                        && Dn::parse(want).is_ok()
+                        && Dn::parse(&t.dn).is_ok() =>
+                {
+                    Some(want.clone())
+                }
                 (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
                     Some(want.clone())
                 }
