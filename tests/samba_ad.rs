@@ -1359,7 +1359,7 @@ fn preview_checks_writes_against_the_ad_schema_without_false_alarms() {
                       noSuchAttributeX: |e| if e.extra == () || e.extra == \"\" {{ () }} else {{ e.extra }} }},\n\
            deprovision: #{{ action: \"disable\" }},\n\
          }});\n\
-         for r in s.preview() {{ if r.op == \"error\" {{ print(`ERR ${{r.object}}|${{r[\"new\"]}}`); }} }}\n\
+         for r in s.preview() {{ if r.op == \"error\" {{ print(`ERR ${{r.object}}|${{r.attribute}}|${{r[\"new\"]}}`); }} }}\n\
          let r = s.run();\n\
          print(`REPORT created=${{r.created}} failed=${{r.failed}}`);\n",
         connect(ad, Via::Ldaps),
@@ -1371,16 +1371,20 @@ fn preview_checks_writes_against_the_ad_schema_without_false_alarms() {
     let errs = tagged(&out, "ERR ");
     assert_eq!(errs.len(), 2, "{out}");
     assert!(
-        errs.iter().any(|e| e.starts_with("3|")
-            && e.contains("attribute userAccountControl")
-            && e.contains("'abc'")
-            && e.contains("INTEGER")),
+        errs.iter().any(
+            |e| e.starts_with(&format!("CN=Eve Bad,{}|userAccountControl|", ou.dn))
+                && e.contains("attribute userAccountControl")
+                && e.contains("'abc'")
+                && e.contains("INTEGER")
+        ),
         "{out}"
     );
     assert!(
-        errs.iter().any(|e| e.starts_with("4|")
-            && e.contains("attribute noSuchAttributeX")
-            && e.contains("no such attribute")),
+        errs.iter().any(
+            |e| e.starts_with(&format!("CN=Fay Odd,{}|noSuchAttributeX|", ou.dn))
+                && e.contains("attribute noSuchAttributeX")
+                && e.contains("no such attribute")
+        ),
         "{out}"
     );
     assert_eq!(tag(&out, "REPORT "), "created=2 failed=2", "{out}");

@@ -1044,37 +1044,45 @@ fn preview_flags_writes_the_target_schema_or_tree_would_refuse_and_run_skips_the
     );
     let rows = f.run_ok(&opts, "st.preview()");
     let rows = rows.as_array().expect("preview rows").clone();
-    let error_of = |uid: &str| -> String {
-        let src = f.src_dn(uid);
+    // One error row per problem: the target object, the attribute, the rule, the reason.
+    let error_of = |dn: &str| -> Json {
         let found: Vec<&Json> = rows
             .iter()
-            .filter(|r| r["op"] == "error" && r["object"] == src.as_str())
+            .filter(|r| r["op"] == "error" && r["object"] == dn)
             .collect();
-        assert_eq!(found.len(), 1, "one error row for {uid}: {rows:#?}");
-        found[0]["new"].as_str().unwrap_or_default().to_string()
+        assert_eq!(found.len(), 1, "one error row for {dn}: {rows:#?}");
+        found[0].clone()
     };
-    let soren = error_of("soren");
+    let row = error_of(&f.dst_dn("soren"));
+    assert_eq!(row["attribute"], "mail", "{row}");
+    assert!(s(&row, "rule").starts_with("mail <-"), "{row}");
+    let soren = s(&row, "new");
     assert!(
-        soren.contains(&f.dst_dn("soren"))
-            && soren.contains("attribute mail (rule mail <-")
+        soren.contains("attribute mail (rule mail <-")
             && soren.contains("'søren@example.com'")
             && soren.contains("IA5String"),
         "{soren}"
     );
-    let bob = error_of("bob");
+    let row = error_of(&format!("uid=bob,ou=gone,{dst}"));
+    assert_eq!(row["rule"], "create 'parent'", "{row}");
+    let bob = s(&row, "new");
     assert!(
         bob.contains(&format!("parent ou=gone,{dst}"))
             && bob.contains("create 'parent'")
             && bob.contains("does not exist"),
         "{bob}"
     );
-    let carl = error_of("carl");
+    let row = error_of(&f.dst_dn("carl"));
+    assert_eq!(row["attribute"], "uidNumber", "{row}");
+    let carl = s(&row, "new");
     assert!(
         carl.contains("attribute uidNumber (rule uidNumber <-")
             && carl.contains("not allowed by the object classes inetOrgPerson"),
         "{carl}"
     );
-    let dora = error_of("dora");
+    let row = error_of(&f.dst_dn("dora"));
+    assert_eq!(row["attribute"], "sn", "{row}");
+    let dora = s(&row, "new");
     assert!(
         dora.contains("attribute sn: required by class person"),
         "{dora}"
@@ -1090,10 +1098,15 @@ fn preview_flags_writes_the_target_schema_or_tree_would_refuse_and_run_skips_the
     let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
     counts(&r, &[("created", 1), ("failed", 4)]);
     let errs = errors(&r);
-    for uid in ["soren", "bob", "carl", "dora"] {
+    for dn in [
+        f.dst_dn("soren"),
+        format!("uid=bob,ou=gone,{dst}"),
+        f.dst_dn("carl"),
+        f.dst_dn("dora"),
+    ] {
         assert!(
-            errs.iter().any(|e| e.contains(&f.src_dn(uid))),
-            "{uid} not among the failures: {errs:?}"
+            errs.iter().any(|e| e.contains(&dn)),
+            "{dn} not among the failures: {errs:?}"
         );
     }
     assert_eq!(
@@ -1112,6 +1125,46 @@ fn preview_flags_writes_the_target_schema_or_tree_would_refuse_and_run_skips_the
         "{errs:?}"
     );
     assert_eq!(one(&entry(l, &f.dst_dn("ann")), "mail"), "ann@example.com");
+}
+
+/// Issue 10, item 17: a deprovisioning whose leavers' container does not exist is an error row
+/// in the preview, and the run fails that leaver without half-doing it (not disabled, not
+/// prefixed, not moved); once the container exists, the next run deprovisions it.
+#[test]
+fn missing_leavers_container_fails_the_leaver_before_any_write() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "lvmiss");
+    let leavers_ou = format!("ou={},ou=leavers,{TARGET}", support::unique("lvm"));
+    let deprov =
+        format!("#{{ action: \"disable_move\", parent: \"{leavers_ou}\", prefix: [\"mail\"] }}");
+    f.linked_population(12, &deprov);
+    let dn = f.dst_dn("p05");
+    let before = entry(l, &dn);
+    delete(l, &f.src_dn("p05"));
+    let rows = f.run_ok(&f.opts(&deprov), "st.preview()");
+    let rows = rows.as_array().expect("preview rows").clone();
+    assert!(
+        rows.iter().any(|r| r["op"] == "error"
+            && r["object"] == dn.as_str()
+            && r["rule"] == "deprovision 'parent'"
+            && r["new"]
+                .as_str()
+                .is_some_and(|t| t.contains(&leavers_ou) && t.contains("does not exist"))),
+        "{rows:#?}"
+    );
+    let (r, _) = json_exit(f.home(), 3, &f.script(&f.opts(&deprov), "st.run()"));
+    counts(&r, &[("failed", 1), ("unchanged", 11)]);
+    assert_eq!(entry(l, &dn), before, "the leaver was half deprovisioned");
+
+    add_ou(
+        l,
+        &format!("ou=leavers,{TARGET}"),
+        leavers_ou.split(['=', ',']).nth(1).unwrap(),
+    );
+    let r = f.run_ok(&f.opts(&deprov), "st.run()");
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 11)]);
+    assert!(get(l, &dn, &["1.1"]).is_none());
+    assert!(get(l, &format!("uid=p05,{leavers_ou}"), &["1.1"]).is_some());
 }
 
 // ---------------------------------------------------------------------------------------------

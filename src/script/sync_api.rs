@@ -572,6 +572,20 @@ fn plan_rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Array {
                     rows.push(row(s, "move", target_dn, None, p));
                 }
             }
+            Action::Rejected { object, problems } => {
+                for p in problems {
+                    let mut r = row(s, "error", object, None, &p.to_string());
+                    if let Some(mut m) = r.write_lock::<Map>() {
+                        let text = |v: &Option<String>| match v {
+                            Some(t) => Dynamic::from(t.clone()),
+                            None => Dynamic::UNIT,
+                        };
+                        m.insert("attribute".into(), text(&p.attr));
+                        m.insert("rule".into(), text(&p.rule));
+                    }
+                    rows.push(r);
+                }
+            }
             Action::Error { message } => {
                 let obj = if item.source_dn.is_empty() {
                     &item.source_anchor

@@ -326,6 +326,11 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             };
             Err((object, CError::Other(message.clone())))
         }
+        // Refused by the checks before the write: nothing is sent.
+        Action::Rejected { object, problems } => {
+            let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            Err((object.clone(), CError::Other(why.join("; "))))
+        }
         Action::Create { dn, source } => {
             let attrs = super::plan::create_attrs(step, dn, source)
                 .map_err(|m| (dn.clone(), CError::Other(m)))?;

@@ -1,12 +1,13 @@
-//! The planner: reads the source (streaming), follows stored links, joins
-//! unlinked objects, and decides per object what a run would write. Preview
-//! prints this plan; run executes exactly this plan.
+//! The planner: reads the source (streaming), follows stored links (and the
+//! kept links of deprovisioned objects, to restore a returning source),
+//! joins unlinked objects, decides per object what a run would write, and
+//! checks each write against the target (parents, schema). Preview prints
+//! this plan; run executes exactly this plan.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::connector::SearchQuery;
-use crate::connector::ldap::schema::Schema;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::model::{Entry, Value};
 use crate::store::{Link, StateStore};
@@ -14,6 +15,7 @@ use crate::store::{Link, StateStore};
 use super::hash::entry_hash;
 use super::members::{self, MemberIndex};
 use super::rules::{DeprovisionAction, FlowSource, StepDef};
+use super::schema_check::{Checker, Problem};
 use super::source::Reader;
 
 /// Where a planned create keeps its resolved members (see [`create_attrs`]).
@@ -77,6 +79,14 @@ pub enum Action {
         changes: Vec<AttrChange>,
         /// Where it moves (disable_move).
         move_to: Option<String>,
+    },
+    /// The target would refuse the write (a missing parent, its schema):
+    /// nothing is sent, and the object fails.
+    Rejected {
+        /// The target object (the DN it would have).
+        object: String,
+        /// Each reason, naming the attribute and the rule.
+        problems: Vec<Problem>,
     },
     /// The object cannot be planned (ambiguous join, failing flow, ...).
     Error {
@@ -443,8 +453,9 @@ struct TargetView<'a> {
     /// Bulk joins: per attribute (lower case), the anchors of the entries
     /// holding each value (lower case), built on the first join by it.
     join_index: HashMap<String, HashMap<String, Vec<String>>>,
-    /// The target's schema, read on the first check (once per plan).
-    schema: Option<Option<Arc<Schema>>>,
+    /// The checks against the target's schema, read on the first check
+    /// (once per plan).
+    schema: Option<Option<Checker>>,
     /// Parent containers looked up so far (lower-case DN: exists).
     parents: HashMap<String, bool>,
 }
@@ -463,19 +474,21 @@ impl<'a> TargetView<'a> {
         }
     }
 
-    /// The target's schema, read once (a schema that cannot be read means
-    /// no schema checks, not a failed plan).
-    async fn schema(&mut self) -> Option<Arc<Schema>> {
+    /// The schema checks, the schema read once (a schema that cannot be
+    /// read means no schema checks, not a failed plan).
+    async fn checker(&mut self) -> Option<&mut Checker> {
         if self.schema.is_none() {
-            self.schema = Some(self.step.target.schema().await.ok().flatten());
+            let ad = self.step.target.flavor() == "ad";
+            let schema = self.step.target.schema().await.ok().flatten();
+            self.schema = Some(schema.map(|s| Checker::new(s, ad)));
         }
-        self.schema.clone().flatten()
+        self.schema.as_mut().and_then(Option::as_mut)
     }
 
     /// Why `parent` cannot take a new or moved object (one lookup per
     /// distinct parent per plan); `None` when it exists, will be made by the
     /// step's sync-tree, or the target is not a directory.
-    async fn parent_problem(&mut self, parent: &str, rule: &str) -> Option<String> {
+    async fn parent_problem(&mut self, parent: &str, rule: &str) -> Option<Problem> {
         if self.step.target.kind() != "ldap" || parent.trim().is_empty() {
             return None;
         }
@@ -498,14 +511,17 @@ impl<'a> TargetView<'a> {
                 e
             }
         };
-        (!exists).then(|| {
-            format!("parent {parent} (rule {rule}): no such object: the container does not exist in the target")
+        (!exists).then(|| Problem {
+            subject: format!("parent {parent}"),
+            attr: None,
+            rule: Some(rule.to_string()),
+            reason: "no such object: the container does not exist in the target".into(),
         })
     }
 
     /// The problems of creating `dn` with `attrs`: its parent, and the
     /// target's schema. Empty when the write can go.
-    async fn vet_create(&mut self, dn: &str, attrs: &[AttrChange]) -> Vec<String> {
+    async fn vet_create(&mut self, dn: &str, attrs: &[AttrChange]) -> Vec<Problem> {
         let mut out = Vec::new();
         if let Ok(d) = Dn::parse(dn) {
             let rule = if self.step.tree.is_some() {
@@ -515,9 +531,8 @@ impl<'a> TargetView<'a> {
             };
             out.extend(self.parent_problem(&d.parent().to_string(), rule).await);
         }
-        if let Some(schema) = self.schema().await {
-            let ad = self.step.target.flavor() == "ad";
-            out.extend(super::schema_check::check_create(&schema, ad, attrs));
+        if let Some(c) = self.checker().await {
+            out.extend(c.create(attrs));
         }
         out
     }
@@ -529,7 +544,7 @@ impl<'a> TargetView<'a> {
         changes: &[AttrChange],
         new_dn: Option<&str>,
         rule: &str,
-    ) -> Vec<String> {
+    ) -> Vec<Problem> {
         let mut out = Vec::new();
         if let Some(d) = new_dn.and_then(|d| Dn::parse(d).ok()) {
             let old_parent = Dn::parse(&t.dn).map(|o| o.parent().to_string()).ok();
@@ -539,17 +554,14 @@ impl<'a> TargetView<'a> {
             }
         }
         if !changes.is_empty()
-            && let Some(schema) = self.schema().await
+            && let Some(c) = self.checker().await
         {
-            let ad = self.step.target.flavor() == "ad";
             let classes: Vec<String> = t
                 .values("objectClass")
                 .iter()
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .collect();
-            out.extend(super::schema_check::check_update(
-                &schema, ad, &classes, changes,
-            ));
+            out.extend(c.update(&classes, changes));
         }
         out
     }
@@ -997,7 +1009,15 @@ async fn plan_one(
             // Follow source-driven renames and moves, not hand moves in the
             // target; a restored object goes back where the create rule says.
             let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
-                (Some(want), _) if restore && !dn_eq(want, &t.dn) => Some(want.clone()),
+                // (Only between DNs: Entra's and files' names are no places.)
+                (Some(want), _)
+                    if restore
+                        && !dn_eq(want, &t.dn)
+                        && Dn::parse(want).is_ok()
+                        && Dn::parse(&t.dn).is_ok() =>
+                {
+                    Some(want.clone())
+                }
                 (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
                     Some(want.clone())
                 }
@@ -1007,7 +1027,13 @@ async fn plan_one(
                 .vet_update(&t, &changes, new_dn.as_deref(), "create rule")
                 .await;
             if !problems.is_empty() {
-                return err(format!("{}: {}", t.dn, problems.join("; ")));
+                return mk(
+                    Action::Rejected {
+                        object: t.dn.clone(),
+                        problems,
+                    },
+                    None,
+                );
             }
             mk(
                 Action::Update {
@@ -1057,10 +1083,16 @@ async fn plan_one(
             );
             let problems = match attrs {
                 Ok(attrs) => target.vet_create(&dn, &attrs).await,
-                Err(m) => vec![m],
+                Err(m) => return err(m),
             };
             if !problems.is_empty() {
-                return err(format!("{dn}: {}", problems.join("; ")));
+                return mk(
+                    Action::Rejected {
+                        object: dn.clone(),
+                        problems,
+                    },
+                    None,
+                );
             }
             let source = match resolved {
                 Some((vals, _)) if !vals.is_empty() => {
@@ -1296,10 +1328,12 @@ async fn deprovision_item(
     let d = &step.deprovision;
     let mut changes = Vec::new();
     let mut dn = l.target_dn.clone();
+    let mut classes: Vec<Value> = Vec::new();
     if d.action != DeprovisionAction::None {
         match target.locate(l).await {
             Ok(Some(t)) => {
                 dn = t.dn.clone();
+                classes = t.values("objectClass").to_vec();
                 let prefix: &[String] = match d.action {
                     DeprovisionAction::DisableMove => &d.prefix,
                     _ => &[],
@@ -1343,16 +1377,26 @@ async fn deprovision_item(
         DeprovisionAction::DisableMove => d.parent.clone(),
         _ => None,
     };
-    if let Some(p) = &move_to
-        && let Some(why) = target.parent_problem(p, "deprovision 'parent'").await
-    {
+    // The same checks as for other writes: the leavers' container, and the
+    // prefixed values against the schema.
+    let mut problems = Vec::new();
+    if let Some(p) = &move_to {
+        problems.extend(target.parent_problem(p, "deprovision 'parent'").await);
+    }
+    if !changes.is_empty() {
+        let mut t = Entry::new(dn.clone());
+        t.set("objectClass", classes);
+        problems.extend(target.vet_update(&t, &changes, None, "").await);
+    }
+    if !problems.is_empty() {
         return Item {
             source_anchor: l.source_anchor.clone(),
             source_dn: String::new(),
             source_hash: String::new(),
             desired_dn: None,
-            action: Action::Error {
-                message: format!("{dn}: {why}"),
+            action: Action::Rejected {
+                object: dn.clone(),
+                problems,
             },
         };
     }
@@ -1374,6 +1418,73 @@ async fn deprovision_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A directory holding only `ou=here,dc=t`, counting lookups.
+    struct Counting(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl crate::connector::Connector for Counting {
+        fn kind(&self) -> &'static str {
+            "ldap"
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+        fn profile(&self) -> crate::connector::Result<serde_json::Value> {
+            Ok(serde_json::Value::Null)
+        }
+        async fn test(&self) -> crate::connector::Result<crate::connector::TestReport> {
+            Ok(Default::default())
+        }
+        async fn search(
+            &self,
+            _: &SearchQuery,
+            _: &mut crate::connector::Sink<'_>,
+        ) -> crate::connector::Result<()> {
+            Ok(())
+        }
+        async fn get(&self, id: &str) -> crate::connector::Result<Option<Entry>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(dn_eq(id, "ou=here,dc=t").then(|| Entry::new(id)))
+        }
+    }
+
+    #[tokio::test]
+    async fn parents_are_looked_up_once_each_per_plan() {
+        let target = Arc::new(Counting(AtomicUsize::new(0)));
+        let step = StepDef {
+            name: "t".into(),
+            source: target.clone(),
+            target: target.clone(),
+            scope: Default::default(),
+            join: Vec::new(),
+            create: None,
+            flows: Vec::new(),
+            deprovision: Default::default(),
+            target_base: None,
+            members: None,
+            tree: None,
+            fingerprint: String::new(),
+        };
+        let mut view = TargetView::new(&step);
+        for i in 0..1000 {
+            let here = if i % 2 == 0 {
+                "ou=here,dc=t"
+            } else {
+                "OU=Here,DC=t"
+            };
+            assert_eq!(view.parent_problem(here, "r").await, None);
+            let gone = view.parent_problem("ou=gone,dc=t", "create 'parent'").await;
+            assert!(
+                gone.as_ref().is_some_and(|g| g
+                    .to_string()
+                    .contains("parent ou=gone,dc=t (rule create 'parent'): no such object")),
+                "{gone:?}"
+            );
+        }
+        assert_eq!(target.0.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn rdn_values_are_unescaped() {

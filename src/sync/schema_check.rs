@@ -8,10 +8,48 @@
 //! DN, Numeric String, Directory String). Pure functions over a
 //! [`Schema`] read once per run; the planner calls them for every write.
 
-use crate::connector::ldap::schema::Schema;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::connector::ldap::schema::{Allowed, Schema};
 use crate::model::dn::Dn;
 
 use super::plan::AttrChange;
+
+/// One reason the target would refuse a planned write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What it is about, in words: "attribute mail", "parent ou=x,dc=y",
+    /// "object class foo".
+    pub subject: String,
+    /// The attribute concerned, if any.
+    pub attr: Option<String>,
+    /// The rule that produced the write, if any.
+    pub rule: Option<String>,
+    /// Why the write cannot succeed.
+    pub reason: String,
+}
+
+impl Problem {
+    /// A problem with the value(s) `rule` gives attribute `attr`.
+    pub fn attr(attr: &str, rule: Option<&str>, reason: impl Into<String>) -> Problem {
+        Problem {
+            subject: format!("attribute {attr}"),
+            attr: Some(attr.to_string()),
+            rule: rule.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.rule {
+            Some(r) if !r.is_empty() => write!(f, "{} (rule {r}): {}", self.subject, self.reason),
+            _ => write!(f, "{}: {}", self.subject, self.reason),
+        }
+    }
+}
 
 /// Syntax OIDs (RFC 4517) this module checks values against.
 mod syntax {
@@ -115,9 +153,9 @@ fn is_generalized_time(s: &str) -> bool {
 }
 
 /// The problems of writing `values` to `attr` (index `i`) under `rule`.
-fn value_problems(schema: &Schema, i: usize, c: &AttrChange, out: &mut Vec<String>) {
+fn value_problems(schema: &Schema, i: usize, c: &AttrChange, out: &mut Vec<Problem>) {
     let a = schema.attr(i);
-    let at = |why: String| format!("attribute {} (rule {}): {why}", c.attr, c.rule);
+    let at = |why: String| Problem::attr(&c.attr, Some(&c.rule), why);
     if a.single_value && c.new.len() > 1 {
         out.push(at(format!(
             "{} values for a single-valued attribute",
@@ -144,47 +182,89 @@ fn classes_of(attrs: &[AttrChange]) -> Vec<String> {
         .collect()
 }
 
-/// Checks `attrs` of a new entry (`objectClass` among them) against
-/// `schema`. On AD (`ad`), attributes the server fills in itself
-/// (`instanceType`, `objectCategory`, `nTSecurityDescriptor`, a generated
-/// `sAMAccountName`) are required by the schema but need not be sent, so
-/// required attributes are not checked there.
-pub fn check_create(schema: &Schema, ad: bool, attrs: &[AttrChange]) -> Vec<String> {
-    let classes = classes_of(attrs);
-    check(schema, ad, &classes, attrs, true)
-}
+/// What the classes of an entry allow, or the class names the schema lacks.
+type AllowedOrUnknown = Arc<Result<Allowed, Vec<String>>>;
 
-/// Checks `changes` to an existing entry of `classes` against `schema`.
-pub fn check_update(
-    schema: &Schema,
+/// The checks of one plan: the target's schema, and what each combination
+/// of object classes allows, worked out once (a run of 100,000 creates of
+/// one class follows the class chain once).
+pub struct Checker {
+    schema: Arc<Schema>,
     ad: bool,
-    classes: &[String],
-    changes: &[AttrChange],
-) -> Vec<String> {
-    check(schema, ad, classes, changes, false)
+    allowed: HashMap<String, AllowedOrUnknown>,
 }
 
+impl Checker {
+    /// Checks against `schema`. On AD (`ad`), attributes the server fills in
+    /// itself (`instanceType`, `objectCategory`, `nTSecurityDescriptor`, a
+    /// generated `sAMAccountName`) are required by the schema but need not
+    /// be sent, so required attributes are not checked there.
+    pub fn new(schema: Arc<Schema>, ad: bool) -> Checker {
+        Checker {
+            schema,
+            ad,
+            allowed: HashMap::new(),
+        }
+    }
+
+    /// The problems of a new entry with `attrs` (`objectClass` among them).
+    pub fn create(&mut self, attrs: &[AttrChange]) -> Vec<Problem> {
+        let classes = classes_of(attrs);
+        self.check(&classes, attrs, true)
+    }
+
+    /// The problems of `changes` to an existing entry of `classes`.
+    pub fn update(&mut self, classes: &[String], changes: &[AttrChange]) -> Vec<Problem> {
+        self.check(classes, changes, false)
+    }
+
+    fn allowed_for(&mut self, classes: &[String]) -> AllowedOrUnknown {
+        let mut key: Vec<String> = classes.iter().map(|c| c.to_ascii_lowercase()).collect();
+        key.sort();
+        let key = key.join("\0");
+        let schema = &self.schema;
+        self.allowed
+            .entry(key)
+            .or_insert_with(|| Arc::new(schema.allowed(classes)))
+            .clone()
+    }
+
+    fn check(&mut self, classes: &[String], attrs: &[AttrChange], creating: bool) -> Vec<Problem> {
+        let found = (!classes.is_empty()).then(|| self.allowed_for(classes));
+        check(
+            &self.schema,
+            self.ad,
+            found.as_deref(),
+            classes,
+            attrs,
+            creating,
+        )
+    }
+}
+
+/// Checks `attrs` against `schema`, given what the entry's `classes` allow.
 fn check(
     schema: &Schema,
     ad: bool,
+    found: Option<&Result<Allowed, Vec<String>>>,
     classes: &[String],
     attrs: &[AttrChange],
     creating: bool,
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut out = Vec::new();
-    let allowed = if classes.is_empty() {
-        None
-    } else {
-        match schema.allowed(classes) {
-            Ok(a) => Some(a),
-            Err(unknown) => {
-                for c in unknown {
-                    out.push(format!(
-                        "object class {c}: the target's schema has no such class"
-                    ));
-                }
-                None
+    let allowed = match found {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(unknown)) => {
+            for c in unknown {
+                out.push(Problem {
+                    subject: format!("object class {c}"),
+                    attr: Some("objectClass".into()),
+                    rule: Some("create class".into()),
+                    reason: "the target's schema has no such class".into(),
+                });
             }
+            None
         }
     };
     for c in attrs {
@@ -192,17 +272,19 @@ fn check(
             continue;
         }
         let Some(i) = schema.attr_index(&c.attr) else {
-            out.push(format!(
-                "attribute {} (rule {}): the target's schema has no such attribute",
-                c.attr, c.rule
+            out.push(Problem::attr(
+                &c.attr,
+                Some(&c.rule),
+                "the target's schema has no such attribute",
             ));
             continue;
         };
         let def = schema.attr(i);
         if def.no_user_modification {
-            out.push(format!(
-                "attribute {} (rule {}): is maintained by the server and cannot be written",
-                c.attr, c.rule
+            out.push(Problem::attr(
+                &c.attr,
+                Some(&c.rule),
+                "is maintained by the server and cannot be written",
             ));
             continue;
         }
@@ -211,11 +293,10 @@ fn check(
             && !def.operational
             && !a.may.contains(&i)
         {
-            out.push(format!(
-                "attribute {} (rule {}): not allowed by the object classes {}",
-                c.attr,
-                c.rule,
-                classes.join(", ")
+            out.push(Problem::attr(
+                &c.attr,
+                Some(&c.rule),
+                format!("not allowed by the object classes {}", classes.join(", ")),
             ));
             continue;
         }
@@ -224,9 +305,10 @@ fn check(
                 && !ad
                 && let Some((_, class)) = a.must.iter().find(|(m, _)| *m == i)
             {
-                out.push(format!(
-                    "attribute {} (rule {}): the update would remove it, but class {class} requires it",
-                    c.attr, c.rule
+                out.push(Problem::attr(
+                    &c.attr,
+                    Some(&c.rule),
+                    format!("the update would remove it, but class {class} requires it"),
                 ));
             }
             continue;
@@ -246,8 +328,10 @@ fn check(
                 .iter()
                 .any(|c| !c.new.is_empty() && schema.attr_index(&c.attr) == Some(*i));
             if !present {
-                out.push(format!(
-                    "attribute {name}: required by class {class}, but no flow gives it a value"
+                out.push(Problem::attr(
+                    name,
+                    None,
+                    format!("required by class {class}, but no flow gives it a value"),
                 ));
             }
         }
@@ -259,6 +343,21 @@ fn check(
 mod tests {
     use super::*;
     use crate::model::Value;
+
+    proptest::proptest! {
+        /// Any value, checked against any of the syntaxes, never panics.
+        #[test]
+        fn any_value_is_checked_without_panic(v in proptest::collection::vec(proptest::num::u8::ANY, 0..40), t in ".{0,40}") {
+            for oid in [
+                syntax::BOOLEAN, syntax::DN, syntax::DIRECTORY_STRING, syntax::GENERALIZED_TIME,
+                syntax::IA5_STRING, syntax::INTEGER, syntax::NUMERIC_STRING,
+                syntax::PRINTABLE_STRING, syntax::AD_LARGE_INTEGER,
+            ] {
+                let _ = value_problem(oid, &v);
+                let _ = value_problem(oid, t.as_bytes());
+            }
+        }
+    }
 
     #[test]
     fn values_are_checked_against_their_syntax() {
@@ -346,21 +445,29 @@ mod tests {
             w("surname", &["Lee"]),
             w("mail", &["ann@example.com"]),
         ];
-        assert!(check_create(&s, false, &good).is_empty());
-        let p = check_create(
-            &s,
-            false,
-            &[
-                w("objectClass", &["INETORGPERSON"]),
-                w("cn", &["Søren"]),
-                w("mail", &["søren@example.com"]),
-                w("telephoneNumber", &["1"]),
-                w("nosuchAttr", &["x"]),
-                w("employeeNumber", &["1", "2"]),
-                w("entryUUID", &["x"]),
-            ],
+        assert!(
+            Checker::new(Arc::new(s.clone()), false)
+                .create(&good)
+                .is_empty()
         );
-        let all = p.join("\n");
+        let mut one_checker = Checker::new(Arc::new(s.clone()), false);
+        let p = one_checker.create(&[
+            w("objectClass", &["INETORGPERSON"]),
+            w("cn", &["Søren"]),
+            w("mail", &["søren@example.com"]),
+            w("telephoneNumber", &["1"]),
+            w("nosuchAttr", &["x"]),
+            w("employeeNumber", &["1", "2"]),
+            w("entryUUID", &["x"]),
+        ]);
+        // A second entry of the same classes reuses what they allow.
+        assert_eq!(one_checker.create(&good), Vec::<Problem>::new());
+        assert_eq!(one_checker.allowed.len(), 1);
+        let all = p
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(all.contains("attribute mail (rule mail <- x): 'søren@example.com' does not fit the attribute's syntax, IA5String"), "{all}");
         assert!(all.contains("attribute telephoneNumber (rule telephoneNumber <- x): not allowed by the object classes INETORGPERSON"), "{all}");
         assert!(all.contains("attribute nosuchAttr (rule nosuchAttr <- x): the target's schema has no such attribute"), "{all}");
@@ -379,14 +486,16 @@ mod tests {
         assert_eq!(p.len(), 6, "{all}");
         // AD: required attributes are the server's business.
         assert!(
-            !check_create(&s, true, &good[..2])
-                .join("")
-                .contains("required")
+            !Checker::new(Arc::new(s.clone()), true)
+                .create(&good[..2])
+                .iter()
+                .any(|x| x.reason.contains("required"))
         );
-        let p = check_create(&s, false, &[w("objectClass", &["person", "nosuchClass"])]);
+        let p = Checker::new(Arc::new(s.clone()), false)
+            .create(&[w("objectClass", &["person", "nosuchClass"])]);
         assert_eq!(
-            p,
-            ["object class nosuchClass: the target's schema has no such class"]
+            p.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["object class nosuchClass (rule create class): the target's schema has no such class"]
         );
     }
 
@@ -395,23 +504,23 @@ mod tests {
         let s = schema();
         let classes = ["top".to_string(), "person".into(), "inetOrgPerson".into()];
         assert!(
-            check_update(
-                &s,
-                false,
-                &classes,
-                &[w("mail", &["a@b"]), w("description", &[])]
-            )
-            .is_empty()
+            Checker::new(Arc::new(s.clone()), false)
+                .update(&classes, &[w("mail", &["a@b"]), w("description", &[])])
+                .is_empty()
         );
-        let p = check_update(&s, false, &classes, &[w("sn", &[]), w("mail", &["ü@b"])]);
+        let p = Checker::new(Arc::new(s.clone()), false)
+            .update(&classes, &[w("sn", &[]), w("mail", &["ü@b"])]);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(
-            p[0].contains("would remove it, but class person requires it"),
+            p[0].reason
+                .contains("would remove it, but class person requires it"),
             "{p:?}"
         );
-        let p = check_update(&s, false, &["person".into()], &[w("mail", &["a@b"])]);
+        let p = Checker::new(Arc::new(s.clone()), false)
+            .update(&["person".into()], &[w("mail", &["a@b"])]);
         assert!(
-            p[0].contains("not allowed by the object classes person"),
+            p[0].reason
+                .contains("not allowed by the object classes person"),
             "{p:?}"
         );
     }

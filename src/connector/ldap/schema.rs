@@ -484,6 +484,39 @@ mod tests {
         )
     }
 
+    proptest::proptest! {
+        /// Whatever a server sends as definitions, parsing and lookups never panic.
+        #[test]
+        fn any_definition_text_parses_without_panic(
+            defs in proptest::collection::vec(".{0,80}", 0..6),
+            name in ".{0,20}",
+        ) {
+            let mut with_parens: Vec<String> = defs.iter().map(|d| format!("( {d} )")).collect();
+            with_parens.extend(defs.iter().cloned());
+            let s = Schema::parse(&with_parens, &with_parens, &with_parens);
+            if let Some(i) = s.attr_index(&name) {
+                let _ = (s.syntax(i), s.equality(i), s.attr(i).name());
+            }
+            let _ = s.allowed(std::slice::from_ref(&name));
+            let _ = s.class(&name);
+        }
+    }
+
+    #[test]
+    fn a_sup_cycle_ends() {
+        let s = Schema::parse(
+            &[
+                "( 1 NAME 'a' SUP b MUST x )".into(),
+                "( 2 NAME 'b' SUP a MAY y )".into(),
+            ],
+            &["( 3 NAME 'x' SUP y )".into(), "( 4 NAME 'y' SUP x )".into()],
+            &[],
+        );
+        let x = s.attr_index("x").unwrap();
+        assert_eq!(s.syntax(x), None);
+        assert_eq!(s.allowed(&["a".into()]).unwrap().may.len(), 2);
+    }
+
     #[test]
     fn syntax_and_equality_are_inherited_through_sup() {
         let s = sample();
