@@ -48,7 +48,8 @@ pub struct Failure {
     pub object: String,
     /// What was being done: "create", "update", "join", "rename/move",
     /// "deprovision (disable_move)", "plan" (the object could not be
-    /// planned), "create container".
+    /// planned), "check (not sent)" (the target's schema or tree would refuse
+    /// it), "create container".
     pub operation: String,
     /// Why.
     pub cause: String,
@@ -65,6 +66,7 @@ fn operation(item: &Item) -> String {
         Action::Update { .. } => "update".into(),
         Action::Deprovision { how, .. } => format!("deprovision ({how})"),
         Action::Error { .. } => "plan".into(),
+        Action::Rejected { .. } => "check (not sent)".into(),
     }
 }
 
