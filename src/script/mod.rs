@@ -8,6 +8,7 @@ pub mod context;
 pub mod convert;
 pub mod entry_api;
 pub mod help;
+pub mod limits;
 pub mod objects;
 pub mod profiles;
 pub mod redact;
@@ -71,6 +72,7 @@ pub fn engine() -> Engine {
     ]));
     let mut engine = Engine::new();
     engine.set_max_expr_depths(256, 256);
+    limits::Limits::from_env().apply(&mut engine);
     engine
         .register_type_with_name::<Entry>("Entry")
         .register_type_with_name::<Connection>("Connection")
@@ -368,6 +370,7 @@ fn runtime_error(e: EvalAltResult, code: &str, source: &str) -> ScriptError {
     }
     let cause = match &err {
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorDataTooLarge(what, _) => limits::Limits::from_env().explain(what),
         other => other.to_string(),
     };
     let via = if chain.is_empty() {
