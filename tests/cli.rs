@@ -397,6 +397,50 @@ fn runaway_strings_and_arrays_stop_at_a_named_limit() {
     assert!(t.elapsed().as_secs() < 30, "took {:?}", t.elapsed());
 }
 
+/// Issue 10 item 3: a value nested 20,000 levels deep (array or map) prints something short
+/// in every format and through print / debug / interpolation; the process never aborts
+/// with a stack overflow (exit 134). `take(a)` builds the nesting without copying it each time.
+#[test]
+fn deeply_nested_values_print_bounded_in_every_format() {
+    let home = support::temp_home();
+    for build in [
+        "let a = []; for i in 0..20000 { a = [take(a)]; }",
+        "let a = #{}; for i in 0..20000 { a = #{ x: take(a) }; }",
+    ] {
+        for format in ["table", "json", "csv", "ldif"] {
+            let o = one_liner(home.path(), &["--format", format], &format!("{build} a"));
+            let code = o.status.code();
+            assert!(
+                code == Some(0) || code == Some(1),
+                "{build} --format {format}: {}",
+                show(&o)
+            );
+            assert!(
+                o.stdout.len() + o.stderr.len() < 4000,
+                "{format}: {}",
+                show(&o)
+            );
+            assert!(
+                stdout(&o).contains('…') || code == Some(1),
+                "{format}: {}",
+                show(&o)
+            );
+            assert_no_rust_noise(&o);
+        }
+        let tail = "print(a); debug(a); print(`${a}`); let b = a; b = (); a = (); 1";
+        let o = one_liner(home.path(), &[], &format!("{build} {tail}"));
+        assert_eq!(o.status.code(), Some(0), "{tail}: {}", show(&o));
+        assert_eq!(stdout(&o).matches('…').count(), 2, "{}", show(&o));
+        assert!(stderr(&o).contains('…'), "debug output: {}", show(&o));
+        assert!(
+            o.stdout.len() + o.stderr.len() < 4000,
+            "{tail}: {}",
+            show(&o)
+        );
+        assert_no_rust_noise(&o);
+    }
+}
+
 #[test]
 fn error_inside_a_function_reports_the_line_in_the_function() {
     let home = support::temp_home();
