@@ -91,13 +91,6 @@ impl Limits {
         let str_ok = move |n: usize| check(n, l.string, "Length of string");
         let arr_ok = move |n: usize| check(n, l.array, "Size of array");
         let map_ok = move |n: usize| check(n, l.map, "Size of object map");
-        let text = |d: &Dynamic| -> ImmutableString {
-            if d.is_string() {
-                d.clone().into_immutable_string().unwrap_or_default()
-            } else {
-                d.to_string().into()
-            }
-        };
         // strings
         engine.register_fn(
             "+",
@@ -108,20 +101,14 @@ impl Limits {
                 Ok(a + b)
             },
         );
-        // The exact types too: the string package has its own (string, string).
-        engine.register_fn(
-            "+=",
-            move |a: &mut ImmutableString, b: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-                str_ok(a.len() + b.len())?;
-                *a += b;
-                Ok(())
-            },
-        );
+        // The exact (string, string) types: `s += x` of other values keeps
+        // Rhai's own conversion (a secret's `to_string`, for one).
         for name in ["+=", "append"] {
             engine.register_fn(
                 name,
-                move |a: &mut ImmutableString, b: Dynamic| -> Result<(), Box<EvalAltResult>> {
-                    let b = text(&b);
+                move |a: &mut ImmutableString,
+                      b: ImmutableString|
+                      -> Result<(), Box<EvalAltResult>> {
                     str_ok(a.len() + b.len())?;
                     *a += b;
                     Ok(())
