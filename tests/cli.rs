@@ -349,11 +349,12 @@ fn runaway_strings_and_arrays_stop_at_a_named_limit() {
             "let m = #{}; m.mixin(#{ a: 1, b: 2 })",
             "IDSYNC_MAX_MAP_SIZE",
         ),
+        ("let a = []; loop { a.push(1) }", "IDSYNC_MAX_ARRAY_SIZE"),
     ] {
-        let env: &[(&str, &str)] = if var == "IDSYNC_MAX_MAP_SIZE" {
-            &[("IDSYNC_MAX_MAP_SIZE", "1")]
-        } else {
-            &[]
+        let env: &[(&str, &str)] = match var {
+            "IDSYNC_MAX_MAP_SIZE" => &[("IDSYNC_MAX_MAP_SIZE", "1")],
+            _ if code.contains("loop") => &[("IDSYNC_MAX_ARRAY_SIZE", "1000")],
+            _ => &[],
         };
         let o = capped(home.path(), env, code);
         assert_eq!(o.status.code(), Some(1), "{code}\n{}", show(&o));

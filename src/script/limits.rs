@@ -17,10 +17,11 @@
 //! building a 100,000-element array took minutes instead of a fraction of a
 //! second. The operations that can grow a value by more than one element in
 //! one step — `+` and `+=` of strings and arrays, `append`, `pad`, `blob(n)`,
-//! `mixin` / `+=` of maps — are registered here with an O(1) length check
-//! made before anything is allocated (Rhai's fast built-in operators are
-//! turned off so these versions are the ones called). Growing a value one
-//! element at a time is bounded by the number of operations instead.
+//! `mixin` / `+=` of maps — and `push` are registered here with an O(1)
+//! length check made before anything is allocated (Rhai's fast built-in
+//! operators are turned off so these versions are the ones called). Map
+//! keys added one at a time (`m[k] = v`) and string interpolation are not
+//! checked.
 
 use std::sync::OnceLock;
 
@@ -165,6 +166,18 @@ impl Limits {
                 move |a: &mut Array, b: Array| -> Result<(), Box<EvalAltResult>> {
                     arr_ok(a.len() + b.len())?;
                     a.extend(b);
+                    Ok(())
+                },
+            );
+        }
+        // One element at a time: still O(1), so a loop that never stops
+        // pushing ends at the limit too.
+        for name in ["push", "+="] {
+            engine.register_fn(
+                name,
+                move |a: &mut Array, item: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                    arr_ok(a.len() + 1)?;
+                    a.push(item);
                     Ok(())
                 },
             );
