@@ -300,6 +300,148 @@ fn a_bad_300_kb_filter_gives_a_short_error_naming_the_position() {
     assert_no_rust_noise(&o);
 }
 
+/// `idsync -c code` with its address space capped at 4 GiB, so a script that runs away with
+/// memory fails fast in the test instead of taking the machine's memory.
+fn capped(home: &Path, env: &[(&str, &str)], code: &str) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = idsync(home);
+    cmd.arg("-c").arg(code);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 4 << 30,
+                rlim_max: 4 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    run(&mut cmd)
+}
+
+/// Issue 10 item 4: a string or array that doubles forty times is stopped at the limit with
+/// an error naming the limit and how to raise it; no allocator abort (exit 134), no backtrace.
+#[test]
+fn runaway_strings_and_arrays_stop_at_a_named_limit() {
+    let home = support::temp_home();
+    for (code, var) in [
+        (
+            "let s = \"x\"; for i in 0..40 { s += s }",
+            "IDSYNC_MAX_STRING_SIZE",
+        ),
+        (
+            "let s = \"x\"; for i in 0..40 { s = s + s }",
+            "IDSYNC_MAX_STRING_SIZE",
+        ),
+        (
+            "let a = [1]; for i in 0..40 { a += a }",
+            "IDSYNC_MAX_ARRAY_SIZE",
+        ),
+        (
+            "let a = []; a.pad(1000000000000, 0)",
+            "IDSYNC_MAX_ARRAY_SIZE",
+        ),
+        (
+            "let m = #{}; m.mixin(#{ a: 1, b: 2 })",
+            "IDSYNC_MAX_MAP_SIZE",
+        ),
+        ("let a = []; loop { a.push(1) }", "IDSYNC_MAX_ARRAY_SIZE"),
+    ] {
+        let env: &[(&str, &str)] = match var {
+            "IDSYNC_MAX_MAP_SIZE" => &[("IDSYNC_MAX_MAP_SIZE", "1")],
+            _ if code.contains("loop") => &[("IDSYNC_MAX_ARRAY_SIZE", "1000")],
+            _ => &[],
+        };
+        let o = capped(home.path(), env, code);
+        assert_eq!(o.status.code(), Some(1), "{code}\n{}", show(&o));
+        let e = stderr(&o);
+        assert!(e.starts_with("error: <command>:1:"), "{e}");
+        assert!(
+            e.contains(var) && e.contains("grew past the limit of"),
+            "{e}"
+        );
+        assert_no_rust_noise(&o);
+    }
+    // The limit is the environment's; 0 lifts it.
+    let doubling = "let s = \"x\"; for i in 0..N { s += s } s.len()";
+    let o = capped(
+        home.path(),
+        &[("IDSYNC_MAX_STRING_SIZE", "1000")],
+        &doubling.replace('N', "9"),
+    );
+    assert_eq!(stdout(&o), "512\n", "{}", show(&o));
+    let o = capped(
+        home.path(),
+        &[("IDSYNC_MAX_STRING_SIZE", "1000")],
+        &doubling.replace('N', "10"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("limit of 1,000 bytes"), "{}", show(&o));
+    let o = capped(
+        home.path(),
+        &[("IDSYNC_MAX_STRING_SIZE", "0")],
+        &doubling.replace('N', "28"),
+    );
+    assert_eq!(stdout(&o), "268435456\n", "{}", show(&o));
+    // Building a 100,000-element array of maps stays fast (Rhai's own limits made it minutes).
+    let t = std::time::Instant::now();
+    let o = capped(
+        home.path(),
+        &[],
+        "let a = []; for i in 0..100000 { a.push(#{ n: i }); } let b = []; for e in a { b += [e]; } b.len()",
+    );
+    assert_eq!(stdout(&o), "100000\n", "{}", show(&o));
+    assert!(t.elapsed().as_secs() < 30, "took {:?}", t.elapsed());
+}
+
+/// Issue 10 item 3: a value nested 20,000 levels deep (array or map) prints something short
+/// in every format and through print / debug / interpolation; the process never aborts
+/// with a stack overflow (exit 134). `take(a)` builds the nesting without copying it each time.
+#[test]
+fn deeply_nested_values_print_bounded_in_every_format() {
+    let home = support::temp_home();
+    for build in [
+        "let a = []; for i in 0..20000 { a = [take(a)]; }",
+        "let a = #{}; for i in 0..20000 { a = #{ x: take(a) }; }",
+    ] {
+        for format in ["table", "json", "csv", "ldif"] {
+            let o = one_liner(home.path(), &["--format", format], &format!("{build} a"));
+            let code = o.status.code();
+            assert!(
+                code == Some(0) || code == Some(1),
+                "{build} --format {format}: {}",
+                show(&o)
+            );
+            assert!(
+                o.stdout.len() + o.stderr.len() < 4000,
+                "{format}: {}",
+                show(&o)
+            );
+            assert!(
+                stdout(&o).contains('…') || code == Some(1),
+                "{format}: {}",
+                show(&o)
+            );
+            assert_no_rust_noise(&o);
+        }
+        let tail = "print(a); debug(a); print(`${a}`); let b = a; b = (); a = (); 1";
+        let o = one_liner(home.path(), &[], &format!("{build} {tail}"));
+        assert_eq!(o.status.code(), Some(0), "{tail}: {}", show(&o));
+        assert_eq!(stdout(&o).matches('…').count(), 2, "{}", show(&o));
+        assert!(stderr(&o).contains('…'), "debug output: {}", show(&o));
+        assert!(
+            o.stdout.len() + o.stderr.len() < 4000,
+            "{tail}: {}",
+            show(&o)
+        );
+        assert_no_rust_noise(&o);
+    }
+}
+
 #[test]
 fn error_inside_a_function_reports_the_line_in_the_function() {
     let home = support::temp_home();

@@ -6,8 +6,10 @@ pub mod azure;
 pub mod connect;
 pub mod context;
 pub mod convert;
+pub mod display;
 pub mod entry_api;
 pub mod help;
+pub mod limits;
 pub mod objects;
 pub mod profiles;
 pub mod redact;
@@ -71,6 +73,8 @@ pub fn engine() -> Engine {
     ]));
     let mut engine = Engine::new();
     engine.set_max_expr_depths(256, 256);
+    limits::Limits::from_env().apply(&mut engine);
+    display::register(&mut engine);
     engine
         .register_type_with_name::<Entry>("Entry")
         .register_type_with_name::<Connection>("Connection")
@@ -188,6 +192,15 @@ impl Session {
     /// Turns values that only make sense inside scripts (connections,
     /// secrets) into printable text; other values are returned as they are.
     pub fn printable(&self, v: Dynamic) -> Dynamic {
+        self.printable_at(v, 0)
+    }
+
+    /// [`Session::printable`] at a nesting depth; deeper than the renderer
+    /// prints, a value is left as it is (no recursion into 20,000 levels).
+    fn printable_at(&self, v: Dynamic, depth: usize) -> Dynamic {
+        if depth > 2 * display::MAX_DEPTH {
+            return v;
+        }
         if v.is::<Connection>() {
             let c = v.cast::<Connection>();
             return Dynamic::from(format!("Connection({})", c.0.describe()));
@@ -198,11 +211,19 @@ impl Session {
         // Also inside arrays and maps (e.g. a map holding a secret).
         if v.is_array() {
             let a = v.cast::<Array>();
-            return Dynamic::from_array(a.into_iter().map(|x| self.printable(x)).collect());
+            return Dynamic::from_array(
+                a.into_iter()
+                    .map(|x| self.printable_at(x, depth + 1))
+                    .collect(),
+            );
         }
         if v.is_map() {
             let m = v.cast::<rhai::Map>();
-            return Dynamic::from_map(m.into_iter().map(|(k, x)| (k, self.printable(x))).collect());
+            return Dynamic::from_map(
+                m.into_iter()
+                    .map(|(k, x)| (k, self.printable_at(x, depth + 1)))
+                    .collect(),
+            );
         }
         v
     }
@@ -368,6 +389,7 @@ fn runtime_error(e: EvalAltResult, code: &str, source: &str) -> ScriptError {
     }
     let cause = match &err {
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorDataTooLarge(what, _) => limits::Limits::from_env().explain(what),
         other => other.to_string(),
     };
     let via = if chain.is_empty() {

@@ -153,7 +153,7 @@ pub fn render(
     }
     match format {
         Format::Table => Ok(render_table_format(value, opts)),
-        Format::Json => serde_json::to_string_pretty(&JsonDyn(value))
+        Format::Json => serde_json::to_string_pretty(&JsonDyn(value, 0))
             .map_err(|e| RenderError(format!("cannot render as json: {e}"))),
         Format::Csv => render_csv(value),
         Format::Ldif => render_ldif(value),
@@ -176,7 +176,7 @@ pub fn entry_to_json(e: &Entry) -> serde_json::Value {
 /// nested in arrays or maps), blobs as base64 strings, everything else
 /// through rhai's serde support (unit is `null`, custom types their name).
 pub fn dynamic_to_json(v: &Dynamic) -> serde_json::Value {
-    serde_json::to_value(JsonDyn(v)).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(JsonDyn(v, 0)).unwrap_or(serde_json::Value::Null)
 }
 
 // ---------------------------------------------------------------------------
@@ -276,15 +276,30 @@ fn seen_keys<'a>(maps: impl IntoIterator<Item = &'a Map>) -> Vec<String> {
     keys
 }
 
+/// How deep into nested arrays and maps a value is printed; below this
+/// level a value shows as `…`, so printing a 20,000-level nesting is short
+/// and cannot overflow the stack.
+pub const MAX_PRINT_DEPTH: usize = 32;
+
+/// What stands for a value nested deeper than [`MAX_PRINT_DEPTH`].
+const TOO_DEEP: &str = "…";
+
 /// A short description of a value's shape, for error messages.
 fn describe(v: &Dynamic) -> String {
+    describe_at(v, 0)
+}
+
+fn describe_at(v: &Dynamic, depth: usize) -> String {
+    if depth > MAX_PRINT_DEPTH {
+        return TOO_DEEP.into();
+    }
     if v.read_lock::<Entry>().is_some() {
         return "an entry".into();
     }
     if let Some(a) = v.read_lock::<Array>() {
         let mut kinds: Vec<String> = Vec::new();
         for x in a.iter() {
-            let k = describe(x);
+            let k = describe_at(x, depth + 1);
             if !kinds.contains(&k) {
                 kinds.push(k);
             }
@@ -308,6 +323,13 @@ fn describe(v: &Dynamic) -> String {
 /// A nested value, compactly: strings raw, unit empty, entries by DN,
 /// arrays joined with `", "`, maps as JSON, blobs as their size.
 pub(super) fn compact(v: &Dynamic) -> String {
+    compact_at(v, 0)
+}
+
+fn compact_at(v: &Dynamic, depth: usize) -> String {
+    if depth > MAX_PRINT_DEPTH {
+        return TOO_DEEP.into();
+    }
     if v.is_unit() {
         return String::new();
     }
@@ -318,10 +340,14 @@ pub(super) fn compact(v: &Dynamic) -> String {
         return e.dn.clone();
     }
     if let Some(a) = v.read_lock::<Array>() {
-        return a.iter().map(compact).collect::<Vec<_>>().join(", ");
+        return a
+            .iter()
+            .map(|x| compact_at(x, depth + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
     }
     if v.is_map() {
-        return serde_json::to_string(&JsonDyn(v)).unwrap_or_default();
+        return serde_json::to_string(&JsonDyn(v, depth)).unwrap_or_default();
     }
     if let Some(b) = v.read_lock::<Blob>() {
         return format!("<binary {} bytes>", b.len());
@@ -673,26 +699,30 @@ impl Serialize for JsonEntry<'_> {
     }
 }
 
-/// Serializes a script value, converting entries and blobs on the way down.
-struct JsonDyn<'a>(&'a Dynamic);
+/// Serializes a script value at a nesting depth, converting entries and
+/// blobs on the way down; below [`MAX_PRINT_DEPTH`] a value is `"…"`.
+struct JsonDyn<'a>(&'a Dynamic, usize);
 
 impl Serialize for JsonDyn<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let v = self.0;
+        let (v, depth) = (self.0, self.1);
+        if depth > MAX_PRINT_DEPTH {
+            return s.serialize_str(TOO_DEEP);
+        }
         if let Some(e) = v.read_lock::<Entry>() {
             return JsonEntry(&e).serialize(s);
         }
         if let Some(a) = v.read_lock::<Array>() {
             let mut seq = s.serialize_seq(Some(a.len()))?;
             for x in a.iter() {
-                seq.serialize_element(&JsonDyn(x))?;
+                seq.serialize_element(&JsonDyn(x, depth + 1))?;
             }
             return seq.end();
         }
         if let Some(m) = v.read_lock::<Map>() {
             let mut map = s.serialize_map(Some(m.len()))?;
             for (k, x) in m.iter() {
-                map.serialize_entry(k.as_str(), &JsonDyn(x))?;
+                map.serialize_entry(k.as_str(), &JsonDyn(x, depth + 1))?;
             }
             return map.end();
         }
