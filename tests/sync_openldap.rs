@@ -1813,3 +1813,126 @@ fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
     let update = first_line(&log, " update ").expect("no update line");
     assert!(planned < update, "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// directory lookups inside a step's closures (issue 10, item 2)
+
+/// The Rhai helper administrators write for unique values: the first of `base`, `base-2`,
+/// `base-3`... that `attr` does not hold yet in `conn` (looked up with `conn.search`).
+const UNIQUE_FNS: &str = r#"
+fn unique_in(conn, attr, base) {
+    let cand = base;
+    let i = 1;
+    while conn.search(`(${attr}=${cand})`, #{ attrs: ["1.1"] }).len() > 0 {
+        i += 1;
+        cand = `${base}-${i}`;
+    }
+    cand
+}
+fn unique_uid(ol, first, last) { unique_in(ol, "uid", (first.sub_string(0, 1) + last).to_lower()) }
+"#;
+
+/// A step whose `rdn:` and a `mail` flow (`once: true`) call `unique_uid`, which searches the
+/// target: in a preview, in a first (streaming) run of 240 objects with the target's pool
+/// saturated (32 writes in flight), and in a later run. Values already taken in the target
+/// (by hand-made entries, then by the first run's own creates) are never reused.
+#[test]
+fn directory_lookups_inside_rdn_and_flow_closures_give_unique_values_in_preview_and_runs() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "uniq");
+    let n = 240;
+    f.add_numbered(n, 3); // p000..p239, givenName P000.., sn Person
+    // Candidates are "p" + employee digits: make sn the digits so p<NNN> is the first guess.
+    let mut ldif = String::new();
+    for i in 0..n {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: sn\nsn: {i:03}\n\n",
+            f.src_dn(&format!("p{i:03}"))
+        ));
+    }
+    l.ldapmodify(&ldif);
+    // Taken already in the target (not joinable: other employee numbers): every 10th uid,
+    // and for p020 also its second choice.
+    let mut taken = Vec::new();
+    for i in (0..n).step_by(10) {
+        taken.push(format!("p{i:03}"));
+    }
+    taken.push("p020-2".into());
+    let hand: String = taken
+        .iter()
+        .map(|u| person_ldif(&f.dst, u, &format!("hand-{u}"), ""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    l.ldapadd(&hand);
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| \"uid=\" + unique_uid(dst, e.givenName, e.sn), class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\",\n\
+                    mail: #{{ value: |e| unique_in(dst, \"mail\", `${{e.uid}}@target.example`), once: true }} }},\n\
+         deprovision: #{{ action: \"none\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src,
+        dst = f.dst
+    );
+    let script = |tail: &str| format!("{UNIQUE_FNS}{}", f.script(&opts, tail));
+
+    // Preview: the planned DNs skip what the target holds.
+    let rows = json_ok(f.home(), &script("st.preview()"));
+    let rows = rows.as_array().expect("preview rows");
+    let planned: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| s(r, "op") == "create")
+        .map(|r| s(r, "object"))
+        .collect();
+    assert_eq!(planned.len(), n, "{rows:?}");
+    let want = |u: &str| f.dst_dn(u);
+    for u in ["p001", "p010-2", "p020-3"] {
+        assert!(planned.contains(want(u).as_str()), "{u} not in {planned:?}");
+    }
+    assert!(!planned.contains(want("p010").as_str()), "{planned:?}");
+    assert_eq!(persons(l, &f.dst).len(), taken.len(), "preview wrote");
+
+    // First run: streams (no links yet), 240 lookups while 32 writes are in flight.
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("created", n as i64), ("failed", 0)]);
+    let log = support::newest_run_log(f.home());
+    let planned = first_line(&log, " planned: ").expect("no planned: line");
+    let create = first_line(&log, " create uid=").expect("no create line");
+    assert!(create < planned, "the first run did not stream:\n{log}");
+    let got = persons(l, &f.dst);
+    assert_eq!(got.len(), n + taken.len());
+    for i in 0..n {
+        let uid = match i {
+            20 => "p020-3".to_string(),
+            i if i % 10 == 0 => format!("p{i:03}-2"),
+            i => format!("p{i:03}"),
+        };
+        let e = got
+            .get(&want(&uid).to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("no {uid} in the target"));
+        assert_eq!(one(e, "employeeNumber"), format!("{}-{i:03}", f.id));
+        assert_eq!(one(e, "mail"), format!("p{i:03}@target.example"));
+    }
+
+    // A later run (plans first): a newcomer whose first and second choice the first run took.
+    f.add_people(&[("q010", &format!("{}-new", f.id), "")]);
+    modify(
+        l,
+        &f.src_dn("q010"),
+        "replace: sn\nsn: 010\n-\nreplace: givenName\ngivenName: Pat",
+    );
+    // its mail's first choice is taken too
+    l.ldapadd(
+        &person_ldif(&f.dst, "mailholder", "hand-mail", "")
+            .replace("mail: mailholder@example.com", "mail: q010@target.example"),
+    );
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(
+        &r,
+        &[("created", 1), ("failed", 0), ("unchanged", n as i64)],
+    );
+    let e = entry(l, &want("p010-3"));
+    assert_eq!(one(&e, "employeeNumber"), format!("{}-new", f.id));
+    assert_eq!(one(&e, "mail"), "q010@target.example-2");
+}
