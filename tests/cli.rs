@@ -170,6 +170,67 @@ fn exit_sets_the_status() {
     assert!(!stdout(&o).contains("caught"), "{}", show(&o));
 }
 
+/// An exit status outside 0-255 is an error (exit 1) that says so, not a status the shell
+/// would wrap (-1 became 0, 999 became 255); 0 and 255 themselves are fine.
+#[test]
+fn exit_outside_0_to_255_is_an_error_naming_the_range() {
+    let home = support::temp_home();
+    for code in ["-1", "999", "256"] {
+        let o = one_liner(
+            home.path(),
+            &[],
+            &format!("print(\"before\"); exit({code}); print(\"after\")"),
+        );
+        assert_eq!(o.status.code(), Some(1), "exit({code}): {}", show(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "exit({code}): an exit status is a number from 0 to 255"
+            )),
+            "{}",
+            show(&o)
+        );
+        assert_eq!(stdout(&o), "before\n", "{}", show(&o));
+        assert_no_rust_noise(&o);
+    }
+    for code in [0, 255] {
+        let o = one_liner(home.path(), &[], &format!("exit({code})"));
+        assert_eq!(o.status.code(), Some(code), "{}", show(&o));
+    }
+}
+
+/// SIGINT and SIGTERM stop a script in a Rhai loop (even inside try/catch): 130 and 143,
+/// nothing after the loop runs, "interrupted" on stderr, no panic text.
+#[test]
+fn sigint_and_sigterm_stop_a_running_script_with_130_and_143() {
+    let home = support::temp_home();
+    let (_d, path) = script(
+        "spin.rhai",
+        "print(\"started\");\nlet n = 0;\ntry { loop { n += 1; } } catch (e) { print(\"caught\"); }\nprint(\"after\");\n",
+    );
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut child = idsync(home.path())
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the script to be in its loop.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert_eq!(first, "started\n");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "signal {sig}: {}", stderr(&o));
+        assert_eq!(rest, "", "signal {sig}: the script went on");
+        assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+        assert_no_rust_noise(&o);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // errors: file:line:col, the line, a caret, no panic text
 

@@ -1936,3 +1936,106 @@ fn directory_lookups_inside_rdn_and_flow_closures_give_unique_values_in_preview_
     assert_eq!(one(&e, "employeeNumber"), format!("{}-new", f.id));
     assert_eq!(one(&e, "mail"), "q010@target.example-2");
 }
+
+// ---------------------------------------------------------------------------------------------
+// a run stopped by a signal (issue 10, item 5)
+
+/// Starts a first run of 1,500 people (each object made slow by a busy flow closure), waits
+/// until slapd holds some of them, sends `sig`; requires exit `code`, the run recorded
+/// `interrupted` at once with its counts, and a link for exactly each entry slapd holds.
+fn signal_stops_a_run(sig: i32, code: i32) {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "sig");
+    let n = 1500;
+    f.add_numbered(n, 4);
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\",\n\
+                    description: |e| {{ let x = 0; for i in 0..4000 {{ x += i }} `busy ${{x}}` }} }},\n\
+         deprovision: #{{ action: \"none\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src,
+        dst = f.dst
+    );
+    let file = f.home().join("long.rhai");
+    std::fs::write(&file, f.script(&opts, "st.run();\nprint(\"not reached\");")).unwrap();
+    let mut child = support::idsync_command(f.home())
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start idsync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while persons(l, &f.dst).len() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run wrote nothing in 120 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "idsync ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(code), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("not reached"), "{stdout}");
+    let held = persons(l, &f.dst);
+    assert!(
+        held.len() < n,
+        "the run was not stopped: {} written",
+        held.len()
+    );
+    // Recorded by the interrupted process itself (no later run has marked it).
+    let h = json_ok(f.home(), &format!("history(\"{}\")", f.step));
+    let h = &h.as_array().unwrap()[0];
+    assert_eq!(s(h, "status"), "interrupted", "{h}");
+    assert!(!h["finished"].is_null(), "{h}");
+    assert_eq!(n_of(h, "created"), held.len() as i64, "{h}");
+    // What the interrupt cut short is not a failure: it is planned again next run.
+    assert_eq!(n_of(h, "failed"), 0, "{h}");
+    assert!(
+        stderr.contains(&format!("{}: interrupted", f.step))
+            && stderr.contains(&format!("created {}", held.len())),
+        "the interrupted run did not say what it did:\n{stderr}"
+    );
+    // A link for exactly what slapd holds.
+    let links = f.links();
+    let linked: std::collections::BTreeSet<String> = links
+        .iter()
+        .map(|k| s(k, "target_dn").to_ascii_lowercase())
+        .collect();
+    let in_slapd: std::collections::BTreeSet<String> = held.keys().cloned().collect();
+    assert_eq!(linked, in_slapd);
+    assert_eq!(links.len(), held.len());
+    // The next run finishes the job.
+    let r = json_ok(f.home(), &f.script(&opts, "st.run()"));
+    counts(
+        &r,
+        &[
+            ("created", (n - held.len()) as i64),
+            ("unchanged", held.len() as i64),
+        ],
+    );
+    assert_eq!(persons(l, &f.dst).len(), n);
+}
+
+fn n_of(v: &Json, key: &str) -> i64 {
+    v[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+#[test]
+fn sigint_stops_a_script_in_a_long_run_exit_130_run_interrupted_links_match_slapd() {
+    signal_stops_a_run(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_a_script_in_a_long_run_exit_143_run_interrupted_links_match_slapd() {
+    signal_stops_a_run(libc::SIGTERM, 143);
+}

@@ -38,9 +38,46 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// A result that can say "interrupted": what a binding's call gives back
+/// when Ctrl-C (or SIGTERM) cut it short.
+pub trait Interruptible {
+    /// The value standing for an interrupted call.
+    fn interrupted() -> Self;
+}
+
+impl<T> Interruptible for crate::connector::Result<T> {
+    fn interrupted() -> Self {
+        Err(crate::connector::Error::Other("interrupted".into()))
+    }
+}
+
+impl<T: Interruptible> Interruptible for Result<T, tokio::time::error::Elapsed> {
+    fn interrupted() -> Self {
+        Ok(T::interrupted())
+    }
+}
+
 /// Runs `f` to completion on the shared runtime, also when called from
-/// inside it (a closure of a sync run; see the module doc).
-pub fn block_on<F: Future>(f: F) -> F::Output {
+/// inside it (a closure of a sync run; see the module doc). An interrupt
+/// (see [`super::interrupt`]) abandons the call: the future is dropped and
+/// the result says "interrupted".
+pub fn block_on<F>(f: F) -> F::Output
+where
+    F: Future,
+    F::Output: Interruptible,
+{
+    let token = super::interrupt::token();
+    block_on_to_end(async move {
+        tokio::select! {
+            out = f => out,
+            _ = token.cancelled() => F::Output::interrupted(),
+        }
+    })
+}
+
+/// Like [`block_on`], but runs `f` to its end even when interrupted: for a
+/// sync run, which watches the interrupt itself and must record what it did.
+pub fn block_on_to_end<F: Future>(f: F) -> F::Output {
     if tokio::runtime::Handle::try_current().is_err() {
         return runtime().block_on(f);
     }

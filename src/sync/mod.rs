@@ -1,9 +1,10 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
-//! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]), runs with the deletion
+//! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]), stopping a run from outside ([`cancel`]), runs with the deletion
 //! threshold, history and log files ([`run`]). It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
+pub mod cancel;
 pub mod clock;
 pub mod hash;
 pub mod log;
