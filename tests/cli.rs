@@ -231,6 +231,57 @@ fn sigint_and_sigterm_stop_a_running_script_with_130_and_143() {
     }
 }
 
+/// SIGINT abandons a directory call in flight: an LDAP server that accepts the connection
+/// and never answers would hold `connect_ldap` for its 30 s timeout; the script ends with 130
+/// at once instead.
+#[test]
+fn sigint_abandons_an_ldap_call_in_flight() {
+    let home = support::temp_home();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // Accept and keep the connections open, answering nothing.
+        let mut keep = Vec::new();
+        for c in silent.incoming().take(4) {
+            keep.push(c);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    });
+    let (_d, path) = script(
+        "hang.rhai",
+        &format!(
+            "print(\"connecting\");\nlet c = connect_ldap(\"ldap://127.0.0.1:{port}\", #{{ bind_dn: \"cn=a\", password: secret(\"NO_PW\") }});\nprint(\"after\");\n"
+        ),
+    );
+    let mut child = idsync(home.path())
+        .env("NO_PW", "x")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "connecting\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "the call was not abandoned: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(rest, "", "the script went on");
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_no_rust_noise(&o);
+    drop(held);
+}
+
 // ---------------------------------------------------------------------------------------------
 // errors: file:line:col, the line, a caret, no panic text
 
