@@ -2039,3 +2039,68 @@ fn sigint_stops_a_script_in_a_long_run_exit_130_run_interrupted_links_match_slap
 fn sigterm_stops_a_script_in_a_long_run_exit_143_run_interrupted_links_match_slapd() {
     signal_stops_a_run(libc::SIGTERM, 143);
 }
+
+/// SIGINT while a later run (planned in full first) writes 2,000 plain updates, no closure
+/// involved: the run stops between writes, so slapd holds fewer than all updates, history
+/// says `interrupted` with exactly the number slapd holds, nothing failed, and the next run
+/// writes only the rest.
+#[test]
+fn sigint_stops_a_later_run_between_writes() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "sigupd");
+    let n = 2000;
+    f.add_numbered(n, 4);
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\", description: \"description\" }},\n\
+         deprovision: #{{ action: \"none\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src,
+        dst = f.dst
+    );
+    let r = f.run_ok(&opts, "st.run()");
+    counts(&r, &[("created", n as i64)]);
+    let mut ldif = String::new();
+    for i in 0..n {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: description\ndescription: new\n\n",
+            f.src_dn(&format!("p{i:04}"))
+        ));
+    }
+    l.ldapmodify(&ldif);
+    let updated = || search(l, &f.dst, "one", "(description=new)", &["1.1"]).len();
+    let file = f.home().join("later.rhai");
+    std::fs::write(&file, f.script(&opts, "st.run();\nprint(\"not reached\");")).unwrap();
+    let mut child = support::idsync_command(f.home())
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start idsync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while updated() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no update in 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "idsync ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let k = updated();
+    assert!(
+        k < n,
+        "the run did not stop between writes: all {n} updated"
+    );
+    let h = json_ok(f.home(), &format!("history(\"{}\")", f.step));
+    let h = &h.as_array().unwrap()[0];
+    assert_eq!(s(h, "status"), "interrupted", "{h}");
+    assert_eq!(n_of(h, "updated"), k as i64, "{h}");
+    assert_eq!(n_of(h, "failed"), 0, "{h}");
+    // The next run writes the rest only (the finished updates were stored with their links).
+    let r = f.run_ok(&opts, "st.run()");
+    counts(&r, &[("updated", (n - k) as i64), ("unchanged", k as i64)]);
+    assert_eq!(updated(), n);
+}
