@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use rexpect::process::WaitStatus;
+use rexpect::process::{Signal, WaitStatus};
 use rexpect::session::PtySession;
 
 /// Generous: the first completion on an LDAP connection reads the server's schema.
@@ -591,4 +591,23 @@ fn ctrl_c_stops_a_sync_run_on_slapd_history_says_interrupted_links_match() {
     r.value("0");
     r.line("exit");
     assert_eq!(r.finish().0, 0);
+}
+
+/// SIGTERM still ends the shell: at the prompt at once, during a command once it stopped;
+/// the status is 143 either way.
+#[test]
+fn sigterm_ends_the_shell_with_143_idle_or_busy() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.p.process_mut().signal(Signal::SIGTERM).unwrap();
+    assert_eq!(r.finish().0, 143);
+
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("loop {}");
+    r.expect("loop {}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    r.p.process_mut().signal(Signal::SIGTERM).unwrap();
+    let (code, seen) = r.finish();
+    assert_eq!(code, 143, "{seen:?}");
+    assert!(seen.contains("interrupted"), "{seen:?}");
 }
