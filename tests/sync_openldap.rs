@@ -1935,6 +1935,16 @@ fn directory_lookups_inside_rdn_and_flow_closures_give_unique_values_in_preview_
     let e = entry(l, &want("p010-3"));
     assert_eq!(one(&e, "employeeNumber"), format!("{}-new", f.id));
     assert_eq!(one(&e, "mail"), "q010@target.example-2");
+
+    // A full run evaluates every rdn again; each lookup now finds the object's own uid and
+    // answers "-2", but a source that did not change is not renamed.
+    let before = persons(l, &f.dst);
+    let r = json_ok(f.home(), &script("st.run(#{ full: true })"));
+    counts(&r, &[("unchanged", n as i64 + 1)]);
+    assert_eq!(
+        persons(l, &f.dst).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
