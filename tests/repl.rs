@@ -611,3 +611,38 @@ fn sigterm_ends_the_shell_with_143_idle_or_busy() {
     assert_eq!(code, 143, "{seen:?}");
     assert!(seen.contains("interrupted"), "{seen:?}");
 }
+
+/// Ctrl-C abandons a directory call waiting for a server that never answers (it would wait
+/// for the 30 s timeout) and the shell goes on with its variables.
+#[test]
+fn ctrl_c_abandons_an_ldap_call_in_flight_and_the_shell_goes_on() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let keep: Vec<_> = silent.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(keep);
+    });
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("NO_PW", "x")]);
+    r.line("let keep = 7;");
+    r.prompt();
+    r.line(&format!(
+        r#"let c = connect_ldap("ldap://127.0.0.1:{port}", #{{ bind_dn: "cn=a", password: secret("NO_PW") }});"#
+    ));
+    r.expect("NO_PW");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    r.p.send_control('c').unwrap();
+    r.expect("interrupted");
+    r.prompt();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    r.line("keep * 6");
+    r.value("42");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
