@@ -282,6 +282,59 @@ fn sigint_abandons_an_ldap_call_in_flight() {
     drop(held);
 }
 
+/// SIGINT abandons a Graph call in flight: the Graph stand-in throttles the listing with
+/// `Retry-After: 60`, which idsync would wait out; the script ends with 130 at once instead.
+#[test]
+fn sigint_abandons_a_graph_call_waiting_out_a_throttle() {
+    use support::graph::{GraphFake, Scope, Throttle};
+    let fake = GraphFake::start();
+    fake.throttle(Throttle {
+        scope: Scope::Read,
+        after: 0,
+        count: 1,
+        status: 429,
+        retry_after: Some(60),
+    });
+    let home = support::temp_home();
+    let lit = |s: String| format!("{s:?}");
+    let (_d, path) = script(
+        "graph.rhai",
+        &format!(
+            "let az = connect_graph(#{{ tenant: {}, client_id: {}, client_secret: secret(\"AZ_SECRET\"), graph_url: {}, authority_url: {} }});\n\
+             print(\"listing\");\nlet u = az.users();\nprint(\"after\");\n",
+            lit(fake.tenant_id()),
+            lit(fake.client_id()),
+            lit(fake.url()),
+            lit(fake.url()),
+        ),
+    );
+    let mut child = idsync(home.path())
+        .env("AZ_SECRET", fake.client_secret())
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "listing\n");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "the call was not abandoned: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(rest, "", "the script went on");
+    assert_no_rust_noise(&o);
+}
+
 // ---------------------------------------------------------------------------------------------
 // errors: file:line:col, the line, a caret, no panic text
 
