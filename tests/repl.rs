@@ -646,3 +646,60 @@ fn ctrl_c_abandons_an_ldap_call_in_flight_and_the_shell_goes_on() {
     r.line("exit");
     assert_eq!(r.finish().0, 0);
 }
+
+/// A directory lookup inside a step's closure, typed in the shell: the preview and the run
+/// work (they used to end the shell with "Cannot start a runtime from within a runtime").
+#[test]
+fn lookup_inside_a_closure_works_in_the_shell_preview_and_run_on_slapd() {
+    let Some(l) = support::slapd() else { return };
+    let id = support::unique("repllk");
+    let src = format!("ou={id},ou=people,{}", l.base);
+    let dst = format!("ou={id},dc=target,dc=com");
+    let mut ldif = String::new();
+    for dn in [&src, &dst] {
+        ldif.push_str(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {id}\n\n"
+        ));
+    }
+    for u in ["ann", "bob"] {
+        ldif.push_str(&format!(
+            "dn: uid={u},{src}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: S\n\n"
+        ));
+    }
+    // "ann" is taken in the target already.
+    ldif.push_str(&format!(
+        "dn: uid=ann,{dst}\nobjectClass: inetOrgPerson\nuid: ann\ncn: other\nsn: O\n\n"
+    ));
+    l.ldapadd(&ldif);
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
+    for (var, base) in [("src", l.base.as_str()), ("dst", "dc=target,dc=com")] {
+        r.line(&format!(
+            r#"let {var} = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{base}" }});"#,
+            l.url, l.admin_dn
+        ));
+        r.prompt();
+    }
+    r.line("fn free_uid(c, u) { if c.search(`(uid=${u})`).len() == 0 { u } else { u + \"2\" } }");
+    r.prompt();
+    r.line(&format!(
+        "let st = sync_step(\"{id}/users\", src, dst, #{{ scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }}, \
+         create: #{{ parent: \"{dst}\", rdn: |e| \"uid=\" + free_uid(dst, e.uid), class: [\"inetOrgPerson\"] }}, \
+         flows: #{{ cn: \"cn\", sn: \"sn\" }}, deprovision: #{{ action: \"none\" }} }});"
+    ));
+    r.prompt();
+    r.line(
+        "st.preview().filter(|x| x.op == \"create\" && x.object.starts_with(\"uid=ann2,\")).len() > 0",
+    );
+    r.value("true");
+    r.line("let made = st.run().created;");
+    r.prompt();
+    r.line("made");
+    r.value("2");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+    let held = l.ldapsearch(&dst, "one", "(objectClass=inetOrgPerson)", &["1.1"]);
+    for u in ["ann", "ann2", "bob"] {
+        assert!(held.contains(&format!("dn: uid={u},{dst}")), "{u}: {held}");
+    }
+}
