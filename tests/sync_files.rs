@@ -1582,4 +1582,18 @@ fn exit_in_a_flow_closure_stops_the_run_as_interrupted_and_ends_the_script_with_
             ("unchanged", rows.len() as i64),
         ],
     );
+
+    // In a workflow: the step and the workflow are both recorded interrupted.
+    let wf = script("E0010", "")
+        .replace("\"exit/users\"", "\"exit/wf-users\"")
+        .replace("out.csv", "out2.csv")
+        + "workflow(\"exit-wf\", [st]).run();\nprint(\"after\");\n";
+    let (c, out, err) = run_script(home.path(), dir.path(), None, &wf);
+    assert_eq!(c, 7, "workflow: {out}\n{err}");
+    let h = json_ok(
+        home.path(),
+        dir.path(),
+        "[history(\"exit-wf\")[0].status, history(\"exit/wf-users\")[0].status]",
+    );
+    assert_eq!(h, serde_json::json!(["interrupted", "interrupted"]));
 }
