@@ -1,6 +1,8 @@
 //! The `idsync` command: an interactive shell, a script file, or a
 //! one-liner. Exit status: 0 success, 1 script or runtime error, 2 usage
-//! error (API §1; 3, 4 and 5 are for sync runs).
+//! error (API §1; 3, 4 and 5 are for sync runs), `n` from `exit(n)`, 130 / 143
+//! when SIGINT / SIGTERM stopped the script (after its sync run recorded
+//! what it wrote).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use clap::Parser;
 /// allocator spent about 45 % of a 100k no-change re-run (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use idsync::script::Session;
+use idsync::script::{Session, interrupt};
 use idsync::shell::output::{print_error, print_error_text, print_value};
 use idsync::shell::render::Format;
 
@@ -26,7 +28,8 @@ Output: --format table (default), json, csv or ldif. Tables are coloured and fit
 terminal only when stdout is a terminal (NO_COLOR turns colour off).\n\
 Exit status: 0 ok, 1 script or runtime error, 2 usage error, 3 a sync run had failed objects,\n\
 4 a run was refused by a safety rule, 5 a run was refused because another run\n\
-of the same step was running. State, history and logs live in IDSYNC_HOME."
+of the same step was running, n from exit(n) (0-255), 130 / 143 when Ctrl-C (SIGINT) /\n\
+SIGTERM stopped the script. State, history and logs live in IDSYNC_HOME."
 )]
 struct Cli {
     /// Run CODE and print the value of its last expression.
@@ -86,12 +89,14 @@ fn run() -> ExitCode {
         }
     };
     idsync::shell::output::install_show(cli.format);
+    interrupt::install();
     if let Some(code) = cli.command {
         let mut args = cli.args;
         if let Some(f) = cli.file {
             args.insert(0, f.display().to_string());
         }
         let mut session = Session::new(args);
+        interrupt::begin();
         return finish(&session.eval(&code, "<command>"), &session, cli.format);
     }
     if let Some(file) = cli.file {
@@ -100,6 +105,7 @@ fn run() -> ExitCode {
             return ExitCode::from(2);
         }
         let mut session = Session::new(cli.args);
+        interrupt::begin();
         let r = session.run_file(&file);
         return finish(&r, &session, cli.format);
     }
@@ -111,6 +117,15 @@ fn finish(
     session: &Session,
     format: Format,
 ) -> ExitCode {
+    // Stopped by a signal: what was done is recorded; 128 + the signal.
+    if let Some(code) = interrupt::exit_status() {
+        if let Err(e) = r
+            && e.exit_code.is_none()
+        {
+            print_error(e);
+        }
+        return ExitCode::from(code);
+    }
     match r {
         Ok(v) => {
             // A value the chosen --format cannot express is a usage error.

@@ -170,6 +170,171 @@ fn exit_sets_the_status() {
     assert!(!stdout(&o).contains("caught"), "{}", show(&o));
 }
 
+/// An exit status outside 0-255 is an error (exit 1) that says so, not a status the shell
+/// would wrap (-1 became 0, 999 became 255); 0 and 255 themselves are fine.
+#[test]
+fn exit_outside_0_to_255_is_an_error_naming_the_range() {
+    let home = support::temp_home();
+    for code in ["-1", "999", "256"] {
+        let o = one_liner(
+            home.path(),
+            &[],
+            &format!("print(\"before\"); exit({code}); print(\"after\")"),
+        );
+        assert_eq!(o.status.code(), Some(1), "exit({code}): {}", show(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "exit({code}): an exit status is a number from 0 to 255"
+            )),
+            "{}",
+            show(&o)
+        );
+        assert_eq!(stdout(&o), "before\n", "{}", show(&o));
+        assert_no_rust_noise(&o);
+    }
+    for code in [0, 255] {
+        let o = one_liner(home.path(), &[], &format!("exit({code})"));
+        assert_eq!(o.status.code(), Some(code), "{}", show(&o));
+    }
+}
+
+/// SIGINT and SIGTERM stop a script in a Rhai loop (even inside try/catch): 130 and 143,
+/// nothing after the loop runs, "interrupted" on stderr, no panic text.
+#[test]
+fn sigint_and_sigterm_stop_a_running_script_with_130_and_143() {
+    let home = support::temp_home();
+    let (_d, path) = script(
+        "spin.rhai",
+        "print(\"started\");\nlet n = 0;\ntry { loop { n += 1; } } catch (e) { print(\"caught\"); }\nprint(\"after\");\n",
+    );
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut child = idsync(home.path())
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the script to be in its loop.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert_eq!(first, "started\n");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "signal {sig}: {}", stderr(&o));
+        assert_eq!(rest, "", "signal {sig}: the script went on");
+        assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+        assert_no_rust_noise(&o);
+    }
+}
+
+/// SIGINT abandons a directory call in flight: an LDAP server that accepts the connection
+/// and never answers would hold `connect_ldap` for its 30 s timeout; the script ends with 130
+/// at once instead.
+#[test]
+fn sigint_abandons_an_ldap_call_in_flight() {
+    let home = support::temp_home();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // Accept and keep the connections open, answering nothing.
+        let mut keep = Vec::new();
+        for c in silent.incoming().take(4) {
+            keep.push(c);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    });
+    let (_d, path) = script(
+        "hang.rhai",
+        &format!(
+            "print(\"connecting\");\nlet c = connect_ldap(\"ldap://127.0.0.1:{port}\", #{{ bind_dn: \"cn=a\", password: secret(\"NO_PW\") }});\nprint(\"after\");\n"
+        ),
+    );
+    let mut child = idsync(home.path())
+        .env("NO_PW", "x")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "connecting\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "the call was not abandoned: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(rest, "", "the script went on");
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_no_rust_noise(&o);
+    drop(held);
+}
+
+/// SIGINT abandons a Graph call in flight: the Graph stand-in throttles the listing with
+/// `Retry-After: 60`, which idsync would wait out; the script ends with 130 at once instead.
+#[test]
+fn sigint_abandons_a_graph_call_waiting_out_a_throttle() {
+    use support::graph::{GraphFake, Scope, Throttle};
+    let fake = GraphFake::start();
+    fake.throttle(Throttle {
+        scope: Scope::Read,
+        after: 0,
+        count: 1,
+        status: 429,
+        retry_after: Some(60),
+    });
+    let home = support::temp_home();
+    let lit = |s: String| format!("{s:?}");
+    let (_d, path) = script(
+        "graph.rhai",
+        &format!(
+            "let az = connect_graph(#{{ tenant: {}, client_id: {}, client_secret: secret(\"AZ_SECRET\"), graph_url: {}, authority_url: {} }});\n\
+             print(\"listing\");\nlet u = az.users();\nprint(\"after\");\n",
+            lit(fake.tenant_id()),
+            lit(fake.client_id()),
+            lit(fake.url()),
+            lit(fake.url()),
+        ),
+    );
+    let mut child = idsync(home.path())
+        .env("AZ_SECRET", fake.client_secret())
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "listing\n");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "the call was not abandoned: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(rest, "", "the script went on");
+    assert_no_rust_noise(&o);
+}
+
 // ---------------------------------------------------------------------------------------------
 // errors: file:line:col, the line, a caret, no panic text
 

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use rexpect::process::WaitStatus;
+use rexpect::process::{Signal, WaitStatus};
 use rexpect::session::PtySession;
 
 /// Generous: the first completion on an LDAP connection reads the server's schema.
@@ -505,4 +505,257 @@ fn completion_of_methods_attributes_and_saved_connections_on_slapd() {
     let (code, seen) = r.finish();
     assert_eq!(code, 0);
     assert!(!seen.contains(&format!("\"{}\"", l.admin_pw)), "{seen:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ctrl-C while a command runs, exit(n) (issue 10, items 5 and 8)
+
+#[test]
+fn ctrl_c_stops_a_running_loop_and_the_session_keeps_its_variables() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("let keep = 41;");
+    r.prompt();
+    r.line("let n = 0; loop { n += 1; }");
+    r.expect("loop { n += 1; }");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    r.p.send_control('c').unwrap();
+    r.expect("interrupted");
+    r.prompt();
+    r.line("keep + 1");
+    r.value("42");
+    // A loop inside try/catch is stopped too (an interrupt is not an error to catch).
+    r.line("try { loop {} } catch (e) { print(\"caught\") }");
+    r.expect("catch (e)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    r.p.send_control('c').unwrap();
+    r.expect("interrupted");
+    r.prompt();
+    r.line("keep * 2");
+    r.value("82");
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0);
+    assert!(!seen.contains("\r\ncaught\r\n"), "{seen:?}");
+}
+
+#[test]
+fn ctrl_c_cancels_a_pending_multi_line_block() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    // In a terminal the open block stays in the line editor (a newline, no evaluation).
+    r.line("fn half_typed(a) {");
+    r.line("  a + 1");
+    r.expect("a + 1");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    r.p.send_control('c').unwrap();
+    r.prompt();
+    // The block was dropped: the function does not exist, and the next line stands alone.
+    r.line("6 * 7");
+    r.value("42");
+    r.line("half_typed(1)");
+    r.expect("half_typed");
+    r.prompt();
+    r.line("exit");
+    let (code, seen) = r.finish();
+    assert_eq!(code, 0);
+    assert!(seen.contains("not found"), "{seen:?}");
+}
+
+#[test]
+fn exit_n_ends_the_shell_with_n_and_a_bad_status_is_an_error() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("exit(999)");
+    r.expect("an exit status is a number from 0 to 255");
+    r.prompt();
+    r.line("exit(7)");
+    assert_eq!(r.finish().0, 7);
+}
+
+/// Ctrl-C during a long first sync run against slapd: the shell returns to its prompt with
+/// its variables, `history()` shows the run `interrupted` at once, and the step's links are
+/// exactly the entries slapd holds.
+#[test]
+fn ctrl_c_stops_a_sync_run_on_slapd_history_says_interrupted_links_match() {
+    let Some(l) = support::slapd() else { return };
+    let id = support::unique("replint");
+    let src = format!("ou={id},ou=people,{}", l.base);
+    let dst = format!("ou={id},dc=target,dc=com");
+    let mut ldif = String::new();
+    for dn in [&src, &dst] {
+        ldif.push_str(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {id}\n\n"
+        ));
+    }
+    for i in 0..1500 {
+        ldif.push_str(&format!(
+            "dn: uid=p{i:04},{src}\nobjectClass: inetOrgPerson\nuid: p{i:04}\ncn: P {i}\nsn: P\n\n"
+        ));
+    }
+    l.ldapadd(&ldif);
+    let held = || {
+        l.ldapsearch(&dst, "one", "(objectClass=inetOrgPerson)", &["1.1"])
+            .lines()
+            .filter(|x| x.starts_with("dn:"))
+            .count()
+    };
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
+    r.line("let keep = \"still here\";");
+    r.prompt();
+    for (var, base) in [("src", l.base.as_str()), ("dst", "dc=target,dc=com")] {
+        r.line(&format!(
+            r#"let {var} = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{base}" }});"#,
+            l.url, l.admin_dn
+        ));
+        r.prompt();
+    }
+    r.line(&format!(
+        "let st = sync_step(\"{id}/users\", src, dst, #{{ scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }}, \
+         create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }}, \
+         flows: #{{ cn: \"cn\", sn: \"sn\", description: |e| {{ let x = 0; for i in 0..4000 {{ x += i }} `busy ${{x}}` }} }}, \
+         deprovision: #{{ action: \"none\" }} }});"
+    ));
+    r.prompt();
+    r.line("let report = st.run();");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while held() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    r.p.send_control('c').unwrap();
+    r.expect(&format!("{id}/users: interrupted"));
+    r.prompt();
+    let n = held();
+    assert!(n < 1500, "the run was not stopped");
+    r.line("keep");
+    r.value("still here");
+    r.line(&format!("history(\"{id}/users\")[0].status"));
+    r.value("interrupted");
+    r.line(&format!("history(\"{id}/users\")[0].created"));
+    r.value(&n.to_string());
+    r.line(&format!("links(\"{id}/users\").len()"));
+    r.value(&n.to_string());
+    // every link names an entry slapd holds
+    r.line(&format!(
+        "links(\"{id}/users\").filter(|k| dst.get(k.target_anchor) == ()).len()"
+    ));
+    r.value("0");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+/// SIGTERM still ends the shell: at the prompt at once, during a command once it stopped;
+/// the status is 143 either way.
+#[test]
+fn sigterm_ends_the_shell_with_143_idle_or_busy() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.p.process_mut().signal(Signal::SIGTERM).unwrap();
+    assert_eq!(r.finish().0, 143);
+
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("loop {}");
+    r.expect("loop {}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    r.p.process_mut().signal(Signal::SIGTERM).unwrap();
+    let (code, seen) = r.finish();
+    assert_eq!(code, 143, "{seen:?}");
+    assert!(seen.contains("interrupted"), "{seen:?}");
+}
+
+/// Ctrl-C abandons a directory call waiting for a server that never answers (it would wait
+/// for the 30 s timeout) and the shell goes on with its variables.
+#[test]
+fn ctrl_c_abandons_an_ldap_call_in_flight_and_the_shell_goes_on() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let keep: Vec<_> = silent.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(keep);
+    });
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("NO_PW", "x")]);
+    r.line("let keep = 7;");
+    r.prompt();
+    r.line(&format!(
+        r#"let c = connect_ldap("ldap://127.0.0.1:{port}", #{{ bind_dn: "cn=a", password: secret("NO_PW") }});"#
+    ));
+    r.expect("NO_PW");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    r.p.send_control('c').unwrap();
+    r.expect("interrupted");
+    r.prompt();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    r.line("keep * 6");
+    r.value("42");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+/// A directory lookup inside a step's closure, typed in the shell: the preview and the run
+/// work (they used to end the shell with "Cannot start a runtime from within a runtime").
+#[test]
+fn lookup_inside_a_closure_works_in_the_shell_preview_and_run_on_slapd() {
+    let Some(l) = support::slapd() else { return };
+    let id = support::unique("repllk");
+    let src = format!("ou={id},ou=people,{}", l.base);
+    let dst = format!("ou={id},dc=target,dc=com");
+    let mut ldif = String::new();
+    for dn in [&src, &dst] {
+        ldif.push_str(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {id}\n\n"
+        ));
+    }
+    for u in ["ann", "bob"] {
+        ldif.push_str(&format!(
+            "dn: uid={u},{src}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: S\n\n"
+        ));
+    }
+    // "ann" is taken in the target already.
+    ldif.push_str(&format!(
+        "dn: uid=ann,{dst}\nobjectClass: inetOrgPerson\nuid: ann\ncn: other\nsn: O\n\n"
+    ));
+    l.ldapadd(&ldif);
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
+    for (var, base) in [("src", l.base.as_str()), ("dst", "dc=target,dc=com")] {
+        r.line(&format!(
+            r#"let {var} = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{base}" }});"#,
+            l.url, l.admin_dn
+        ));
+        r.prompt();
+    }
+    r.line("fn free_uid(c, u) { if c.search(`(uid=${u})`).len() == 0 { u } else { u + \"2\" } }");
+    r.prompt();
+    r.line(&format!(
+        "let st = sync_step(\"{id}/users\", src, dst, #{{ scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }}, \
+         create: #{{ parent: \"{dst}\", rdn: |e| \"uid=\" + free_uid(dst, e.uid), class: [\"inetOrgPerson\"] }}, \
+         flows: #{{ cn: \"cn\", sn: \"sn\" }}, deprovision: #{{ action: \"none\" }} }});"
+    ));
+    r.prompt();
+    r.line(
+        "st.preview().filter(|x| x.op == \"create\" && x.object.starts_with(\"uid=ann2,\")).len() > 0",
+    );
+    r.value("true");
+    r.line("let made = st.run().created;");
+    r.prompt();
+    r.line("made");
+    r.value("2");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+    let held = l.ldapsearch(&dst, "one", "(objectClass=inetOrgPerson)", &["1.1"]);
+    for u in ["ann", "ann2", "bob"] {
+        assert!(held.contains(&format!("dn: uid={u},{dst}")), "{u}: {held}");
+    }
 }

@@ -2032,3 +2032,113 @@ fn a_lease_from_another_host_is_honoured_until_its_heartbeat_expires() {
         .unwrap();
     assert_eq!(left, 0, "the run released its lease");
 }
+
+// ---------------------------------------------------------------------------------------------
+// exit(n) inside a step's closure (issue 10, item 8)
+
+/// `exit(7)` in a flow closure (CSV -> CSV, 300 rows, first run) ends the script with 7 at
+/// that object, not as a per-object failure reading "NOT AN ERROR - exit value": the run is
+/// recorded `interrupted`, the rows written so far are linked (and only they), nothing after
+/// the run executes. A preview stops the same way and writes nothing; a rerun without the
+/// exit finishes the job.
+#[test]
+fn exit_in_a_flow_closure_stops_the_run_as_interrupted_and_ends_the_script_with_its_status() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hr = String::from("id,first\n");
+    for i in 0..300 {
+        hr.push_str(&format!("E{i:04},First{i}\n"));
+    }
+    std::fs::write(dir.path().join("hr.csv"), hr).unwrap();
+    let script = |stop: &str, tail: &str| {
+        format!(
+            "let hr = connect_csv(\"hr.csv\", #{{ key: \"id\" }});\n\
+             let out = connect_csv(\"out.csv\", #{{ key: \"login\" }});\n\
+             let st = sync_step(\"exit/users\", hr, out, #{{\n\
+               create: #{{ parent: \"\", rdn: |e| e.id }},\n\
+               flows: #{{ login: \"id\", name: |e| {{ if e.id == {stop} {{ exit(7) }} e.first }} }} }});\n\
+             {tail}\n",
+            stop = lit(stop)
+        )
+    };
+    let out_csv = dir.path().join("out.csv");
+
+    let (c, out, err) = run_script(
+        home.path(),
+        dir.path(),
+        None,
+        &script("E0150", "st.preview();\nprint(\"after\");"),
+    );
+    assert_eq!(c, 7, "preview: {out}\n{err}");
+    assert!(
+        !out.contains("after") && !err.contains("NOT AN ERROR"),
+        "{out}\n{err}"
+    );
+    assert!(!out_csv.exists(), "the preview wrote");
+
+    let (c, out, err) = run_script(
+        home.path(),
+        dir.path(),
+        None,
+        &script("E0150", "st.run();\nprint(\"after\");"),
+    );
+    assert_eq!(c, 7, "run: {out}\n{err}");
+    assert!(!out.contains("after"), "{out}");
+    assert!(
+        !format!("{out}{err}").contains("NOT AN ERROR"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("exit/users: interrupted"), "{err}");
+    let rows: Vec<String> = std::fs::read_to_string(&out_csv)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert!(!rows.contains(&"E0150".to_string()), "{rows:?}");
+    assert!(
+        rows.len() < 300,
+        "the run went on after exit: {} rows",
+        rows.len()
+    );
+    let h = json_ok(home.path(), dir.path(), "history(\"exit/users\")");
+    let h = &h.as_array().unwrap()[0];
+    assert_eq!(s(h, "status"), "interrupted", "{h}");
+    assert_eq!(n(h, "created"), rows.len() as i64, "{h}");
+    assert_eq!(n(h, "failed"), 0, "{h}");
+    let links = json_ok(home.path(), dir.path(), "links(\"exit/users\")");
+    let mut linked: Vec<String> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| s(k, "target_anchor").to_string())
+        .collect();
+    let mut held = rows.clone();
+    linked.sort();
+    held.sort();
+    assert_eq!(linked, held);
+
+    // Without the exit, the next run writes the rest.
+    let (v, _) = json_exit(home.path(), dir.path(), 0, &script("none", "st.run()"));
+    counts(
+        &v,
+        &[
+            ("created", 300 - rows.len() as i64),
+            ("unchanged", rows.len() as i64),
+        ],
+    );
+
+    // In a workflow: the step and the workflow are both recorded interrupted.
+    let wf = script("E0010", "")
+        .replace("\"exit/users\"", "\"exit/wf-users\"")
+        .replace("out.csv", "out2.csv")
+        + "workflow(\"exit-wf\", [st]).run();\nprint(\"after\");\n";
+    let (c, out, err) = run_script(home.path(), dir.path(), None, &wf);
+    assert_eq!(c, 7, "workflow: {out}\n{err}");
+    let h = json_ok(
+        home.path(),
+        dir.path(),
+        "[history(\"exit-wf\")[0].status, history(\"exit/wf-users\")[0].status]",
+    );
+    assert_eq!(h, serde_json::json!(["interrupted", "interrupted"]));
+}

@@ -2300,3 +2300,304 @@ fn a_workflow_and_a_run_of_one_of_its_steps_exclude_each_other() {
     }
     assert_eq!(history(f.home(), &f.step).len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// directory lookups inside a step's closures (issue 10, item 2)
+
+/// The Rhai helper administrators write for unique values: the first of `base`, `base-2`,
+/// `base-3`... that `attr` does not hold yet in `conn` (looked up with `conn.search`).
+const UNIQUE_FNS: &str = r#"
+fn unique_in(conn, attr, base) {
+    let cand = base;
+    let i = 1;
+    while conn.search(`(${attr}=${cand})`, #{ attrs: ["1.1"] }).len() > 0 {
+        i += 1;
+        cand = `${base}-${i}`;
+    }
+    cand
+}
+fn unique_uid(ol, first, last) { unique_in(ol, "uid", (first.sub_string(0, 1) + last).to_lower()) }
+"#;
+
+/// A step whose `rdn:` and a `mail` flow (`once: true`) call `unique_uid`, which searches the
+/// target: in a preview, in a first (streaming) run of 240 objects with the target's pool
+/// saturated (32 writes in flight), and in a later run. Values already taken in the target
+/// (by hand-made entries, then by the first run's own creates) are never reused.
+#[test]
+fn directory_lookups_inside_rdn_and_flow_closures_give_unique_values_in_preview_and_runs() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "uniq");
+    let n = 240;
+    f.add_numbered(n, 3); // p000..p239, givenName P000.., sn Person
+    // Candidates are "p" + employee digits: make sn the digits so p<NNN> is the first guess.
+    let mut ldif = String::new();
+    for i in 0..n {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: sn\nsn: {i:03}\n\n",
+            f.src_dn(&format!("p{i:03}"))
+        ));
+    }
+    l.ldapmodify(&ldif);
+    // Taken already in the target (not joinable: other employee numbers): every 10th uid,
+    // and for p020 also its second choice.
+    let mut taken = Vec::new();
+    for i in (0..n).step_by(10) {
+        taken.push(format!("p{i:03}"));
+    }
+    taken.push("p020-2".into());
+    let hand: String = taken
+        .iter()
+        .map(|u| person_ldif(&f.dst, u, &format!("hand-{u}"), ""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    l.ldapadd(&hand);
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| \"uid=\" + unique_uid(dst, e.givenName, e.sn), class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\",\n\
+                    mail: #{{ value: |e| unique_in(dst, \"mail\", `${{e.uid}}@target.example`), once: true }} }},\n\
+         deprovision: #{{ action: \"none\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src,
+        dst = f.dst
+    );
+    let script = |tail: &str| format!("{UNIQUE_FNS}{}", f.script(&opts, tail));
+
+    // Preview: the planned DNs skip what the target holds.
+    let rows = json_ok(f.home(), &script("st.preview()"));
+    let rows = rows.as_array().expect("preview rows");
+    let planned: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| s(r, "op") == "create")
+        .map(|r| s(r, "object"))
+        .collect();
+    assert_eq!(planned.len(), n, "{rows:?}");
+    let want = |u: &str| f.dst_dn(u);
+    for u in ["p001", "p010-2", "p020-3"] {
+        assert!(planned.contains(want(u).as_str()), "{u} not in {planned:?}");
+    }
+    assert!(!planned.contains(want("p010").as_str()), "{planned:?}");
+    assert_eq!(persons(l, &f.dst).len(), taken.len(), "preview wrote");
+
+    // First run: streams (no links yet), 240 lookups while 32 writes are in flight.
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(&r, &[("created", n as i64), ("failed", 0)]);
+    let log = support::newest_run_log(f.home());
+    let planned = first_line(&log, " planned: ").expect("no planned: line");
+    let create = first_line(&log, " create uid=").expect("no create line");
+    assert!(create < planned, "the first run did not stream:\n{log}");
+    let got = persons(l, &f.dst);
+    assert_eq!(got.len(), n + taken.len());
+    for i in 0..n {
+        let uid = match i {
+            20 => "p020-3".to_string(),
+            i if i % 10 == 0 => format!("p{i:03}-2"),
+            i => format!("p{i:03}"),
+        };
+        let e = got
+            .get(&want(&uid).to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("no {uid} in the target"));
+        assert_eq!(one(e, "employeeNumber"), format!("{}-{i:03}", f.id));
+        assert_eq!(one(e, "mail"), format!("p{i:03}@target.example"));
+    }
+
+    // A later run (plans first): a newcomer whose first and second choice the first run took.
+    f.add_people(&[("q010", &format!("{}-new", f.id), "")]);
+    modify(
+        l,
+        &f.src_dn("q010"),
+        "replace: sn\nsn: 010\n-\nreplace: givenName\ngivenName: Pat",
+    );
+    // its mail's first choice is taken too
+    l.ldapadd(
+        &person_ldif(&f.dst, "mailholder", "hand-mail", "")
+            .replace("mail: mailholder@example.com", "mail: q010@target.example"),
+    );
+    let r = json_ok(f.home(), &script("st.run()"));
+    counts(
+        &r,
+        &[("created", 1), ("failed", 0), ("unchanged", n as i64)],
+    );
+    let e = entry(l, &want("p010-3"));
+    assert_eq!(one(&e, "employeeNumber"), format!("{}-new", f.id));
+    assert_eq!(one(&e, "mail"), "q010@target.example-2");
+
+    // A full run evaluates every rdn again; each lookup now finds the object's own uid and
+    // answers "-2", but a source that did not change is not renamed.
+    let before = persons(l, &f.dst);
+    let r = json_ok(f.home(), &script("st.run(#{ full: true })"));
+    counts(&r, &[("unchanged", n as i64 + 1)]);
+    assert_eq!(
+        persons(l, &f.dst).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// a run stopped by a signal (issue 10, item 5)
+
+/// Starts a first run of 1,500 people (each object made slow by a busy flow closure), waits
+/// until slapd holds some of them, sends `sig`; requires exit `code`, the run recorded
+/// `interrupted` at once with its counts, and a link for exactly each entry slapd holds.
+fn signal_stops_a_run(sig: i32, code: i32) {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "sig");
+    let n = 1500;
+    f.add_numbered(n, 4);
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\",\n\
+                    description: |e| {{ let x = 0; for i in 0..4000 {{ x += i }} `busy ${{x}}` }} }},\n\
+         deprovision: #{{ action: \"none\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src,
+        dst = f.dst
+    );
+    let file = f.home().join("long.rhai");
+    std::fs::write(&file, f.script(&opts, "st.run();\nprint(\"not reached\");")).unwrap();
+    let mut child = support::idsync_command(f.home())
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start idsync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while persons(l, &f.dst).len() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run wrote nothing in 120 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "idsync ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(code), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("not reached"), "{stdout}");
+    let held = persons(l, &f.dst);
+    assert!(
+        held.len() < n,
+        "the run was not stopped: {} written",
+        held.len()
+    );
+    // Recorded by the interrupted process itself (no later run has marked it).
+    let h = json_ok(f.home(), &format!("history(\"{}\")", f.step));
+    let h = &h.as_array().unwrap()[0];
+    assert_eq!(s(h, "status"), "interrupted", "{h}");
+    assert!(!h["finished"].is_null(), "{h}");
+    assert_eq!(n_of(h, "created"), held.len() as i64, "{h}");
+    // What the interrupt cut short is not a failure: it is planned again next run.
+    assert_eq!(n_of(h, "failed"), 0, "{h}");
+    assert!(
+        stderr.contains(&format!("{}: interrupted", f.step))
+            && stderr.contains(&format!("created {}", held.len())),
+        "the interrupted run did not say what it did:\n{stderr}"
+    );
+    // A link for exactly what slapd holds.
+    let links = f.links();
+    let linked: std::collections::BTreeSet<String> = links
+        .iter()
+        .map(|k| s(k, "target_dn").to_ascii_lowercase())
+        .collect();
+    let in_slapd: std::collections::BTreeSet<String> = held.keys().cloned().collect();
+    assert_eq!(linked, in_slapd);
+    assert_eq!(links.len(), held.len());
+    // The next run finishes the job.
+    let r = json_ok(f.home(), &f.script(&opts, "st.run()"));
+    counts(
+        &r,
+        &[
+            ("created", (n - held.len()) as i64),
+            ("unchanged", held.len() as i64),
+        ],
+    );
+    assert_eq!(persons(l, &f.dst).len(), n);
+}
+
+fn n_of(v: &Json, key: &str) -> i64 {
+    v[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+#[test]
+fn sigint_stops_a_script_in_a_long_run_exit_130_run_interrupted_links_match_slapd() {
+    signal_stops_a_run(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_a_script_in_a_long_run_exit_143_run_interrupted_links_match_slapd() {
+    signal_stops_a_run(libc::SIGTERM, 143);
+}
+
+/// SIGINT while a later run (planned in full first) writes 2,000 plain updates, no closure
+/// involved: the run stops between writes, so slapd holds fewer than all updates, history
+/// says `interrupted` with exactly the number slapd holds, nothing failed, and the next run
+/// writes only the rest.
+#[test]
+fn sigint_stops_a_later_run_between_writes() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "sigupd");
+    let n = 2000;
+    f.add_numbered(n, 4);
+    let opts = format!(
+        "scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }},\n\
+         join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+         create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+         flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\", description: \"description\" }},\n\
+         deprovision: #{{ action: \"none\" }},\n\
+         target_base: \"{dst}\",",
+        src = f.src,
+        dst = f.dst
+    );
+    let r = f.run_ok(&opts, "st.run()");
+    counts(&r, &[("created", n as i64)]);
+    let mut ldif = String::new();
+    for i in 0..n {
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: description\ndescription: new\n\n",
+            f.src_dn(&format!("p{i:04}"))
+        ));
+    }
+    l.ldapmodify(&ldif);
+    let updated = || search(l, &f.dst, "one", "(description=new)", &["1.1"]).len();
+    let file = f.home().join("later.rhai");
+    std::fs::write(&file, f.script(&opts, "st.run();\nprint(\"not reached\");")).unwrap();
+    let mut child = support::idsync_command(f.home())
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start idsync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while updated() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no update in 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "idsync ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let k = updated();
+    assert!(
+        k < n,
+        "the run did not stop between writes: all {n} updated"
+    );
+    let h = json_ok(f.home(), &format!("history(\"{}\")", f.step));
+    let h = &h.as_array().unwrap()[0];
+    assert_eq!(s(h, "status"), "interrupted", "{h}");
+    assert_eq!(n_of(h, "updated"), k as i64, "{h}");
+    assert_eq!(n_of(h, "failed"), 0, "{h}");
+    // The next run writes the rest only (the finished updates were stored with their links).
+    let r = f.run_ok(&opts, "st.run()");
+    counts(&r, &[("updated", (n - k) as i64), ("unchanged", k as i64)]);
+    assert_eq!(updated(), n);
+}

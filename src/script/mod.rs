@@ -9,6 +9,7 @@ pub mod convert;
 pub mod display;
 pub mod entry_api;
 pub mod help;
+pub mod interrupt;
 pub mod limits;
 pub mod objects;
 pub mod profiles;
@@ -50,7 +51,7 @@ impl std::error::Error for ScriptError {}
 
 /// The status given to `exit(n)`, on its way to the top level.
 #[derive(Debug, Clone, Copy)]
-struct ExitRequest(i64);
+pub(crate) struct ExitRequest(pub(crate) i64);
 
 /// An engine plus the state of one shell or script run.
 pub struct Session {
@@ -103,11 +104,16 @@ pub fn engine() -> Engine {
     // Rhai's own `exit(v)` ends the script with `v` as its *value*, so the
     // status would be lost: ours carries it in a type no script can build.
     engine.register_fn("exit", |code: i64| -> Result<Dynamic, Box<EvalAltResult>> {
+        if !(0..=255).contains(&code) {
+            return Err(format!("exit({code}): an exit status is a number from 0 to 255").into());
+        }
         Err(EvalAltResult::Exit(Dynamic::from(ExitRequest(code)), Position::NONE).into())
     });
     engine.register_fn("exit", || -> Result<Dynamic, Box<EvalAltResult>> {
         Err(EvalAltResult::Exit(Dynamic::from(ExitRequest(0)), Position::NONE).into())
     });
+    // Ctrl-C stops a running script at its next operation (not catchable).
+    engine.on_progress(|_| interrupt::on_progress());
     engine.on_debug(|s, src, pos| match src {
         Some(src) => eprintln!("{src}:{pos}: {s}"),
         None => eprintln!("{pos}: {s}"),
@@ -159,6 +165,12 @@ impl Session {
                     message: String::new(),
                     exit_code: Some(v.as_int().map(|n| n as i32).unwrap_or(0)),
                 }),
+                EvalAltResult::ErrorTerminated(..) if interrupt::is_interrupted() => {
+                    Err(ScriptError {
+                        message: "interrupted".into(),
+                        exit_code: None,
+                    })
+                }
                 _ => Err(runtime_error(*e, code, source)),
             },
         }

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use rhai::{AST, Array, Dynamic, Engine, FnPtr, Map};
+use rhai::{AST, Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, Position};
 
 use super::context;
 use super::convert::*;
+use super::interrupt;
 use super::objects::Connection;
 use crate::connector::Scope;
 use crate::model::{Entry, Value};
@@ -43,11 +44,24 @@ struct Callable {
 }
 
 impl Callable {
+    /// Calls the closure on one entry. `exit(n)` inside it stops the run
+    /// (see [`interrupt`]) instead of failing this object.
     fn call(&self, e: &Entry) -> Result<Dynamic, String> {
         self.f
             .call::<Dynamic>(&self.engine, &self.ast, (Dynamic::from(e.clone()),))
             .map_err(|err| {
-                let inner = err.unwrap_inner().to_string();
+                let inner = err.unwrap_inner();
+                if let EvalAltResult::Exit(v, _) = inner {
+                    let code = v
+                        .clone()
+                        .try_cast::<super::ExitRequest>()
+                        .map_or(0, |r| r.0);
+                    interrupt::request_exit(code);
+                    return format!("{}: exit({code}) stops the run", self.what);
+                }
+                if interrupt::is_interrupted() {
+                    return format!("{}: interrupted", self.what);
+                }
                 format!("{}: {inner}", self.what)
             })
     }
@@ -442,11 +456,20 @@ fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Opti
     }))
 }
 
+/// Options of a run or preview without options: stopped by the interrupt.
+fn plain_options() -> RunOptions {
+    RunOptions {
+        cancel: interrupt::token(),
+        ..RunOptions::default()
+    }
+}
+
 fn run_options(opts: &Map) -> ScriptResult<RunOptions> {
     check_keys("run", opts, &["full", "allow_deletes"])?;
     Ok(RunOptions {
         full: opt_bool(opts, "full")?.unwrap_or(false),
         allow_deletes: opt_num(opts, "allow_deletes")?.map(|n| n as usize),
+        cancel: interrupt::token(),
     })
 }
 
@@ -698,14 +721,53 @@ impl Drop for Bar {
     }
 }
 
+/// How a stopped command ends the script: `exit(n)` from a closure ends it
+/// with `n`; an interrupt (Ctrl-C, SIGTERM) terminates it (not catchable).
+fn stopped() -> Box<EvalAltResult> {
+    match interrupt::exit_requested() {
+        Some(n) => EvalAltResult::Exit(Dynamic::from(super::ExitRequest(n)), Position::NONE).into(),
+        None => EvalAltResult::ErrorTerminated(Dynamic::from("interrupted"), Position::NONE).into(),
+    }
+}
+
 /// Runs one step; `held` is the enclosing workflow's lease.
 fn run_step(step: &StepDef, opts: RunOptions, held: Option<&LeaseGuard>) -> ScriptResult<Map> {
     let store = context::store()?;
     let logs = crate::config::home::logs_dir().ok();
     let bar = Bar::new(&step.name);
-    let r = super::runtime::block_on(run::run(step, &store, held, logs.as_deref(), opts, &bar));
+    // The run watches the interrupt itself (it stops between writes and
+    // records what it did), so it is not abandoned like other calls.
+    let r = super::runtime::block_on_to_end(run::run(
+        step,
+        &store,
+        held,
+        logs.as_deref(),
+        opts,
+        &bar,
+    ));
     drop(bar);
     match r {
+        Ok(report) if report.status == "interrupted" => {
+            let c = &report.counts;
+            eprintln!(
+                "{}: interrupted (run {} recorded as interrupted): created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, failed {}; the links of every finished write are stored{}",
+                report.step,
+                report.run_id,
+                c.created,
+                c.updated,
+                c.renamed,
+                c.moved,
+                c.joined,
+                c.deprovisioned,
+                c.failed,
+                report
+                    .log_path
+                    .as_deref()
+                    .map(|l| format!(" (log: {l})"))
+                    .unwrap_or_default()
+            );
+            Err(stopped())
+        }
         Ok(report) => {
             if report.counts.failed > 0 {
                 context::note_run_failed();
@@ -732,9 +794,13 @@ fn busy<T>(m: String) -> ScriptResult<T> {
 
 fn preview_step(step: &StepDef, opts: RunOptions) -> ScriptResult<Array> {
     let store = context::store()?;
-    let plan = super::runtime::block_on(run::preview(step, store.as_ref(), opts))
-        .map_err(|e| rt_err(e.to_string()))?;
-    let refused = run::threshold(&plan, opts.allow_deletes);
+    let allow_deletes = opts.allow_deletes;
+    let plan = super::runtime::block_on_to_end(run::preview(step, store.as_ref(), opts));
+    if interrupt::is_interrupted() {
+        return Err(stopped());
+    }
+    let plan = plan.map_err(|e| rt_err(e.to_string()))?;
+    let refused = run::threshold(&plan, allow_deletes);
     Ok(plan_rows(step, &plan, refused.as_deref()))
 }
 
@@ -858,7 +924,7 @@ pub mod sync_api {
     /// ```
     #[rhai_fn(name = "preview", return_raw, pure)]
     pub fn step_preview(s: &mut Step) -> ScriptResult<Array> {
-        preview_step(&s.0, RunOptions::default())
+        preview_step(&s.0, plain_options())
     }
 
     /// Preview with options (`full: true` compares every object).
@@ -880,7 +946,7 @@ pub mod sync_api {
     /// ```
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn step_run(s: &mut Step) -> ScriptResult<Map> {
-        run_step(&s.0, RunOptions::default(), None)
+        run_step(&s.0, plain_options(), None)
     }
 
     /// Runs with options: `full: true` (ignore change tracking, compare
@@ -907,7 +973,7 @@ pub mod sync_api {
     pub fn wf_preview(w: &mut Workflow) -> ScriptResult<Array> {
         let mut rows = Array::new();
         for s in &w.steps {
-            rows.extend(preview_step(&s.0, RunOptions::default())?);
+            rows.extend(preview_step(&s.0, plain_options())?);
         }
         Ok(rows)
     }
@@ -938,7 +1004,7 @@ pub mod sync_api {
         let mut reports = Array::new();
         let mut totals = crate::sync::apply::Counts::default();
         for s in &w.steps {
-            match run_step(&s.0, o, Some(&lease)) {
+            match run_step(&s.0, o.clone(), Some(&lease)) {
                 Ok(m) => {
                     for (k, slot) in [
                         ("created", &mut totals.created),
@@ -952,9 +1018,14 @@ pub mod sync_api {
                     reports.push(Dynamic::from_map(m));
                 }
                 Err(e) => {
+                    let status = if interrupt::is_interrupted() {
+                        "interrupted"
+                    } else {
+                        "failed"
+                    };
                     let _ = store.finish_run(
                         id,
-                        "failed",
+                        status,
                         &run::counts_json(&totals),
                         Some(&e.to_string()),
                     );

@@ -19,7 +19,7 @@ use rustyline::{Context, Editor, Helper};
 use super::complete::{self, Names};
 use super::output::{print_error, print_error_text, print_value};
 use super::render::Format;
-use crate::script::{Session, context};
+use crate::script::{Session, context, interrupt};
 
 const PROMPT: &str = "idsync> ";
 
@@ -103,7 +103,10 @@ fn refresh_names(names: &Arc<Mutex<Names>>, session: &Session, with_profiles: bo
     }
 }
 
-/// Runs the shell until `exit` or end of input.
+/// Runs the shell until `exit` or end of input. Ctrl-C while a command
+/// runs stops that command (see [`interrupt`]) and the shell goes on with
+/// its variables; `exit(n)` ends the shell with status `n`; SIGTERM ends it
+/// with 143 once the running command has stopped.
 pub fn run(format: Format) -> ExitCode {
     let interactive = std::io::stdin().is_terminal();
     let color = std::io::stdout().is_terminal()
@@ -197,17 +200,25 @@ pub fn run(format: Format) -> ExitCode {
             }
             _ => {}
         }
-        match session.eval(&input, "repl") {
+        interrupt::begin();
+        let result = session.eval(&input, "repl");
+        interrupt::end();
+        match result {
             Ok(v) => {
                 if !print_value(&session, v, format) {
                     failed = true;
                 }
             }
-            Err(e) if e.exit_code.is_some() => break,
-            Err(e) => {
-                print_error(&e);
-                failed = true;
-            }
+            Err(e) => match e.exit_code {
+                Some(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+                None => {
+                    print_error(&e);
+                    failed = true;
+                }
+            },
+        }
+        if interrupt::signal() == Some(interrupt::SIGTERM) {
+            return ExitCode::from(143);
         }
         refresh_names(&names, &session, trimmed.contains("connection"));
     }

@@ -2,7 +2,9 @@
 //! batches after the target has the data (so a crash never leaves a link
 //! to a write that did not happen). One object's failure is logged and the
 //! run goes on; it is retried next run because its link or hash is not
-//! updated. A lost connection ends the run.
+//! updated. A lost connection ends the run. A cancelled run (see
+//! [`super::cancel`]) takes no new object, lets the writes in flight finish
+//! and stores their links.
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -10,6 +12,7 @@ use crate::connector::{Change, Error as CError};
 use crate::model::dn::{Dn, dn_eq};
 use crate::store::{Link, StateStore};
 
+use super::cancel::Cancel;
 use super::clock;
 use super::log::RunLog;
 use super::plan::{Action, AttrChange, Container, Item};
@@ -119,7 +122,9 @@ struct Outcome {
 /// Applies a plan: its `containers` first, then the `items` as they come
 /// (the planner may still be sending them); returns counts and failures. A
 /// lost connection or a store failure ends the run with an error (after
-/// committing what was done).
+/// committing what was done). When `cancel` is set, no further object is
+/// started; what was started finishes and is committed.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     step: &StepDef,
     containers: &[Container],
@@ -127,6 +132,7 @@ pub async fn apply(
     store: &dyn StateStore,
     log: &RunLog,
     progress: &dyn Progress,
+    cancel: &Cancel,
 ) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, String)> {
     use futures::stream::{self, StreamExt};
 
@@ -138,6 +144,9 @@ pub async fn apply(
     step.target.begin_batch();
     // Sync-tree containers first, one at a time, parents before children.
     for c in containers {
+        if cancel.is_cancelled() {
+            break;
+        }
         match step.target.create_anchor(&c.dn, &c.attrs).await {
             Ok(_) => {
                 counts.containers += 1;
@@ -164,6 +173,9 @@ pub async fn apply(
     let taken = std::cell::Cell::new(0usize);
     let waiting = std::cell::Cell::new(0usize);
     let incoming = stream::poll_fn(|cx| {
+        if cancel.is_cancelled() {
+            return std::task::Poll::Ready(None);
+        }
         let next = items.poll_recv(cx);
         if let std::task::Poll::Ready(Some(_)) = &next {
             taken.set(taken.get() + 1);
@@ -205,6 +217,11 @@ pub async fn apply(
                     ));
                     failures.push(f);
                 }
+            }
+            // Stopped from outside: an object whose closure was cut short
+            // (or called exit) is not a failure; the next run plans it again.
+            Err((object, _, e)) if cancel.is_cancelled() => {
+                log.line(&format!("SKIPPED {object} (interrupted): {e}"));
             }
             Err((object, operation, e)) => {
                 counts.failed += 1;

@@ -1,10 +1,12 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
-//! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]), runs with the deletion
-//! threshold, history and log files ([`run`]), run leases ([`lease`]); planned
-//! writes are checked against the target's schema ([`schema_check`]). It knows nothing of Rhai:
+//! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]),
+//! stopping a run from outside ([`cancel`]), runs with the deletion threshold, history
+//! and log files ([`run`]), run leases ([`lease`]); planned writes are checked against
+//! the target's schema ([`schema_check`]). It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
+pub mod cancel;
 pub mod clock;
 pub mod hash;
 pub mod lease;

@@ -1008,6 +1008,10 @@ async fn plan_one(
             }
             // Follow source-driven renames and moves, not hand moves in the
             // target; a restored object goes back where the create rule says.
+            // A source whose values and rules are as they were cannot ask for a
+            // new DN: a different answer comes from a lookup in a closure (a free
+            // uid, which the object itself now holds) and is not followed.
+            let source_changed = link.and_then(|l| l.source_hash.as_deref()) != Some(&hash);
             let new_dn = match (&desired, link.and_then(|l| l.desired_dn.as_ref())) {
                 // (Only between DNs: Entra's and files' names are no places.)
                 (Some(want), _)
@@ -1018,7 +1022,9 @@ async fn plan_one(
                 {
                     Some(want.clone())
                 }
-                (Some(want), Some(before)) if !dn_eq(want, before) && !dn_eq(want, &t.dn) => {
+                (Some(want), Some(before))
+                    if source_changed && !dn_eq(want, before) && !dn_eq(want, &t.dn) =>
+                {
                     Some(want.clone())
                 }
                 _ => None,

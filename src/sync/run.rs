@@ -5,6 +5,8 @@
 //! source; every other run plans in full before the threshold and the writes.
 //! Before anything else a run takes its step's lease ([`super::lease`]), so
 //! a second run of the step at the same time is refused before it writes.
+//! A run whose [`Cancel`] token is set stops taking objects, finishes the
+//! writes in flight, stores their links and is recorded `interrupted` at once.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +16,7 @@ use serde_json::json;
 use crate::store::StateStore;
 
 use super::apply::{self, Counts, Failure, Progress};
+use super::cancel::Cancel;
 use super::clock;
 use super::lease::{LeaseError, LeaseGuard};
 use super::log::RunLog;
@@ -26,12 +29,14 @@ pub const MAX_DEPROVISIONS: usize = 500;
 pub const MAX_DEPROVISION_PERCENT: usize = 10;
 
 /// Options of a run.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Compare every object, ignoring stored hashes.
     pub full: bool,
     /// Allow up to this many deprovisions for this run.
     pub allow_deletes: Option<usize>,
+    /// Set from outside to stop the run (Ctrl-C, SIGTERM, `exit(n)`).
+    pub cancel: Cancel,
 }
 
 /// What a run did.
@@ -49,7 +54,7 @@ pub struct Report {
     pub duration_ms: u128,
     /// The log file.
     pub log_path: Option<String>,
-    /// "ok" or "failed".
+    /// "ok", "failed" or "interrupted".
     pub status: String,
 }
 
@@ -102,16 +107,20 @@ pub async fn preview(
     store: &dyn StateStore,
     opts: RunOptions,
 ) -> Result<Plan, RunError> {
-    plan::plan(
+    let planning = plan::plan(
         step,
         store,
         PlanOptions {
             full: opts.full,
             today_ms: clock::now_ms(),
         },
-    )
-    .await
-    .map_err(|m| RunError::Failed(format!("{}: {m}", step.name)))
+    );
+    tokio::select! {
+        p = planning => p.map_err(|m| RunError::Failed(format!("{}: {m}", step.name))),
+        _ = opts.cancel.cancelled() => {
+            Err(RunError::Failed(format!("{}: preview interrupted", step.name)))
+        }
+    }
 }
 
 /// Takes the leases on `names` for the run `owner` (see [`super::lease`]).
@@ -187,22 +196,50 @@ pub async fn run(
         full: opts.full,
         today_ms: started_ms,
     };
+    let cancel = &opts.cancel;
+    let interrupted = |counts: Counts, failures: Vec<Failure>| {
+        log.line(&format!(
+            "INTERRUPTED: created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, failed {}; the links of what was written are stored",
+            counts.created, counts.updated, counts.renamed, counts.moved, counts.joined, counts.deprovisioned, counts.failed
+        ));
+        finish("interrupted", &counts, Some("interrupted"));
+        Report {
+            step: step.name.clone(),
+            run_id,
+            counts,
+            failures,
+            duration_ms: started.elapsed().as_millis(),
+            log_path: log_path.clone(),
+            status: "interrupted".into(),
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (plan, result) = if plan::streams(step, &links) {
         // A first run: the writes start while the source is still read.
         let planning = async {
             let tx = tx;
-            let p = plan::plan_into(step, store, links, popts, &tx).await;
+            // Interrupted: the sender drops, so the writes end with what
+            // was sent so far.
+            let p = tokio::select! {
+                p = plan::plan_into(step, store, links, popts, &tx) => p,
+                _ = cancel.cancelled() => return None,
+            };
             if let Ok(p) = &p {
                 log.line(&planned_line(p));
             }
-            p
+            Some(p)
         };
-        let applying = apply::apply(step, &[], rx, store, &log, progress);
+        let applying = apply::apply(step, &[], rx, store, &log, progress, cancel);
         let (plan, result) = tokio::join!(planning, applying);
         match plan {
-            Ok(p) => (p, result),
-            Err(m) => {
+            Some(Ok(p)) => (p, result),
+            None => {
+                let (c, f) = match result {
+                    Ok((c, f)) | Err((c, f, _)) => (c, f),
+                };
+                return Ok(interrupted(c, f));
+            }
+            Some(Err(m)) => {
                 // What was planned before the source failed was written (and
                 // linked); the run stops there.
                 let counts = match result {
@@ -215,9 +252,11 @@ pub async fn run(
             }
         }
     } else {
-        let mut plan = plan::plan_with(step, store, links, popts)
-            .await
-            .map_err(failed)?;
+        let planning = plan::plan_with(step, store, links, popts);
+        let mut plan = tokio::select! {
+            p = planning => p.map_err(failed)?,
+            _ = cancel.cancelled() => return Ok(interrupted(Counts::default(), Vec::new())),
+        };
         log.line(&planned_line(&plan));
         if let Some(why) = threshold(&plan, opts.allow_deletes) {
             log.line(&format!("REFUSED {why}"));
@@ -228,7 +267,7 @@ pub async fn run(
             let _ = tx.send(item);
         }
         drop(tx);
-        let result = apply::apply(step, &plan.containers, rx, store, &log, progress).await;
+        let result = apply::apply(step, &plan.containers, rx, store, &log, progress, cancel).await;
         (plan, result)
     };
     let (mut counts, failures, fatal) = match result {
@@ -236,6 +275,9 @@ pub async fn run(
         Err((c, f, m)) => (c, f, Some(m)),
     };
     counts.unchanged += plan.unchanged;
+    if fatal.is_none() && cancel.is_cancelled() {
+        return Ok(interrupted(counts, failures));
+    }
     let status = if fatal.is_some() || counts.failed > 0 {
         "failed"
     } else {
