@@ -336,15 +336,7 @@ fn window(text: &str, col: usize, around: usize) -> (String, usize) {
     }
     let at = col.saturating_sub(1).min(total);
     let start = at.saturating_sub(around);
-    let end = (at + around + 1).min(total);
-    let mut out = String::new();
-    if start > 0 {
-        out.push('…');
-    }
-    out.extend(text.chars().skip(start).take(end - start));
-    if end < total {
-        out.push('…');
-    }
+    let out = crate::model::filter::quote_window(text, col, around);
     (out, at - start + 1 + usize::from(start > 0))
 }
 

@@ -737,14 +737,8 @@ fn run_step(step: &StepDef, opts: RunOptions, held: Option<&LeaseGuard>) -> Scri
     let bar = Bar::new(&step.name);
     // The run watches the interrupt itself (it stops between writes and
     // records what it did), so it is not abandoned like other calls.
-    let r = super::runtime::block_on_to_end(run::run(
-        step,
-        &store,
-        held,
-        logs.as_deref(),
-        opts,
-        &bar,
-    ));
+    let r =
+        super::runtime::block_on_to_end(run::run(step, &store, held, logs.as_deref(), opts, &bar));
     drop(bar);
     match r {
         Ok(report) if report.status == "interrupted" => {

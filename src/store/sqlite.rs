@@ -132,6 +132,33 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The links of `step`: the live ones, or those kept for deprovisioned objects.
+    fn select_links(&self, step: &str, deprovisioned: bool) -> Result<Vec<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(if deprovisioned {
+                "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
+                 FROM link WHERE step = ?1 AND deprovisioned_ms IS NOT NULL"
+            } else {
+                "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
+                 FROM link WHERE step = ?1 AND deprovisioned_ms IS NULL"
+            })
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([step], |r| {
+            Ok(Link {
+                source_anchor: r.get(0)?,
+                target_anchor: r.get(1)?,
+                target_dn: r.get(2)?,
+                source_hash: r.get(3)?,
+                desired_dn: r.get(4)?,
+                updated_ms: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql_err(e))
+    }
+
     /// The schema version this build writes (the number of migrations).
     pub fn schema_version() -> i64 {
         MIGRATIONS.len() as i64
@@ -377,26 +404,7 @@ impl StateStore for SqliteStore {
     }
 
     fn links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
-        let step = validate_name("step name", step)?;
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
-                 FROM link WHERE step = ?1 AND deprovisioned_ms IS NULL",
-            )
-            .map_err(|e| self.sql_err(e))?;
-        stmt.query_map([step], |r| {
-            Ok(Link {
-                source_anchor: r.get(0)?,
-                target_anchor: r.get(1)?,
-                target_dn: r.get(2)?,
-                source_hash: r.get(3)?,
-                desired_dn: r.get(4)?,
-                updated_ms: r.get(5)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| self.sql_err(e))
+        self.select_links(step, false)
     }
 
     fn put_links(&self, step: &str, links: &[Link]) -> Result<(), StoreError> {
@@ -477,26 +485,7 @@ impl StateStore for SqliteStore {
     }
 
     fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
-        let step = validate_name("step name", step)?;
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms
-                 FROM link WHERE step = ?1 AND deprovisioned_ms IS NOT NULL",
-            )
-            .map_err(|e| self.sql_err(e))?;
-        stmt.query_map([step], |r| {
-            Ok(Link {
-                source_anchor: r.get(0)?,
-                target_anchor: r.get(1)?,
-                target_dn: r.get(2)?,
-                source_hash: r.get(3)?,
-                desired_dn: r.get(4)?,
-                updated_ms: r.get(5)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| self.sql_err(e))
+        self.select_links(step, true)
     }
 
     fn keep_deprovisioned(&self, step: &str, links: &[Link]) -> Result<(), StoreError> {
