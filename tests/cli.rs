@@ -335,6 +335,50 @@ fn sigint_abandons_a_graph_call_waiting_out_a_throttle() {
     assert_no_rust_noise(&o);
 }
 
+/// Something that does not watch for interrupts (here a blocking read of a secret from a
+/// pipe that never delivers) cannot make idsync unkillable: the third SIGINT ends it (130).
+#[test]
+fn a_third_sigint_ends_a_script_that_does_not_stop() {
+    let home = support::temp_home();
+    let mut child = idsync(home.path())
+        .args([
+            "-c",
+            "print(\"asking\"); let pw = prompt_secret(\"pw\"); print(\"after\")",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin_kept_open = child.stdin.take();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "asking\n");
+    for _ in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "two signals should only ask the script to stop"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a third SIGINT did not end idsync");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stopping now"), "{}", stderr(&o));
+}
+
 // ---------------------------------------------------------------------------------------------
 // errors: file:line:col, the line, a caret, no panic text
 
