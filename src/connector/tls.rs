@@ -114,28 +114,28 @@ fn rustls_words(e: &rustls::Error, host: &str, ca_file: Option<&str>) -> String 
         rustls::Error::InvalidCertificate(c) => match c {
             C::UnknownIssuer => match ca_file {
                 Some(path) => format!(
-                    "the certificate of {host} is not signed by the CA in ca_file '{path}': \
+                    "the TLS certificate of {host} is not signed by the CA in ca_file '{path}': \
                      give the CA that issued it as ca_file (verify: false skips the check, which \
                      is insecure)"
                 ),
                 None => format!(
-                    "the certificate of {host} is signed by a CA this machine does not trust: \
+                    "the TLS certificate of {host} is signed by a CA this machine does not trust: \
                      give that CA's certificate (PEM) as ca_file: \"/path/to/ca.pem\" (verify: \
                      false skips the check, which is insecure)"
                 ),
             },
             C::NotValidForName | C::NotValidForNameContext { .. } => format!(
-                "the certificate of {host} is not issued for the name '{host}': connect with a \
+                "the TLS certificate of {host} is not issued for the name '{host}': connect with a \
                  name (or address) the certificate lists ({e})"
             ),
             C::Expired | C::ExpiredContext { .. } => {
-                format!("the certificate of {host} has expired ({e})")
+                format!("the TLS certificate of {host} has expired ({e})")
             }
             C::NotValidYet | C::NotValidYetContext { .. } => format!(
-                "the certificate of {host} is not valid yet (check this machine's clock) ({e})"
+                "the TLS certificate of {host} is not valid yet (check this machine's clock) ({e})"
             ),
-            C::Revoked => format!("the certificate of {host} has been revoked"),
-            _ => format!("the certificate of {host} was refused: {e}"),
+            C::Revoked => format!("the TLS certificate of {host} has been revoked"),
+            _ => format!("the TLS certificate of {host} was refused: {e}"),
         },
         rustls::Error::InvalidMessage(_) => not_tls(host),
         rustls::Error::AlertReceived(a) => {
