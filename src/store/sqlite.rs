@@ -132,6 +132,56 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Inserts or updates `links` of `step` in one transaction: live ones, or
+    /// (`deprovisioned`) kept for deprovisioned objects, marked at their `updated_ms`.
+    fn upsert_links(
+        &self,
+        step: &str,
+        links: &[Link],
+        deprovisioned: bool,
+    ) -> Result<(), StoreError> {
+        let step = validate_name("step name", step)?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
+                                       source_hash, desired_dn, updated_ms, deprovisioned_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (step, source_anchor) DO UPDATE SET
+                         target_anchor = excluded.target_anchor,
+                         target_dn = excluded.target_dn,
+                         source_hash = excluded.source_hash,
+                         desired_dn = excluded.desired_dn,
+                         updated_ms = excluded.updated_ms,
+                         deprovisioned_ms = excluded.deprovisioned_ms",
+                )
+                .map_err(sql)?;
+            for l in links {
+                stmt.execute(params![
+                    step,
+                    l.source_anchor,
+                    l.target_anchor,
+                    l.target_dn,
+                    l.source_hash,
+                    l.desired_dn,
+                    l.updated_ms,
+                    deprovisioned.then_some(l.updated_ms)
+                ])
+                .map_err(sql)?;
+            }
+        }
+        // Dropping `tx` on an error above rolls everything back.
+        tx.commit().map_err(sql)
+    }
+
     /// The links of `step`: the live ones, or those kept for deprovisioned objects.
     fn select_links(&self, step: &str, deprovisioned: bool) -> Result<Vec<Link>, StoreError> {
         let step = validate_name("step name", step)?;
@@ -408,45 +458,7 @@ impl StateStore for SqliteStore {
     }
 
     fn put_links(&self, step: &str, links: &[Link]) -> Result<(), StoreError> {
-        let step = validate_name("step name", step)?;
-        if links.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn();
-        let sql = |e| self.sql_err(e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
-                                       source_hash, desired_dn, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (step, source_anchor) DO UPDATE SET
-                         target_anchor = excluded.target_anchor,
-                         target_dn = excluded.target_dn,
-                         source_hash = excluded.source_hash,
-                         desired_dn = excluded.desired_dn,
-                         updated_ms = excluded.updated_ms,
-                         deprovisioned_ms = NULL",
-                )
-                .map_err(sql)?;
-            for l in links {
-                stmt.execute(params![
-                    step,
-                    l.source_anchor,
-                    l.target_anchor,
-                    l.target_dn,
-                    l.source_hash,
-                    l.desired_dn,
-                    l.updated_ms
-                ])
-                .map_err(sql)?;
-            }
-        }
-        // Dropping `tx` on an error above rolls everything back.
-        tx.commit().map_err(sql)
+        self.upsert_links(step, links, false)
     }
 
     fn remove_links(&self, step: &str, source_anchors: &[String]) -> Result<usize, StoreError> {
@@ -489,44 +501,7 @@ impl StateStore for SqliteStore {
     }
 
     fn keep_deprovisioned(&self, step: &str, links: &[Link]) -> Result<(), StoreError> {
-        let step = validate_name("step name", step)?;
-        if links.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn();
-        let sql = |e| self.sql_err(e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
-                                       source_hash, desired_dn, updated_ms, deprovisioned_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                     ON CONFLICT (step, source_anchor) DO UPDATE SET
-                         target_anchor = excluded.target_anchor,
-                         target_dn = excluded.target_dn,
-                         source_hash = excluded.source_hash,
-                         desired_dn = excluded.desired_dn,
-                         updated_ms = excluded.updated_ms,
-                         deprovisioned_ms = excluded.deprovisioned_ms",
-                )
-                .map_err(sql)?;
-            for l in links {
-                stmt.execute(params![
-                    step,
-                    l.source_anchor,
-                    l.target_anchor,
-                    l.target_dn,
-                    l.source_hash,
-                    l.desired_dn,
-                    l.updated_ms
-                ])
-                .map_err(sql)?;
-            }
-        }
-        tx.commit().map_err(sql)
+        self.upsert_links(step, links, true)
     }
 
     fn step_names(&self) -> Result<Vec<String>, StoreError> {
