@@ -580,14 +580,7 @@ fn exit_n_ends_the_shell_with_n_and_a_bad_status_is_an_error() {
 fn ctrl_c_stops_a_sync_run_on_slapd_history_says_interrupted_links_match() {
     let Some(l) = support::slapd() else { return };
     let id = support::unique("replint");
-    let src = format!("ou={id},ou=people,{}", l.base);
-    let dst = format!("ou={id},dc=target,dc=com");
-    let mut ldif = String::new();
-    for dn in [&src, &dst] {
-        ldif.push_str(&format!(
-            "dn: {dn}\nobjectClass: organizationalUnit\nou: {id}\n\n"
-        ));
-    }
+    let (src, dst, mut ldif) = step_ous(l, &id);
     for i in 0..1500 {
         ldif.push_str(&format!(
             "dn: uid=p{i:04},{src}\nobjectClass: inetOrgPerson\nuid: p{i:04}\ncn: P {i}\nsn: P\n\n"
@@ -604,13 +597,7 @@ fn ctrl_c_stops_a_sync_run_on_slapd_history_says_interrupted_links_match() {
     let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
     r.line("let keep = \"still here\";");
     r.prompt();
-    for (var, base) in [("src", l.base.as_str()), ("dst", "dc=target,dc=com")] {
-        r.line(&format!(
-            r#"let {var} = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{base}" }});"#,
-            l.url, l.admin_dn
-        ));
-        r.prompt();
-    }
+    connect_src_dst(&mut r, l);
     r.line(&format!(
         "let st = sync_step(\"{id}/users\", src, dst, #{{ scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\" }}, \
          create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }}, \
@@ -709,14 +696,7 @@ fn ctrl_c_abandons_an_ldap_call_in_flight_and_the_shell_goes_on() {
 fn lookup_inside_a_closure_works_in_the_shell_preview_and_run_on_slapd() {
     let Some(l) = support::slapd() else { return };
     let id = support::unique("repllk");
-    let src = format!("ou={id},ou=people,{}", l.base);
-    let dst = format!("ou={id},dc=target,dc=com");
-    let mut ldif = String::new();
-    for dn in [&src, &dst] {
-        ldif.push_str(&format!(
-            "dn: {dn}\nobjectClass: organizationalUnit\nou: {id}\n\n"
-        ));
-    }
+    let (src, dst, mut ldif) = step_ous(l, &id);
     for u in ["ann", "bob"] {
         ldif.push_str(&format!(
             "dn: uid={u},{src}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: S\n\n"
@@ -729,13 +709,7 @@ fn lookup_inside_a_closure_works_in_the_shell_preview_and_run_on_slapd() {
     l.ldapadd(&ldif);
     let home = support::temp_home();
     let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
-    for (var, base) in [("src", l.base.as_str()), ("dst", "dc=target,dc=com")] {
-        r.line(&format!(
-            r#"let {var} = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{base}" }});"#,
-            l.url, l.admin_dn
-        ));
-        r.prompt();
-    }
+    connect_src_dst(&mut r, l);
     r.line("fn free_uid(c, u) { if c.search(`(uid=${u})`).len() == 0 { u } else { u + \"2\" } }");
     r.prompt();
     r.line(&format!(
@@ -757,5 +731,31 @@ fn lookup_inside_a_closure_works_in_the_shell_preview_and_run_on_slapd() {
     let held = l.ldapsearch(&dst, "one", "(objectClass=inetOrgPerson)", &["1.1"]);
     for u in ["ann", "ann2", "bob"] {
         assert!(held.contains(&format!("dn: uid={u},{dst}")), "{u}: {held}");
+    }
+}
+
+/// A source OU under slapd's people and a target OU under the second suffix, both named
+/// `id`: their DNs and the LDIF that adds them (callers append their people).
+fn step_ous(l: &support::Ldap, id: &str) -> (String, String, String) {
+    let src = format!("ou={id},ou=people,{}", l.base);
+    let dst = format!("ou={id},dc=target,dc=com");
+    let mut ldif = String::new();
+    for dn in [&src, &dst] {
+        ldif.push_str(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {id}\n\n"
+        ));
+    }
+    (src, dst, ldif)
+}
+
+/// `let src = connect_ldap(...)` and `let dst = ...` (base `dc=target,dc=com`) typed in the
+/// shell, binding as slapd's admin with the password from `OL_PW`.
+fn connect_src_dst(r: &mut Repl, l: &support::Ldap) {
+    for (var, base) in [("src", l.base.as_str()), ("dst", "dc=target,dc=com")] {
+        r.line(&format!(
+            r#"let {var} = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{base}" }});"#,
+            l.url, l.admin_dn
+        ));
+        r.prompt();
     }
 }
