@@ -253,27 +253,14 @@ fn sigint_abandons_an_ldap_call_in_flight() {
             "print(\"connecting\");\nlet c = connect_ldap(\"ldap://127.0.0.1:{port}\", #{{ bind_dn: \"cn=a\", password: secret(\"NO_PW\") }});\nprint(\"after\");\n"
         ),
     );
-    let mut child = idsync(home.path())
-        .env("NO_PW", "x")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    assert_eq!(first, "connecting\n");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let sent = std::time::Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let (o, rest, took) = sigint_after_first_line(
+        idsync(home.path()).env("NO_PW", "x").arg(&path),
+        "connecting",
+        500,
+    );
     assert!(
-        sent.elapsed() < std::time::Duration::from_secs(5),
-        "the call was not abandoned: {:?}",
-        sent.elapsed()
+        took < std::time::Duration::from_secs(5),
+        "the call was not abandoned: {took:?}"
     );
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert_eq!(rest, "", "the script went on");
@@ -308,27 +295,16 @@ fn sigint_abandons_a_graph_call_waiting_out_a_throttle() {
             lit(fake.url()),
         ),
     );
-    let mut child = idsync(home.path())
-        .env("AZ_SECRET", fake.client_secret())
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    assert_eq!(first, "listing\n");
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let sent = std::time::Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let (o, rest, took) = sigint_after_first_line(
+        idsync(home.path())
+            .env("AZ_SECRET", fake.client_secret())
+            .arg(&path),
+        "listing",
+        1000,
+    );
     assert!(
-        sent.elapsed() < std::time::Duration::from_secs(5),
-        "the call was not abandoned: {:?}",
-        sent.elapsed()
+        took < std::time::Duration::from_secs(5),
+        "the call was not abandoned: {took:?}"
     );
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert_eq!(rest, "", "the script went on");
@@ -1157,4 +1133,30 @@ fn a_missing_csv_or_ldif_file_read_as_a_source_is_an_error_naming_the_path() {
     let o = one_liner(home.path(), &["--format", "json"], &format!("{l}.test()"));
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(stdout(&o).contains("does not exist yet"), "{}", show(&o));
+}
+
+/// Starts `cmd`, reads its first line of output (it must be `first`), waits `settle_ms` so the
+/// script is inside the call that follows, and sends SIGINT. Returns the output, what the
+/// script printed after the signal, and how long it took to end after it.
+fn sigint_after_first_line(
+    cmd: &mut Command,
+    first: &str,
+    settle_ms: u64,
+) -> (Output, String, std::time::Duration) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("{first}\n"));
+    std::thread::sleep(std::time::Duration::from_millis(settle_ms));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o, rest, sent.elapsed())
 }
