@@ -1078,19 +1078,6 @@ fn watch_big(
     (reads, seen)
 }
 
-fn spawn_big(home: &Path, dir: &Path, script: &str) -> Child {
-    let file = dir.join(format!("{}.rhai", support::unique("big")));
-    std::fs::write(&file, script).unwrap();
-    idsync_cmd(home)
-        .current_dir(dir)
-        .args(["--format", "json"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn idsync")
-}
-
 fn finish(child: Child) -> (i32, Json, String) {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -1112,7 +1099,7 @@ fn large_csv_target_is_never_seen_half_written_and_leaves_no_temp_file() {
 
     // the initial run: the file appears complete; intermediate commits (every 500 objects)
     // are whole files too
-    let mut child = spawn_big(
+    let mut child = spawn_in(
         home.path(),
         dir.path(),
         &big_script(&l, step, "sn", "st.run()"),
@@ -1133,7 +1120,7 @@ fn large_csv_target_is_never_seen_half_written_and_leaves_no_temp_file() {
     );
 
     // every row changes: each read shows 5000 whole rows, old or new values
-    let mut child = spawn_big(
+    let mut child = spawn_in(
         home.path(),
         dir.path(),
         &big_script(&l, step, "givenName", "st.run()"),
@@ -1169,7 +1156,7 @@ fn sigkill_mid_run_leaves_a_complete_csv_and_a_rerun_converges_without_duplicate
     let any_batch = |n: usize| n == 0 || (n.is_multiple_of(500) && n <= BIG);
 
     // kill as soon as the first batch is on disk (the run is then mid-way)
-    let mut child = spawn_big(home.path(), dir.path(), &script);
+    let mut child = spawn_in(home.path(), dir.path(), &script);
     let t = Instant::now();
     let mut killed = false;
     loop {
