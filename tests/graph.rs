@@ -898,16 +898,7 @@ async fn throttled_read_waits_retry_after_then_succeeds() {
     fake.throttle(throttle(Scope::Read, 1, 429, Some(7)));
     let (users, _) = list(&g, "users", &ListQuery::default()).await;
     assert_eq!(users.len(), 2);
-    let gets = calls(&fake, "GET", "/v1.0/users");
-    assert_eq!(
-        gets.iter().map(|r| r.status).collect::<Vec<_>>(),
-        vec![429, 200]
-    );
-    assert!(
-        gap(&gets[0], &gets[1]) >= Duration::from_secs(7),
-        "retried {:?} after a Retry-After of 7 s",
-        gap(&gets[0], &gets[1])
-    );
+    assert_users_read_retried_once_after(&fake, Duration::from_secs(7));
     assert_eq!(clock.sleeps(), vec![Duration::from_secs(7)]);
     assert_no_violations(&fake);
 }
@@ -973,16 +964,7 @@ async fn fractional_retry_after_is_waited_out_in_full() {
     );
     let (users, _) = list(&g, "users", &ListQuery::default()).await;
     assert_eq!(users.len(), 2);
-    let gets = calls(&fake, "GET", "/v1.0/users");
-    assert_eq!(
-        gets.iter().map(|r| r.status).collect::<Vec<_>>(),
-        vec![429, 200]
-    );
-    assert!(
-        gap(&gets[0], &gets[1]) >= Duration::from_millis(1500),
-        "retried {:?} after a Retry-After of 1.5 s",
-        gap(&gets[0], &gets[1])
-    );
+    assert_users_read_retried_once_after(&fake, Duration::from_millis(1500));
     assert_eq!(clock.sleeps(), vec![Duration::from_millis(1500)]);
     assert_no_violations(&fake);
 
@@ -2590,4 +2572,19 @@ fn rhai_client_secret_never_appears_in_output() {
     assert_ne!(code, 0);
     assert!(!out.contains("connected"));
     assert!(err.contains("AADSTS7000215"), "{err}");
+}
+
+/// The users listing was answered 429 once, then 200, and the retry came no sooner than
+/// `wait` after the 429 (on the stand-in's clock).
+fn assert_users_read_retried_once_after(fake: &GraphFake, wait: Duration) {
+    let gets = calls(fake, "GET", "/v1.0/users");
+    assert_eq!(
+        gets.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    assert!(
+        gap(&gets[0], &gets[1]) >= wait,
+        "retried {:?} after a Retry-After of {wait:?}",
+        gap(&gets[0], &gets[1])
+    );
 }
