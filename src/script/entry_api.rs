@@ -11,6 +11,11 @@ pub mod entry_api {
     use rhai::{Array, Map};
 
     /// The entry's distinguished name (or the row key for files and tables).
+    ///
+    /// Example:
+    /// ```rhai
+    /// c.search("(sn=Lee)").map(|e| e.dn)
+    /// ```
     #[rhai_fn(get = "dn", pure)]
     pub fn dn(e: &mut Entry) -> String {
         e.dn.clone()
@@ -18,6 +23,11 @@ pub mod entry_api {
 
     /// The system's immutable id: objectGUID on AD, entryUUID on OpenLDAP.
     /// `()` when the system has none.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let id = e.anchor;  c.get(id).dn
+    /// ```
     #[rhai_fn(get = "anchor", pure)]
     pub fn anchor(e: &mut Entry) -> Dynamic {
         e.anchor.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
@@ -50,12 +60,22 @@ pub mod entry_api {
     }
 
     /// True when the entry has the attribute.
+    ///
+    /// Example:
+    /// ```rhai
+    /// if e.has("mail") { print(e.mail) }
+    /// ```
     #[rhai_fn(pure)]
     pub fn has(e: &mut Entry, name: &str) -> bool {
         e.has(name)
     }
 
     /// The attribute names of the entry, in order.
+    ///
+    /// Example:
+    /// ```rhai
+    /// for a in e.attributes() { print(`${a}: ${e.values(a).len()} value(s)`) }
+    /// ```
     #[rhai_fn(pure)]
     pub fn attributes(e: &mut Entry) -> Array {
         e.attributes()
@@ -66,6 +86,11 @@ pub mod entry_api {
 
     /// The entry as a map (`dn` plus every attribute), for scripts that
     /// want to build or compare values.
+    ///
+    /// Example:
+    /// ```rhai
+    /// let m = e.to_map();  m.remove("userPassword");  m
+    /// ```
     #[rhai_fn(pure)]
     pub fn to_map(e: &mut Entry) -> Map {
         let mut m = Map::new();

@@ -178,7 +178,7 @@ pub mod objects {
     ///
     /// Example:
     /// ```rhai
-    /// for dn in c.members("Domain Admins") { print(dn) }
+    /// for dn in ad.members("Domain Admins") { print(dn) }
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn members(c: &mut Connection, group: &str) -> ScriptResult<Array> {
@@ -299,12 +299,22 @@ pub mod objects {
     }
 
     /// The connection's kind: "ldap", "csv", ...
+    ///
+    /// Example:
+    /// ```rhai
+    /// c.kind
+    /// ```
     #[rhai_fn(get = "kind", pure)]
     pub fn kind(c: &mut Connection) -> String {
         c.0.kind().to_string()
     }
 
     /// The detected flavour: "ad", "openldap", "generic".
+    ///
+    /// Example:
+    /// ```rhai
+    /// if c.flavor == "ad" { print("Active Directory") }
+    /// ```
     #[rhai_fn(get = "flavor", pure)]
     pub fn flavor(c: &mut Connection) -> String {
         c.0.flavor()

@@ -922,6 +922,11 @@ pub mod sync_api {
     }
 
     /// Preview with options (`full: true` compares every object).
+    ///
+    /// Example:
+    /// ```rhai
+    /// users.preview(#{ full: true })
+    /// ```
     #[rhai_fn(name = "preview", return_raw, pure)]
     pub fn step_preview_with(s: &mut Step, opts: Map) -> ScriptResult<Array> {
         preview_step(&s.0, run_options(&opts)?)
@@ -957,12 +962,22 @@ pub mod sync_api {
     }
 
     /// The step's name.
+    ///
+    /// Example:
+    /// ```rhai
+    /// print(`${users.name}: ${users.preview().len()} change(s)`)
+    /// ```
     #[rhai_fn(get = "name", pure)]
     pub fn step_name(s: &mut Step) -> String {
         s.0.name.clone()
     }
 
     /// Previews every step of the workflow, in order.
+    ///
+    /// Example:
+    /// ```rhai
+    /// wf.preview()
+    /// ```
     #[rhai_fn(name = "preview", return_raw, pure)]
     pub fn wf_preview(w: &mut Workflow) -> ScriptResult<Array> {
         let mut rows = Array::new();
@@ -976,12 +991,22 @@ pub mod sync_api {
     /// or cannot run. Returns one report per step. The workflow holds the
     /// lease of every step while it runs: when another run holds one, it is
     /// refused before any step starts (exit status 5).
+    ///
+    /// Example:
+    /// ```rhai
+    /// for r in wf.run() { print(`${r.step}: ${r.created} created, ${r.failed} failed`) }
+    /// ```
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn wf_run(w: &mut Workflow) -> ScriptResult<Array> {
         wf_run_with(w, Map::new())
     }
 
     /// Runs every step with options (see a step's `run`).
+    ///
+    /// Example:
+    /// ```rhai
+    /// wf.run(#{ full: true })
+    /// ```
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn wf_run_with(w: &mut Workflow, opts: Map) -> ScriptResult<Array> {
         let o = run_options(&opts)?;

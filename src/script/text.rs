@@ -56,7 +56,7 @@ pub mod text_api {
     ///
     /// Example:
     /// ```rhai
-    /// let az = connect_graph(#{ tenant: env("AZ_TENANT"), client_id: env("AZ_CLIENT_ID"), client_secret: secret("AZ_SECRET") });
+    /// let ol = connect_ldap(env("LDAP_URL"), #{ bind_dn: env("LDAP_BIND_DN"), password: secret("OL_PW") });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn env(name: &str) -> Result<String, Box<rhai::EvalAltResult>> {
