@@ -385,6 +385,23 @@ mod tests {
     }
 
     #[test]
+    fn help_prints_every_example_that_examples_returns() {
+        let e = crate::script::engine();
+        for d in collect(&e) {
+            let shown = render(&e, Some(&d.name));
+            for ex in d.examples() {
+                for line in ex.lines() {
+                    assert!(
+                        shown.contains(&format!("    {line}")),
+                        "help(\"{}\") does not print `{line}`:\n{shown}",
+                        d.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn return_types_with_a_path_on_the_error_read_plainly() {
         let e = crate::script::engine();
         let h = render(&e, Some("env"));
