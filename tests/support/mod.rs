@@ -537,7 +537,58 @@ fn slapd_available() -> Result<(), String> {
         "ldapmodify",
         "openssl",
         "flock",
-    ])
+    ])?;
+    slapd_files_missing()
+}
+
+/// The files the test slapd's cn=config needs, read from the template `scripts/dev/slapd`
+/// builds it from (`scripts/dev/slapd-config.ldif.in`, so the list cannot drift from the
+/// config): each `olcModuleLoad` module in `olcModulePath` (e.g. `/usr/lib/ldap/back_mdb.so`,
+/// `syncprov`, `accesslog`, `ppolicy`) and each `include: file://` schema (e.g.
+/// `/etc/ldap/schema/core.ldif`). Debian's `slapd` package ships them all. Err names every
+/// missing path and the package to install.
+fn slapd_files_missing() -> Result<(), String> {
+    let template = scripts_dir().join("slapd-config.ldif.in");
+    let text = fs::read_to_string(&template)
+        .map_err(|e| format!("cannot read {}: {e}", template.display()))?;
+    let value = |line: &str, attr: &str| -> Option<String> {
+        let (k, v) = line.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(attr)
+            .then(|| v.trim().to_string())
+    };
+    let module_dir = text
+        .lines()
+        .find_map(|l| value(l, "olcModulePath"))
+        .unwrap_or_else(|| "/usr/lib/ldap".into());
+    let mut needed: Vec<PathBuf> = Vec::new();
+    for line in text.lines() {
+        if let Some(m) = value(line, "olcModuleLoad") {
+            let file = if m.ends_with(".so") || m.ends_with(".la") {
+                m
+            } else {
+                format!("{m}.so")
+            };
+            needed.push(Path::new(&module_dir).join(file));
+        } else if let Some(url) = value(line, "include") {
+            let path = url.strip_prefix("file://").unwrap_or(&url);
+            needed.push(PathBuf::from(path));
+        }
+    }
+    let miss: Vec<String> = needed
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if miss.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} missing (the test slapd's cn=config in scripts/dev/slapd-config.ldif.in loads \
+             them; install the Debian package slapd: apt-get install slapd, or run scripts/test)",
+            miss.join(", ")
+        ))
+    }
 }
 
 fn samba_available() -> Result<(), String> {
