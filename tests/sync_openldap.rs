@@ -887,6 +887,80 @@ fn deprovision_disable_move_locks_moves_to_leavers_and_prefixes_with_utc_date() 
     assert_eq!(persons(l, &f.dst).len(), 27);
 }
 
+/// `disable_move` writes today's date prefix once: a leaver whose value already carries it is
+/// not prefixed a second time. A deprovisioning whose move fails (an entry with the same RDN
+/// is in the way in the leavers OU) has already prefixed and locked the object; the object
+/// fails (exit 3), its link stays, and the next run deprovisions it again — moving it, and
+/// leaving `mail` / `employeeNumber` with one `YYYYMMDD-` prefix, not two.
+#[test]
+fn deprovision_disable_move_again_after_a_failed_move_does_not_prefix_twice() {
+    let Some(l) = support::slapd() else { return };
+    let leavers_ou = add_ou(l, &format!("ou=leavers,{TARGET}"), &support::unique("lv"));
+    let f = fx(l, "dpmv2");
+    let deprov = format!(
+        "#{{ action: \"disable_move\", parent: \"{leavers_ou}\", prefix: [\"mail\", \"employeeNumber\"] }}"
+    );
+    let opts = f.opts(&deprov);
+    f.linked_population(12, &deprov);
+    let dn = f.dst_dn("p03");
+    let before = entry(l, &dn);
+    // Something else already holds p03's name in the leavers OU: the move will fail.
+    let blocker = format!("uid=p03,{leavers_ou}");
+    l.ldapadd(&format!(
+        "dn: {blocker}\nobjectClass: inetOrgPerson\nuid: p03\ncn: In The Way\nsn: Way\n"
+    ));
+    delete(l, &f.src_dn("p03"));
+
+    let day0 = utc_today();
+    let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
+    counts(&r, &[("failed", 1), ("unchanged", 11)]);
+    let half = entry(l, &dn);
+    assert_eq!(
+        vals(&half, "pwdAccountLockedTime"),
+        set(&["000001010000Z"]),
+        "the failed deprovisioning should have locked {dn} before its move failed"
+    );
+    for attr in ["mail", "employeeNumber"] {
+        let (old, new) = (one(&before, attr), one(&half, attr));
+        assert_eq!(
+            date_prefixed(&new),
+            Some(old.as_str()),
+            "{attr} after the failed move: {new:?}"
+        );
+    }
+    assert_eq!(f.links().len(), 12, "the failed leaver's link must stay");
+
+    // The way is clear: the next run deprovisions p03 again, on a target already prefixed.
+    delete(l, &blocker);
+    let r = f.run_ok(&opts, "st.run()");
+    let day1 = utc_today();
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 11)]);
+    assert!(get(l, &dn, &["1.1"]).is_none(), "{dn} not moved");
+    let moved = entry(l, &format!("uid=p03,{leavers_ou}"));
+    assert_eq!(one(&moved, "entryUUID"), one(&before, "entryUUID"));
+    assert_eq!(
+        vals(&moved, "pwdAccountLockedTime"),
+        set(&["000001010000Z"])
+    );
+    for attr in ["mail", "employeeNumber"] {
+        let (old, new) = (one(&before, attr), one(&moved, attr));
+        if day0 == day1 {
+            assert_eq!(new, format!("{day0}-{old}"), "{attr} prefixed twice?");
+        } else {
+            // UTC midnight passed between the runs: a second, newer prefix is legitimate.
+            eprintln!("the UTC date changed during the test; {attr} = {new:?}");
+        }
+    }
+    assert_eq!(f.links().len(), 11);
+    assert_eq!(persons(l, &f.dst).len(), 11);
+}
+
+/// `v` without one leading `YYYYMMDD-` prefix, if it has one.
+fn date_prefixed(v: &str) -> Option<&str> {
+    let (d, rest) = v.split_once('-')?;
+    (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit())).then_some(rest)
+}
+
 #[test]
 fn deprovision_none_leaves_object_untouched_and_forgets_link() {
     let Some(l) = support::slapd() else { return };
