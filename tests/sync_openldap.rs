@@ -2284,6 +2284,14 @@ fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
         .map(|a| req(a, "reqStart"))
         .min()
         .expect("no create in the accesslog");
+    eprintln!(
+        "{} of {} source pages ended after the first create began",
+        pages
+            .iter()
+            .filter(|a| req(a, "reqEnd") > first_create)
+            .count(),
+        pages.len()
+    );
     assert!(
         first_create < last_page_end,
         "the first run wrote nothing before it had read everything: first create at \
