@@ -891,9 +891,14 @@ fn unchanged_full_read_source_is_skipped_by_its_stored_hash(kind: &str) {
     for e in after.values().filter(|e| !vals(e, "uid").is_empty()) {
         assert_eq!(vals(e, "entryCSN").len(), 1, "entryCSN requested: {e:?}");
     }
-    assert_eq!(
-        after, before,
-        "a run with no source change wrote to the target"
+    let rewritten: BTreeSet<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(
+        rewritten.is_empty(),
+        "a run with no source change wrote to the target: {rewritten:?}"
     );
 
     // One source object changes: it alone is planned and written (its flows are compared
