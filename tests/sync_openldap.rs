@@ -460,7 +460,8 @@ fn preview_writes_nothing_and_names_op_object_attribute_old_new_rule() {
         .iter()
         .find(|r| r["op"] == "unchanged")
         .expect("unchanged row");
-    assert!(s(unchanged, "object").contains('1'), "{unchanged}");
+    // ann changed, bob did not: exactly one object is unchanged
+    assert_eq!(s(unchanged, "object"), "(1 objects)", "{unchanged}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -886,6 +887,80 @@ fn deprovision_disable_move_locks_moves_to_leavers_and_prefixes_with_utc_date() 
     assert_eq!(persons(l, &f.dst).len(), 27);
 }
 
+/// `disable_move` writes today's date prefix once: a leaver whose value already carries it is
+/// not prefixed a second time. A deprovisioning whose move fails (an entry with the same RDN
+/// is in the way in the leavers OU) has already prefixed and locked the object; the object
+/// fails (exit 3), its link stays, and the next run deprovisions it again — moving it, and
+/// leaving `mail` / `employeeNumber` with one `YYYYMMDD-` prefix, not two.
+#[test]
+fn deprovision_disable_move_again_after_a_failed_move_does_not_prefix_twice() {
+    let Some(l) = support::slapd() else { return };
+    let leavers_ou = add_ou(l, &format!("ou=leavers,{TARGET}"), &support::unique("lv"));
+    let f = fx(l, "dpmv2");
+    let deprov = format!(
+        "#{{ action: \"disable_move\", parent: \"{leavers_ou}\", prefix: [\"mail\", \"employeeNumber\"] }}"
+    );
+    let opts = f.opts(&deprov);
+    f.linked_population(12, &deprov);
+    let dn = f.dst_dn("p03");
+    let before = entry(l, &dn);
+    // Something else already holds p03's name in the leavers OU: the move will fail.
+    let blocker = format!("uid=p03,{leavers_ou}");
+    l.ldapadd(&format!(
+        "dn: {blocker}\nobjectClass: inetOrgPerson\nuid: p03\ncn: In The Way\nsn: Way\n"
+    ));
+    delete(l, &f.src_dn("p03"));
+
+    let day0 = utc_today();
+    let (r, _) = json_exit(f.home(), 3, &f.script(&opts, "st.run()"));
+    counts(&r, &[("failed", 1), ("unchanged", 11)]);
+    let half = entry(l, &dn);
+    assert_eq!(
+        vals(&half, "pwdAccountLockedTime"),
+        set(&["000001010000Z"]),
+        "the failed deprovisioning should have locked {dn} before its move failed"
+    );
+    for attr in ["mail", "employeeNumber"] {
+        let (old, new) = (one(&before, attr), one(&half, attr));
+        assert_eq!(
+            date_prefixed(&new),
+            Some(old.as_str()),
+            "{attr} after the failed move: {new:?}"
+        );
+    }
+    assert_eq!(f.links().len(), 12, "the failed leaver's link must stay");
+
+    // The way is clear: the next run deprovisions p03 again, on a target already prefixed.
+    delete(l, &blocker);
+    let r = f.run_ok(&opts, "st.run()");
+    let day1 = utc_today();
+    counts(&r, &[("deprovisioned", 1), ("unchanged", 11)]);
+    assert!(get(l, &dn, &["1.1"]).is_none(), "{dn} not moved");
+    let moved = entry(l, &format!("uid=p03,{leavers_ou}"));
+    assert_eq!(one(&moved, "entryUUID"), one(&before, "entryUUID"));
+    assert_eq!(
+        vals(&moved, "pwdAccountLockedTime"),
+        set(&["000001010000Z"])
+    );
+    for attr in ["mail", "employeeNumber"] {
+        let (old, new) = (one(&before, attr), one(&moved, attr));
+        if day0 == day1 {
+            assert_eq!(new, format!("{day0}-{old}"), "{attr} prefixed twice?");
+        } else {
+            // UTC midnight passed between the runs: a second, newer prefix is legitimate.
+            eprintln!("the UTC date changed during the test; {attr} = {new:?}");
+        }
+    }
+    assert_eq!(f.links().len(), 11);
+    assert_eq!(persons(l, &f.dst).len(), 11);
+}
+
+/// `v` without one leading `YYYYMMDD-` prefix, if it has one.
+fn date_prefixed(v: &str) -> Option<&str> {
+    let (d, rest) = v.split_once('-')?;
+    (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit())).then_some(rest)
+}
+
 #[test]
 fn deprovision_none_leaves_object_untouched_and_forgets_link() {
     let Some(l) = support::slapd() else { return };
@@ -1188,7 +1263,12 @@ fn threshold_refuses_15_percent_and_empty_source_exit_4_nothing_written() {
     assert_eq!(c, 4, "stdout: {out}\nstderr: {err}");
     assert!(err.contains("refused"), "{err}");
     assert!(err.contains("allow_deletes"), "{err}");
-    assert!(err.contains('3'), "says how many: {err}");
+    assert!(
+        err.contains("would deprovision 3 objects")
+            && err.contains("of the 20 linked objects")
+            && err.contains("run(#{ allow_deletes: 3 })"),
+        "says how many: {err}"
+    );
     assert_eq!(snapshot(l, &f.dst), before, "a refused run wrote");
     assert_eq!(f.links(), links_before);
     let hist = json_ok(f.home(), &format!("history(\"{}\")", f.step));
@@ -1932,10 +2012,97 @@ fn sync_tree_mirrors_containers_and_follows_moves_between_them() {
 // ---------------------------------------------------------------------------------------------
 // incremental reads (API §5: "a run reads only what changed since the last run")
 
+/// The accesslog entries (oldest first) of the searches slapd ran with base `base`; needs
+/// [`Ldap::log_operations`].
+fn logged_searches(l: &Ldap, base: &str) -> Vec<Attrs> {
+    l.accesslog(&format!("(&(objectClass=auditSearch)(reqDN={base}))"))
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// The searches with one base that slapd's accesslog recorded since the last look.
+struct SearchLog<'a> {
+    l: &'a Ldap,
+    base: String,
+    seen: usize,
+}
+
+impl<'a> SearchLog<'a> {
+    /// Starts after what the accesslog holds already.
+    fn new(l: &'a Ldap, base: &str) -> Self {
+        let seen = logged_searches(l, base).len();
+        SearchLog {
+            l,
+            base: base.to_string(),
+            seen,
+        }
+    }
+
+    /// The searches logged since the last call, oldest first.
+    fn since_last(&mut self) -> Vec<Attrs> {
+        let all = logged_searches(self.l, &self.base);
+        let new = all[self.seen..].to_vec();
+        self.seen = all.len();
+        new
+    }
+}
+
+/// One value of an accesslog attribute (`reqfilter`, `reqstart`, ...).
+fn req(a: &Attrs, name: &str) -> String {
+    let v = vals(a, name);
+    assert_eq!(v.len(), 1, "expected one {name} in {a:?}");
+    v[0].clone()
+}
+
+/// The entryCSN lower bound a logged search filter carries, if any.
+fn csn_bound(filter: &str) -> Option<String> {
+    let at = filter.to_ascii_lowercase().find("(entrycsn>=")? + "(entrycsn>=".len();
+    Some(filter[at..].split(')').next()?.to_string())
+}
+
+/// Sum of the entries returned by logged searches.
+fn entries_returned(searches: &[Attrs]) -> i64 {
+    searches
+        .iter()
+        .map(|a| req(a, "reqEntries").parse::<i64>().unwrap())
+        .sum()
+}
+
+/// Incremental reads checked in slapd's own accesslog (every search recorded): the first run
+/// reads the scope without an entryCSN bound; a later run asks for the entries changed
+/// strictly after the newest entryCSN the last clean run saw (`(entryCSN>=X)(!(entryCSN=X))`,
+/// X from an independent `ldapsearch` of the source) and gets only those back, plus a listing
+/// of the anchors in scope; `full: true` reads everything again.
 #[test]
 fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
-    let Some(l) = support::slapd() else { return };
+    let Some(l) = support::private_slapd(None) else {
+        return;
+    };
+    l.log_operations();
+    let l = &l;
     let f = fx(l, "incr");
+    let scope_filter = "(&(objectClass=inetOrgPerson)(!(employeeType=external)))";
+    // The source searches of each run, from slapd's accesslog.
+    let mut log = SearchLog::new(l, &f.src);
+    let reads_of_last_run = |log: &mut SearchLog| {
+        let new = log.since_last();
+        assert!(!new.is_empty(), "the run did not search the source");
+        for a in &new {
+            assert!(
+                req(a, "reqFilter").contains(scope_filter),
+                "a source search without the scope's filter: {a:?}"
+            );
+        }
+        new
+    };
+    let bounded = |reads: &[Attrs]| -> Vec<Attrs> {
+        reads
+            .iter()
+            .filter(|a| csn_bound(&req(a, "reqFilter")).is_some())
+            .cloned()
+            .collect()
+    };
     let people: Vec<(String, String)> = (0..20)
         .map(|i| (format!("p{i:02}"), format!("{}-{i:02}", f.id)))
         .collect();
@@ -1947,15 +2114,47 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
     let opts = f.opts("#{ action: \"delete\" }");
     let r = f.run_ok(&opts, "st.run()");
     counts(&r, &[("created", 20)]);
+    // The first run reads the whole scope, with no entryCSN bound.
+    let reads = reads_of_last_run(&mut log);
+    assert!(bounded(&reads).is_empty(), "first run: {reads:#?}");
+    assert_eq!(entries_returned(&reads), 20, "first run: {reads:#?}");
     assert!(
         support::planned_line(f.home()).contains("planned: 20 source objects, 20 to write"),
         "{}",
         support::planned_line(f.home())
     );
+    // The newest change the first run saw, by an independent read of the source.
+    let newest = search(l, &f.src, "sub", scope_filter, &["entryCSN"])
+        .values()
+        .map(|a| one(a, "entryCSN"))
+        .max()
+        .unwrap();
+    log.since_last(); // (that search was the test's own)
 
     // Nothing changed: the read returns no entry at all.
     let r = f.run_ok(&opts, "st.run()");
     counts(&r, &[("unchanged", 20)]);
+    let reads = reads_of_last_run(&mut log);
+    let changed = bounded(&reads);
+    assert_eq!(
+        changed.len(),
+        1,
+        "second run: one read of changes: {reads:#?}"
+    );
+    let filter = req(&changed[0], "reqFilter");
+    assert_eq!(csn_bound(&filter), Some(newest.clone()), "{filter}");
+    assert!(
+        filter.contains(&format!("(!(entryCSN={newest}))")),
+        "strictly after the newest change seen: {filter}"
+    );
+    assert_eq!(req(&changed[0], "reqEntries"), "0", "{:?}", changed[0]);
+    // ... and the listing of what is still in scope asks for anchors only.
+    for a in reads
+        .iter()
+        .filter(|a| csn_bound(&req(a, "reqFilter")).is_none())
+    {
+        assert_eq!(vals(a, "reqAttr"), set(&["entryUUID"]), "{a:?}");
+    }
     assert!(
         support::planned_line(f.home())
             .contains("planned: 0 source objects (changes since the last run only)"),
@@ -1985,6 +2184,13 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
             ("unchanged", 16),
         ],
     );
+    // The cursor did not move (nothing was read): the same bound; the changed entries
+    // still in scope (p03 modified, p06 renamed) come back, nothing else.
+    let reads = reads_of_last_run(&mut log);
+    let changed = bounded(&reads);
+    assert_eq!(changed.len(), 1, "third run: {reads:#?}");
+    assert_eq!(csn_bound(&req(&changed[0], "reqFilter")), Some(newest));
+    assert_eq!(req(&changed[0], "reqEntries"), "2", "{:?}", changed[0]);
     assert!(
         support::planned_line(f.home()).contains("changes since the last run only"),
         "{}",
@@ -1999,6 +2205,9 @@ fn later_runs_read_only_entries_changed_since_the_last_clean_run() {
     // full: true reads everything again.
     let r = f.run_ok(&opts, "st.run(#{ full: true })");
     counts(&r, &[("unchanged", 18)]);
+    let reads = reads_of_last_run(&mut log);
+    assert!(bounded(&reads).is_empty(), "full run: {reads:#?}");
+    assert_eq!(entries_returned(&reads), 18, "full run: {reads:#?}");
     assert!(
         support::planned_line(f.home()).contains("planned: 18 source objects,"),
         "{}",
@@ -2014,15 +2223,34 @@ fn first_line(log: &str, what: &str) -> Option<usize> {
     log.lines().position(|l| l.contains(what))
 }
 
+/// The target writes under `dst` that slapd's accesslog recorded, oldest first; needs
+/// [`Ldap::log_operations`].
+fn logged_writes(l: &Ldap, dst: &str) -> Vec<Attrs> {
+    let dst = dst.to_ascii_lowercase();
+    l.accesslog("(|(objectClass=auditAdd)(objectClass=auditModify))")
+        .into_iter()
+        .map(|(_, a)| a)
+        .filter(|a| req(a, "reqDN").to_ascii_lowercase().ends_with(&dst))
+        .collect()
+}
+
 /// A step's first run (no links: nothing to deprovision) starts writing while the source is
-/// still being read (1,500 people in pages of 50): the log has creates before its "planned:"
-/// line. A join still sees the target as it was before the run (one person joins a
-/// hand-made entry, none of this run's creates is joined). Every link holds the target's
-/// entryUUID. Later runs plan in full first.
+/// still being read (1,500 people in pages of 50): in slapd's accesslog (every operation
+/// recorded, stamped in one sequence) the first create starts before the last page of the
+/// source search ends. A join still sees the target as it was before the run (one person
+/// joins a hand-made entry, none of this run's creates is joined). Every link holds the
+/// target's entryUUID. Later runs plan in full first: their update starts after the last
+/// source search has ended. (The run log's order of "create"/"planned:" lines says the same
+/// from idsync's side; the accesslog is the independent witness, so it is the one checked.)
 #[test]
 fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
-    let Some(l) = support::slapd() else { return };
+    let Some(l) = support::private_slapd(None) else {
+        return;
+    };
+    l.log_operations();
+    let l = &l;
     let f = fx(l, "stream");
+    let mut reads = SearchLog::new(l, &f.src);
     let n = 1500;
     let emps = f.add_numbered(n, 4);
     // p0007 is already in the target, under another name.
@@ -2044,14 +2272,33 @@ fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
         &r,
         &[("created", n as i64 - 1), ("updated", 1), ("joined", 1)],
     );
+    let pages = reads.since_last();
+    assert!(
+        pages.len() > 10,
+        "the source was not read in pages: {pages:#?}"
+    );
+    let last_page_end = pages.iter().map(|a| req(a, "reqEnd")).max().unwrap();
+    let first_create = logged_writes(l, &f.dst)
+        .iter()
+        .filter(|a| req(a, "reqType") == "add" && req(a, "reqDN").starts_with("uid=p"))
+        .map(|a| req(a, "reqStart"))
+        .min()
+        .expect("no create in the accesslog");
+    eprintln!(
+        "{} of {} source pages ended after the first create began",
+        pages
+            .iter()
+            .filter(|a| req(a, "reqEnd") > first_create)
+            .count(),
+        pages.len()
+    );
+    assert!(
+        first_create < last_page_end,
+        "the first run wrote nothing before it had read everything: first create at \
+         {first_create}, last source page ended at {last_page_end}"
+    );
     let log = support::newest_run_log(f.home());
     let planned = first_line(&log, " planned: ").expect("no planned: line");
-    let create = first_line(&log, " create uid=").expect("no create line");
-    assert!(
-        create < planned,
-        "the first run wrote nothing before it had read and planned everything:\n{}",
-        log.lines().take(5).collect::<Vec<_>>().join("\n")
-    );
     assert!(
         log.lines().nth(planned).unwrap().contains(&format!(
             "planned: {n} source objects, {n} to write, 0 unchanged, 0 to deprovision"
@@ -2079,14 +2326,58 @@ fn first_run_writes_while_the_source_is_still_read_later_runs_plan_first() {
         );
     }
 
-    // With links, the run plans (and passes the threshold) before it writes.
-    modify(l, &f.src_dn("p0042"), "replace: sn\nsn: Changed");
-    let r = json_ok(f.home(), &script("st.run()"));
-    counts(&r, &[("updated", 1), ("unchanged", n as i64 - 1)]);
-    let log = support::newest_run_log(f.home());
-    let planned = first_line(&log, " planned: ").expect("no planned: line");
-    let update = first_line(&log, " update ").expect("no update line");
-    assert!(planned < update, "{log}");
+    // With links, the run plans (and passes the threshold) before it writes: its updates
+    // start after every source search of the run (changes, then the listing of the scope)
+    // has ended. Once with one change, once with 300 (above the 200 from which the planner
+    // reads the target in bulk and would send each item as soon as it is planned).
+    let mut plan_first = |uids: &[String]| {
+        let ldif: String = uids
+            .iter()
+            .map(|u| {
+                format!(
+                    "dn: {}\nchangetype: modify\nreplace: sn\nsn: Changed\n\n",
+                    f.src_dn(u)
+                )
+            })
+            .collect();
+        l.ldapmodify(&ldif);
+        reads.since_last();
+        let written = logged_writes(l, &f.dst).len();
+        let r = json_ok(f.home(), &script("st.run()"));
+        counts(
+            &r,
+            &[
+                ("updated", uids.len() as i64),
+                ("unchanged", (n - uids.len()) as i64),
+            ],
+        );
+        let pages = reads.since_last();
+        assert!(
+            pages.len() > 10,
+            "the scope was not listed in pages: {pages:#?}"
+        );
+        let last_page_end = pages.iter().map(|a| req(a, "reqEnd")).max().unwrap();
+        let writes = logged_writes(l, &f.dst)[written..].to_vec();
+        let mut dns: Vec<String> = writes
+            .iter()
+            .map(|a| req(a, "reqDN").to_ascii_lowercase())
+            .collect();
+        dns.sort();
+        let mut want: Vec<String> = uids
+            .iter()
+            .map(|u| f.dst_dn(u).to_ascii_lowercase())
+            .collect();
+        want.sort();
+        assert_eq!(dns, want, "the run's writes");
+        let first_update = writes.iter().map(|a| req(a, "reqStart")).min().unwrap();
+        assert!(
+            last_page_end < first_update,
+            "an update (at {first_update}) began before the source was read (last page ended \
+             at {last_page_end})"
+        );
+    };
+    plan_first(&["p0042".to_string()]);
+    plan_first(&(100..400).map(|i| format!("p{i:04}")).collect::<Vec<_>>());
 }
 
 // ---------------------------------------------------------------------------------------------

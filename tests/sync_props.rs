@@ -5,7 +5,10 @@
 //!   changes (add, modify sn/givenName/title/mail, remove mail or title, delete, rename the
 //!   RDN, delete and re-add the same uid) and checks after EVERY run that the target OU equals
 //!   the projection of the source (computed here from an independent `ldapsearch` of the
-//!   source, never from idsync) and that a second run writes nothing.
+//!   source, never from idsync) and that a second run writes nothing (its report counts no
+//!   write, and an `ldapsearch` snapshot of the target with entryCSN / modifyTimestamp is the
+//!   same before and after it). Its seed is printed; a failing case is reproducible (see
+//!   [`proptest_seed`]).
 //! * [`target_killed_mid_run_then_rerun`] / [`idsync_killed_mid_run_then_rerun`]: a
 //!   10,000-object run is cut by SIGKILL of the target slapd (restarted on the same data) or
 //!   of idsync itself; the next run must leave every object exactly once with the right values,
@@ -28,7 +31,9 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{
+    Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestRng, TestRunner,
+};
 use support::Ldap;
 
 /// The environment variable the scripts read the bind password from.
@@ -455,6 +460,12 @@ impl<'a> Case<'a> {
         ))
     }
 
+    /// Every entry of the target OU with user and operational attributes (entryCSN,
+    /// modifyTimestamp, entryUUID...): equal snapshots mean nothing was written.
+    fn snapshot_target(&self) -> BTreeMap<String, Attrs> {
+        parse_ldif(&self.l.ldapsearch(&self.dst(), "sub", "", &["*", "+"]))
+    }
+
     /// The projection of the source through the step's rules. Targets created by the run
     /// just made get the `once` value of their source as it is now.
     fn expected(&mut self) -> BTreeMap<String, Attrs> {
@@ -542,8 +553,29 @@ impl<'a> Case<'a> {
                 self.name
             )));
         }
+        let before = self.snapshot_target();
         let (code, out, err) = run(self.home.path(), &script);
         prop_assert_eq!(code, 0, "second run after {} failed: {}{}", after, out, err);
+        // Independently of idsync's report: the directory says nothing was written.
+        let written = self.snapshot_target();
+        if written != before {
+            let keys: BTreeSet<&String> = before.keys().chain(written.keys()).collect();
+            let mut diff = String::new();
+            for k in keys {
+                if before.get(k) != written.get(k) {
+                    diff += &format!(
+                        "{k}\n    before {:?}\n    after  {:?}\n",
+                        before.get(k),
+                        written.get(k)
+                    );
+                }
+            }
+            return Err(TestCaseError::fail(format!(
+                "case {}: the second run after {after} wrote to the target (ldapsearch with \
+                 entryCSN; run report {out}):\n{diff}",
+                self.name
+            )));
+        }
         let again: serde_json::Value = serde_json::from_str(&out).unwrap();
         for k in [
             "created",
@@ -568,6 +600,47 @@ impl<'a> Case<'a> {
     }
 }
 
+/// The seed of the property test's random generator (ChaCha, 32 bytes) and its hex form:
+/// `IDSYNC_PROPTEST_SEED=<64 hex digits>` if set, else a fresh random one. The test prints it
+/// at the start and in its failure message.
+///
+/// Reproducing a failing case: rerun with the printed seed and the same case count, e.g.
+/// `IDSYNC_PROPTEST_SEED=<hex> IDSYNC_PROPTEST_CASES=32 cargo test --test sync_props
+/// random_source_changes_converge` — the same seed generates the same cases in the same order.
+/// Proptest also saves the failing case's own seed in `tests/sync_props.proptest-regressions`
+/// (failure persistence), and every later run replays the saved cases first: commit that file
+/// to keep the case as a regression test.
+fn proptest_seed() -> ([u8; 32], String) {
+    if let Ok(hex) = std::env::var("IDSYNC_PROPTEST_SEED") {
+        let hex = hex.trim();
+        let bytes: Option<Vec<u8>> = (hex.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                    .collect()
+            })
+            .flatten();
+        let bytes =
+            bytes.unwrap_or_else(|| panic!("IDSYNC_PROPTEST_SEED must be 64 hex digits: {hex:?}"));
+        return (bytes.try_into().unwrap(), hex.to_ascii_lowercase());
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut seed = [0u8; 32];
+    for (i, chunk) in seed.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    let hex = seed.iter().map(|b| format!("{b:02x}")).collect();
+    (seed, hex)
+}
+
 #[test]
 fn random_source_changes_converge() {
     let Some(l) = support::private_slapd(None) else {
@@ -578,12 +651,26 @@ fn random_source_changes_converge() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(32);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        max_shrink_iters: 32,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (seed, seed_hex) = proptest_seed();
+    let reproduce = format!(
+        "IDSYNC_PROPTEST_SEED={seed_hex} IDSYNC_PROPTEST_CASES={cases} cargo test --test \
+         sync_props random_source_changes_converge"
+    );
+    eprintln!("proptest seed {seed_hex} (to run these cases again: {reproduce})");
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases,
+            max_shrink_iters: 32,
+            // A failing case's seed goes to tests/sync_props.proptest-regressions and is
+            // replayed first by every later run.
+            failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+                "proptest-regressions",
+            ))),
+            source_file: Some(file!()),
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed),
+    );
     let strategy = (
         proptest::collection::vec(person_strategy(), 1..=4),
         proptest::collection::vec(op_strategy(), 1..=6),
@@ -605,7 +692,10 @@ fn random_source_changes_converge() {
     });
     eprintln!("{cases} cases in {:?}", t.elapsed());
     if let Err(e) = result {
-        panic!("{e}");
+        panic!(
+            "{e}\nproptest seed {seed_hex}; to reproduce: {reproduce} (the failing case is also \
+             saved in tests/sync_props.proptest-regressions and replayed first by later runs)"
+        );
     }
 }
 

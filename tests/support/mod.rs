@@ -219,6 +219,61 @@ impl Ldap {
         panic!("slapd did not start again: {last_err}");
     }
 
+    /// Makes slapd's accesslog (`cn=accesslog`) an independent record of what a test's
+    /// clients did: searches as well as writes on `dc=example,dc=com` (the test configuration
+    /// records writes only), and searches and writes on `dc=target,dc=com` too (an accesslog
+    /// overlay added to that database). Changes cn=config as its rootdn.
+    ///
+    /// Each operation becomes an entry `reqStart=<time>,cn=accesslog` (`auditSearch`,
+    /// `auditAdd`, `auditModify`...; each page of a paged search is its own search) with its
+    /// base or DN (`reqDN`), filter (`reqFilter`), number of entries returned (`reqEntries`),
+    /// start and end (`reqStart`, `reqEnd`). slapd stamps those with the second and a counter
+    /// of operations in that second (`20261202003121.000065Z`), one sequence for the whole
+    /// server: comparing two stamps tells which came first.
+    /// Only for private instances ([`private_slapd`]): it would slow the shared one down.
+    pub fn log_operations(&self) {
+        assert_eq!(
+            self.kind,
+            Kind::PrivateSlapd,
+            "Ldap::log_operations is only for private_slapd() instances"
+        );
+        let ldif = "dn: olcOverlay={1}accesslog,olcDatabase={2}mdb,cn=config\n\
+                    changetype: modify\nreplace: olcAccessLogOps\n\
+                    olcAccessLogOps: writes\nolcAccessLogOps: search\n\n\
+                    dn: olcOverlay={1}accesslog,olcDatabase={3}mdb,cn=config\n\
+                    changetype: add\nobjectClass: olcOverlayConfig\n\
+                    objectClass: olcAccessLogConfig\nolcOverlay: {1}accesslog\n\
+                    olcAccessLogDB: cn=accesslog\nolcAccessLogSuccess: TRUE\n\
+                    olcAccessLogOps: writes\nolcAccessLogOps: search\n";
+        let args = [
+            "-x",
+            "-H",
+            &self.url,
+            "-D",
+            "cn=admin,cn=config",
+            "-w",
+            "secret",
+        ];
+        let out = self.ldap_tool("ldapmodify", &args, Some(ldif));
+        assert!(
+            out.status.success(),
+            "turning on the accesslog for all operations failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The accesslog entries matching `filter` (e.g. `(objectClass=auditSearch)`), oldest
+    /// first (by `reqStart`), as (DN, attributes with lowercased names: `reqdn`, `reqfilter`,
+    /// `reqentries`, `reqstart`, `reqend`...). See [`Ldap::log_operations`].
+    pub fn accesslog(&self, filter: &str) -> Vec<(String, ldif::Attrs)> {
+        let text = self.ldapsearch("cn=accesslog", "one", filter, &["*"]);
+        let mut ops: Vec<(String, ldif::Attrs)> = ldif::parse_ldif(&text).into_iter().collect();
+        let start = |a: &ldif::Attrs| a.get("reqstart").and_then(|v| v.first()).cloned();
+        ops.sort_by_key(|(_, a)| start(a));
+        ops
+    }
+
     /// Runs `samba-tool ARGS... -s smb.conf` against the Samba instance; returns stdout,
     /// panics with the output on failure. Example: `ad.samba_tool(&["user", "create", "ann",
     /// "Passw0rd!Passw0rd"])`.
@@ -537,7 +592,58 @@ fn slapd_available() -> Result<(), String> {
         "ldapmodify",
         "openssl",
         "flock",
-    ])
+    ])?;
+    slapd_files_missing()
+}
+
+/// The files the test slapd's cn=config needs, read from the template `scripts/dev/slapd`
+/// builds it from (`scripts/dev/slapd-config.ldif.in`, so the list cannot drift from the
+/// config): each `olcModuleLoad` module in `olcModulePath` (e.g. `/usr/lib/ldap/back_mdb.so`,
+/// `syncprov`, `accesslog`, `ppolicy`) and each `include: file://` schema (e.g.
+/// `/etc/ldap/schema/core.ldif`). Debian's `slapd` package ships them all. Err names every
+/// missing path and the package to install.
+fn slapd_files_missing() -> Result<(), String> {
+    let template = scripts_dir().join("slapd-config.ldif.in");
+    let text = fs::read_to_string(&template)
+        .map_err(|e| format!("cannot read {}: {e}", template.display()))?;
+    let value = |line: &str, attr: &str| -> Option<String> {
+        let (k, v) = line.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(attr)
+            .then(|| v.trim().to_string())
+    };
+    let module_dir = text
+        .lines()
+        .find_map(|l| value(l, "olcModulePath"))
+        .unwrap_or_else(|| "/usr/lib/ldap".into());
+    let mut needed: Vec<PathBuf> = Vec::new();
+    for line in text.lines() {
+        if let Some(m) = value(line, "olcModuleLoad") {
+            let file = if m.ends_with(".so") || m.ends_with(".la") {
+                m
+            } else {
+                format!("{m}.so")
+            };
+            needed.push(Path::new(&module_dir).join(file));
+        } else if let Some(url) = value(line, "include") {
+            let path = url.strip_prefix("file://").unwrap_or(&url);
+            needed.push(PathBuf::from(path));
+        }
+    }
+    let miss: Vec<String> = needed
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if miss.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} missing (the test slapd's cn=config in scripts/dev/slapd-config.ldif.in loads \
+             them; install the Debian package slapd: apt-get install slapd, or run scripts/test)",
+            miss.join(", ")
+        ))
+    }
 }
 
 fn samba_available() -> Result<(), String> {
