@@ -934,9 +934,11 @@ pub mod sync_api {
     }
 
     /// Runs every step in order; stops at the first step that is refused
-    /// or cannot run. Returns one report per step. The workflow holds the
-    /// lease of every step while it runs: when another run holds one, it is
-    /// refused before any step starts (exit status 5).
+    /// or cannot run (a step with failed objects does not stop it). Returns
+    /// one report per step. The workflow holds the lease of every step
+    /// while it runs: when another run holds one, it is refused before any
+    /// step starts (exit status 5). Its history record holds the sum of
+    /// every count of the steps that ran.
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn wf_run(w: &mut Workflow) -> ScriptResult<Array> {
         wf_run_with(w, Map::new())
