@@ -2892,3 +2892,182 @@ fn sigint_stops_a_later_run_between_writes() {
     counts(&r, &[("updated", (n - k) as i64), ("unchanged", k as i64)]);
     assert_eq!(updated(), n);
 }
+
+// ---------------------------------------------------------------------------------------------
+// a workflow's history holds every count (issue 11: one Counts from the engine to history)
+
+/// The newest record named `name` in `history()` (newest first).
+fn newest<'a>(history: &'a Json, name: &str) -> &'a Json {
+    history
+        .as_array()
+        .expect("history() is an array")
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no record of {name} in {history:#}"))
+}
+
+/// Every count of a report or history record, by name (the nine a run counts).
+const COUNTS: [&str; 9] = [
+    "created",
+    "updated",
+    "renamed",
+    "moved",
+    "joined",
+    "deprovisioned",
+    "unchanged",
+    "failed",
+    "containers",
+];
+
+#[test]
+fn a_workflow_history_record_holds_renames_moves_joins_and_containers_of_its_steps() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "wfh");
+    // Two sync-trees: src/a -> dst/a and src/b -> dst/b.
+    let (src_a, src_b) = (add_ou(l, &f.src, "a"), add_ou(l, &f.src, "b"));
+    let (dst_a, dst_b) = (add_ou(l, &f.dst, "a"), add_ou(l, &f.dst, "b"));
+    let sales = add_ou(l, &src_a, "Sales");
+    l.ldapadd(
+        &[
+            person_ldif(&sales, "ann", "h1", ""),
+            person_ldif(&sales, "bob", "h2", ""),
+            person_ldif(&src_b, "cid", "h3", ""),
+            person_ldif(&src_b, "dan", "h4", ""),
+            person_ldif(&src_b, "eve", "h5", ""),
+        ]
+        .join("\n"),
+    );
+    let wf = format!("{}-wf", f.id);
+    let (step_a, step_b) = (format!("{}/a", f.id), format!("{}/b", f.id));
+    let tree_step = |name: &str, src: &str, dst: &str| {
+        format!(
+            "sync_step(\"{name}\", src, dst, #{{\n\
+               tree: #{{ source: \"{src}\", target: \"{dst}\" }},\n\
+               scope: #{{ filter: \"(objectClass=inetOrgPerson)\" }},\n\
+               join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+               create: #{{ rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+               flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\" }} }})"
+        )
+    };
+    let script = format!(
+        "{conn}let a = {a};\nlet b = {b};\nworkflow(\"{wf}\", [a, b]).run()\n",
+        conn = f.connect(),
+        a = tree_step(&step_a, &src_a, &dst_a),
+        b = tree_step(&step_b, &src_b, &dst_b),
+    );
+    let reports = json_ok(f.home(), &script);
+    let reports = reports.as_array().expect("one report per step");
+    counts(&reports[0], &[("created", 2)]);
+    assert_eq!(n(&reports[0], "containers"), 1, "{reports:#?}");
+    counts(&reports[1], &[("created", 3)]);
+    let h = json_ok(f.home(), "history()");
+    let first = newest(&h, &wf);
+    assert_eq!(
+        (n(first, "created"), n(first, "containers")),
+        (5, 1),
+        "{first:#}"
+    );
+
+    // Step a: bob renamed, ann moved into a new container, fay joined to a hand-made entry.
+    // Step b: cid and dan renamed, eve moved into a new container, gus and hal joined, ivy created.
+    let emea = add_ou(l, &src_a, "EMEA");
+    let ops = add_ou(l, &src_b, "Ops");
+    l.ldapmodify(&format!(
+        "dn: uid=bob,{sales}\nchangetype: modrdn\nnewrdn: uid=rob\ndeleteoldrdn: 1\n\n\
+         dn: uid=ann,{sales}\nchangetype: modrdn\nnewrdn: uid=ann\ndeleteoldrdn: 1\nnewsuperior: {emea}\n\n\
+         dn: uid=cid,{src_b}\nchangetype: modrdn\nnewrdn: uid=cyd\ndeleteoldrdn: 1\n\n\
+         dn: uid=dan,{src_b}\nchangetype: modrdn\nnewrdn: uid=don\ndeleteoldrdn: 1\n\n\
+         dn: uid=eve,{src_b}\nchangetype: modrdn\nnewrdn: uid=eve\ndeleteoldrdn: 1\nnewsuperior: {ops}\n"
+    ));
+    l.ldapadd(
+        &[
+            person_ldif(&src_a, "fay", "h6", ""),
+            person_ldif(&dst_a, "fay", "h6", ""),
+            person_ldif(&src_b, "gus", "h7", ""),
+            person_ldif(&dst_b, "gus", "h7", ""),
+            person_ldif(&src_b, "hal", "h8", ""),
+            person_ldif(&dst_b, "hal", "h8", ""),
+            person_ldif(&src_b, "ivy", "h9", ""),
+        ]
+        .join("\n"),
+    );
+    let reports = json_ok(f.home(), &script);
+    let reports = reports.as_array().expect("one report per step");
+    assert_eq!(reports.len(), 2, "{reports:#?}");
+
+    // The directory, independently: each change was made, nothing was duplicated.
+    for dn in [
+        format!("uid=rob,ou=Sales,{dst_a}"),
+        format!("uid=ann,ou=EMEA,{dst_a}"),
+        format!("uid=fay,{dst_a}"),
+        format!("uid=cyd,{dst_b}"),
+        format!("uid=don,{dst_b}"),
+        format!("uid=eve,ou=Ops,{dst_b}"),
+        format!("uid=ivy,{dst_b}"),
+    ] {
+        assert!(get(l, &dn, &["1.1"]).is_some(), "{dn} missing");
+    }
+    assert_eq!(persons(l, &dst_a).len(), 3, "a duplicate in {dst_a}");
+    assert_eq!(persons(l, &dst_b).len(), 6, "a duplicate in {dst_b}");
+
+    let expect_a = [
+        ("renamed", 1),
+        ("moved", 1),
+        ("joined", 1),
+        ("containers", 1),
+    ];
+    let expect_b = [
+        ("created", 1),
+        ("renamed", 2),
+        ("moved", 1),
+        ("joined", 2),
+        ("containers", 1),
+    ];
+    let h = json_ok(f.home(), "history()");
+    let (rec_a, rec_b, rec_wf) = (newest(&h, &step_a), newest(&h, &step_b), newest(&h, &wf));
+    assert_eq!(s(rec_wf, "kind"), "workflow");
+    assert_eq!(s(rec_wf, "status"), "ok", "{rec_wf:#}");
+    for (rec, report, expect) in [
+        (rec_a, &reports[0], &expect_a[..]),
+        (rec_b, &reports[1], &expect_b[..]),
+    ] {
+        assert_eq!(s(rec, "kind"), "step");
+        assert_eq!(rec["id"], report["run_id"], "{rec:#}");
+        for k in COUNTS {
+            let want = match expect.iter().find(|(name, _)| *name == k) {
+                Some((_, v)) => *v,
+                // Unchanged objects are not read again (incremental); nothing else happened.
+                None if k == "unchanged" => n(report, k),
+                None => 0,
+            };
+            assert_eq!(n(report, k), want, "report count '{k}' in {report:#}");
+            assert_eq!(n(rec, k), want, "history count '{k}' in {rec:#}");
+        }
+    }
+    // The workflow's record: every count is the sum of its steps' (rename, move, join and
+    // container counts were once stored as 0 there).
+    for k in COUNTS {
+        assert_eq!(
+            n(rec_wf, k),
+            n(rec_a, k) + n(rec_b, k),
+            "workflow count '{k}' in {rec_wf:#}\nsteps: {rec_a:#}\n{rec_b:#}"
+        );
+    }
+    for (k, v) in [
+        ("created", 1),
+        ("renamed", 3),
+        ("moved", 2),
+        ("joined", 3),
+        ("containers", 2),
+    ] {
+        assert_eq!(n(rec_wf, k), v, "workflow count '{k}' in {rec_wf:#}");
+    }
+    let last = json_ok(f.home(), &format!("last_run(\"{wf}\")"));
+    for k in COUNTS {
+        assert_eq!(
+            n(&last, k),
+            n(rec_wf, k),
+            "last_run count '{k}' in {last:#}"
+        );
+    }
+}

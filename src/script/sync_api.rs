@@ -13,6 +13,7 @@ use super::objects::Connection;
 use crate::connector::Scope;
 use crate::model::{Entry, Value};
 use crate::sync::apply::Progress;
+use crate::sync::counts::Counts;
 use crate::sync::lease::LeaseGuard;
 use crate::sync::plan::{Action, AttrChange, Plan, create_attrs};
 use crate::sync::rules::{
@@ -20,6 +21,7 @@ use crate::sync::rules::{
     TextRule, TreeRule,
 };
 use crate::sync::run::{self, Report, RunError, RunOptions};
+use crate::sync::{defaults, workflow};
 
 /// A sync step as scripts hold it.
 #[derive(Clone)]
@@ -205,10 +207,6 @@ fn step_def(
     let tree = tree_rule(opts)?;
     if let Some(t) = &tree {
         fingerprint.push_str(&format!("|tree:{}>{}", t.source, t.target));
-        // The tree's roots are the default scope base and join base.
-        if scope.base.is_none() {
-            scope.base = Some(t.source.clone());
-        }
     }
     let create = match opts
         .get("create")
@@ -294,32 +292,9 @@ fn step_def(
         }
     }
     remember_step(name.trim(), &target);
-    let mut target_base =
-        opt_str(opts, "target_base")?.or_else(|| tree.as_ref().map(|t| t.target.clone()));
-    let graph = target.0.kind() == "graph";
-    // An Entra step works in the collection it creates in (joins and the
-    // bulk read look there, not in "users").
-    if graph
-        && target_base.is_none()
-        && let Some(CreateRule {
-            parent: TextRule::Fixed(p),
-            ..
-        }) = &create
-        && !p.trim().is_empty()
-    {
-        target_base = Some(p.trim().to_string());
-    }
-    // Entra groups cannot be disabled: by default a groups step leaves them.
-    if graph
-        && opts.get("deprovision").is_none()
-        && target_base
-            .as_deref()
-            .is_some_and(|b| b.eq_ignore_ascii_case("groups"))
-    {
-        deprovision.action = DeprovisionAction::None;
-    }
+    let target_base = opt_str(opts, "target_base")?;
     target.0.mark_as_target();
-    Ok(StepDef {
+    let mut def = StepDef {
         name: name.trim().to_string(),
         source: source.0,
         target: target.0,
@@ -332,7 +307,12 @@ fn step_def(
         members,
         tree,
         fingerprint,
-    })
+    };
+    // What the tree and the target imply (the tree's roots as bases; an
+    // Entra step's collection and its groups' deprovisioning) is the
+    // engine's decision, the same for a Rust caller.
+    defaults::apply_defaults(&mut def, opts.contains_key("deprovision"));
+    Ok(def)
 }
 
 /// `tree: #{ source: "OU=Staff,DC=src,...", target: "ou=staff,dc=example,dc=com" }`.
@@ -631,17 +611,7 @@ fn report_map(r: &Report) -> Map {
     m.insert("step".into(), r.step.clone().into());
     m.insert("status".into(), r.status.clone().into());
     m.insert("run_id".into(), Dynamic::from(r.run_id));
-    for (k, v) in [
-        ("created", c.created),
-        ("updated", c.updated),
-        ("renamed", c.renamed),
-        ("moved", c.moved),
-        ("joined", c.joined),
-        ("deprovisioned", c.deprovisioned),
-        ("unchanged", c.unchanged),
-        ("failed", c.failed),
-        ("containers", c.containers),
-    ] {
+    for (k, v) in c.fields() {
         m.insert(k.into(), Dynamic::from(v as i64));
     }
     m.insert("duration_ms".into(), Dynamic::from(r.duration_ms as i64));
@@ -740,20 +710,20 @@ fn run_step(step: &StepDef, opts: RunOptions, held: Option<&LeaseGuard>) -> Scri
     let r =
         super::runtime::block_on_to_end(run::run(step, &store, held, logs.as_deref(), opts, &bar));
     drop(bar);
+    step_outcome(r)
+}
+
+/// What a step's run gives the script: its report as a map, or the error
+/// that ends the script (noting a refused, failed or busy run for the
+/// exit status).
+fn step_outcome(r: Result<Report, RunError>) -> ScriptResult<Map> {
     match r {
         Ok(report) if report.status == "interrupted" => {
-            let c = &report.counts;
             eprintln!(
-                "{}: interrupted (run {} recorded as interrupted): created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, failed {}; the links of every finished write are stored{}",
+                "{}: interrupted (run {} recorded as interrupted): {}; the links of every finished write are stored{}",
                 report.step,
                 report.run_id,
-                c.created,
-                c.updated,
-                c.renamed,
-                c.moved,
-                c.joined,
-                c.deprovisioned,
-                c.failed,
+                report.counts,
                 report
                     .log_path
                     .as_deref()
@@ -814,22 +784,13 @@ fn run_record(r: &crate::store::RunRecord) -> Dynamic {
             .unwrap_or(Dynamic::UNIT),
     );
     m.insert("status".into(), r.status.clone().into());
-    for k in [
-        "created",
-        "updated",
-        "renamed",
-        "moved",
-        "deprovisioned",
-        "unchanged",
-        "failed",
-    ] {
-        let v = r
-            .counts
-            .get(k)
-            .and_then(|v| v.as_i64())
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT);
-        m.insert(k.into(), v);
+    // Every count; `()` while the run is still running (nothing stored yet).
+    let counts = Counts::from_json(&r.counts);
+    for k in Counts::NAMES {
+        m.insert(k.into(), Dynamic::UNIT);
+    }
+    for (k, v) in counts.iter().flat_map(Counts::fields) {
+        m.insert(k.into(), Dynamic::from(v as i64));
     }
     m.insert(
         "message".into(),
@@ -988,9 +949,11 @@ pub mod sync_api {
     }
 
     /// Runs every step in order; stops at the first step that is refused
-    /// or cannot run. Returns one report per step. The workflow holds the
-    /// lease of every step while it runs: when another run holds one, it is
-    /// refused before any step starts (exit status 5).
+    /// or cannot run (a step with failed objects does not stop it). Returns
+    /// one report per step. The workflow holds the lease of every step
+    /// while it runs: when another run holds one, it is refused before any
+    /// step starts (exit status 5). Its history record holds the sum of
+    /// every count of the steps that ran.
     ///
     /// Example:
     /// ```rhai
@@ -1011,49 +974,32 @@ pub mod sync_api {
     pub fn wf_run_with(w: &mut Workflow, opts: Map) -> ScriptResult<Array> {
         let o = run_options(&opts)?;
         let store = context::store()?;
-        let names: Vec<String> = w.steps.iter().map(|s| s.0.name.clone()).collect();
-        let lease = match run::take_lease(&store, &w.name, &names) {
-            Ok(l) => l,
+        let logs = crate::config::home::logs_dir().ok();
+        let wf = workflow::Workflow {
+            name: w.name.clone(),
+            steps: w.steps.iter().map(|s| s.0.clone()).collect(),
+        };
+        let bar = |s: &StepDef| -> Box<dyn Progress> { Box::new(Bar::new(&s.name)) };
+        // Like a step's run, the workflow watches the interrupt itself.
+        let r = crate::script::runtime::block_on_to_end(workflow::run(
+            &wf,
+            &store,
+            logs.as_deref(),
+            o,
+            &bar,
+        ));
+        let r = match r {
+            Ok(r) => r,
             Err(RunError::Busy(m)) => return busy(m),
             Err(e) => return Err(rt_err(e.to_string())),
         };
-        let id = store
-            .start_run(&w.name, "workflow", None)
-            .map_err(|e| rt_err(e.to_string()))?;
         let mut reports = Array::new();
-        let mut totals = crate::sync::apply::Counts::default();
-        for s in &w.steps {
-            match run_step(&s.0, o.clone(), Some(&lease)) {
-                Ok(m) => {
-                    for (k, slot) in [
-                        ("created", &mut totals.created),
-                        ("updated", &mut totals.updated),
-                        ("deprovisioned", &mut totals.deprovisioned),
-                        ("unchanged", &mut totals.unchanged),
-                        ("failed", &mut totals.failed),
-                    ] {
-                        *slot += m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0) as usize;
-                    }
-                    reports.push(Dynamic::from_map(m));
-                }
-                Err(e) => {
-                    let status = if interrupt::is_interrupted() {
-                        "interrupted"
-                    } else {
-                        "failed"
-                    };
-                    let _ = store.finish_run(
-                        id,
-                        status,
-                        &run::counts_json(&totals),
-                        Some(&e.to_string()),
-                    );
-                    return Err(e);
-                }
-            }
+        for report in r.steps {
+            reports.push(Dynamic::from_map(step_outcome(Ok(report))?));
         }
-        let status = if totals.failed > 0 { "failed" } else { "ok" };
-        let _ = store.finish_run(id, status, &run::counts_json(&totals), None);
+        if let Some(e) = r.stopped {
+            step_outcome(Err(e))?;
+        }
         Ok(reports)
     }
 
@@ -1137,15 +1083,6 @@ pub mod sync_api {
     #[rhai_fn(return_raw)]
     pub fn unlink(step: &str, anchor: &str) -> ScriptResult<bool> {
         let store = context::store()?;
-        let n = store
-            .remove_links(step, &[anchor.to_string()])
-            .map_err(|e| rt_err(e.to_string()))?;
-        // The unlinked object must be read again: the next run reads in full.
-        if n > 0 {
-            store
-                .put_setting(&crate::sync::plan::cursor_key(step), "")
-                .map_err(|e| rt_err(e.to_string()))?;
-        }
-        Ok(n > 0)
+        crate::sync::links::unlink(store.as_ref(), step, anchor).map_err(|e| rt_err(e.to_string()))
     }
 }

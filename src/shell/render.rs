@@ -237,6 +237,7 @@ const PREFERRED_KEYS: &[&str] = &[
     "deprovisioned",
     "unchanged",
     "failed",
+    "containers",
     "duration_ms",
     "source_anchor",
     "target_anchor",

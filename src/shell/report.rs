@@ -9,6 +9,7 @@
 use rhai::{Array, Dynamic, Map};
 
 use super::render::{RenderOptions, compact, key_union, one_line, record, truncate};
+use crate::sync::Counts;
 
 /// Failed objects listed in the table format before "… and N more".
 pub const SHOWN: usize = 20;
@@ -17,6 +18,29 @@ pub const LINE_MAX: usize = 240;
 
 /// Keys of the summary that the failure list replaces in the table format.
 const LIST_KEYS: [&str; 2] = ["errors", "failures"];
+
+/// Keys of the summary that come before the counts.
+const HEAD_KEYS: [&str; 3] = ["step", "status", "run_id"];
+
+/// The summary's keys in the order a reader wants them: step, status and
+/// run id, then every count in [`Counts::NAMES`] order (the engine's, the
+/// history's and the log's order), then the rest (duration, log, ...).
+fn summary_keys(m: &Map) -> Vec<String> {
+    let rank = |k: &str| {
+        HEAD_KEYS
+            .iter()
+            .chain(Counts::NAMES.iter())
+            .position(|p| *p == k)
+            .unwrap_or(usize::MAX)
+    };
+    let mut keys: Vec<String> = key_union([m])
+        .into_iter()
+        .filter(|k| !LIST_KEYS.contains(&k.as_str()))
+        .collect();
+    // A stable sort: the keys that are neither keep key_union's order.
+    keys.sort_by_key(|k| rank(k));
+    keys
+}
 
 /// True when `m` is a sync run's report (the map `run()` returns).
 pub fn is_report(m: &Map) -> bool {
@@ -85,9 +109,8 @@ pub fn table(v: &Dynamic, opts: &RenderOptions) -> String {
 }
 
 fn one_table(m: &Map, opts: &RenderOptions) -> String {
-    let mut lines: Vec<(String, Vec<String>)> = key_union([m])
+    let mut lines: Vec<(String, Vec<String>)> = summary_keys(m)
         .into_iter()
-        .filter(|k| !LIST_KEYS.contains(&k.as_str()))
         .map(|k| {
             let v = m.get(k.as_str()).map(compact).unwrap_or_default();
             (k, vec![v])
@@ -208,6 +231,35 @@ mod tests {
         let text = table(&report(3, &long_cause), &narrow);
         assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
         assert!(!text.contains("more"), "{text}");
+    }
+
+    #[test]
+    fn the_summary_shows_every_count_in_the_engines_order() {
+        let mut r = report(0, "");
+        if let Some(mut m) = r.write_lock::<Map>() {
+            for (i, k) in Counts::NAMES.iter().enumerate() {
+                m.insert((*k).into(), Dynamic::from(10 + i as i64));
+            }
+            m.insert("duration_ms".into(), Dynamic::from(5_i64));
+        }
+        let plain = RenderOptions {
+            color: false,
+            width: None,
+        };
+        let text = table(&r, &plain);
+        let labels: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+            .collect();
+        let mut want = vec!["step", "status", "run_id"];
+        want.extend(Counts::NAMES);
+        want.extend(["duration_ms", "log"]);
+        assert_eq!(labels, want, "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("containers:") && l.ends_with(" 18")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct RunRecord {
     /// `"running"`, `"ok"`, `"failed"`, `"refused"` or `"interrupted"` (see [`RUN_STATUSES`]).
     pub status: String,
     /// The counts as given to [`StateStore::finish_run`] (`{"created": n, ...}`); `{}` while running.
+    /// The sync engine stores every count of a run here (its `Counts` in JSON form: created,
+    /// updated, renamed, moved, joined, deprovisioned, unchanged, failed, containers), a
+    /// workflow the sum over its steps; the store keeps the value as given.
     pub counts: serde_json::Value,
     /// A message for the administrator (why it failed, was refused, ...).
     pub message: Option<String>,

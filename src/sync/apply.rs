@@ -21,28 +21,9 @@ use super::rules::{DeprovisionAction, StepDef};
 /// How many objects are written between two link commits.
 const COMMIT_EVERY: usize = 500;
 
-/// What a run did.
-#[derive(Clone, Debug, Default)]
-pub struct Counts {
-    /// Objects created.
-    pub created: usize,
-    /// Objects updated (attributes written).
-    pub updated: usize,
-    /// Objects renamed.
-    pub renamed: usize,
-    /// Objects moved.
-    pub moved: usize,
-    /// Objects linked by a join this run.
-    pub joined: usize,
-    /// Objects deprovisioned.
-    pub deprovisioned: usize,
-    /// Objects with nothing to write.
-    pub unchanged: usize,
-    /// Objects that failed.
-    pub failed: usize,
-    /// Containers created for a sync-tree.
-    pub containers: usize,
-}
+/// What a run did (defined in [`super::counts`]; re-exported here so the
+/// old path `sync::apply::Counts` keeps working).
+pub use super::counts::Counts;
 
 /// One failed object.
 #[derive(Clone, Debug)]

@@ -11,8 +11,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::json;
-
 use crate::store::StateStore;
 
 use super::apply::{self, Counts, Failure, Progress};
@@ -183,7 +181,7 @@ pub async fn run(
         log.line(note);
     }
     let finish = |status: &str, counts: &Counts, msg: Option<&str>| {
-        let _ = store.finish_run(run_id, status, &counts_json(counts), msg);
+        let _ = store.finish_run(run_id, status, &counts.to_json(), msg);
     };
     let failed = |m: String| {
         let m = format!("{}: {m}", step.name);
@@ -199,8 +197,7 @@ pub async fn run(
     let cancel = &opts.cancel;
     let interrupted = |counts: Counts, failures: Vec<Failure>| {
         log.line(&format!(
-            "INTERRUPTED: created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, failed {}; the links of what was written are stored",
-            counts.created, counts.updated, counts.renamed, counts.moved, counts.joined, counts.deprovisioned, counts.failed
+            "INTERRUPTED: {counts}; the links of what was written are stored"
         ));
         finish("interrupted", &counts, Some("interrupted"));
         Report {
@@ -283,10 +280,7 @@ pub async fn run(
     } else {
         "ok"
     };
-    log.line(&format!(
-        "end: created {}, updated {}, renamed {}, moved {}, joined {}, deprovisioned {}, unchanged {}, failed {} ({status})",
-        counts.created, counts.updated, counts.renamed, counts.moved, counts.joined, counts.deprovisioned, counts.unchanged, counts.failed
-    ));
+    log.line(&format!("end: {counts} ({status})"));
     // The source's change cursor moves only after a clean run: failed
     // objects must come back with the next read.
     if status == "ok"
@@ -326,13 +320,9 @@ fn planned_line(plan: &Plan) -> String {
     )
 }
 
-/// Counts as stored in the history.
+/// Counts as stored in the history (the same as [`Counts::to_json`]).
 pub fn counts_json(c: &Counts) -> serde_json::Value {
-    json!({
-        "created": c.created, "updated": c.updated, "renamed": c.renamed, "moved": c.moved,
-        "containers": c.containers,
-        "joined": c.joined, "deprovisioned": c.deprovisioned, "unchanged": c.unchanged, "failed": c.failed,
-    })
+    c.to_json()
 }
 
 #[cfg(test)]
