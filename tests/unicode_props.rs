@@ -212,8 +212,10 @@ fn ldif_value() -> impl Strategy<Value = Value> {
         Just("é"),
     ];
     let tail = prop_oneof![Just(""), Just(" "), Just("\n"), Just("\r\n"), Just("\0")];
-    let shaped =
-        (head, any::<String>(), tail).prop_map(|(h, s, t)| Value::Text(format!("{h}{s}{t}")));
+    // Printable ASCII as often as arbitrary Unicode, so that the head and
+    // tail alone decide whether a value must be base64.
+    let body = prop_oneof![any::<String>(), "[ -~]{0,16}"];
+    let shaped = (head, body, tail).prop_map(|(h, s, t)| Value::Text(format!("{h}{s}{t}")));
     prop_oneof![
         text().prop_map(Value::Text),
         shaped,
