@@ -17,7 +17,7 @@
 use base64::Engine as _;
 use idsync::connector::Connector;
 use idsync::connector::csv::{CsvConnector, CsvOptions};
-use idsync::connector::ldap::read::{check_filter, classify};
+use idsync::connector::ldap::{check_filter, classify};
 use idsync::connector::ldif::LdifConnector;
 use idsync::model::codec;
 use idsync::model::dn::{Dn, dn_eq, dn_escape, dn_key, ldap_escape, ldap_escape_bytes};
@@ -241,7 +241,7 @@ fn ldif_entry() -> impl Strategy<Value = Entry> {
         prop::collection::vec(prop::collection::vec(ldif_value(), 0..3), LDIF_ATTRS.len()),
     )
         .prop_map(|(name, values)| {
-            let mut e = Entry::new(&format!("cn={},dc=example,dc=com", dn_escape(&name)));
+            let mut e = Entry::new(format!("cn={},dc=example,dc=com", dn_escape(&name)));
             for (attr, vs) in LDIF_ATTRS.iter().zip(values) {
                 if !vs.is_empty() {
                     e.push(attr, vs);

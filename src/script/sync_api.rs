@@ -296,10 +296,9 @@ fn step_def(
     remember_step(name.trim(), &target);
     let mut target_base =
         opt_str(opts, "target_base")?.or_else(|| tree.as_ref().map(|t| t.target.clone()));
-    let graph = target.0.kind() == "graph";
     // An Entra step works in the collection it creates in (joins and the
     // bulk read look there, not in "users").
-    if graph
+    if target.0.create_parent_is_collection()
         && target_base.is_none()
         && let Some(CreateRule {
             parent: TextRule::Fixed(p),
@@ -310,12 +309,7 @@ fn step_def(
         target_base = Some(p.trim().to_string());
     }
     // Entra groups cannot be disabled: by default a groups step leaves them.
-    if graph
-        && opts.get("deprovision").is_none()
-        && target_base
-            .as_deref()
-            .is_some_and(|b| b.eq_ignore_ascii_case("groups"))
-    {
+    if opts.get("deprovision").is_none() && !target.0.can_disable_in(target_base.as_deref()) {
         deprovision.action = DeprovisionAction::None;
     }
     target.0.mark_as_target();
@@ -378,8 +372,7 @@ fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Opti
     let Some(d) = opts.get("members").filter(|d| !d.is_unit()) else {
         return Ok(None);
     };
-    let graph = target.0.kind() == "graph";
-    let default_target = if graph { "members" } else { "member" };
+    let default_target = target.0.member_attribute();
     let (source_attr, target_attr, steps) = if d.is_string() {
         (d.to_string(), default_target.to_string(), None)
     } else if let Some(m) = d.read_lock::<Map>() {
@@ -452,7 +445,7 @@ fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Opti
         source_attr,
         target_attr: target_attr.into(),
         steps,
-        by_anchor: graph,
+        by_anchor: target.0.members_are_anchors(),
     }))
 }
 
