@@ -1,7 +1,7 @@
 //! Microsoft Entra ID through Microsoft Graph: users, groups, service
 //! principals and contacts as entries (anchor = `id`), writes, membership,
 //! delta rounds. The HTTP rules Graph documents (token, paging, throttling,
-//! error bodies) live in [`http`] and [`page`]; directory roles and BackSync
+//! error bodies) live in `http` and `page`; directory roles and BackSync
 //! are built on top of this in `crate::azure`.
 //!
 //! For the sync engine and `search`, a connection's "base" names the
@@ -153,7 +153,7 @@ impl GraphConnector {
         Ok(Some(r.json(what)?))
     }
 
-    /// Runs one delta round (see [`delta::round`]).
+    /// Runs one delta round (see `delta::round`).
     pub async fn delta(
         &self,
         collection: &str,

@@ -1,11 +1,13 @@
 //! The LDAP connector: Active Directory, OpenLDAP and generic LDAPv3
 //! servers over ldap3, with the flavour detected from the rootDSE.
 //!
-//! Submodules: [`options`] (what a user can set), [`tls`], [`rootdse`]
-//! (flavour detection), [`read`] (paged streaming search and entry
-//! decoding), [`write`] (add, modify, moddn, delete, membership),
-//! [`account`] (enable/disable, passwords, authenticate), [`pool`] (the
-//! connections operations share), [`result`] (errors in words).
+//! Submodules: `options` (what a user can set), `tls`, `rootdse`
+//! (flavour detection), `read` (paged streaming search and entry
+//! decoding), `write` (add, modify, moddn, delete, membership),
+//! `account` (enable/disable, passwords, authenticate), `pool` (the
+//! connections operations share), `result` (errors in words), `changes`
+//! (change tracking): private, with what others use re-exported here.
+//! [`schema`] is public: [`crate::connector::Connector::schema`] returns it.
 
 mod account;
 mod changes;
