@@ -630,3 +630,46 @@ fn an_entra_source_is_read_incrementally_through_delta_between_runs() {
     );
     assert!(!last_log().contains("changes since the last run only"));
 }
+
+/// Entra groups cannot be disabled (issue 11 item 6: a capability of the
+/// Graph connector, not a `kind() == "graph"` check): a groups step that
+/// gives no `deprovision` leaves a group whose source row is gone as it is,
+/// and the run reports no failure.
+#[test]
+fn a_group_that_leaves_the_source_is_left_alone_in_entra_by_default() {
+    let az = GraphFake::start();
+    let home_dir = support::temp_home();
+    let home = home_dir.path();
+    let groups = home.join("groups.csv");
+    std::fs::write(&groups, "group_id,name\nG1,Sales Team\nG2,Marketing\n").unwrap();
+    let script = format!(
+        "{}let groups = connect_csv({}, #{{ key: \"group_id\" }});\n\
+         let g = sync_step(\"hr-to-entra/groups\", groups, az, #{{\n\
+           join: #{{ displayName: \"name\" }},\n\
+           create: #{{ parent: \"groups\" }},\n\
+           flows: #{{ displayName: \"name\", mailNickname: #{{ value: |e| e.group_id.to_lower(), once: true }} }},\n\
+         }});\n\
+         let r = g.run(#{{ allow_deletes: 5 }});\n\
+         print(`GROUPS created=${{r.created}} failed=${{r.failed}}`);\n",
+        connect(&az),
+        lit(&groups.display().to_string())
+    );
+    let out = run_ok(home, &az, &script);
+    assert_eq!(report(&out, "GROUPS "), "created=2 failed=0", "{out}");
+    let marketing = az
+        .group_ids()
+        .into_iter()
+        .find(|g| az.object(g).unwrap()["displayName"] == "Marketing")
+        .expect("group created");
+    let before = az.object(&marketing).unwrap();
+
+    std::fs::write(&groups, "group_id,name\nG1,Sales Team\n").unwrap();
+    let (code, out, err) = run(home, &az, &script);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(report(&out, "GROUPS "), "created=0 failed=0", "{out}");
+    assert_eq!(
+        az.object(&marketing).as_ref(),
+        Some(&before),
+        "the group that left the source was changed"
+    );
+}

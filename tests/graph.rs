@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use idsync::azure::roles;
-use idsync::connector::graph::page::{ListQuery, PageInfo};
-use idsync::connector::graph::{Clock, GraphConnector, GraphOptions};
+use idsync::connector::graph::{Clock, GraphConnector, GraphOptions, ListQuery, PageInfo};
 use idsync::connector::{Change, Connector, SearchQuery};
 use idsync::model::{Entry, Secret, Value};
 use serde_json::{Value as Json, json};
@@ -1743,7 +1742,7 @@ async fn delete_sends_one_delete_for_the_named_object() {
 // Delta (§1.4; checklist 7–12)
 // ---------------------------------------------------------------------------------------
 
-fn changed_ids(r: &idsync::connector::graph::delta::DeltaRound) -> Vec<String> {
+fn changed_ids(r: &idsync::connector::graph::DeltaRound) -> Vec<String> {
     r.changed
         .iter()
         .map(|o| o.object["id"].as_str().unwrap().to_string())
@@ -1869,7 +1868,7 @@ async fn delta_reports_soft_delete_hard_delete_and_restore() {
 
 /// Asserts a group's merged membership in a delta round: exactly these ids, each once.
 fn assert_members(
-    r: &idsync::connector::graph::delta::DeltaRound,
+    r: &idsync::connector::graph::DeltaRound,
     group: &str,
     added: &[String],
     removed: &[String],

@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use idsync::connector::Connector;
-use idsync::connector::ldap::{LdapConnector, LdapOptions, pool};
+use idsync::connector::ldap::{CONNECTIONS, LdapConnector, LdapOptions, PER_CONNECTION};
 use idsync::model::{Secret, Value};
 use support::ldif::parse_ldif;
 
@@ -103,15 +103,12 @@ async fn many_writes_in_flight_spread_over_several_connections_each_entry_once()
     let Some(l) = support::slapd() else { return };
     let parent = add_ou(l, &support::unique("pool2"));
     let c = LdapConnector::connect(options(l)).await.expect("connect");
-    assert_eq!(
-        c.writes_in_flight(),
-        pool::CONNECTIONS * pool::PER_CONNECTION
-    );
+    assert_eq!(c.writes_in_flight(), CONNECTIONS * PER_CONNECTION);
     let uids = names("par", 200);
     let anchors = create_all(&c, &parent, &uids).await;
     let n = c.connections();
     assert!(
-        n > 1 && n <= pool::CONNECTIONS,
+        n > 1 && n <= CONNECTIONS,
         "200 creates at once used {n} connections"
     );
     // Exactly the 200 entries, each with the anchor its create returned.
@@ -137,7 +134,7 @@ async fn every_connection_is_reopened_after_the_server_restarts() {
 
     // The first operation on each dead connection reconnects instead of failing.
     let second = create_all(&c, &parent, &names("after", 100)).await;
-    assert!(c.connections() <= pool::CONNECTIONS);
+    assert!(c.connections() <= CONNECTIONS);
     let mut all = first;
     all.extend(second);
     assert_eq!(uuids(&l, &parent), all);
@@ -200,7 +197,7 @@ async fn paged_searches_at_the_same_time_each_read_everything() {
         assert_eq!(&got, want, "{base}");
     }
     assert!(
-        c.connections() <= pool::CONNECTIONS,
+        c.connections() <= CONNECTIONS,
         "{} connections pooled",
         c.connections()
     );

@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use serde_json::Value as Json;
 
-use crate::connector::graph::GraphConnector;
-use crate::connector::graph::page::ListQuery;
+use crate::connector::graph::{GraphConnector, ListQuery};
 use crate::connector::{Change, Connector, Error, Result, SearchQuery};
 use crate::model::Value;
 

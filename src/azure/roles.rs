@@ -8,9 +8,7 @@
 use reqwest::Method;
 use serde_json::{Value as Json, json};
 
-use crate::connector::graph::http::Call;
-use crate::connector::graph::page::enc;
-use crate::connector::graph::{GraphConnector, is_guid};
+use crate::connector::graph::{Call, GraphConnector, enc, is_guid};
 use crate::connector::{Error, Result};
 
 /// Templates Graph will not instantiate (implicit user roles).

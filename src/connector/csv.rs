@@ -6,7 +6,7 @@
 //! `multi_value_separator` set, a cell holds several values. Searches take
 //! an LDAP filter evaluated in memory; base and scope do not apply. Writes
 //! keep the column order (new columns are appended), the byte order mark
-//! and the line ending of the file, and are atomic (see [`super::file`]).
+//! and the line ending of the file, and are atomic (see `super::file`).
 //! Keys are case-sensitive: `E1` and `e1` are two rows, and `get("e1")`
 //! falls back to a case-insensitive match only when no key matches exactly.
 //! The key column cannot be modified (it is the row's identity: delete the

@@ -42,11 +42,6 @@ impl Table {
         self.live
     }
 
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
     /// Appends `entry` under `key`; returns its slot.
     pub fn insert(&mut self, key: String, entry: Entry) -> usize {
         let slot = self.slots.len();
@@ -240,6 +235,7 @@ impl<M: Clone> FileStore<M> {
     }
 
     /// Wraps loaded data, as if read from a file that does not exist.
+    #[cfg(test)]
     pub fn new(path: PathBuf, label: String, data: Data<M>, render: Render<M>) -> FileStore<M> {
         FileStore {
             path,
@@ -360,6 +356,7 @@ impl<M: Clone> FileStore<M> {
         }
     }
 
+    #[cfg(test)]
     /// True inside a batch.
     pub fn in_batch(&self) -> bool {
         self.state.lock().map(|s| s.batch).unwrap_or(false)
@@ -393,6 +390,7 @@ impl<M: Clone> FileStore<M> {
         Ok(())
     }
 
+    #[cfg(test)]
     /// Writes the file now, changed or not (under the file lock).
     pub fn save(&self) -> Result<()> {
         let mut st = self.lock()?;

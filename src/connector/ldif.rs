@@ -19,8 +19,10 @@
 //! Reading accepts `version: 1`, `#` comments, folded lines, `attr: value`
 //! and `attr:: base64`; values by URL (`attr:< file://`) and change records
 //! (`changetype:`) are refused with the line. Writing keeps the entries in
-//! file order (new ones at the end), base64-encodes binary and unsafe
-//! values, folds at 76 columns; comments are not kept.
+//! file order (new ones at the end) and writes each record with
+//! [`crate::model::ldif_write`] (the shell's `--format ldif` writer too):
+//! base64 for binary and unsafe values, folded at 76 columns; comments are
+//! not kept. DNs are keyed by [`Dn::key`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,15 +33,14 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::file::{self, Data, FileStore, Table};
 use crate::connector::{Change, Connector, Error, Result, Scope, SearchQuery, Sink, TestReport};
-use crate::model::dn::{Dn, dn_eq, dn_escape};
+use crate::model::dn::{Dn, dn_eq, dn_escape, rdn_values};
 use crate::model::filter::Filter;
+use crate::model::ldif_write;
 use crate::model::value::is_binary;
 use crate::model::{Entry, Value};
 
 /// The anchor attribute.
 const ANCHOR: &str = "entryUUID";
-/// Longest written line before folding.
-const FOLD: usize = 76;
 
 /// Format state: entryUUID (lower case) to slot.
 #[derive(Clone, Debug, Default)]
@@ -195,23 +196,6 @@ fn attr_value(line: &Line, label: &str) -> Result<(String, Vec<u8>)> {
     ))
 }
 
-/// The comparison key of a DN (as [`dn_eq`] compares).
-fn dn_key(dn: &Dn) -> String {
-    dn.rdns()
-        .iter()
-        .map(|rdn| {
-            rdn.split('+')
-                .map(|ava| match ava.split_once('=') {
-                    Some((a, v)) => format!("{}={}", a.trim(), v.trim()).to_lowercase(),
-                    None => ava.to_lowercase(),
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// A stable UUID for an entry read without entryUUID.
 fn derived_uuid(key: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_X500, key.as_bytes()).to_string()
@@ -264,7 +248,7 @@ fn parse(bytes: &[u8], label: &str) -> Result<Data<Meta>> {
         }
         let (entry, line) = parse_record(&rec, label)?;
         let parsed = Dn::parse(&entry.dn).map_err(|e| err_at(label, line, e))?;
-        let key = dn_key(&parsed);
+        let key = parsed.key();
         if let Some(prev) = first_line.get(&key) {
             return Err(err_at(
                 label,
@@ -346,54 +330,12 @@ fn parse_record(rec: &[Line], label: &str) -> Result<(Entry, usize)> {
 
 // ---------------------------------------------------------------- writing
 
-/// True when a value may be written as `attr: value` (RFC 2849 SAFE-STRING,
-/// and no trailing space).
-fn is_safe(b: &[u8]) -> bool {
-    let Some((&first, &last)) = b.first().zip(b.last()) else {
-        return true;
-    };
-    !matches!(first, b' ' | b':' | b'<')
-        && last != b' '
-        && b.iter()
-            .all(|&c| c.is_ascii() && !matches!(c, 0 | b'\r' | b'\n'))
-}
-
-/// Appends `name: value` (or `name:: base64`) folded at 76 columns.
-fn push_line(out: &mut String, name: &str, value: &[u8], binary: bool) {
-    let line = if binary || !is_safe(value) {
-        format!("{name}:: {}", B64.encode(value))
-    } else if value.is_empty() {
-        format!("{name}:")
-    } else {
-        format!("{name}: {}", String::from_utf8_lossy(value))
-    };
-    let chars: Vec<char> = line.chars().collect();
-    let mut start = 0;
-    let mut width = FOLD;
-    while start < chars.len() {
-        let end = (start + width).min(chars.len());
-        if start > 0 {
-            out.push(' ');
-        }
-        out.extend(&chars[start..end]);
-        out.push('\n');
-        start = end;
-        width = FOLD - 1;
-    }
-}
-
-/// Writes all entries.
+/// Writes all entries (the records as [`ldif_write`] writes them).
 fn render(d: &Data<Meta>, _label: &str) -> Result<Vec<u8>> {
     let mut out = String::from("version: 1\n");
     for e in d.table.entries() {
         out.push('\n');
-        push_line(&mut out, "dn", e.dn.as_bytes(), false);
-        for a in e.attributes() {
-            for v in &a.values {
-                let binary = is_binary(&a.name) || matches!(v, Value::Binary(_));
-                push_line(&mut out, &a.name, v.as_bytes(), binary);
-            }
-        }
+        ldif_write::write_entry(&mut out, e);
     }
     Ok(out.into_bytes())
 }
@@ -408,52 +350,9 @@ fn parse_dn(dn: &str) -> Result<Dn> {
     Ok(parsed)
 }
 
-/// Removes `\` escapes (`\,` and `\2C`) and surrounding quotes from an RDN
-/// value.
-fn unescape(v: &str) -> String {
-    let v = v.trim();
-    if let Some(q) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        return q.to_string();
-    }
-    let mut bytes = Vec::with_capacity(v.len());
-    let b = v.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(x) => {
-                    bytes.push(x);
-                    i += 3;
-                }
-                None => {
-                    bytes.push(b[i + 1]);
-                    i += 2;
-                }
-            }
-        } else {
-            bytes.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// The attribute/value pairs of an RDN (`cn=a+sn=b`).
-fn rdn_avas(rdn: &str) -> Vec<(String, String)> {
-    rdn.split('+')
-        .filter_map(|ava| ava.split_once('='))
-        .map(|(a, v)| (a.trim().to_string(), unescape(v)))
-        .collect()
-}
-
 /// Adds the RDN's values to the entry when missing.
 fn add_naming_values(entry: &mut Entry, rdn: &str) {
-    for (attr, value) in rdn_avas(rdn) {
+    for (attr, value) in rdn_values(rdn) {
         let v = Value::Text(value);
         if !entry.values(&attr).iter().any(|x| file::same_value(x, &v)) {
             entry.push(&attr, [v]);
@@ -481,7 +380,7 @@ fn find(d: &Data<Meta>, identity: &str) -> Result<Option<usize>> {
         && let Ok(dn) = Dn::parse(id)
         && !dn.is_empty()
     {
-        return Ok(d.table.find_ci(&dn_key(&dn)).first().copied());
+        return Ok(d.table.find_ci(&dn.key()).first().copied());
     }
     if let Ok(u) = uuid::Uuid::parse_str(id.trim_start_matches('{').trim_end_matches('}'))
         && let Some(&slot) = d.meta.uuids.get(&u.to_string())
@@ -547,7 +446,7 @@ fn rebase(d: &mut Data<Meta>, old: &Dn, new_dn: &str) -> Result<()> {
         let mut parts: Vec<String> = dn.rdns()[..depth].to_vec();
         parts.push(new_dn.to_string());
         let text = parts.join(",");
-        let key = dn_key(&parse_dn(&text)?);
+        let key = parse_dn(&text)?.key();
         moves.push((slot, text, key));
     }
     for (_, text, key) in &moves {
@@ -642,7 +541,7 @@ impl Connector for LdifConnector {
                 .entries()
                 .filter(|e| {
                     Dn::parse(&e.dn)
-                        .map(|dn| !keys.contains(dn_key(&dn.parent()).as_str()))
+                        .map(|dn| !keys.contains(dn.parent().key().as_str()))
                         .unwrap_or(false)
                 })
                 .map(|e| e.dn.clone())
@@ -702,7 +601,7 @@ impl Connector for LdifConnector {
 
     async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
         let parsed = parse_dn(dn)?;
-        let key = dn_key(&parsed);
+        let key = parsed.key();
         self.store.write(|d| {
             if let Some(&slot) = d.table.find_ci(&key).first() {
                 let existing = d.table.get(slot).map(|e| e.dn.clone()).unwrap_or_default();
@@ -774,7 +673,7 @@ impl Connector for LdifConnector {
                 .ok()
                 .and_then(|p| p.rdn().map(str::to_string))
                 .unwrap_or_default();
-            for (attr, value) in rdn_avas(&rdn) {
+            for (attr, value) in rdn_values(&rdn) {
                 let v = Value::Text(value);
                 if !entry.values(&attr).iter().any(|x| file::same_value(x, &v)) {
                     return Err(Error::object(
@@ -819,8 +718,8 @@ impl Connector for LdifConnector {
             };
             rebase(d, &old, &new_dn)?;
             if let Some(e) = d.table.get_mut(slot) {
-                let new_avas = rdn_avas(&new_rdn);
-                for (attr, value) in rdn_avas(&old_rdn) {
+                let new_avas = rdn_values(&new_rdn);
+                for (attr, value) in rdn_values(&old_rdn) {
                     let v = Value::Text(value);
                     let kept = new_avas.iter().any(|(a, nv)| {
                         a.eq_ignore_ascii_case(&attr)

@@ -4,18 +4,26 @@
 //! is never held in memory.
 
 pub mod csv;
-pub mod error;
-pub mod file;
+mod error;
+mod file;
 pub mod graph;
 pub mod ldap;
 pub mod ldif;
-pub mod tls;
+mod tls;
 
 use async_trait::async_trait;
 
 pub use error::{Error, Result};
 
 use crate::model::{Entry, Secret, Value};
+
+/// The connector behind `c` as the concrete type `T` (for example
+/// [`graph::GraphConnector`] for the Entra-only functions), or `None` when
+/// it is another kind.
+pub fn downcast<T: Connector>(c: &dyn Connector) -> Option<&T> {
+    let any: &dyn std::any::Any = c;
+    any.downcast_ref::<T>()
+}
 
 /// How deep a search goes below its base.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -110,9 +118,15 @@ pub struct ChangeRound {
 }
 
 /// A connected system. Every method names the object in its errors.
-/// Operations a system cannot do return [`Error::Unsupported`].
+/// Operations a system cannot do return [`Error::Unsupported`]; what
+/// differs between systems in how the sync engine treats them is asked
+/// through the capability methods (`create_parent_is_collection`,
+/// `can_disable_in`, ...), never by comparing [`Connector::kind`].
+///
+/// Functions that exist for one system only (Entra's roles, delta rounds
+/// and BackSync) reach its connector with [`downcast`].
 #[async_trait]
-pub trait Connector: Send + Sync {
+pub trait Connector: std::any::Any + Send + Sync {
     /// Kind of system: "ldap", "csv", "ldif", "graph", "sql".
     fn kind(&self) -> &'static str;
 
@@ -258,10 +272,59 @@ pub trait Connector: Send + Sync {
         Ok(())
     }
 
-    /// The Microsoft Graph connection behind this connector, for the
-    /// Entra-only functions (roles, delta, BackSync); `None` elsewhere.
-    fn graph(&self) -> Option<&graph::GraphConnector> {
-        None
+    // ------------------------------------------------------------ capabilities
+    //
+    // What differs between systems, as properties the sync engine and the
+    // script layer ask about, so no caller checks `kind()` for one system.
+
+    /// True when a sync step that names no `target_base` works in the
+    /// parent its creates go to: the parent names a collection to search
+    /// (Entra: a step creating in `groups` joins and reads in `groups`, not
+    /// in the default `users`). Directories search their base instead.
+    fn create_parent_is_collection(&self) -> bool {
+        false
+    }
+
+    /// True when objects in `base` (the step's target base; `None` = the
+    /// connection's) can be disabled. A step that gives no `deprovision`
+    /// leaves leavers it could not disable alone (Entra groups).
+    fn can_disable_in(&self, _base: Option<&str>) -> bool {
+        true
+    }
+
+    /// The attribute a group's members are written to by default: `member`
+    /// (values are DNs) in directories and files; Graph's `members` holds
+    /// object ids.
+    fn member_attribute(&self) -> &'static str {
+        "member"
+    }
+
+    /// True when a group's members are named by their anchors (Graph's
+    /// object ids) rather than by DNs.
+    fn members_are_anchors(&self) -> bool {
+        false
+    }
+
+    /// True when an object can be read back by the DN it was created with,
+    /// so a create refused as "already exists" (a crash between the write
+    /// and the link) adopts the object found there. False where the "DN" of
+    /// a create names a collection, not the object (Entra).
+    fn create_name_finds_object(&self) -> bool {
+        true
+    }
+
+    /// True when an object is best addressed by the DN where it was found
+    /// rather than by its anchor: an anchor is looked for only below the
+    /// connection's base, a DN reaches every naming context (LDAP).
+    /// Elsewhere the anchor is the identity that always works.
+    fn locates_by_dn(&self) -> bool {
+        false
+    }
+
+    /// True when a new or moved object's parent must already exist (LDAP);
+    /// files and Graph take any parent.
+    fn parents_must_exist(&self) -> bool {
+        false
     }
 
     /// The error for an operation this system cannot do.

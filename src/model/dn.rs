@@ -65,7 +65,7 @@ impl Dn {
         rdns.push(cur);
         let mut out = Vec::with_capacity(rdns.len());
         for rdn in rdns {
-            let rdn = rdn.trim().to_string();
+            let rdn = trim_unescaped(&rdn).to_string();
             if rdn.is_empty() {
                 return Err(err(
                     "it has an empty RDN (two commas in a row, or a comma at an end)",
@@ -128,6 +128,16 @@ impl Dn {
     pub fn is_empty(&self) -> bool {
         self.rdns.is_empty()
     }
+
+    /// The comparison key of this DN (see [`dn_key`]): two DNs name the
+    /// same entry when their keys are equal.
+    pub fn key(&self) -> String {
+        self.rdns
+            .iter()
+            .map(|r| norm(r))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 impl fmt::Display for Dn {
@@ -162,7 +172,7 @@ pub fn dn_eq(a: &str, b: &str) -> bool {
 /// removed): two DNs are equal in the sense of [`dn_eq`] when their keys are.
 pub fn dn_key(s: &str) -> String {
     match Dn::parse(s) {
-        Ok(d) => d.rdns.iter().map(|r| norm(r)).collect::<Vec<_>>().join(","),
+        Ok(d) => d.key(),
         Err(_) => s.to_lowercase(),
     }
 }
@@ -183,6 +193,70 @@ fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
     }
     out.push(&s[start..]);
     out
+}
+
+/// Removes surrounding blanks that are not escaped (`cn=a\ ` keeps its
+/// escaped space).
+fn trim_unescaped(s: &str) -> &str {
+    let s = s.trim_start();
+    let mut end = s.len();
+    while end > 0 && s.as_bytes()[end - 1].is_ascii_whitespace() {
+        let backslashes = s.as_bytes()[..end - 1]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// An RDN value with its escapes (`\,`, `\2C`, `\ `) and surrounding
+/// quotes removed, as the directory stores it.
+pub fn unescape_value(v: &str) -> String {
+    let v = trim_unescaped(v);
+    if let Some(q) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        return q.to_string();
+    }
+    let mut bytes = Vec::with_capacity(v.len());
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(x) => {
+                    bytes.push(x);
+                    i += 3;
+                }
+                None => {
+                    bytes.push(b[i + 1]);
+                    i += 2;
+                }
+            }
+        } else {
+            bytes.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The attribute/value pairs of an RDN (`cn=a+sn=b`), values unescaped
+/// ([`unescape_value`]); an escaped `+` (`cn=a\+b`) stays in its value.
+pub fn rdn_values(rdn: &str) -> Vec<(String, String)> {
+    split_unescaped(rdn, '+')
+        .into_iter()
+        .filter_map(|ava| ava.split_once('='))
+        .map(|(a, v)| (a.trim().to_string(), unescape_value(v)))
+        .collect()
 }
 
 /// Escapes a value for use inside an RDN (RFC 4514 §2.4).
@@ -279,5 +353,24 @@ mod tests {
         // Escaped output parses back as one RDN.
         let dn = format!("cn={},dc=x", dn_escape("a,b+c=d"));
         assert_eq!(Dn::parse(&dn).unwrap().rdns().len(), 2);
+    }
+
+    #[test]
+    fn rdn_values_keep_escaped_plus_and_spaces() {
+        for value in ["a+b=c", " lead", "trail ", "Lee, Ann", "Zoë", "x\\ "] {
+            let dn = Dn::parse(&format!(" cn={} ,dc=x", dn_escape(value))).unwrap();
+            let rdn = dn.rdn().unwrap();
+            assert_eq!(
+                rdn_values(rdn),
+                [("cn".to_string(), value.to_string())],
+                "{rdn}"
+            );
+        }
+        assert_eq!(
+            rdn_values("cn=a+sn=b"),
+            [("cn".into(), "a".into()), ("sn".into(), "b".into())]
+        );
+        assert_eq!(unescape_value("Zo\\c3\\ab"), "Zoë");
+        assert_eq!(unescape_value(" \"quoted, value\" "), "quoted, value");
     }
 }

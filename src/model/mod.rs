@@ -1,10 +1,11 @@
 //! The data model every layer shares: entries and values, GUID/SID codecs,
-//! DNs and escaping, secrets. No I/O here.
+//! DNs and escaping, LDIF records, secrets. No I/O here.
 
 pub mod codec;
 pub mod dn;
 pub mod entry;
 pub mod filter;
+pub mod ldif_write;
 pub mod secret;
 pub mod value;
 

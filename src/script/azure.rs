@@ -13,10 +13,11 @@ use super::convert::*;
 use super::objects::Connection;
 use super::runtime::block_on;
 use crate::azure::backsync;
-use crate::connector::graph::convert::{json_values, to_entry};
-use crate::connector::graph::delta::{DeltaObject, DeltaRound};
-use crate::connector::graph::page::ListQuery;
-use crate::connector::graph::{GraphConnector, GraphOptions, default_select};
+use crate::connector::downcast;
+use crate::connector::graph::{
+    DeltaObject, DeltaRound, GraphConnector, GraphOptions, ListQuery, default_select, json_values,
+    to_entry,
+};
 use crate::model::Entry;
 
 /// The options `connect_graph` understands.
@@ -87,7 +88,7 @@ pub fn open_graph(opts: GraphOptions) -> ScriptResult<Connection> {
 
 /// The Graph connection behind `c`, or an error naming the function.
 fn graph<'a>(c: &'a Connection, f: &str) -> ScriptResult<&'a GraphConnector> {
-    c.0.graph().ok_or_else(|| {
+    downcast::<GraphConnector>(c.0.as_ref()).ok_or_else(|| {
         rt_err(format!(
             "{f}: this is a {} connection; {f} needs a Microsoft Graph connection (connect_graph)",
             c.0.kind()
@@ -332,7 +333,7 @@ fn report_map(r: &backsync::Report) -> Map {
 fn run_backsync(ad: &Connection, az: &Connection, opts: &Map) -> ScriptResult<Map> {
     let o = backsync_options(opts)?;
     let g = graph(az, "backsync")?;
-    if ad.0.graph().is_some() {
+    if downcast::<GraphConnector>(ad.0.as_ref()).is_some() {
         return Err(rt_err(
             "backsync: the first argument is the AD connection, the second the Graph one",
         ));

@@ -358,8 +358,7 @@ fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Opti
     let Some(d) = opts.get("members").filter(|d| !d.is_unit()) else {
         return Ok(None);
     };
-    let graph = target.0.kind() == "graph";
-    let default_target = if graph { "members" } else { "member" };
+    let default_target = target.0.member_attribute();
     let (source_attr, target_attr, steps) = if d.is_string() {
         (d.to_string(), default_target.to_string(), None)
     } else if let Some(m) = d.read_lock::<Map>() {
@@ -432,7 +431,7 @@ fn member_rule(name: &str, target: &Connection, opts: &Map) -> ScriptResult<Opti
         source_attr,
         target_attr: target_attr.into(),
         steps,
-        by_anchor: graph,
+        by_anchor: target.0.members_are_anchors(),
     }))
 }
 

@@ -12,8 +12,9 @@
 //!   are spelled as the server spells them (see [`entry_to_json`]).
 //! - **csv** — arrays of entries or maps, one row each; multi-values joined
 //!   with `;`. A run report is its failed objects, one row each.
-//! - **ldif** — RFC 2849 records, base64 where a value is not a SAFE-STRING,
-//!   folded at 76 columns.
+//! - **ldif** — RFC 2849 records written by [`crate::model::ldif_write`]
+//!   (the LDIF connector's writer too): base64 where a value is binary or not
+//!   a SAFE-STRING, folded at 76 columns.
 //!
 //! Binary attributes never come out as mangled text: GUIDs and SIDs appear in
 //! their canonical string forms, other binary values as `<binary N bytes>`
@@ -30,7 +31,7 @@ use rhai::{Array, Blob, Dynamic, ImmutableString, Map};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use super::report;
-use crate::model::{Entry, Value};
+use crate::model::{Entry, Value, ldif_write};
 
 /// How printed results are rendered (`--format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -870,61 +871,12 @@ fn render_ldif(v: &Dynamic) -> Result<String, RenderError> {
     )))
 }
 
-/// RFC 2849 SAFE-STRING: may be written after `: ` as is.
-fn is_safe_string(s: &[u8]) -> bool {
-    let Some(&first) = s.first() else {
-        return true;
-    };
-    if matches!(first, b' ' | b':' | b'<') || s.last() == Some(&b' ') {
-        return false;
-    }
-    s.iter()
-        .all(|&b| b.is_ascii() && b != 0 && b != b'\n' && b != b'\r')
-}
-
-/// One `name: value` or `name:: base64` line, folded at 76 columns.
-fn ldif_line(out: &mut String, name: &str, bytes: &[u8], force_b64: bool) {
-    let line = if bytes.is_empty() {
-        format!("{name}:")
-    } else if force_b64 || !is_safe_string(bytes) {
-        format!("{name}:: {}", B64.encode(bytes))
-    } else {
-        // Safe strings are ASCII.
-        format!("{name}: {}", String::from_utf8_lossy(bytes))
-    };
-    fold(out, &line);
-}
-
-/// Appends `line` folded to 76 columns: continuation lines start with a space.
-fn fold(out: &mut String, line: &str) {
-    const WIDTH: usize = 76;
-    let chars: Vec<char> = line.chars().collect();
-    let mut start = 0;
-    let mut first = true;
-    while start < chars.len() || first {
-        let room = if first { WIDTH } else { WIDTH - 1 };
-        let end = (start + room).min(chars.len());
-        if !first {
-            out.push('\n');
-            out.push(' ');
-        }
-        out.extend(&chars[start..end]);
-        start = end;
-        first = false;
-    }
-}
-
+/// One entry as an LDIF record (the shared writer, [`ldif_write`]), without
+/// the final newline.
 fn ldif_entry(e: &Entry) -> String {
-    let mut out = String::new();
-    ldif_line(&mut out, "dn", e.dn.as_bytes(), false);
-    for a in e.attributes() {
-        for v in &a.values {
-            out.push('\n');
-            match v {
-                Value::Binary(b) => ldif_line(&mut out, &a.name, b, true),
-                Value::Text(t) => ldif_line(&mut out, &a.name, t.as_bytes(), false),
-            }
-        }
+    let mut out = ldif_write::entry_record(e);
+    if out.ends_with('\n') {
+        out.pop();
     }
     out
 }
@@ -934,6 +886,7 @@ fn ldif_entry(e: &Entry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ldif_write::is_safe_string;
 
     const GUID_BYTES: [u8; 16] = [
         0x78, 0x56, 0x34, 0x12, 0x34, 0x12, 0x78, 0x56, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56,

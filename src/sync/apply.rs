@@ -369,7 +369,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                 }
                 // A crash after the write but before the link: adopt the object
                 // by its name (not in Entra, where the "name" is the collection).
-                Err(err) if already_exists(&err) && target.kind() != "graph" => {
+                Err(err) if already_exists(&err) && target.create_name_finds_object() => {
                     let existing = target.get(dn).await.map_err(|e| (dn.clone(), e))?;
                     let Some(t) = existing else {
                         return Err((dn.clone(), err));
@@ -499,7 +499,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
         } => {
             // A directory object is written where the plan found it (its
             // anchor alone is looked for only below the connection's base).
-            let id = if target.kind() == "ldap" {
+            let id = if target.locates_by_dn() {
                 target_dn.as_str()
             } else {
                 target_anchor.as_str()

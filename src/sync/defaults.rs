@@ -5,7 +5,7 @@
 //! - an Entra ID (Graph) step works in the collection it creates in: with
 //!   `create: #{ parent: "groups" }` and no `target_base`, joins and the
 //!   bulk read look in "groups", not in "users";
-//! - Entra groups cannot be disabled: a groups step whose deprovisioning
+//! - objects the target cannot disable (Entra groups): a groups step whose deprovisioning
 //!   was not given leaves them (`"none"`).
 
 use super::rules::{CreateRule, DeprovisionAction, StepDef, TextRule};
@@ -23,10 +23,9 @@ pub fn apply_defaults(def: &mut StepDef, deprovision_given: bool) {
             def.target_base = Some(t.target.clone());
         }
     }
-    let graph = def.target.kind() == "graph";
     // An Entra step works in the collection it creates in (joins and the
     // bulk read look there, not in "users").
-    if graph
+    if def.target.create_parent_is_collection()
         && def.target_base.is_none()
         && let Some(CreateRule {
             parent: TextRule::Fixed(p),
@@ -37,13 +36,7 @@ pub fn apply_defaults(def: &mut StepDef, deprovision_given: bool) {
         def.target_base = Some(p.trim().to_string());
     }
     // Entra groups cannot be disabled: by default a groups step leaves them.
-    if graph
-        && !deprovision_given
-        && def
-            .target_base
-            .as_deref()
-            .is_some_and(|b| b.eq_ignore_ascii_case("groups"))
-    {
+    if !deprovision_given && !def.target.can_disable_in(def.target_base.as_deref()) {
         def.deprovision.action = DeprovisionAction::None;
     }
 }
@@ -62,6 +55,14 @@ mod tests {
     impl crate::connector::Connector for Kind {
         fn kind(&self) -> &'static str {
             self.0
+        }
+        // The two capabilities the defaults ask, as the Graph connector
+        // answers them.
+        fn create_parent_is_collection(&self) -> bool {
+            self.0 == "graph"
+        }
+        fn can_disable_in(&self, base: Option<&str>) -> bool {
+            !(self.0 == "graph" && base.is_some_and(|b| b.eq_ignore_ascii_case("groups")))
         }
         fn describe(&self) -> String {
             self.0.into()

@@ -1,7 +1,7 @@
 //! Microsoft Entra ID through Microsoft Graph: users, groups, service
 //! principals and contacts as entries (anchor = `id`), writes, membership,
 //! delta rounds. The HTTP rules Graph documents (token, paging, throttling,
-//! error bodies) live in [`http`] and [`page`]; directory roles and BackSync
+//! error bodies) live in `http` and `page`; directory roles and BackSync
 //! are built on top of this in `crate::azure`.
 //!
 //! For the sync engine and `search`, a connection's "base" names the
@@ -10,14 +10,14 @@
 //! `$filter` where Graph can evaluate it and always checked here as well; a
 //! filter that does not start with `(` is passed to Graph as OData.
 
-pub mod convert;
-pub mod create;
-pub mod delta;
-pub mod error;
-pub mod http;
-pub mod identity;
-pub mod options;
-pub mod page;
+mod convert;
+mod create;
+mod delta;
+mod error;
+mod http;
+mod identity;
+mod options;
+mod page;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,15 +26,18 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value as Json, json};
 
-pub use http::{Clock, SystemClock};
+pub use convert::{json_values, to_entry};
+pub use delta::{DeltaObject, DeltaRound};
+pub use http::{Call, Clock, SystemClock};
 pub use identity::{GROUP_PROPERTIES, USER_PROPERTIES, collection, default_select, is_guid};
 pub use options::GraphOptions;
+pub use page::{ListQuery, PageInfo, enc};
 
-use self::convert::{is_boolean, property_json, to_entry};
+use self::convert::{is_boolean, property_json};
 use self::create::{NewObject, new_object};
-use self::http::{Call, GraphHttp, Repeat};
+use self::http::{GraphHttp, Repeat};
 use self::identity::{object_path, with_select};
-use self::page::{ListQuery, each_item, enc};
+use self::page::each_item;
 use super::{Change, ChangeRound, Connector, Error, Result, SearchQuery, Sink, TestReport};
 use crate::model::filter::Filter;
 use crate::model::{Entry, Secret, Value};
@@ -150,7 +153,7 @@ impl GraphConnector {
         Ok(Some(r.json(what)?))
     }
 
-    /// Runs one delta round (see [`delta::round`]).
+    /// Runs one delta round (see `delta::round`).
     pub async fn delta(
         &self,
         collection: &str,
@@ -287,8 +290,29 @@ impl Connector for GraphConnector {
         "entra".into()
     }
 
-    fn graph(&self) -> Option<&GraphConnector> {
-        Some(self)
+    /// A step creating in a collection (`groups`) joins and reads there.
+    fn create_parent_is_collection(&self) -> bool {
+        true
+    }
+
+    /// Entra groups have no enabled state; users and the rest can be
+    /// disabled (`accountEnabled`).
+    fn can_disable_in(&self, base: Option<&str>) -> bool {
+        !base.is_some_and(|b| b.eq_ignore_ascii_case("groups"))
+    }
+
+    /// `members`: object ids (`members@odata.bind`).
+    fn member_attribute(&self) -> &'static str {
+        "members"
+    }
+
+    fn members_are_anchors(&self) -> bool {
+        true
+    }
+
+    /// A create names the collection, not the object.
+    fn create_name_finds_object(&self) -> bool {
+        false
     }
 
     fn profile(&self) -> Result<Json> {

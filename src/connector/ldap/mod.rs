@@ -1,27 +1,31 @@
 //! The LDAP connector: Active Directory, OpenLDAP and generic LDAPv3
 //! servers over ldap3, with the flavour detected from the rootDSE.
 //!
-//! Submodules: [`options`] (what a user can set), [`tls`], [`rootdse`]
-//! (flavour detection), [`read`] (paged streaming search and entry
-//! decoding), [`write`] (add, modify, moddn, delete, membership),
-//! [`account`] (enable/disable, passwords, authenticate), [`pool`] (the
-//! connections operations share), [`result`] (errors in words).
+//! Submodules: `options` (what a user can set), `tls`, `rootdse`
+//! (flavour detection), `read` (paged streaming search and entry
+//! decoding), `write` (add, modify, moddn, delete, membership),
+//! `account` (enable/disable, passwords, authenticate), `pool` (the
+//! connections operations share), `result` (errors in words), `changes`
+//! (change tracking): private, with what others use re-exported here.
+//! [`schema`] is public: [`crate::connector::Connector::schema`] returns it.
 
-pub mod account;
-pub mod changes;
-pub mod options;
-pub mod pool;
-pub mod read;
-pub mod result;
-pub mod rootdse;
+mod account;
+mod changes;
+mod options;
+mod pool;
+mod read;
+mod result;
+mod rootdse;
 pub mod schema;
-pub use crate::connector::tls;
-pub mod write;
+use crate::connector::tls;
+mod write;
 
 use async_trait::async_trait;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 
 pub use options::{Flavor, LdapOptions, TlsMode};
+pub use pool::{CONNECTIONS, PER_CONNECTION};
+pub use read::{Identity, check_filter, classify};
 pub use rootdse::RootDse;
 
 use crate::connector::{
@@ -183,6 +187,17 @@ fn connect_error(opts: &LdapOptions, url: &str, e: ldap3::LdapError) -> Error {
 impl Connector for LdapConnector {
     fn kind(&self) -> &'static str {
         "ldap"
+    }
+
+    /// An anchor (objectGUID, entryUUID) is looked for only below the
+    /// connection's base; the DN reaches every naming context.
+    fn locates_by_dn(&self) -> bool {
+        true
+    }
+
+    /// A directory refuses an entry whose parent does not exist.
+    fn parents_must_exist(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

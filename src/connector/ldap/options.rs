@@ -142,7 +142,7 @@ impl LdapOptions {
 
     /// True when a password bind over this plain `ldap://` URL is upgraded
     /// with StartTLS on its own: the host is not loopback (see
-    /// [`is_loopback_host`]) and no `tls` was given — `tls: "none"` is
+    /// `is_loopback_host`) and no `tls` was given — `tls: "none"` is
     /// how a user says "send it in clear text anyway".
     pub fn starttls_for_password(&self) -> bool {
         self.tls.is_none()

@@ -68,7 +68,9 @@ fn ad_bind_detail(text: &str) -> Option<&'static str> {
     })
 }
 
-/// The AD extended error code (e.g. `0000052D`) in a diagnostic message.
+/// The AD extended error code (e.g. `0000052D`) in a diagnostic message
+/// (used by tests only).
+#[cfg(test)]
 pub fn ad_error_code(text: &str) -> Option<&str> {
     let t = text.trim();
     let code = t.get(0..8)?;
