@@ -14,8 +14,8 @@ use crate::store::{Link, StateStore};
 
 use super::cancel::Cancel;
 use super::clock;
+use super::item::{Action, AttrChange, Container, Item};
 use super::log::RunLog;
-use super::plan::{Action, AttrChange, Container, Item};
 use super::rules::{DeprovisionAction, StepDef};
 
 /// How many objects are written between two link commits.
@@ -272,7 +272,7 @@ pub async fn apply(
 /// be refused with a naming violation).
 fn naming_rename(dn: &str, changes: &[AttrChange]) -> Option<String> {
     let parsed = Dn::parse(dn).ok()?;
-    let (attr, value) = super::plan::rdn_pair(parsed.rdn()?)?;
+    let (attr, value) = super::project::rdn_pair(parsed.rdn()?)?;
     let c = changes
         .iter()
         .find(|c| c.attr.eq_ignore_ascii_case(&attr))?;
@@ -351,7 +351,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             Err((object.clone(), CError::Other(why.join("; "))))
         }
         Action::Create { dn, source } => {
-            let attrs = super::plan::create_attrs(step, dn, source)
+            let attrs = super::project::create_attrs(step, dn, source)
                 .map_err(|m| (dn.clone(), CError::Other(m)))?;
             let list: Vec<(String, Vec<crate::model::Value>)> = attrs
                 .iter()

@@ -1,22 +1,33 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
-//! preview and run ([`plan`], reading the source in `source`), execution ([`apply`]),
-//! stopping a run from outside ([`cancel`]), runs with the deletion threshold, history
-//! and log files ([`run`]), run leases ([`lease`]); planned writes are checked against
+//! preview and run ([`plan`], which orchestrates: the source read in
+//! `source`, one object's plan in `object`, the target view in `target`,
+//! flows projected in [`project`], leavers in `deprovision`, sync-tree
+//! containers in `tree`; the item types in [`item`]), the preview rows
+//! ([`preview`]), execution ([`apply`]), stopping a run from outside
+//! ([`cancel`]), runs with the deletion threshold, history and log files
+//! ([`run`]), run leases ([`lease`]); planned writes are checked against
 //! the target's schema ([`schema_check`]). It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
 pub mod cancel;
 pub mod clock;
+mod deprovision;
 pub mod hash;
+pub mod item;
 pub mod lease;
 pub mod log;
 pub mod members;
+mod object;
 pub mod plan;
+pub mod preview;
+pub mod project;
 pub mod rules;
 pub mod run;
 pub mod schema_check;
 mod source;
+mod target;
+mod tree;
 
 pub use plan::{Action, AttrChange, Plan};
 pub use rules::StepDef;

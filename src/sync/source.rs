@@ -11,7 +11,7 @@ use crate::model::Entry;
 use crate::store::Link;
 
 use super::hash::entry_hash;
-use super::plan::{Action, Item, ItemSender, anchor_of};
+use super::item::{Action, Item, ItemSender, anchor_of};
 use super::rules::StepDef;
 
 /// Phase 1 of planning: streams the source.
