@@ -350,8 +350,8 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             Err((object.clone(), CError::Other(why.join("; "))))
         }
-        Action::Create { dn, source } => {
-            let attrs = super::project::create_attrs(step, dn, source)
+        Action::Create { dn, values } => {
+            let attrs = super::project::create_attrs(step, dn, values)
                 .map_err(|m| (dn.clone(), CError::Other(m)))?;
             let list: Vec<(String, Vec<crate::model::Value>)> = attrs
                 .iter()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::model::{Entry, Value};
 
+use super::projected::Projected;
 use super::rules::DeprovisionAction;
 use super::schema_check::Problem;
 
@@ -30,10 +31,12 @@ pub enum Action {
     Create {
         /// The new DN.
         dn: String,
-        /// The source entry in compact form ([`Entry::to_compact`]): the
-        /// attributes are built by [`create_attrs`] when the plan is shown or
-        /// applied, so a plan of many creates stays small in memory.
-        source: Vec<u8>,
+        /// The flows' values (and resolved members), evaluated once when
+        /// the object was planned and kept compact, so a plan of many
+        /// creates stays small in memory; the attributes are built from
+        /// them by [`super::project::create_attrs`] when the plan is shown
+        /// or applied.
+        values: Projected,
     },
     /// Update a linked (or newly joined) target object.
     Update {

@@ -1,7 +1,8 @@
 //! The sync engine: step definitions ([`rules`]), the planner shared by
 //! preview and run ([`plan`], which orchestrates: the source read in
 //! `source`, one object's plan in `object`, the target view in `target`,
-//! flows projected in [`project`], leavers in `deprovision`, sync-tree
+//! flows projected in [`project`] and kept compact in
+//! [`projected`], leavers in `deprovision`, sync-tree
 //! containers in `tree`; the item types in [`item`]), the preview rows
 //! ([`preview`]), execution ([`apply`]), stopping a run from outside
 //! ([`cancel`]), runs with the deletion threshold, history and log files
@@ -22,6 +23,7 @@ mod object;
 pub mod plan;
 pub mod preview;
 pub mod project;
+pub mod projected;
 pub mod rules;
 pub mod run;
 pub mod schema_check;

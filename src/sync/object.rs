@@ -11,9 +11,9 @@ use crate::store::Link;
 use super::item::{Action, AttrChange, Item, anchor_of};
 use super::members::{self, MemberIndex};
 use super::project::{
-    RESOLVED_MEMBERS, attrs_from, desired_dn, flow_values, same_values, target_values,
-    unprefix_changes,
+    create_attrs, desired_dn, flow_values, same_values, target_values, unprefix_changes,
 };
+use super::projected::Projected;
 use super::rules::StepDef;
 use super::target::TargetView;
 
@@ -290,9 +290,8 @@ pub(super) async fn plan_one(
             let (Some(dn), Some(_)) = (desired.clone(), &step.create) else {
                 return err("no target object matches and the step has no create rule".into());
             };
-            // The flows were evaluated above (so a failing flow is an error now);
-            // the attributes themselves are rebuilt by `create_attrs` when the
-            // plan is printed or applied, from this compact copy of the source.
+            // The flows were evaluated above, once: their values are kept in
+            // the item, compact, for the preview rows and the write.
             let resolved = match (resolved, &step.members, member_index.as_deref()) {
                 (Some((vals, missing)), Some(rule), Some(ix)) => {
                     match ix.current(step, rule, vals).await {
@@ -307,19 +306,9 @@ pub(super) async fn plan_one(
                 Some((vals, _)) => vals,
                 None => &[],
             };
-            let attrs = attrs_from(
-                step,
-                &dn,
-                |i, _| {
-                    Ok(projected
-                        .iter()
-                        .find(|(j, _)| *j == i)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default())
-                },
-                members,
-            );
-            let problems = match attrs {
+            let values = Projected::new(projected.iter().map(|(i, v)| (*i, v.as_slice())), members);
+            drop(projected);
+            let problems = match create_attrs(step, &dn, &values) {
                 Ok(attrs) => target.vet_create(&dn, &attrs).await,
                 Err(m) => return err(m),
             };
@@ -332,15 +321,7 @@ pub(super) async fn plan_one(
                     None,
                 );
             }
-            let source = match resolved {
-                Some((vals, _)) if !vals.is_empty() => {
-                    let mut with = e.clone();
-                    with.set(RESOLVED_MEMBERS, vals);
-                    with.to_compact()
-                }
-                _ => e.to_compact(),
-            };
-            mk(Action::Create { dn, source }, desired)
+            mk(Action::Create { dn, values }, desired)
         }
     }
 }

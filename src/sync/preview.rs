@@ -81,7 +81,7 @@ pub fn rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Vec<Row> {
     }
     for item in &plan.items {
         match &item.action {
-            Action::Create { dn, source } => match create_attrs(step, dn, source) {
+            Action::Create { dn, values } => match create_attrs(step, dn, values) {
                 Ok(attrs) => {
                     for a in &attrs {
                         rows.push(row(s, "create", dn, Some(a), ""));

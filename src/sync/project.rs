@@ -7,10 +7,8 @@ use crate::model::dn::Dn;
 use crate::model::{Entry, Value};
 
 use super::item::AttrChange;
-use super::rules::{Flow, FlowSource, StepDef};
-
-/// Where a planned create keeps its resolved members (see [`create_attrs`]).
-pub(super) const RESOLVED_MEMBERS: &str = "idsync-resolved-members";
+use super::projected::Projected;
+use super::rules::{FlowSource, StepDef};
 
 /// The values a flow gives for `e`.
 pub(super) fn flow_values(src: &FlowSource, e: &Entry) -> Result<Vec<Value>, String> {
@@ -102,27 +100,19 @@ pub(super) fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, St
     Ok(Some(dn))
 }
 
-/// The attributes of a new target object for `source` (compact) at `dn`:
-/// the create rule's classes, every flow with a value (`once` flows
-/// included), and the naming attribute. Preview and apply both call this.
-pub fn create_attrs(step: &StepDef, dn: &str, source: &[u8]) -> Result<Vec<AttrChange>, String> {
-    let e = Entry::from_compact(source).ok_or("internal: unreadable planned entry")?;
-    attrs_from(
-        step,
-        dn,
-        |_, f| flow_values(&f.source, &e),
-        e.values(RESOLVED_MEMBERS),
-    )
-}
-
-/// [`create_attrs`] from each flow's values (`values(index, flow)`) and the
-/// resolved members.
-pub(super) fn attrs_from(
+/// The attributes of a new target object at `dn` from the `values` the
+/// planner kept (no flow is evaluated again): the create rule's classes,
+/// every flow with a value (`once` flows included), the resolved members
+/// and the naming attribute. The planner's checks, preview and apply all
+/// call this.
+pub fn create_attrs(
     step: &StepDef,
     dn: &str,
-    values: impl Fn(usize, &Flow) -> Result<Vec<Value>, String>,
-    members: &[Value],
+    values: &Projected,
 ) -> Result<Vec<AttrChange>, String> {
+    let (mut flowed, members) = values
+        .decode()
+        .ok_or("internal: unreadable planned values")?;
     let mut attrs: Vec<AttrChange> = Vec::new();
     if let Some(c) = &step.create
         && !c.classes.is_empty()
@@ -134,11 +124,13 @@ pub(super) fn attrs_from(
             rule: "create class".into(),
         });
     }
-    for (i, f) in step.flows.iter().enumerate() {
-        let vals = values(i, f).map_err(|m| format!("flow {}: {m}", f.rule))?;
-        if vals.is_empty() {
-            continue;
-        }
+    // In the order of the step's flows (as they were encoded).
+    flowed.sort_by_key(|(i, _)| *i);
+    for (i, vals) in flowed {
+        let f = step
+            .flows
+            .get(i)
+            .ok_or("internal: planned values of an unknown flow")?;
         attrs.push(AttrChange {
             attr: f.target.clone(),
             old: vec![],
@@ -146,16 +138,15 @@ pub(super) fn attrs_from(
             rule: f.rule.clone(),
         });
     }
-    if let Some(rule) = &step.members {
-        let vals = members;
-        if !vals.is_empty() {
-            attrs.push(AttrChange {
-                attr: rule.target_attr.clone(),
-                old: vec![],
-                new: vals.to_vec(),
-                rule: rule.describe().into(),
-            });
-        }
+    if let Some(rule) = &step.members
+        && !members.is_empty()
+    {
+        attrs.push(AttrChange {
+            attr: rule.target_attr.clone(),
+            old: vec![],
+            new: members,
+            rule: rule.describe().into(),
+        });
     }
     // The naming attribute must be present in the new entry.
     if let Some((rattr, rval)) = Dn::parse(dn)
