@@ -14,6 +14,7 @@ use crate::store::{Link, StateStore};
 
 use super::cancel::Cancel;
 use super::clock;
+use super::error::SyncError;
 use super::item::{Action, AttrChange, Container, Item};
 use super::log::RunLog;
 use super::rules::{DeprovisionAction, StepDef};
@@ -133,7 +134,7 @@ pub async fn apply(
     log: &RunLog,
     progress: &dyn Progress,
     cancel: &Cancel,
-) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, String)> {
+) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, SyncError)> {
     use futures::stream::{self, StreamExt};
 
     let mut counts = Counts::default();
@@ -156,7 +157,7 @@ pub async fn apply(
             Err(e) => {
                 log.line(&format!("FAILED container {}: {e}", c.dn));
                 if is_connection_lost(&e) {
-                    let m = format!("stopped creating containers: {e}");
+                    let m = SyncError::target("stopped creating containers")(e);
                     log.line(&format!("ABORTED {m}"));
                     return Err((counts, failures, m));
                 }
@@ -183,7 +184,7 @@ pub async fn apply(
         waiting.set(items.len());
         next
     });
-    let mut fatal: Option<String> = None;
+    let mut fatal: Option<SyncError> = None;
     let mut done = 0usize;
     let mut results = incoming
         .map(|item| async move {
@@ -239,7 +240,9 @@ pub async fn apply(
                 });
                 if is_connection_lost(&e) {
                     let total = taken.get() + waiting.get();
-                    fatal = Some(format!("stopped after {done} of {total} objects: {e}"));
+                    fatal = Some(SyncError::target(format!(
+                        "stopped after {done} of {total} objects"
+                    ))(e));
                     break;
                 }
             }
@@ -295,27 +298,27 @@ async fn commit(
     put: &mut Vec<Link>,
     remove: &mut Vec<String>,
     keep: &mut Vec<Link>,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     step.target
         .flush()
         .await
-        .map_err(|e| format!("writing the target: {e}"))?;
+        .map_err(SyncError::target("writing the target"))?;
     if !put.is_empty() {
         store
             .put_links(&step.name, put)
-            .map_err(|e| e.to_string())?;
+            .map_err(SyncError::store(""))?;
         put.clear();
     }
     if !remove.is_empty() {
         store
             .remove_links(&step.name, remove)
-            .map_err(|e| e.to_string())?;
+            .map_err(SyncError::store(""))?;
         remove.clear();
     }
     if !keep.is_empty() {
         store
             .keep_deprovisioned(&step.name, keep)
-            .map_err(|e| e.to_string())?;
+            .map_err(SyncError::store(""))?;
         keep.clear();
     }
     step.target.begin_batch();
@@ -352,7 +355,7 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
         }
         Action::Create { dn, values } => {
             let attrs = super::project::create_attrs(step, dn, values)
-                .map_err(|m| (dn.clone(), CError::Other(m)))?;
+                .map_err(|m| (dn.clone(), CError::Other(m.to_string())))?;
             let list: Vec<(String, Vec<crate::model::Value>)> = attrs
                 .iter()
                 .map(|a| (a.attr.to_string(), a.new.clone()))

@@ -54,13 +54,15 @@ pub(super) async fn deprovision_item(
                 }
             }
             Ok(None) => {}
-            Err(m) => {
+            Err(e) => {
                 return Item {
                     source_anchor: l.source_anchor.clone(),
                     source_dn: String::new(),
                     source_hash: String::new(),
                     desired_dn: None,
-                    action: Action::Error { message: m },
+                    action: Action::Error {
+                        message: e.to_string(),
+                    },
                 };
             }
         }

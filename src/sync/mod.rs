@@ -7,13 +7,14 @@
 //! ([`preview`]), execution ([`apply`]), stopping a run from outside
 //! ([`cancel`]), runs with the deletion threshold, history and log files
 //! ([`run`]), run leases ([`lease`]); planned writes are checked against
-//! the target's schema ([`schema_check`]). It knows nothing of Rhai:
+//! the target's schema ([`schema_check`]); what fails is a [`SyncError`]. It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
 pub mod cancel;
 pub mod clock;
 mod deprovision;
+pub mod error;
 pub mod hash;
 pub mod item;
 pub mod lease;
@@ -31,6 +32,7 @@ mod source;
 mod target;
 mod tree;
 
+pub use error::SyncError;
 pub use plan::{Action, AttrChange, Plan};
 pub use rules::StepDef;
 pub use run::{Report, RunError, RunOptions};

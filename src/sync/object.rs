@@ -8,6 +8,7 @@ use crate::model::dn::{Dn, dn_eq};
 use crate::model::{Entry, Value};
 use crate::store::Link;
 
+use super::error::SyncError;
 use super::item::{Action, AttrChange, Item, anchor_of};
 use super::members::{self, MemberIndex};
 use super::project::{
@@ -49,7 +50,14 @@ pub(super) async fn plan_one(
         desired_dn: desired,
         action,
     };
-    let err = |message: String| mk(Action::Error { message }, None);
+    let err = |e: SyncError| {
+        mk(
+            Action::Error {
+                message: e.to_string(),
+            },
+            None,
+        )
+    };
     let desired = match desired_dn(step, e) {
         Ok(d) => d,
         Err(m) => return err(m),
@@ -59,7 +67,7 @@ pub(super) async fn plan_one(
     for (i, f) in step.flows.iter().enumerate() {
         match flow_values(&f.source, e) {
             Ok(v) => projected.push((i, v)),
-            Err(m) => return err(format!("flow {}: {m}", f.rule)),
+            Err(m) => return err(SyncError::rule(format!("flow {}", f.rule), m)),
         }
     }
     // Members through the links of other steps.
@@ -96,10 +104,10 @@ pub(super) async fn plan_one(
         && let Some(t) = &found
         && !claimed.insert(anchor_of(t).to_ascii_lowercase())
     {
-        return err(format!(
+        return err(SyncError::Object(format!(
             "{} is deprovisioned and linked to this source, but another source object of this run claims it",
             t.dn
-        ));
+        )));
     }
     let found = match found {
         Some(t) => Some(t),
@@ -131,20 +139,20 @@ pub(super) async fn plan_one(
                                 .filter(|s| s.as_str() != anchor)
                             {
                                 if known.seen.contains(other) {
-                                    return err(format!(
+                                    return err(SyncError::Object(format!(
                                         "join matches {}, which is already linked to source '{other}'",
                                         t.dn
-                                    ));
+                                    )));
                                 }
                                 // Its source has left: this object takes the target over.
                                 taken.insert(other.clone());
                                 takes_over = Some(other.clone());
                             }
                             if !claimed.insert(ta) {
-                                return err(format!(
+                                return err(SyncError::Object(format!(
                                     "join matches {}, which another source object of this run also matches",
                                     t.dn
-                                ));
+                                )));
                             }
                             joined = true;
                             Some(t)
@@ -152,10 +160,10 @@ pub(super) async fn plan_one(
                         n => {
                             let dns: Vec<&str> =
                                 hits.iter().take(3).map(|h| h.dn.as_str()).collect();
-                            return err(format!(
+                            return err(SyncError::Object(format!(
                                 "ambiguous join: {n} target objects match ({}); fix the data or the join rules",
                                 dns.join("; ")
-                            ));
+                            )));
                         }
                     },
                 }
@@ -184,7 +192,12 @@ pub(super) async fn plan_one(
                 let old = if rule.by_anchor {
                     match step.target.members(&anchor_of(&t)).await {
                         Ok(ids) => ids.into_iter().map(Value::Text).collect(),
-                        Err(e) => return err(format!("reading the members of {}: {e}", t.dn)),
+                        Err(e) => {
+                            return err(SyncError::target(format!(
+                                "reading the members of {}",
+                                t.dn
+                            ))(e));
+                        }
                     }
                 } else {
                     target_values(&t, &rule.target_attr)
@@ -214,11 +227,11 @@ pub(super) async fn plan_one(
                             {
                                 Ok(found) => found.is_some(),
                                 Err(e) => {
-                                    return err(format!(
-                                        "checking member {} of {}: {e}",
+                                    return err(SyncError::target(format!(
+                                        "checking member {} of {}",
                                         String::from_utf8_lossy(v.as_bytes()),
                                         t.dn
-                                    ));
+                                    ))(e));
                                 }
                             };
                         if keep {
@@ -288,7 +301,9 @@ pub(super) async fn plan_one(
         }
         None => {
             let (Some(dn), Some(_)) = (desired.clone(), &step.create) else {
-                return err("no target object matches and the step has no create rule".into());
+                return err(SyncError::Object(
+                    "no target object matches and the step has no create rule".into(),
+                ));
             };
             // The flows were evaluated above, once: their values are kept in
             // the item, compact, for the preview rows and the write.

@@ -11,6 +11,7 @@ use crate::model::Entry;
 use crate::store::{Link, StateStore};
 
 use super::deprovision::deprovision_item;
+use super::error::SyncError;
 use super::hash::entry_hash;
 use super::item::anchor_of;
 use super::members::MemberIndex;
@@ -63,8 +64,8 @@ pub async fn plan(
     step: &StepDef,
     store: &dyn StateStore,
     opts: PlanOptions,
-) -> Result<Plan, String> {
-    let links = store.links(&step.name).map_err(|e| e.to_string())?;
+) -> Result<Plan, SyncError> {
+    let links = store.links(&step.name).map_err(SyncError::store(""))?;
     plan_with(step, store, links, opts).await
 }
 
@@ -74,7 +75,7 @@ pub async fn plan_with(
     store: &dyn StateStore,
     links: Vec<Link>,
     opts: PlanOptions,
-) -> Result<Plan, String> {
+) -> Result<Plan, SyncError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut plan = plan_into(step, store, links, opts, &tx).await?;
     drop(tx);
@@ -101,7 +102,7 @@ pub async fn plan_into(
     links: Vec<Link>,
     opts: PlanOptions,
     out: &ItemSender,
-) -> Result<Plan, String> {
+) -> Result<Plan, SyncError> {
     let stream = streams(step, &links);
     let links_before = links.len();
     let by_source: HashMap<String, Link> = links
@@ -120,7 +121,7 @@ pub async fn plan_into(
     // Deprovisioned objects whose source may come back (a rehire).
     let kept: HashMap<String, Link> = store
         .deprovisioned_links(&step.name)
-        .map_err(|e| e.to_string())?
+        .map_err(SyncError::store(""))?
         .into_iter()
         .map(|l| (l.source_anchor.clone(), l))
         .collect();
@@ -143,7 +144,7 @@ pub async fn plan_into(
     } else {
         store
             .get_setting(&cursor_key(&step.name))
-            .map_err(|e| e.to_string())?
+            .map_err(SyncError::store(""))?
             .and_then(|v| {
                 let (rules, c) = v.split_once('|')?;
                 (rules == rules_tag(&fingerprint)).then(|| c.to_string())
@@ -303,5 +304,103 @@ impl Phase2<'_, '_> {
             }
             self.planned += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::connector::{Error as CError, SearchQuery, Sink};
+    use crate::store::SqliteStore;
+    use crate::sync::rules::{Flow, FlowSource};
+
+    /// A source that cannot be reached, or (`reachable`) one holding a
+    /// single entry.
+    struct Source {
+        reachable: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::connector::Connector for Source {
+        fn kind(&self) -> &'static str {
+            "ldap"
+        }
+        fn describe(&self) -> String {
+            "test source".into()
+        }
+        fn profile(&self) -> crate::connector::Result<serde_json::Value> {
+            Ok(serde_json::Value::Null)
+        }
+        async fn test(&self) -> crate::connector::Result<crate::connector::TestReport> {
+            Ok(Default::default())
+        }
+        async fn search(
+            &self,
+            _: &SearchQuery,
+            sink: &mut Sink<'_>,
+        ) -> crate::connector::Result<()> {
+            if !self.reachable {
+                return Err(CError::Connection("connection refused".into()));
+            }
+            let mut e = Entry::new("uid=ann,dc=t");
+            e.anchor = Some("ann".into());
+            sink(e)?;
+            Ok(())
+        }
+        async fn get(&self, _: &str) -> crate::connector::Result<Option<Entry>> {
+            Ok(None)
+        }
+    }
+
+    fn step(reachable: bool) -> StepDef {
+        let c = Arc::new(Source { reachable });
+        StepDef {
+            name: "t".into(),
+            source: c.clone(),
+            target: c,
+            scope: Default::default(),
+            join: Vec::new(),
+            create: None,
+            flows: vec![Flow {
+                target: "cn".into(),
+                source: FlowSource::Compute(Arc::new(|_| Err("boom".into()))),
+                once: false,
+                rule: "cn <- |e| ...".into(),
+            }],
+            deprovision: Default::default(),
+            target_base: None,
+            members: None,
+            tree: None,
+            fingerprint: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_source_and_a_failing_rule_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let err = plan(&step(false), &store, PlanOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SyncError::Source { .. }) && err.is_connection_lost(),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "reading the source: connection refused");
+        // A failing flow fails its object, named by its rule; the plan goes on.
+        let p = plan(&step(true), &store, PlanOptions::default())
+            .await
+            .unwrap();
+        let messages: Vec<String> = p
+            .items
+            .iter()
+            .map(|i| match &i.action {
+                Action::Error { message } => message.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(messages, ["flow cn <- |e| ...: boom"]);
     }
 }

@@ -87,7 +87,7 @@ pub fn rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Vec<Row> {
                         rows.push(row(s, "create", dn, Some(a), ""));
                     }
                 }
-                Err(m) => rows.push(row(s, "error", dn, None, &m)),
+                Err(m) => rows.push(row(s, "error", dn, None, &m.to_string())),
             },
             Action::Update {
                 target_dn,

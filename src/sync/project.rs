@@ -6,6 +6,7 @@
 use crate::model::dn::Dn;
 use crate::model::{Entry, Value};
 
+use super::error::SyncError;
 use super::item::AttrChange;
 use super::projected::Projected;
 use super::rules::{FlowSource, StepDef};
@@ -59,27 +60,34 @@ pub(super) fn target_values(t: &Entry, attr: &str) -> Vec<Value> {
 }
 
 /// The DN the create rule gives `e` (`None` without a create rule).
-pub(super) fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, String> {
+pub(super) fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, SyncError> {
     let Some(c) = &step.create else {
         return Ok(None);
     };
-    let rdn = c.rdn.eval(e).map_err(|m| format!("create 'rdn': {m}"))?;
+    let rdn = c
+        .rdn
+        .eval(e)
+        .map_err(|m| SyncError::rule("create 'rdn'", m))?;
     if let Some(tree) = &step.tree {
         // The place comes from the tree; the name from the rule or the source.
         let rdn = if rdn.trim().is_empty() {
             Dn::parse(&e.dn)
                 .ok()
                 .and_then(|d| d.rdn().map(str::to_string))
-                .ok_or_else(|| format!("tree: {} has no RDN", e.dn))?
+                .ok_or_else(|| SyncError::rule_text("tree", format!("tree: {} has no RDN", e.dn)))?
         } else {
             rdn
         };
-        return tree.map(&e.dn, &rdn).map(Some);
+        // The tree's own message names it ("tree: ...", "tree 'source': ...").
+        return tree
+            .map(&e.dn, &rdn)
+            .map(Some)
+            .map_err(|m| SyncError::rule_text("tree", m));
     }
     let parent = c
         .parent
         .eval(e)
-        .map_err(|m| format!("create 'parent': {m}"))?;
+        .map_err(|m| SyncError::rule("create 'parent'", m))?;
     let (rdn_t, parent_t) = (rdn.trim(), parent.trim());
     // A file target names a row by its key (`rdn: |e| e.uid`, no parent),
     // and an Entra target names only its collection (`parent: "users"`, no
@@ -87,7 +95,12 @@ pub(super) fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, St
     let plain_name = (parent_t.is_empty() && !rdn_t.is_empty() && !rdn_t.contains('='))
         || (rdn_t.is_empty() && !parent_t.is_empty() && !parent_t.contains(['=', ',']));
     let dn = match (rdn_t.is_empty(), parent_t.is_empty()) {
-        (true, true) => return Err("create rule gives an empty name".into()),
+        (true, true) => {
+            return Err(SyncError::rule_text(
+                "create rule",
+                "create rule gives an empty name",
+            ));
+        }
         (true, false) => parent,
         (false, true) => rdn,
         (false, false) => format!("{rdn},{parent}"),
@@ -95,7 +108,10 @@ pub(super) fn desired_dn(step: &StepDef, e: &Entry) -> Result<Option<String>, St
     if let Err(e) = Dn::parse(&dn)
         && !plain_name
     {
-        return Err(format!("create rule gives {e}"));
+        return Err(SyncError::rule_text(
+            "create rule",
+            format!("create rule gives {e}"),
+        ));
     }
     Ok(Some(dn))
 }
@@ -109,10 +125,10 @@ pub fn create_attrs(
     step: &StepDef,
     dn: &str,
     values: &Projected,
-) -> Result<Vec<AttrChange>, String> {
+) -> Result<Vec<AttrChange>, SyncError> {
     let (mut flowed, members) = values
         .decode()
-        .ok_or("internal: unreadable planned values")?;
+        .ok_or_else(|| SyncError::Object("internal: unreadable planned values".into()))?;
     let mut attrs: Vec<AttrChange> = Vec::new();
     if let Some(c) = &step.create
         && !c.classes.is_empty()
@@ -127,10 +143,9 @@ pub fn create_attrs(
     // In the order of the step's flows (as they were encoded).
     flowed.sort_by_key(|(i, _)| *i);
     for (i, vals) in flowed {
-        let f = step
-            .flows
-            .get(i)
-            .ok_or("internal: planned values of an unknown flow")?;
+        let f = step.flows.get(i).ok_or_else(|| {
+            SyncError::Object("internal: planned values of an unknown flow".into())
+        })?;
         attrs.push(AttrChange {
             attr: f.target.clone(),
             old: vec![],

@@ -10,6 +10,7 @@ use crate::model::Entry;
 use crate::model::dn::{Dn, dn_eq, ldap_escape};
 use crate::store::Link;
 
+use super::error::SyncError;
 use super::item::{AttrChange, anchor_of};
 use super::rules::StepDef;
 use super::schema_check::{Checker, Problem};
@@ -136,7 +137,7 @@ impl<'a> TargetView<'a> {
         out
     }
 
-    async fn load(&mut self) -> Result<(), String> {
+    async fn load(&mut self) -> Result<(), SyncError> {
         if self.loaded {
             return Ok(());
         }
@@ -153,7 +154,7 @@ impl<'a> TargetView<'a> {
                 Ok(true)
             })
             .await
-            .map_err(|e| format!("reading the target: {e}"))
+            .map_err(SyncError::target("reading the target"))
     }
 
     /// The linked object of `l`, wherever it is: in the bulk index, at the
@@ -161,7 +162,7 @@ impl<'a> TargetView<'a> {
     /// `target_base`, the deprovision parent and the connection's base (a
     /// target in another naming context than the connection's default,
     /// moved by hand, or moved away by deprovisioning).
-    pub(super) async fn locate(&mut self, l: &Link) -> Result<Option<Entry>, String> {
+    pub(super) async fn locate(&mut self, l: &Link) -> Result<Option<Entry>, SyncError> {
         let anchor = l.target_anchor.as_str();
         if self.bulk {
             self.load().await?;
@@ -170,7 +171,7 @@ impl<'a> TargetView<'a> {
             }
         }
         let target = &self.step.target;
-        let failed = |e: crate::connector::Error| format!("looking up linked object {anchor}: {e}");
+        let failed = |e| SyncError::target(format!("looking up linked object {anchor}"))(e);
         if target.kind() != "ldap" {
             return target.get(anchor).await.map_err(failed);
         }
@@ -200,7 +201,10 @@ impl<'a> TargetView<'a> {
         target.get(anchor).await.map_err(failed)
     }
 
-    pub(super) async fn join(&mut self, pairs: &[(String, String)]) -> Result<Vec<Entry>, String> {
+    pub(super) async fn join(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<Entry>, SyncError> {
         if self.bulk {
             self.load().await?;
             let Some((first, value)) = pairs.first() else {
@@ -262,7 +266,7 @@ impl<'a> TargetView<'a> {
                 Ok(out.len() < 5)
             })
             .await
-            .map_err(|e| format!("join search in the target: {e}"))?;
+            .map_err(SyncError::target("join search in the target"))?;
         Ok(out)
     }
 }

@@ -4,6 +4,7 @@
 use crate::model::Value;
 use crate::model::dn::{Dn, dn_eq};
 
+use super::error::SyncError;
 use super::item::{Action, Container, Item};
 use super::project::rdn_pair;
 use super::rules::{StepDef, TreeRule};
@@ -15,8 +16,8 @@ pub(super) async fn containers_for(
     step: &StepDef,
     tree: &TreeRule,
     items: &[Item],
-) -> Result<Vec<Container>, String> {
-    let root = Dn::parse(&tree.target).map_err(|e| format!("tree 'target': {e}"))?;
+) -> Result<Vec<Container>, SyncError> {
+    let root = Dn::parse(&tree.target).map_err(|e| SyncError::rule("tree 'target'", e))?;
     let mut wanted: Vec<Dn> = Vec::new();
     for i in items {
         let dn = match &i.action {
@@ -47,7 +48,9 @@ pub(super) async fn containers_for(
                 .target
                 .get(&dn)
                 .await
-                .map_err(|e| format!("tree: looking for container {dn} in the target: {e}"))?
+                .map_err(SyncError::target(format!(
+                    "tree: looking for container {dn} in the target"
+                )))?
                 .is_some()
         {
             continue;
@@ -59,15 +62,21 @@ pub(super) async fn containers_for(
             .source
             .get(&src_dn)
             .await
-            .map_err(|e| format!("tree: reading container {src_dn} in the source: {e}"))?;
+            .map_err(SyncError::source(format!(
+                "tree: reading container {src_dn} in the source"
+            )))?;
         let rdn = d.rdn().unwrap_or_default();
-        let (rattr, rval) = rdn_pair(rdn).ok_or_else(|| format!("tree: {dn}: unusable RDN"))?;
+        let (rattr, rval) = rdn_pair(rdn)
+            .ok_or_else(|| SyncError::rule_text("tree", format!("tree: {dn}: unusable RDN")))?;
         let classes: Vec<Value> = match &src {
             Some(s) if !s.values("objectClass").is_empty() => s.values("objectClass").to_vec(),
             _ if rattr.eq_ignore_ascii_case("ou") => vec![Value::Text("organizationalUnit".into())],
             _ => {
-                return Err(format!(
-                    "tree: container {dn} is missing in the target and {src_dn} cannot be read in the source to copy its classes"
+                return Err(SyncError::rule_text(
+                    "tree",
+                    format!(
+                        "tree: container {dn} is missing in the target and {src_dn} cannot be read in the source to copy its classes"
+                    ),
                 ));
             }
         };
