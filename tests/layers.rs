@@ -185,17 +185,6 @@ fn the_engine_asks_capabilities_not_kind_names() {
             }
         }
     }
-    // Known, and left to the planner's split (issue 11 item 3, other
-    // hands): the planner's two `kind() != "ldap"` checks, which map to
-    // `parents_must_exist` and `locates_by_dn`. No more of them.
-    let known = |l: &String| l.contains("/src/sync/") && l.contains(r#"kind() != "ldap""#);
-    let left = bad.iter().filter(|l| known(l)).count();
-    assert!(
-        left <= 2,
-        "new kind() checks in the engine:\n{}",
-        bad.join("\n")
-    );
-    bad.retain(|l| !known(l));
     assert!(
         bad.is_empty(),
         "compare capabilities of the Connector trait, not kind names:\n{}",

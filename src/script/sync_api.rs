@@ -15,7 +15,8 @@ use crate::model::{Entry, Value};
 use crate::sync::apply::Progress;
 use crate::sync::counts::Counts;
 use crate::sync::lease::LeaseGuard;
-use crate::sync::plan::{Action, AttrChange, Plan, create_attrs};
+use crate::sync::plan::Plan;
+use crate::sync::preview::{self, Row as PreviewRow};
 use crate::sync::rules::{
     CreateRule, Deprovision, DeprovisionAction, Flow, FlowSource, MemberRule, ScopeRule, StepDef,
     TextRule, TreeRule,
@@ -452,156 +453,26 @@ fn run_options(opts: &Map) -> ScriptResult<RunOptions> {
     })
 }
 
-fn show(vals: &[Value], attr: &str) -> Dynamic {
-    let texts: Vec<String> = vals
-        .iter()
-        .map(|v| {
-            v.display(attr)
-                .unwrap_or_else(|| format!("<binary {} bytes>", v.as_bytes().len()))
-        })
-        .collect();
-    match texts.len() {
-        0 => Dynamic::UNIT,
-        1 => Dynamic::from(texts.into_iter().next().unwrap_or_default()),
-        _ => Dynamic::from(texts.join("; ")),
-    }
-}
-
-fn row(step: &str, op: &str, object: &str, c: Option<&AttrChange>, note: &str) -> Dynamic {
+/// A preview row as a Rhai map (`()` where the row has no value).
+fn row_map(r: PreviewRow) -> Dynamic {
+    let text = |v: Option<String>| v.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
     let mut m = Map::new();
-    m.insert("step".into(), step.into());
-    m.insert("op".into(), op.into());
-    m.insert("object".into(), object.into());
-    m.insert(
-        "attribute".into(),
-        c.map(|c| Dynamic::from(c.attr.to_string()))
-            .unwrap_or(Dynamic::UNIT),
-    );
-    m.insert(
-        "old".into(),
-        c.map(|c| show(&c.old, &c.attr)).unwrap_or(Dynamic::UNIT),
-    );
-    m.insert(
-        "new".into(),
-        match c {
-            Some(c) => show(&c.new, &c.attr),
-            None if !note.is_empty() => note.into(),
-            None => Dynamic::UNIT,
-        },
-    );
-    m.insert(
-        "rule".into(),
-        c.map(|c| Dynamic::from(c.rule.to_string()))
-            .unwrap_or(Dynamic::UNIT),
-    );
+    m.insert("step".into(), r.step.into());
+    m.insert("op".into(), r.op.into());
+    m.insert("object".into(), r.object.into());
+    m.insert("attribute".into(), text(r.attribute));
+    m.insert("old".into(), text(r.old));
+    m.insert("new".into(), text(r.new));
+    m.insert("rule".into(), text(r.rule));
     Dynamic::from_map(m)
 }
 
-/// The plan as table rows: one per attribute change, rename, move,
-/// deprovision or error, then the unchanged count.
+/// The plan as table rows (built by the engine, [`crate::sync::preview`]).
 fn plan_rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Array {
-    let s = plan.step.as_str();
-    let mut rows = Array::new();
-    if let Some(why) = refused {
-        rows.push(row(s, "REFUSED", "(run would be refused)", None, why));
-    }
-    for c in &plan.containers {
-        let classes = AttrChange {
-            attr: "objectClass".into(),
-            old: vec![],
-            new: c
-                .attrs
-                .iter()
-                .find(|(a, _)| a.eq_ignore_ascii_case("objectClass"))
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default(),
-            rule: "tree: container mirrored from the source".into(),
-        };
-        rows.push(row(s, "create container", &c.dn, Some(&classes), ""));
-    }
-    for item in &plan.items {
-        match &item.action {
-            Action::Create { dn, source } => match create_attrs(step, dn, source) {
-                Ok(attrs) => {
-                    for a in &attrs {
-                        rows.push(row(s, "create", dn, Some(a), ""));
-                    }
-                }
-                Err(m) => rows.push(row(s, "error", dn, None, &m)),
-            },
-            Action::Update {
-                target_dn,
-                changes,
-                new_dn,
-                joined,
-                takes_over,
-                restore,
-                ..
-            } => {
-                if *restore {
-                    let note = format!("enable: source {} is back", item.source_dn);
-                    rows.push(row(s, "restore", target_dn, None, &note));
-                }
-                if *joined {
-                    let note = match takes_over {
-                        Some(old) => format!(
-                            "linked to source {} (takes over from departed source {old})",
-                            item.source_dn
-                        ),
-                        None => format!("linked to source {}", item.source_dn),
-                    };
-                    rows.push(row(s, "join", target_dn, None, &note));
-                }
-                for c in changes {
-                    rows.push(row(s, "update", target_dn, Some(c), ""));
-                }
-                if let Some(n) = new_dn {
-                    rows.push(row(s, "rename/move", target_dn, None, n));
-                }
-            }
-            Action::Deprovision {
-                target_dn,
-                how,
-                changes,
-                move_to,
-                ..
-            } => {
-                rows.push(row(s, &format!("deprovision ({how})"), target_dn, None, ""));
-                for c in changes {
-                    rows.push(row(s, "deprovision", target_dn, Some(c), ""));
-                }
-                if let Some(p) = move_to {
-                    rows.push(row(s, "move", target_dn, None, p));
-                }
-            }
-            Action::Rejected { object, problems } => {
-                for p in problems {
-                    let mut r = row(s, "error", object, None, &p.to_string());
-                    if let Some(mut m) = r.write_lock::<Map>() {
-                        let text = |v: &Option<String>| match v {
-                            Some(t) => Dynamic::from(t.clone()),
-                            None => Dynamic::UNIT,
-                        };
-                        m.insert("attribute".into(), text(&p.attr));
-                        m.insert("rule".into(), text(&p.rule));
-                    }
-                    rows.push(r);
-                }
-            }
-            Action::Error { message } => {
-                let obj = if item.source_dn.is_empty() {
-                    &item.source_anchor
-                } else {
-                    &item.source_dn
-                };
-                rows.push(row(s, "error", obj, None, message));
-            }
-        }
-    }
-    let writes = plan.items.iter().filter(|i| !matches!(&i.action, Action::Update { changes, new_dn, joined, .. } if changes.is_empty() && new_dn.is_none() && !joined)).count();
-    let quiet = plan.unchanged + plan.items.len() - writes;
-    rows.push(row(s, "unchanged", &format!("({quiet} objects)"), None, ""));
-    rows
+    preview::rows(step, plan, refused)
+        .into_iter()
+        .map(row_map)
+        .collect()
 }
 
 fn report_map(r: &Report) -> Map {

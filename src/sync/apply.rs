@@ -14,8 +14,9 @@ use crate::store::{Link, StateStore};
 
 use super::cancel::Cancel;
 use super::clock;
+use super::error::SyncError;
+use super::item::{Action, AttrChange, Container, Item};
 use super::log::RunLog;
-use super::plan::{Action, AttrChange, Container, Item};
 use super::rules::{DeprovisionAction, StepDef};
 
 /// How many objects are written between two link commits.
@@ -114,7 +115,7 @@ pub async fn apply(
     log: &RunLog,
     progress: &dyn Progress,
     cancel: &Cancel,
-) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, String)> {
+) -> Result<(Counts, Vec<Failure>), (Counts, Vec<Failure>, SyncError)> {
     use futures::stream::{self, StreamExt};
 
     let mut counts = Counts::default();
@@ -137,7 +138,7 @@ pub async fn apply(
             Err(e) => {
                 log.line(&format!("FAILED container {}: {e}", c.dn));
                 if is_connection_lost(&e) {
-                    let m = format!("stopped creating containers: {e}");
+                    let m = SyncError::target("stopped creating containers")(e);
                     log.line(&format!("ABORTED {m}"));
                     return Err((counts, failures, m));
                 }
@@ -164,7 +165,7 @@ pub async fn apply(
         waiting.set(items.len());
         next
     });
-    let mut fatal: Option<String> = None;
+    let mut fatal: Option<SyncError> = None;
     let mut done = 0usize;
     let mut results = incoming
         .map(|item| async move {
@@ -220,7 +221,9 @@ pub async fn apply(
                 });
                 if is_connection_lost(&e) {
                     let total = taken.get() + waiting.get();
-                    fatal = Some(format!("stopped after {done} of {total} objects: {e}"));
+                    fatal = Some(SyncError::target(format!(
+                        "stopped after {done} of {total} objects"
+                    ))(e));
                     break;
                 }
             }
@@ -253,7 +256,7 @@ pub async fn apply(
 /// be refused with a naming violation).
 fn naming_rename(dn: &str, changes: &[AttrChange]) -> Option<String> {
     let parsed = Dn::parse(dn).ok()?;
-    let (attr, value) = super::plan::rdn_pair(parsed.rdn()?)?;
+    let (attr, value) = super::project::rdn_pair(parsed.rdn()?)?;
     let c = changes
         .iter()
         .find(|c| c.attr.eq_ignore_ascii_case(&attr))?;
@@ -276,27 +279,27 @@ async fn commit(
     put: &mut Vec<Link>,
     remove: &mut Vec<String>,
     keep: &mut Vec<Link>,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     step.target
         .flush()
         .await
-        .map_err(|e| format!("writing the target: {e}"))?;
+        .map_err(SyncError::target("writing the target"))?;
     if !put.is_empty() {
         store
             .put_links(&step.name, put)
-            .map_err(|e| e.to_string())?;
+            .map_err(SyncError::store(""))?;
         put.clear();
     }
     if !remove.is_empty() {
         store
             .remove_links(&step.name, remove)
-            .map_err(|e| e.to_string())?;
+            .map_err(SyncError::store(""))?;
         remove.clear();
     }
     if !keep.is_empty() {
         store
             .keep_deprovisioned(&step.name, keep)
-            .map_err(|e| e.to_string())?;
+            .map_err(SyncError::store(""))?;
         keep.clear();
     }
     step.target.begin_batch();
@@ -331,9 +334,9 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             Err((object.clone(), CError::Other(why.join("; "))))
         }
-        Action::Create { dn, source } => {
-            let attrs = super::plan::create_attrs(step, dn, source)
-                .map_err(|m| (dn.clone(), CError::Other(m)))?;
+        Action::Create { dn, values } => {
+            let attrs = super::project::create_attrs(step, dn, values)
+                .map_err(|m| (dn.clone(), CError::Other(m.to_string())))?;
             let list: Vec<(String, Vec<crate::model::Value>)> = attrs
                 .iter()
                 .map(|a| (a.attr.to_string(), a.new.clone()))

@@ -14,6 +14,7 @@ use crate::model::dn::dn_key;
 use crate::model::{Entry, Value};
 use crate::store::StateStore;
 
+use super::error::SyncError;
 use super::rules::{MemberRule, StepDef};
 
 /// The member steps' links, indexed for resolution.
@@ -32,13 +33,13 @@ pub struct MemberIndex {
 
 impl MemberIndex {
     /// Loads the links of `rule.steps` from the store.
-    pub fn load(rule: &MemberRule, store: &dyn StateStore) -> Result<MemberIndex, String> {
+    pub fn load(rule: &MemberRule, store: &dyn StateStore) -> Result<MemberIndex, SyncError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let mut targets: Vec<(String, String)> = Vec::new();
         for s in &rule.steps {
-            let links = store
-                .links(s)
-                .map_err(|e| format!("members: reading the links of step '{s}': {e}"))?;
+            let links = store.links(s).map_err(SyncError::store(format!(
+                "members: reading the links of step '{s}'"
+            )))?;
             for l in links {
                 if !rule.by_anchor {
                     targets.push((l.target_dn.clone(), l.target_anchor.clone()));
@@ -87,7 +88,7 @@ impl MemberIndex {
         step: &StepDef,
         rule: &MemberRule,
         e: &Entry,
-    ) -> Result<(Vec<Value>, Vec<String>), String> {
+    ) -> Result<(Vec<Value>, Vec<String>), SyncError> {
         let mut out: Vec<Value> = Vec::new();
         let mut keys: HashSet<String> = HashSet::new();
         let mut missing = Vec::new();
@@ -101,7 +102,10 @@ impl MemberIndex {
             step.source
                 .members(&e.dn)
                 .await
-                .map_err(|err| format!("members: reading the members of {}: {err}", e.dn))?
+                .map_err(SyncError::source(format!(
+                    "members: reading the members of {}",
+                    e.dn
+                )))?
         } else {
             match e.attr(&rule.source_attr) {
                 Some(a) => a
@@ -153,14 +157,14 @@ impl MemberIndex {
         step: &StepDef,
         rule: &MemberRule,
         added: Vec<Value>,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Vec<Value>, SyncError> {
         if rule.by_anchor {
             return Ok(added);
         }
         let mut out = Vec::with_capacity(added.len());
         for v in added {
             let dn = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            let err = |e| format!("members: looking for {dn} in the target: {e}");
+            let err = |e| SyncError::target(format!("members: looking for {dn} in the target"))(e);
             if step.target.get(&dn).await.map_err(err)?.is_some() {
                 out.push(v);
                 continue;
@@ -174,7 +178,11 @@ impl MemberIndex {
         Ok(out)
     }
 
-    async fn by_source_dn(&mut self, step: &StepDef, dn: &str) -> Result<Option<String>, String> {
+    async fn by_source_dn(
+        &mut self,
+        step: &StepDef,
+        dn: &str,
+    ) -> Result<Option<String>, SyncError> {
         let key = dn_key(dn);
         if let Some(v) = self.by_dn.get(&key) {
             return Ok(v.clone());
@@ -183,7 +191,9 @@ impl MemberIndex {
             .source
             .get(dn)
             .await
-            .map_err(|e| format!("members: reading member {dn} in the source: {e}"))?
+            .map_err(SyncError::source(format!(
+                "members: reading member {dn} in the source"
+            )))?
             .and_then(|m| m.anchor);
         let v = anchor.and_then(|a| self.by_anchor.get(&a.to_ascii_lowercase()).cloned());
         self.by_dn.insert(key, v.clone());

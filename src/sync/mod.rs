@@ -1,10 +1,15 @@
 //! The sync engine: step definitions ([`rules`]) and their defaults
-//! ([`defaults`]), the planner shared by preview and run ([`plan`], reading the
-//! source in `source`), execution ([`apply`]), what a run did ([`counts`]),
-//! stopping a run from outside ([`cancel`]), runs with the deletion threshold, history
-//! and log files ([`run`]), workflows of several steps ([`workflow`]), run leases
-//! ([`lease`]), links changed by hand ([`links`]); planned writes are checked against
-//! the target's schema ([`schema_check`]). It knows nothing of Rhai:
+//! ([`defaults`]), the planner shared by preview and run ([`plan`], which
+//! orchestrates: the source read in `source`, one object's plan in `object`,
+//! the target view in `target`, flows projected in [`project`] and kept
+//! compact in [`projected`], leavers in `deprovision`, sync-tree containers
+//! in `tree`; the item types in [`item`]), the preview rows ([`preview`]),
+//! execution ([`apply`]), what a run did ([`counts`]), stopping a run from
+//! outside ([`cancel`]), runs with the deletion threshold, history and log
+//! files ([`run`]), workflows of several steps ([`workflow`]), run leases
+//! ([`lease`]), links changed by hand ([`links`]); planned writes are checked
+//! against the target's schema ([`schema_check`]); what fails is a
+//! [`SyncError`]. It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
 
 pub mod apply;
@@ -12,19 +17,29 @@ pub mod cancel;
 pub mod clock;
 pub mod counts;
 pub mod defaults;
+mod deprovision;
+pub mod error;
 pub mod hash;
+pub mod item;
 pub mod lease;
 pub mod links;
 pub mod log;
 pub mod members;
+mod object;
 pub mod plan;
+pub mod preview;
+pub mod project;
+pub mod projected;
 pub mod rules;
 pub mod run;
 pub mod schema_check;
 mod source;
+mod target;
+mod tree;
 pub mod workflow;
 
 pub use counts::Counts;
+pub use error::SyncError;
 pub use plan::{Action, AttrChange, Plan};
 pub use rules::StepDef;
 pub use run::{Report, RunError, RunOptions};

@@ -251,7 +251,7 @@ pub async fn run(
     } else {
         let planning = plan::plan_with(step, store, links, popts);
         let mut plan = tokio::select! {
-            p = planning => p.map_err(failed)?,
+            p = planning => p.map_err(|e| failed(e.to_string()))?,
             _ = cancel.cancelled() => return Ok(interrupted(Counts::default(), Vec::new())),
         };
         log.line(&planned_line(&plan));
@@ -269,7 +269,7 @@ pub async fn run(
     };
     let (mut counts, failures, fatal) = match result {
         Ok((c, f)) => (c, f, None),
-        Err((c, f, m)) => (c, f, Some(m)),
+        Err((c, f, m)) => (c, f, Some(m.to_string())),
     };
     counts.unchanged += plan.unchanged;
     if fatal.is_none() && cancel.is_cancelled() {

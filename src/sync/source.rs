@@ -10,8 +10,9 @@ use crate::connector::{Error as CError, SearchQuery};
 use crate::model::Entry;
 use crate::store::Link;
 
+use super::error::SyncError;
 use super::hash::entry_hash;
-use super::plan::{Action, Item, ItemSender, anchor_of};
+use super::item::{Action, Item, ItemSender, anchor_of};
 use super::rules::StepDef;
 
 /// Phase 1 of planning: streams the source.
@@ -53,7 +54,7 @@ impl Reader<'_> {
         cursor: Option<&str>,
         changed: tokio::sync::mpsc::UnboundedSender<(Vec<u8>, String)>,
         out: &ItemSender,
-    ) -> Result<ReadOutcome, String> {
+    ) -> Result<ReadOutcome, SyncError> {
         let step = self.step;
         let q = SearchQuery {
             base: step.scope.base.clone(),
@@ -69,14 +70,16 @@ impl Reader<'_> {
         let mut source_count = 0usize;
         let mut sent = 0usize;
         let round = {
-            let mut error = |e: &Entry, message: String| {
+            let mut error = |e: &Entry, error: SyncError| {
                 sent += 1;
                 out.send(Item {
                     source_anchor: anchor_of(e),
                     source_dn: e.dn.clone(),
                     source_hash: String::new(),
                     desired_dn: None,
-                    action: Action::Error { message },
+                    action: Action::Error {
+                        message: error.to_string(),
+                    },
                 })
                 .is_ok()
             };
@@ -90,7 +93,7 @@ impl Reader<'_> {
                         }
                         Err(m) => {
                             seen.insert(anchor_of(&e));
-                            return Ok(error(&e, format!("scope 'where': {m}")));
+                            return Ok(error(&e, SyncError::rule("scope 'where'", m)));
                         }
                     }
                 }
@@ -98,7 +101,7 @@ impl Reader<'_> {
                 let anchor = anchor_of(&e);
                 if !seen.insert(anchor.clone()) {
                     let m = format!("two source objects have the anchor '{anchor}'");
-                    return Ok(error(&e, m));
+                    return Ok(error(&e, SyncError::Object(m)));
                 }
                 let h = entry_hash(&e, self.fingerprint);
                 if !self.full
@@ -118,7 +121,7 @@ impl Reader<'_> {
                 step.source
                     .changes(&q, cursor, &mut sink)
                     .await
-                    .map_err(|e| format!("reading the source's changes: {e}"))?
+                    .map_err(SyncError::source("reading the source's changes"))?
             } else {
                 None
             };
@@ -126,7 +129,7 @@ impl Reader<'_> {
                 step.source
                     .search(&q, &mut sink)
                     .await
-                    .map_err(|e| format!("reading the source: {e}"))?;
+                    .map_err(SyncError::source("reading the source"))?;
             }
             round
         };
