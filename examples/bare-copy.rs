@@ -12,6 +12,10 @@
 //! Prints how many entries it copied and how many adds failed. With
 //! `BARE_POSTREAD=1` every add also asks for the new entry's entryUUID in its
 //! reply (the Post-Read control), to measure what that costs the server.
+//! With `BARE_READBACK=1` the anchors are read back instead, after all the
+//! adds, by one paged search of `TO_BASE` for entryUUID (DN to anchor, the
+//! way a sync engine would pair them with what it created); it also prints
+//! how many of the copied entries it found that way.
 
 use std::collections::HashSet;
 
@@ -104,8 +108,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
     read.await??;
     let failed = results.iter().filter(|ok| !**ok).count();
-    println!("copied={} failed={failed}", results.len() - failed);
+    if std::env::var("BARE_READBACK").is_ok() {
+        let anchors = read_back(&writers[0], to).await?;
+        println!(
+            "copied={} failed={failed} anchors_read_back={}",
+            results.len() - failed,
+            anchors.len()
+        );
+    } else {
+        println!("copied={} failed={failed}", results.len() - failed);
+    }
     Ok(())
+}
+
+/// The entryUUID of every entry below `base`, by lower-case DN: one paged
+/// search, read after the adds instead of a Post-Read control on each.
+async fn read_back(
+    ldap: &Ldap,
+    base: &str,
+) -> Result<std::collections::HashMap<String, String>, ldap3::LdapError> {
+    let mut ldap = ldap.clone();
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(1000)),
+    ];
+    let mut stream = ldap
+        .streaming_search_with(
+            adapters,
+            base,
+            Scope::OneLevel,
+            "(objectClass=*)",
+            vec!["entryUUID"],
+        )
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    while let Some(raw) = stream.next().await? {
+        let e = SearchEntry::construct(raw);
+        if let Some(u) = e.attrs.get("entryUUID").and_then(|v| v.first()) {
+            out.insert(e.dn.to_ascii_lowercase(), u.clone());
+        }
+    }
+    stream.finish().await.success()?;
+    Ok(out)
 }
 
 /// The receiver as a stream (without tokio-stream).

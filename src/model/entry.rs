@@ -72,6 +72,19 @@ impl Entry {
         }
     }
 
+    /// [`Entry::push`] taking the name and values as they are (no copy of
+    /// the name when the attribute is new).
+    pub fn push_owned(&mut self, name: String, values: Vec<Value>) {
+        match self
+            .attrs
+            .iter_mut()
+            .find(|a| a.name.eq_ignore_ascii_case(&name))
+        {
+            Some(a) => a.values.extend(values),
+            None => self.attrs.push(Attribute { name, values }),
+        }
+    }
+
     /// Replaces the values of `name` (removes it when `values` is empty).
     pub fn set(&mut self, name: &str, values: Vec<Value>) {
         self.attrs.retain(|a| !a.name.eq_ignore_ascii_case(name));

@@ -216,6 +216,32 @@ pub trait StateStore: Send + Sync {
     fn remove_links(&self, step: &str, source_anchors: &[String]) -> Result<usize, StoreError>;
     /// How many links `step` has (not counting those of deprovisioned objects).
     fn link_count(&self, step: &str) -> Result<usize, StoreError>;
+    /// The live links of `step` whose source anchors are among
+    /// `source_anchors` (those that have one; an anchor given twice counts
+    /// once), in no particular order: what an incremental run needs for the
+    /// objects that changed, without reading every link of a large step.
+    /// The default reads [`StateStore::links`] and filters it; a store
+    /// should look each anchor up instead.
+    fn links_of(&self, step: &str, source_anchors: &[String]) -> Result<Vec<Link>, StoreError> {
+        let wanted: std::collections::HashSet<&str> =
+            source_anchors.iter().map(String::as_str).collect();
+        let mut out = self.links(step)?;
+        out.retain(|l| wanted.contains(l.source_anchor.as_str()));
+        Ok(out)
+    }
+    /// The live links of `step` whose source anchors are not in `present`
+    /// (compared without regard to ASCII case, as GUIDs are written in
+    /// either), in no particular order: the leavers of a run that listed the
+    /// anchors still in scope, found without holding every link in memory.
+    /// The default reads [`StateStore::links`] and filters it; a store
+    /// should do the difference itself.
+    fn links_not_in(&self, step: &str, present: &[String]) -> Result<Vec<Link>, StoreError> {
+        let here: std::collections::HashSet<String> =
+            present.iter().map(|a| a.to_ascii_lowercase()).collect();
+        let mut out = self.links(step)?;
+        out.retain(|l| !here.contains(&l.source_anchor.to_ascii_lowercase()));
+        Ok(out)
+    }
     /// The kept links of `step`'s deprovisioned objects (see
     /// [`StateStore::keep_deprovisioned`]), in no particular order.
     fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError>;
@@ -596,6 +622,48 @@ fn contract_links(store: &dyn StateStore) {
     assert_eq!(sorted(store.links(users).unwrap()), expected);
     assert_eq!(store.step_names().unwrap(), [groups, users]);
 
+    // Looked up by source anchor: only live links of this step that exist,
+    // each once; the leavers of a listing, in any ASCII case.
+    let by_anchor = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    store
+        .keep_deprovisioned(
+            users,
+            &[Link {
+                updated_ms: 7,
+                ..link(9, "u")
+            }],
+        )
+        .unwrap();
+    let of = store
+        .links_of(
+            users,
+            &by_anchor(&["src-3", "nope", "src-3", "src-2", "src-9", "SRC-4"]),
+        )
+        .unwrap();
+    assert_eq!(sorted(of), [expected[2].clone(), expected[3].clone()]);
+    assert!(store.links_of(users, &[]).unwrap().is_empty());
+    assert_eq!(
+        sorted(store.links_of(groups, &by_anchor(&["src-2"])).unwrap()),
+        [group_links[2].clone()]
+    );
+    let leavers = store
+        .links_not_in(
+            users,
+            &by_anchor(&["SRC-0", "src-1", "src-3", "src-5", "nope"]),
+        )
+        .unwrap();
+    assert_eq!(sorted(leavers), [expected[2].clone(), expected[4].clone()]);
+    assert_eq!(sorted(store.links_not_in(users, &[]).unwrap()), expected);
+    // The listing of one call does not stay behind for the next.
+    assert_eq!(
+        sorted(store.links_not_in(groups, &by_anchor(&["src-0"])).unwrap()),
+        group_links[1..]
+    );
+    assert_eq!(
+        store.remove_links(users, &by_anchor(&["src-9"])).unwrap(),
+        1
+    );
+
     // Remove: counts only what existed, leaves the other step alone.
     let gone = store
         .remove_links(
@@ -623,6 +691,8 @@ fn contract_links(store: &dyn StateStore) {
         assert!(store.links(bad).is_err());
         assert!(store.link_count(bad).is_err());
         assert!(store.remove_links(bad, &[]).is_err());
+        assert!(store.links_of(bad, &[]).is_err());
+        assert!(store.links_not_in(bad, &[]).is_err());
     }
 
     // 100,000 links in one call, read back.
@@ -633,6 +703,16 @@ fn contract_links(store: &dyn StateStore) {
     let back = sorted(store.links(big_step).unwrap());
     assert_eq!(back.len(), 100_000);
     assert_eq!(back, sorted(many.clone()));
+    // The leavers of a listing of all but three, and three looked up.
+    let listed: Vec<String> = many[3..].iter().map(|l| l.source_anchor.clone()).collect();
+    assert_eq!(
+        sorted(store.links_not_in(big_step, &listed).unwrap()),
+        many[..3]
+    );
+    assert_eq!(
+        sorted(store.links_of(big_step, &listed[..3]).unwrap()),
+        many[3..6]
+    );
     // Re-putting them all (every one an update) does not duplicate. (How fast is the
     // benchmark's business, not a test's: a loaded CI machine made a 3 s bound flaky.)
     store.put_links(big_step, &many).unwrap();

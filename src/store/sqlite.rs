@@ -195,18 +195,9 @@ impl SqliteStore {
                  FROM link WHERE step = ?1 AND deprovisioned_ms IS NULL"
             })
             .map_err(|e| self.sql_err(e))?;
-        stmt.query_map([step], |r| {
-            Ok(Link {
-                source_anchor: r.get(0)?,
-                target_anchor: r.get(1)?,
-                target_dn: r.get(2)?,
-                source_hash: r.get(3)?,
-                desired_dn: r.get(4)?,
-                updated_ms: r.get(5)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| self.sql_err(e))
+        stmt.query_map([step], row_to_link)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql_err(e))
     }
 
     /// The schema version this build writes (the number of migrations).
@@ -352,6 +343,22 @@ fn to_usize(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
 
+/// The columns of a [`Link`], in the order [`row_to_link`] reads them.
+const LINK_COLUMNS: &str =
+    "source_anchor, target_anchor, target_dn, source_hash, desired_dn, updated_ms";
+
+/// A row of [`LINK_COLUMNS`] as a link.
+fn row_to_link(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
+    Ok(Link {
+        source_anchor: r.get(0)?,
+        target_anchor: r.get(1)?,
+        target_dn: r.get(2)?,
+        source_hash: r.get(3)?,
+        desired_dn: r.get(4)?,
+        updated_ms: r.get(5)?,
+    })
+}
+
 impl StateStore for SqliteStore {
     fn put_profile(
         &self,
@@ -494,6 +501,71 @@ impl StateStore for SqliteStore {
             )
             .map(to_usize)
             .map_err(|e| self.sql_err(e))
+    }
+
+    fn links_of(&self, step: &str, source_anchors: &[String]) -> Result<Vec<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM link
+                 WHERE step = ?1 AND source_anchor = ?2 AND deprovisioned_ms IS NULL"
+            ))
+            .map_err(|e| self.sql_err(e))?;
+        let mut asked = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for a in source_anchors {
+            if !asked.insert(a.as_str()) {
+                continue;
+            }
+            let found = stmt
+                .query_row(params![step, a], row_to_link)
+                .optional()
+                .map_err(|e| self.sql_err(e))?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
+    fn links_not_in(&self, step: &str, present: &[String]) -> Result<Vec<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        // The listing goes into a temporary table of this connection (in
+        // the transaction, emptied again before it ends), and SQLite does
+        // the difference by index: no set of the listing or of the links in
+        // memory.
+        let tx = conn.transaction().map_err(sql)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS present_anchor (a TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.present_anchor;",
+        )
+        .map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare("INSERT OR IGNORE INTO temp.present_anchor (a) VALUES (?1)")
+                .map_err(sql)?;
+            for a in present {
+                ins.execute([a.to_ascii_lowercase()]).map_err(sql)?;
+            }
+        }
+        let out = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {LINK_COLUMNS} FROM link
+                     WHERE step = ?1 AND deprovisioned_ms IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM temp.present_anchor p
+                                       WHERE p.a = lower(link.source_anchor))"
+                ))
+                .map_err(sql)?;
+            stmt.query_map([step], row_to_link)
+                .and_then(|rows| rows.collect::<Result<Vec<Link>, _>>())
+                .map_err(sql)?
+        };
+        tx.execute_batch("DELETE FROM temp.present_anchor;")
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(out)
     }
 
     fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError> {

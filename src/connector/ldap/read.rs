@@ -48,19 +48,17 @@ pub fn to_entry(se: SearchEntry, anchor_attr: &str, order: Option<&[String]>) ->
             None => named.push((name, values)),
         }
     }
-    let rank = |n: &str| -> usize {
-        order
+    // Each name's place computed once (not per comparison): the requested
+    // position, then the lower-case name.
+    named.sort_by_cached_key(|(n, _)| {
+        let rank = order
             .and_then(|o| o.iter().position(|a| a.eq_ignore_ascii_case(n)))
-            .unwrap_or(usize::MAX)
-    };
-    named.sort_by(|(a, _), (b, _)| {
-        rank(a)
-            .cmp(&rank(b))
-            .then_with(|| a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()))
+            .unwrap_or(usize::MAX);
+        (rank, n.to_ascii_lowercase())
     });
     let mut e = Entry::new(se.dn);
     for (name, values) in named {
-        e.push(&name, values);
+        e.push_owned(name, values);
     }
     e.anchor = e.first(anchor_attr);
     e
@@ -465,6 +463,54 @@ mod tests {
             codec::guid_to_string(&guid_bytes).as_deref()
         );
         assert_eq!(e.first("objectSid").as_deref(), Some("S-1-5-21-1-2-3-500"));
+    }
+
+    #[test]
+    fn attributes_in_requested_order_then_by_name_in_any_case() {
+        let text = |v: &str| vec![v.to_string()];
+        let attrs: HashMap<String, Vec<String>> = [
+            ("sn", text("Lee")),
+            ("Mail", text("a@x")),
+            ("cn", text("Ann Lee")),
+            ("uid", text("ann")),
+            ("businessCategory", text("b")),
+            ("entryUUID", text("0f1e2d3c-0000-4000-8000-000000000001")),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+        // objectSid arrives in the binary map but also under its text name
+        // in other case: one attribute, the values of both.
+        let mut attrs = attrs;
+        attrs.insert("OBJECTSID".into(), vec!["\u{1}".into()]);
+        let bin: HashMap<String, Vec<Vec<u8>>> = [("objectSid".to_string(), vec![vec![2u8]])]
+            .into_iter()
+            .collect();
+        let se = SearchEntry {
+            dn: "uid=ann,dc=x".into(),
+            attrs,
+            bin_attrs: bin,
+        };
+        let order = ["uid".to_string(), "CN".to_string()];
+        let e = to_entry(se, "entryUUID", Some(&order));
+        let names: Vec<&str> = e.attributes().iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "uid",
+                "cn",
+                "businessCategory",
+                "entryUUID",
+                "Mail",
+                "OBJECTSID",
+                "sn"
+            ]
+        );
+        assert_eq!(e.values("objectsid").len(), 2);
+        assert_eq!(
+            e.anchor.as_deref(),
+            Some("0f1e2d3c-0000-4000-8000-000000000001")
+        );
     }
 
     #[test]
