@@ -1,4 +1,8 @@
-//! Configuration: where idsync keeps its files (`IDSYNC_HOME`), and in time
-//! connection profiles, secrets references and encrypted export/import.
+//! Configuration: where idsync keeps its files (`IDSYNC_HOME`), and the
+//! password-protected configuration file that carries profiles and settings
+//! from one machine to another (`sealed`: the encrypted envelope;
+//! `transfer`: what travels and how it is applied).
 
 pub mod home;
+pub mod sealed;
+pub mod transfer;
