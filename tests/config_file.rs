@@ -53,11 +53,11 @@ fn ok(o: Output) -> Output {
 
 /// The one line of stderr of a refused run, which must end with status 1.
 fn refused(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", show(o));
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("panicked"),
         "{}",
-        show(&o)
+        show(o)
     );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -105,8 +105,11 @@ fn store(home: &Path) -> SqliteStore {
     SqliteStore::open(home.join("state.db")).expect("open the state store")
 }
 
+/// The profiles (name, kind, options, updated_ms) and the settings of a store.
+type Snapshot = (Vec<(String, String, Value, i64)>, Vec<(String, String)>);
+
 /// Everything an import may touch, timestamps included.
-fn snapshot(home: &Path) -> (Vec<(String, String, Value, i64)>, Vec<(String, String)>) {
+fn snapshot(home: &Path) -> Snapshot {
     let s = store(home);
     let profiles = s
         .list_profiles()

@@ -165,7 +165,7 @@ pub enum TransferError {
         /// The item being written ("profile \"corp-ad\"").
         what: String,
         /// Why it failed.
-        source: StoreError,
+        source: Box<StoreError>,
         /// What became of the earlier writes.
         undone: String,
     },
@@ -398,7 +398,7 @@ fn apply(
             return Err(TransferError::Apply {
                 path: path.to_path_buf(),
                 what: format!("{item} {name:?}"),
-                source,
+                source: Box::new(source),
                 undone: undo(store, &plan[..i]),
             });
         }
@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn import_undoes_earlier_writes_when_one_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let src = SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        let src = SqliteStore::open(dir.path().join("a.db")).unwrap();
         src.put_profile("a", "csv", &json!({"path": "a.csv", "key": "id"}))
             .unwrap();
         src.put_profile("b", "csv", &json!({"path": "b.csv", "key": "id"}))
@@ -748,7 +748,7 @@ mod tests {
             }
         }
         let dst = Failing {
-            inner: SqliteStore::open(&dir.path().join("b.db")).unwrap(),
+            inner: SqliteStore::open(dir.path().join("b.db")).unwrap(),
             writes: 0.into(),
         };
         dst.inner
