@@ -201,6 +201,9 @@ fn export_then_import_into_a_fresh_home() {
     let Some(x) = exported() else { return };
     // The secret's value is in neither the file nor the document inside it.
     let bytes = std::fs::read(&x.file).unwrap();
+    // The header: magic, version 1, Argon2id, XChaCha20-Poly1305, 64 MiB, 3 iterations, 1 lane.
+    assert_eq!(&bytes[..12], b"IDSYNCCF\x00\x01\x01\x01");
+    assert_eq!(&bytes[12..24], &[0, 1, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1]);
     assert!(
         !bytes
             .windows(SOME_PW.len())
