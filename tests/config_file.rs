@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use idsync::store::{SqliteStore, StateStore};
+use idsync::sync::plan::cursor_key;
 use serde_json::{Value, json};
 
 /// The config file's password, and the variable it is read from.
@@ -168,7 +169,7 @@ fn exported() -> Option<Exported> {
         s.put_setting("colour", "blue").unwrap();
         s.put_setting("store", "postgres://db.example.com/idsync")
             .unwrap();
-        s.put_setting("sync-cursor/hr-to-ldap/users", "tag|csn-123")
+        s.put_setting(&cursor_key("hr-to-ldap/users"), "tag|csn-123")
             .unwrap();
     }
     let file = dir.path().join("idsync-config.bin");
@@ -197,6 +198,14 @@ fn exported() -> Option<Exported> {
 }
 
 #[test]
+fn change_cursors_are_per_machine_state() {
+    // If the sync engine named its cursors differently, they would travel.
+    let key = cursor_key("hr-to-ldap/users");
+    assert!(!idsync::store::config_file::travels(&key), "{key}");
+    assert!(idsync::store::config_file::travels("colour"));
+}
+
+#[test]
 fn export_then_import_into_a_fresh_home() {
     let Some(x) = exported() else { return };
     // The secret's value is in neither the file nor the document inside it.
@@ -214,7 +223,7 @@ fn export_then_import_into_a_fresh_home() {
             .windows(CONFIG_PW.len())
             .any(|w| w == CONFIG_PW.as_bytes())
     );
-    let doc = idsync::config::transfer::read(&x.file, CONFIG_PW).expect("decrypt");
+    let doc = idsync::store::config_file::read(&x.file, CONFIG_PW).expect("decrypt");
     let text = serde_json::to_string(&doc).unwrap();
     assert!(!text.contains(SOME_PW), "{text}");
     assert!(text.contains("env:SOME_PW"), "{text}");
@@ -245,7 +254,10 @@ fn export_then_import_into_a_fresh_home() {
         s.get_setting("store").unwrap().as_deref(),
         Some("postgres://db.example.com/idsync")
     );
-    assert_eq!(s.get_setting("sync-cursor/hr-to-ldap/users").unwrap(), None);
+    assert_eq!(
+        s.get_setting(&cursor_key("hr-to-ldap/users")).unwrap(),
+        None
+    );
     drop(s);
     // The imported profile works on the new machine: it binds with the password its
     // reference names.

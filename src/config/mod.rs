@@ -1,8 +1,7 @@
 //! Configuration: where idsync keeps its files (`IDSYNC_HOME`), and the
-//! password-protected configuration file that carries profiles and settings
-//! from one machine to another (`sealed`: the encrypted envelope;
-//! `transfer`: what travels and how it is applied).
+//! encrypted envelope of the password-protected configuration file
+//! (`sealed`; what the file carries and how it is applied to a state store
+//! is `crate::store::config_file`).
 
 pub mod home;
 pub mod sealed;
-pub mod transfer;

@@ -1,7 +1,7 @@
 //! The envelope of the password-protected configuration file
 //! (`export_config` / `import_config`): turns the exported document into
 //! bytes only the password opens, and back. It knows nothing of what the
-//! document says ([`super::transfer`] does).
+//! document says (`crate::store::config_file` does).
 //!
 //! # File format, version 1
 //!

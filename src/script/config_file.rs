@@ -1,6 +1,7 @@
 //! `export_config` and `import_config` (API §7): the password-protected
 //! configuration file, from scripts and the shell. The format, the crypto
-//! and what travels are in `crate::config::{sealed, transfer}`; this file
+//! and what travels are in `crate::config::sealed` and
+//! `crate::store::config_file`; this file
 //! only binds them. The password must be a `Secret` (`secret("ENV")` or
 //! `prompt_secret("label")`), so it never prints and never reaches the
 //! history; a password typed as text is refused (and masked in the history
@@ -11,10 +12,10 @@ use std::path::Path;
 use rhai::{Array, Dynamic, Map};
 
 use crate::config::sealed::KdfParams;
-use crate::config::transfer;
 use crate::model::Secret;
 use crate::script::context::store;
 use crate::script::convert::{ScriptResult, rt_err};
+use crate::store::config_file as transfer;
 
 /// The password argument as a secret; text (or anything else) is refused.
 fn password(func: &str, v: Dynamic) -> ScriptResult<Secret> {

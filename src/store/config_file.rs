@@ -1,6 +1,8 @@
 //! What the password-protected configuration file carries, and how it is
 //! written from one state store and applied to another (`export_config` /
-//! `import_config`, API §7). The bytes on disk are [`super::sealed`]'s.
+//! `import_config`, API §7). The bytes on disk are
+//! [`crate::config::sealed`]'s; this module is in the store layer because it
+//! reads and writes a [`StateStore`].
 //!
 //! # What travels
 //!
@@ -50,8 +52,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::sealed::{self, KdfParams, SealError};
-use crate::store::{Profile, StateStore, StoreError, validate_name};
+use super::{Profile, StateStore, StoreError, validate_name};
+use crate::config::sealed::{self, KdfParams, SealError};
 
 /// The setting that names the state store (`use_store(url)`, `IDSYNC_STORE`).
 pub const STORE_SETTING: &str = "store";
@@ -651,13 +653,6 @@ mod tests {
             sync_store: None,
             scripts: vec![],
         }
-    }
-
-    #[test]
-    fn the_cursor_key_is_per_machine_state() {
-        // If the sync engine names its cursors differently, they would travel.
-        assert!(!travels(&crate::sync::plan::cursor_key("hr/users")));
-        assert!(travels("color"));
     }
 
     #[test]
