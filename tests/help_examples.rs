@@ -85,6 +85,11 @@ const SETUP: &[(&str, &str)] = &[
     // a fresh tenant has no active roles
     ("role_members", r#"az.enable_role("Directory Writers");"#),
     ("add_role_member", r#"az.enable_role("Directory Writers");"#),
+    // a file to import, written with the same password
+    (
+        "import_config",
+        r#"export_config("idsync-config.bin", secret("CONFIG_PW"));"#,
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,6 +114,7 @@ const ENVS: &[(&str, Option<Server>)] = &[
     ("AZ_CLIENT_ID", Some(Server::Graph)),
     ("AZ_SECRET", Some(Server::Graph)),
     ("AZ_URL", Some(Server::Graph)),
+    ("CONFIG_PW", None),
 ];
 
 /// The dev servers' addresses (README "Servers for trying things out") and the server that
@@ -318,6 +324,7 @@ impl World {
             "AZ_CLIENT_ID" => graph().client_id(),
             "AZ_SECRET" => graph().client_secret(),
             "AZ_URL" => graph().url(),
+            "CONFIG_PW" => "an-example-config-password".into(),
             other => panic!("ENVS lists {other} but World::env has no value for it"),
         }
     }

@@ -1,4 +1,7 @@
-//! Configuration: where idsync keeps its files (`IDSYNC_HOME`), and in time
-//! connection profiles, secrets references and encrypted export/import.
+//! Configuration: where idsync keeps its files (`IDSYNC_HOME`), and the
+//! encrypted envelope of the password-protected configuration file
+//! (`sealed`; what the file carries and how it is applied to a state store
+//! is `crate::store::config_file`).
 
 pub mod home;
+pub mod sealed;

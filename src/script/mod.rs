@@ -3,6 +3,7 @@
 //! it has defined. Bindings live one family per file.
 
 pub mod azure;
+pub mod config_file;
 pub mod connect;
 pub mod context;
 pub mod convert;
@@ -89,6 +90,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(help::help_api).into());
     engine.register_global_module(exported_module!(sync_api::sync_api).into());
     engine.register_global_module(exported_module!(azure::azure_api).into());
+    engine.register_global_module(exported_module!(config_file::config_file_api).into());
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");

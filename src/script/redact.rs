@@ -6,14 +6,20 @@
 //! index whose name contains `pass`, `pw`, `secret` or `token` in any case
 //! (`let pw = "…"`, `token = "…"`, `m.password = "…"`, `m["pw"] = "…"`,
 //! `#{ password: "…" }`, `#{ "client_secret": "…" }`) — or a password
-//! argument of `set_password(…)` / `authenticate(…)`. Everything else,
+//! argument of `set_password(…)` / `authenticate(…)` / `export_config(…)` /
+//! `import_config(…)`. Everything else,
 //! `secret("ENV")` references included, is kept as typed.
 
 /// Parts of a name that mark its value as a secret (compared in lower case).
 const SENSITIVE: &[&str] = &["pass", "pw", "secret", "token"];
 
 /// Functions whose string arguments after the first are passwords.
-const PASSWORD_ARGS: &[&str] = &["set_password", "authenticate"];
+const PASSWORD_ARGS: &[&str] = &[
+    "set_password",
+    "authenticate",
+    "export_config",
+    "import_config",
+];
 
 /// What the masked literal reads as (between its own quotes).
 const MASK: &str = "********";
@@ -245,6 +251,14 @@ mod tests {
             (
                 r#"c.authenticate("ann", "pw")"#,
                 r#"c.authenticate("ann", "********")"#,
+            ),
+            (
+                r#"export_config("cfg.bin", "typed-pw")"#,
+                r#"export_config("cfg.bin", "********")"#,
+            ),
+            (
+                r#"import_config("cfg.bin", "typed-pw")"#,
+                r#"import_config("cfg.bin", "********")"#,
             ),
             (
                 r#"let userPassword = "a\"b"; 1"#,

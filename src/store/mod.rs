@@ -4,6 +4,7 @@
 //! SQLite default ([`sqlite::SqliteStore`]) and a shared SQL Server store are
 //! interchangeable and pass the same contract tests.
 
+pub mod config_file;
 pub mod sqlite;
 
 use std::path::PathBuf;
