@@ -65,7 +65,16 @@ impl Pg {
         let out = Command::new(bin_dir().unwrap().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", &self.user, "-d", db, "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                &self.user,
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| e.to_string())?;
@@ -143,13 +152,21 @@ fn start() -> Pg {
             .map(str::to_string)
             .collect();
         let log = dir.join("postgres.log");
-        let pid = spawn_server(argv, &log, true, true)
-            .unwrap_or_else(|e| panic!("spawn postgres: {e}"));
+        let pid =
+            spawn_server(argv, &log, true, true).unwrap_or_else(|e| panic!("spawn postgres: {e}"));
         watchdog(pid, &dir);
         let t = Instant::now();
         loop {
             let ready = Command::new(bin_dir().unwrap().join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-d", "idsync"])
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-d",
+                    "idsync",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
