@@ -444,3 +444,83 @@ fn openldap_to_sql_table_writes_typed_columns_and_reports_bad_rows_per_object() 
     assert_eq!(r["failed"], 0, "{r:#}");
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM accounts"), "4");
 }
+
+#[test]
+fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
+    let Some(pg) = postgres() else { return };
+    let Some(l) = support::slapd() else { return };
+    let db = pg.fresh_db("sigkill");
+    pg.psql(&db, ACCOUNTS);
+    let id = support::unique("sqlkill");
+    const N: u32 = 3000;
+    let people: Vec<(String, String)> = (1..=N)
+        .map(|i| (format!("u{i:05}"), i.to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = people
+        .iter()
+        .map(|(u, e)| (u.as_str(), e.as_str()))
+        .collect();
+    let src = ldap_people(l, &id, &refs);
+    let home = support::temp_home();
+    let script = ldap_to_sql_script(pg, &db, l, &id, &src);
+    let file = home.path().join("run.rhai");
+    std::fs::write(&file, &script).unwrap();
+    let mut child = support::idsync_command(home.path())
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn idsync");
+    // Wait until a batch (500 rows a commit) is committed and the next one has written rows
+    // it has not committed yet (its session holds a transaction id), then SIGKILL idsync.
+    let t = std::time::Instant::now();
+    loop {
+        let state = pg.psql(
+            &db,
+            "SELECT (SELECT count(*) FROM accounts) || '|' || \
+             (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+              AND application_name = 'idsync' AND backend_xid IS NOT NULL)",
+        );
+        if let Some((committed, open)) = state.split_once('|')
+            && committed.parse::<u32>().unwrap_or(0) >= 500
+            && open != "0"
+        {
+            break;
+        }
+        if t.elapsed() > std::time::Duration::from_secs(120) || committed_all(&state, N) {
+            let _ = child.kill();
+            panic!("the run was not caught with a batch open: {state}");
+        }
+    }
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = child.wait();
+    let t = std::time::Instant::now();
+    while pg.psql(
+        &db,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'idsync'",
+    ) != "0"
+    {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "sessions stay");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kept: u32 = pg
+        .psql(&db, "SELECT count(*) FROM accounts")
+        .parse()
+        .unwrap();
+    assert!(
+        kept % 500 == 0 && kept < N,
+        "{kept} rows: whole batches of 500 only, nothing of the half batch"
+    );
+    let r = json(home.path(), 0, &script);
+    assert_eq!(r["created"], N - kept, "{r:#}");
+    assert_eq!(r["failed"], 0, "{r:#}");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM accounts"), N.to_string());
+}
+
+fn committed_all(state: &str, n: u32) -> bool {
+    state
+        .split('|')
+        .next()
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| c >= n)
+}
