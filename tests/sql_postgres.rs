@@ -524,3 +524,46 @@ fn committed_all(state: &str, n: u32) -> bool {
         .and_then(|c| c.parse::<u32>().ok())
         .is_some_and(|c| c >= n)
 }
+
+#[test]
+fn a_child_table_holds_a_multi_valued_attribute_for_reads_filters_and_writes() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.fresh_db("child");
+    pg.psql(
+        &db,
+        "CREATE TABLE emp (employee_id integer PRIMARY KEY, name text);
+         CREATE TABLE hr_phone (employee_id integer REFERENCES emp, number text NOT NULL);
+         INSERT INTO emp VALUES (1, 'ann'), (2, 'bob');
+         INSERT INTO hr_phone VALUES (1, '555-0101'), (1, '555-0102'), (2, '777-0201');",
+    );
+    let home = support::temp_home();
+    let c = connect(
+        pg,
+        &db,
+        "table: \"emp\", key: \"employee_id\", \
+         multi: #{ phone: #{ table: \"hr_phone\", key: \"employee_id\", column: \"number\" } }",
+    );
+    let ann = json(home.path(), 0, &format!("{c}db.get(\"1\")"));
+    assert_eq!(ann["phone"], serde_json::json!(["555-0101", "555-0102"]));
+    let hit = dns(&json(home.path(), 0, &format!("{c}db.search(\"(phone=777*)\")")));
+    assert_eq!(hit, ["2"]);
+    json(
+        home.path(),
+        0,
+        &format!(
+            "{c}db.create(\"3\", #{{ name: \"cid\", phone: [\"111\", \"222\"] }});\n\
+             db.modify(\"1\", #{{ add: #{{ phone: \"555-0103\" }}, delete: #{{ phone: \"555-0101\" }} }});\n\
+             db.modify(\"2\", #{{ delete: #{{ phone: [] }} }}); 1"
+        ),
+    );
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT employee_id || ':' || number FROM hr_phone ORDER BY employee_id, number"
+        ),
+        "1:555-0102\n1:555-0103\n3:111\n3:222"
+    );
+    json(home.path(), 0, &format!("{c}db.delete(\"3\"); 1"));
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM hr_phone WHERE employee_id = 3"), "0");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM emp"), "2");
+}
