@@ -545,7 +545,11 @@ fn a_child_table_holds_a_multi_valued_attribute_for_reads_filters_and_writes() {
     );
     let ann = json(home.path(), 0, &format!("{c}db.get(\"1\")"));
     assert_eq!(ann["phone"], serde_json::json!(["555-0101", "555-0102"]));
-    let hit = dns(&json(home.path(), 0, &format!("{c}db.search(\"(phone=777*)\")")));
+    let hit = dns(&json(
+        home.path(),
+        0,
+        &format!("{c}db.search(\"(phone=777*)\")"),
+    ));
     assert_eq!(hit, ["2"]);
     json(
         home.path(),
@@ -564,6 +568,35 @@ fn a_child_table_holds_a_multi_valued_attribute_for_reads_filters_and_writes() {
         "1:555-0102\n1:555-0103\n3:111\n3:222"
     );
     json(home.path(), 0, &format!("{c}db.delete(\"3\"); 1"));
-    assert_eq!(pg.psql(&db, "SELECT count(*) FROM hr_phone WHERE employee_id = 3"), "0");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM hr_phone WHERE employee_id = 3"),
+        "0"
+    );
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM emp"), "2");
+}
+
+#[test]
+fn a_query_reads_a_select_and_refuses_writes() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.fresh_db("query");
+    pg.psql(&db, HR);
+    let home = support::temp_home();
+    let c = connect(
+        pg,
+        &db,
+        "query: \"SELECT employee_id, first || ' ' || last AS full_name, salary FROM employees WHERE active\", \
+         key: \"employee_id\"",
+    );
+    let rows = json(home.path(), 0, &format!("{c}db.search(\"(salary>=1000)\")"));
+    assert_eq!(dns(&rows), ["1001"]);
+    assert_eq!(rows[0]["full_name"], "Ann Lee");
+    assert_eq!(
+        dns(&json(home.path(), 0, &format!("{c}db.search(\"\")"))),
+        ["1001", "1002"],
+        "only the rows the SELECT gives"
+    );
+    let (code, _, err) = run(home.path(), &format!("{c}db.delete(\"1001\")"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM employees"), "3");
 }
