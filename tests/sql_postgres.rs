@@ -508,7 +508,7 @@ fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
         .parse()
         .unwrap();
     assert!(
-        kept % 500 == 0 && kept < N,
+        kept.is_multiple_of(500) && kept < N,
         "{kept} rows: whole batches of 500 only, nothing of the half batch"
     );
     let r = json(home.path(), 0, &script);
