@@ -600,3 +600,43 @@ fn a_query_reads_a_select_and_refuses_writes() {
     assert!(err.contains("read-only"), "{err}");
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM employees"), "3");
 }
+
+#[test]
+fn a_saved_sql_connection_keeps_the_password_as_a_reference_and_reopens() {
+    let Some(pg) = postgres() else { return };
+    let db = pg.fresh_db("profile");
+    pg.psql(&db, HR);
+    let home = support::temp_home();
+    let c = connect(
+        pg,
+        &db,
+        "table: \"employees\", key: \"employee_id\", multi: #{ mail: \";\" }",
+    );
+    json(
+        home.path(),
+        0,
+        &format!("{c}save_connection(\"hr-db\", db); 1"),
+    );
+    let listed = json(home.path(), 0, "connections()").to_string();
+    assert!(listed.contains(&format!("env:{PW_ENV}")), "{listed}");
+    assert!(
+        !listed.contains("\"secret\""),
+        "the password's value is stored: {listed}"
+    );
+    let ann = json(home.path(), 0, "connection(\"hr-db\").get(\"1001\")");
+    assert_eq!(
+        ann["mail"],
+        serde_json::json!(["ann@example.com", "a.lee@example.com"])
+    );
+    // a plain-text password is usable but not storable
+    let (code, _, err) = run(
+        home.path(),
+        &format!(
+            "let db = connect_sql(\"{}\", #{{ password: \"secret\", ca_file: \"{}\", table: \"employees\", key: \"employee_id\" }}); save_connection(\"x\", db)",
+            pg.url(&db),
+            pg.ca_file
+        ),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("never stored"), "{err}");
+}
