@@ -640,3 +640,60 @@ fn a_saved_sql_connection_keeps_the_password_as_a_reference_and_reopens() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("never stored"), "{err}");
 }
+
+#[test]
+fn a_row_fine_in_sql_but_refused_by_ldap_is_retried_on_the_next_incremental_run() {
+    let Some(pg) = postgres() else { return };
+    let Some(l) = support::slapd() else { return };
+    let db = pg.fresh_db("retry");
+    pg.psql(&db, HR);
+    let id = support::unique("sqlretry");
+    let dst = format!("ou={id},dc=target,dc=com");
+    l.ldapadd(&format!(
+        "dn: {dst}\nobjectClass: organizationalUnit\nou: {id}\n"
+    ));
+    let home = support::temp_home();
+    let script = format!(
+        "{c}let ol = connect_ldap(\"{url}\", #{{ bind_dn: \"{admin}\", password: secret(\"{PW_ENV}\"), base: \"dc=target,dc=com\" }});\n\
+         let st = sync_step(\"{id}/users\", db, ol, #{{\n\
+           join: #{{ employeeNumber: \"employee_id\" }},\n\
+           create: #{{ parent: \"{dst}\", rdn: |e| `uid=e${{e.employee_id}}`, class: [\"inetOrgPerson\"] }},\n\
+           flows: #{{ cn: |e| `${{e.first}} ${{e.last}}`, sn: \"last\", employeeNumber: \"employee_id\", mail: \"mail\" }},\n\
+         }});\n\
+         st.run()",
+        c = connect(
+            pg,
+            &db,
+            "table: \"employees\", key: \"employee_id\", changed: \"updated_at\", multi: #{ mail: \";\" }"
+        ),
+        url = l.url,
+        admin = l.admin_dn,
+    );
+    let r = json(home.path(), 0, &script);
+    counts(&r, &[("created", 3)]);
+    // a new row whose mail LDAP refuses (mail is IA5, ASCII only); SQL takes it
+    pg.psql(
+        &db,
+        "INSERT INTO employees (employee_id, first, last, mail, updated_at)
+         VALUES (1004, 'Dan', 'Öz', 'dan.öz@example.com', '2026-03-01 00:00:00+00');
+         UPDATE employees SET last = 'Rock', updated_at = '2026-04-01 00:00:00+00' WHERE employee_id = 1002;",
+    );
+    let r = json(home.path(), 3, &script);
+    counts(&r, &[("failed", 1), ("updated", 1), ("unchanged", 2)]);
+    assert!(errors(&r).join("\n").contains("1004"), "{r:#}");
+    // fixed in SQL without moving the change column (now older than Bob's): the failed row
+    // comes back anyway, because the cursor only moves after a clean run
+    pg.psql(
+        &db,
+        "UPDATE employees SET mail = 'dan.oz@example.com' WHERE employee_id = 1004",
+    );
+    let r = json(home.path(), 0, &script);
+    counts(&r, &[("created", 1), ("unchanged", 3)]);
+    let dan = l.ldapsearch(
+        &format!("uid=e1004,{dst}"),
+        "base",
+        "(objectClass=*)",
+        &["mail"],
+    );
+    assert!(dan.contains("mail: dan.oz@example.com"), "{dan}");
+}
