@@ -284,7 +284,7 @@ fn hr_table_to_openldap_creates_updates_only_changed_rows_and_deprovisions_delet
     ));
     let home = support::temp_home();
     let script = format!(
-        "{c}let ol = connect_ldap(\"{url}\", #{{ bind_dn: \"{admin}\", password: secret(\"{PW_ENV}\"), base: \"dc=target,dc=com\" }});\n\
+        "{c}let ol = connect_ldap(\"{url}\", #{{ bind_dn: \"{admin}\", password: secret(\"{PW_ENV}\"), base: \"{dst}\" }});\n\
          let st = sync_step(\"{id}/users\", db, ol, #{{\n\
            join: #{{ employeeNumber: \"employee_id\" }},\n\
            create: #{{ parent: \"{dst}\", rdn: |e| `uid=e${{e.employee_id}}`, class: [\"inetOrgPerson\"] }},\n\
@@ -654,7 +654,7 @@ fn a_row_fine_in_sql_but_refused_by_ldap_is_retried_on_the_next_incremental_run(
     ));
     let home = support::temp_home();
     let script = format!(
-        "{c}let ol = connect_ldap(\"{url}\", #{{ bind_dn: \"{admin}\", password: secret(\"{PW_ENV}\"), base: \"dc=target,dc=com\" }});\n\
+        "{c}let ol = connect_ldap(\"{url}\", #{{ bind_dn: \"{admin}\", password: secret(\"{PW_ENV}\"), base: \"{dst}\" }});\n\
          let st = sync_step(\"{id}/users\", db, ol, #{{\n\
            join: #{{ employeeNumber: \"employee_id\" }},\n\
            create: #{{ parent: \"{dst}\", rdn: |e| `uid=e${{e.employee_id}}`, class: [\"inetOrgPerson\"] }},\n\
