@@ -9,6 +9,7 @@ mod file;
 pub mod graph;
 pub mod ldap;
 pub mod ldif;
+pub mod sql;
 mod tls;
 
 use async_trait::async_trait;

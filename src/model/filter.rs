@@ -82,25 +82,47 @@ pub struct Filter {
 /// A value from a filter: the raw bytes after unescaping and the
 /// case-folded text used for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Assertion {
+pub struct Assertion {
     raw: Vec<u8>,
     text: String,
 }
 
+impl Assertion {
+    /// The value as written in the filter, after unescaping.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+}
+
+/// One node of a parsed filter (read-only; for connectors that translate
+/// filters into their own query language, such as SQL).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
+pub enum Node {
+    /// All must hold (an empty `And` matches everything).
     And(Vec<Node>),
+    /// One must hold.
     Or(Vec<Node>),
+    /// Negation.
     Not(Box<Node>),
+    /// `(attr=value)`.
     Equal(String, Assertion),
+    /// `(attr~=value)`.
     Approx(String, Assertion),
+    /// `(attr>=value)`.
     Greater(String, Assertion),
+    /// `(attr<=value)`.
     Less(String, Assertion),
+    /// `(attr=*)`.
     Present(String),
+    /// `(attr=ini*any*fin)`; the pieces are case-folded.
     Substrings {
+        /// Attribute.
         attr: String,
+        /// Leading piece.
         initial: Option<String>,
+        /// Middle pieces, in order.
         any: Vec<String>,
+        /// Trailing piece.
         last: Option<String>,
     },
 }
@@ -143,6 +165,11 @@ impl Filter {
             source: text.to_string(),
             node,
         })
+    }
+
+    /// The parsed tree.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// The filter that matches every entry.

@@ -49,7 +49,8 @@ pub mod profiles_api {
             )));
         };
         match p.kind.as_str() {
-            "ldap" => {
+            // SQL profiles hold the same shape: url, options, a password reference.
+            kind @ ("ldap" | "sql") => {
                 let mut m = Map::new();
                 let url = p
                     .data
@@ -74,7 +75,11 @@ pub mod profiles_api {
                         }
                     }
                 }
-                open_ldap(ldap_options(&url, &m)?)
+                if kind == "sql" {
+                    crate::script::sql::open_sql(crate::script::sql::sql_options(&url, &m)?)
+                } else {
+                    open_ldap(ldap_options(&url, &m)?)
+                }
             }
             "csv" => {
                 let text = |k: &str| p.data.get(k).and_then(|v| v.as_str()).map(str::to_string);

@@ -228,11 +228,14 @@ pub async fn apply(
                 }
             }
         }
-        if put.len() + remove.len() + keep.len() >= COMMIT_EVERY
-            && let Err(m) = commit(step, store, &mut put, &mut remove, &mut keep).await
-        {
-            fatal = Some(m);
-            break;
+        if put.len() + remove.len() + keep.len() >= COMMIT_EVERY {
+            if let Err(m) = commit(step, store, &mut put, &mut remove, &mut keep).await {
+                fatal = Some(m);
+                break;
+            }
+            // The next batch; after the last commit none is left open (a SQL
+            // target would otherwise hold an open transaction after the run).
+            step.target.begin_batch();
         }
         progress.tick(done, taken.get() + waiting.get());
     }
@@ -302,7 +305,6 @@ async fn commit(
             .map_err(SyncError::store(""))?;
         keep.clear();
     }
-    step.target.begin_batch();
     Ok(())
 }
 

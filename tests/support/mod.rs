@@ -23,6 +23,7 @@
 
 pub mod graph;
 pub mod ldif;
+pub mod postgres;
 pub mod report;
 
 use std::fs::{self, File, OpenOptions};

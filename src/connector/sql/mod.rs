@@ -1,0 +1,412 @@
+//! SQL tables as connected systems (PostgreSQL through tokio-postgres; the
+//! SQL text that differs per database lives in [`dialect`], so SQL Server
+//! can follow). A row is an entry: its key column is both the anchor and
+//! the DN; columns are attributes (NULL is absent); values read as the
+//! database prints them (numbers, `true`/`false`, ISO dates and UTC
+//! timestamps). A `query` option reads a view or a SELECT instead of a
+//! table (read-only).
+//!
+//! Compared with LDAP: no tree (the search base is ignored, scope `base`
+//! with a base reads the row whose key it is), no rename or move (the DN is
+//! the key), no enable/disable, passwords or membership. Writes made during
+//! a sync run are one transaction per batch (each row under a savepoint,
+//! so a failing row is reported on its own and the others commit); a write
+//! outside a batch is its own transaction.
+
+pub mod changes;
+pub mod client;
+pub mod dialect;
+pub mod filter;
+pub mod read;
+pub mod table;
+pub mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio_postgres::Client;
+
+use self::client::Target;
+use self::dialect::Dialect;
+use self::table::{Column, Multi, Table};
+use crate::connector::{
+    Change, ChangeRound, Connector, Error, Result, SearchQuery, Sink, TestReport,
+};
+use crate::model::{Entry, Secret, Value};
+
+/// What `connect_sql` was given.
+#[derive(Clone, Debug)]
+pub struct SqlOptions {
+    /// `postgres://user@host:port/db[?sslmode=...]`.
+    pub url: String,
+    /// The table (`name` or `schema.name`).
+    pub table: Option<String>,
+    /// A SELECT (or a view's name as `SELECT * FROM v`) instead of a table.
+    pub query: Option<String>,
+    /// The key column: anchor and DN.
+    pub key: String,
+    /// A column that grows on every change (incremental reads).
+    pub changed: Option<String>,
+    /// Multi-valued attributes.
+    pub multi: Vec<(String, Multi)>,
+    /// The password (a secret reference to be storable).
+    pub password: Option<Secret>,
+    /// CA certificates (PEM) for TLS.
+    pub ca_file: Option<String>,
+    /// Verify the server certificate (default true).
+    pub verify: bool,
+    /// Rows per page.
+    pub page_size: usize,
+}
+
+impl SqlOptions {
+    /// Options with the defaults: verification on, 500 rows a page.
+    pub fn new(url: impl Into<String>, key: impl Into<String>) -> SqlOptions {
+        SqlOptions {
+            url: url.into(),
+            table: None,
+            query: None,
+            key: key.into(),
+            changed: None,
+            multi: Vec::new(),
+            password: None,
+            ca_file: None,
+            verify: true,
+            page_size: 500,
+        }
+    }
+}
+
+/// The session that writes, and whether a batch transaction is open on it.
+pub(crate) struct Writer {
+    pub(crate) client: Client,
+    pub(crate) in_tx: bool,
+}
+
+/// A table (or query) in a PostgreSQL database as a connection.
+pub struct SqlConnector {
+    opts: SqlOptions,
+    target: Target,
+    pub(crate) table: Table,
+    /// Types of the child tables' value columns, by attribute (lower case).
+    pub(crate) child_types: Vec<(String, String)>,
+    pub(crate) reader: Client,
+    pub(crate) writer: tokio::sync::Mutex<Option<Writer>>,
+    pub(crate) batching: AtomicBool,
+}
+
+impl SqlConnector {
+    /// Connects, reads the table's columns and checks the options against them.
+    pub async fn connect(opts: SqlOptions) -> Result<SqlConnector> {
+        let target = client::target(
+            &opts.url,
+            opts.password.as_ref(),
+            opts.ca_file.clone(),
+            opts.verify,
+        )?;
+        let reader = client::open(&target).await?;
+        let d = Dialect::Postgres;
+        let (from, alias, label, writable, columns) = match (&opts.table, &opts.query) {
+            (Some(_), Some(_)) => {
+                return Err(Error::usage("give `table` or `query`, not both"));
+            }
+            (None, None) => {
+                return Err(Error::usage("option `table` (or `query`) is required"));
+            }
+            (Some(t), None) => {
+                let columns = table_columns(&reader, d, t).await?;
+                (d.quote(t), d.quote(t), t.clone(), true, columns)
+            }
+            (None, Some(q)) => {
+                let from = format!("({q}) AS q");
+                let st = reader
+                    .prepare(&format!("SELECT * FROM {from}"))
+                    .await
+                    .map_err(|e| client::db_error("query", e))?;
+                let columns = st
+                    .columns()
+                    .iter()
+                    .map(|c| Column {
+                        name: c.name().to_string(),
+                        ty: c.type_().name().to_string(),
+                    })
+                    .collect();
+                (from, "q".to_string(), "query".to_string(), false, columns)
+            }
+        };
+        let mut t = Table {
+            dialect: d,
+            from,
+            alias,
+            label,
+            writable,
+            columns,
+            key: 0,
+            changed: None,
+            multi: opts.multi.clone(),
+        };
+        let names = || {
+            t.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let find = |name: &str, what: &str| -> Result<usize> {
+            t.columns
+                .iter()
+                .position(|c| c.name == name)
+                .or_else(|| {
+                    t.columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(name))
+                })
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "{what} column '{name}' is not in {} (columns: {})",
+                        t.label,
+                        names()
+                    ))
+                })
+        };
+        let key = find(&opts.key, "key")?;
+        let changed = match &opts.changed {
+            Some(c) => Some(find(c, "changed")?),
+            None => None,
+        };
+        let mut child_types = Vec::new();
+        for (attr, m) in &opts.multi {
+            match m {
+                Multi::Separator(s) => {
+                    find(attr, "multi")?;
+                    if s.is_empty() {
+                        return Err(Error::usage(format!(
+                            "multi '{attr}': the separator is empty"
+                        )));
+                    }
+                }
+                Multi::Child { table, key, column } => {
+                    let cols = table_columns(&reader, d, table).await?;
+                    let get = |n: &str| {
+                        cols.iter().find(|c| c.name == n).ok_or_else(|| {
+                            Error::usage(format!(
+                                "multi '{attr}': no column '{n}' in table {table}"
+                            ))
+                        })
+                    };
+                    get(key)?;
+                    child_types.push((attr.to_ascii_lowercase(), get(column)?.ty.clone()));
+                }
+            }
+        }
+        t.key = key;
+        t.changed = changed;
+        Ok(SqlConnector {
+            opts,
+            target,
+            table: t,
+            child_types,
+            reader,
+            writer: tokio::sync::Mutex::new(None),
+            batching: AtomicBool::new(false),
+        })
+    }
+
+    /// The table or query shape.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// How a row is named in messages: `table: row 'key'`.
+    pub(crate) fn row_label(&self, key: &str) -> String {
+        format!("{}: row '{key}'", self.table.label)
+    }
+
+    /// The writing session (opened on first use, again after it was lost).
+    pub(crate) async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Writer>>> {
+        let mut w = self.writer.lock().await;
+        if w.as_ref().is_none_or(|w| w.client.is_closed()) {
+            *w = Some(Writer {
+                client: client::open(&self.target).await?,
+                in_tx: false,
+            });
+        }
+        Ok(w)
+    }
+}
+
+/// The columns of `table` from the catalogue, in table order.
+async fn table_columns(c: &Client, d: Dialect, table: &str) -> Result<Vec<Column>> {
+    let rows = c
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) \
+             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&d.quote(table)],
+        )
+        .await
+        .map_err(|e| client::db_error(&format!("table {table}"), e))?;
+    if rows.is_empty() {
+        return Err(Error::usage(format!(
+            "no table '{table}' in the database (names are case-sensitive; \
+             write `schema.table` for a schema not on the search path)"
+        )));
+    }
+    Ok(rows
+        .iter()
+        .map(|r| Column {
+            name: r.get(0),
+            ty: r.get(1),
+        })
+        .collect())
+}
+
+fn multi_json(m: &[(String, Multi)]) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    for (n, m) in m {
+        let v = match m {
+            Multi::Separator(s) => json!(s),
+            Multi::Child { table, key, column } => {
+                json!({ "table": table, "key": key, "column": column })
+            }
+        };
+        o.insert(n.clone(), v);
+    }
+    serde_json::Value::Object(o)
+}
+
+#[async_trait]
+impl Connector for SqlConnector {
+    fn kind(&self) -> &'static str {
+        "sql"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({})", self.target.shown, self.table.label)
+    }
+
+    fn flavor(&self) -> String {
+        "postgres".into()
+    }
+
+    fn profile(&self) -> Result<serde_json::Value> {
+        let password = match &self.opts.password {
+            None => serde_json::Value::Null,
+            Some(s) => match s.reference() {
+                Some(r) => json!(r),
+                None => {
+                    return Err(Error::usage(
+                        "the password was given as plain text, which is never stored; \
+                         use secret(\"ENV_NAME\") or prompt_secret(\"label\") so a reference can be saved",
+                    ));
+                }
+            },
+        };
+        Ok(json!({
+            "url": self.target.shown,
+            "table": self.opts.table,
+            "query": self.opts.query,
+            "key": self.opts.key,
+            "changed": self.opts.changed,
+            "multi": multi_json(&self.opts.multi),
+            "password": password,
+            "ca_file": self.opts.ca_file,
+            "verify": self.opts.verify,
+        }))
+    }
+
+    async fn test(&self) -> Result<TestReport> {
+        let mut r = TestReport {
+            flavor: "postgres".into(),
+            ..TestReport::default()
+        };
+        let row = self
+            .reader
+            .query_one(
+                "SELECT version(), current_user::text, \
+                 COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(|e| client::db_error(&self.target.shown, e))?;
+        r.reachable = true;
+        r.bound = true;
+        r.vendor = row.get::<_, String>(0);
+        r.bind_identity = row.get::<_, String>(1);
+        let tls: bool = row.get(2);
+        r.details.push(("table".into(), self.table.label.clone()));
+        r.details
+            .push(("key".into(), self.table.key_column().name.clone()));
+        r.details.push((
+            "columns".into(),
+            self.table
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.ty))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+        r.details
+            .push(("tls".into(), if tls { "on" } else { "off" }.into()));
+        r.details.push((
+            "verify".into(),
+            if !tls {
+                "-".into()
+            } else if self.opts.verify {
+                "on".into()
+            } else {
+                "OFF".into()
+            },
+        ));
+        Ok(r)
+    }
+
+    async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()> {
+        read::search(self, q, sink).await
+    }
+
+    async fn changes(
+        &self,
+        q: &SearchQuery,
+        cursor: Option<&str>,
+        sink: &mut Sink<'_>,
+    ) -> Result<Option<ChangeRound>> {
+        changes::changes(self, q, cursor, sink).await
+    }
+
+    async fn attribute_names(&self) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self.table.columns.iter().map(|c| c.name.clone()).collect();
+        v.extend(self.table.children().map(|(n, ..)| n.clone()));
+        Ok(v)
+    }
+
+    async fn get(&self, identity: &str) -> Result<Option<Entry>> {
+        read::get(self, identity).await
+    }
+
+    async fn create(&self, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+        write::create(self, dn, attrs).await
+    }
+
+    fn writes_in_flight(&self) -> usize {
+        // One session writes a batch's transaction, row after row.
+        1
+    }
+
+    async fn modify(&self, identity: &str, changes: &[Change]) -> Result<()> {
+        write::modify(self, identity, changes).await
+    }
+
+    async fn delete(&self, identity: &str) -> Result<()> {
+        write::delete(self, identity).await
+    }
+
+    fn begin_batch(&self) {
+        self.batching.store(true, Ordering::SeqCst);
+    }
+
+    async fn flush(&self) -> Result<()> {
+        write::commit(self).await
+    }
+}

@@ -1,0 +1,412 @@
+//! Writing rows: create (INSERT ... RETURNING the stored row), modify (LDAP
+//! modify semantics over columns and child tables), delete. Values travel
+//! as text parameters cast to the column's type by the database, so a bad
+//! value is refused with the database's own words, naming the row.
+//!
+//! Inside a sync batch ([`crate::connector::Connector::begin_batch`]) all
+//! writes go into one transaction on the writing session, each row under a
+//! savepoint: a failing row is rolled back alone and reported, the rest
+//! commits at [`commit`]. A process killed mid-batch leaves nothing of the
+//! batch (the server rolls the open transaction back). Outside a batch each
+//! write is a transaction of its own.
+
+use std::sync::atomic::Ordering;
+
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::client::db_error;
+use super::read::{by_key, scan};
+use super::table::Multi;
+use super::{SqlConnector, Writer};
+use crate::connector::{Change, Error, Result};
+use crate::model::{Entry, Value};
+
+/// How a write is wrapped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wrap {
+    /// One row of an open batch transaction (a savepoint).
+    Savepoint,
+    /// A transaction of its own.
+    Own,
+}
+
+async fn enter(c: &SqlConnector, w: &mut Writer) -> Result<Wrap> {
+    let obj = &c.table.label;
+    if !w.in_tx && c.batching.load(Ordering::SeqCst) {
+        w.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| db_error(obj, e))?;
+        w.in_tx = true;
+    }
+    if w.in_tx {
+        w.client
+            .batch_execute("SAVEPOINT idsync_row")
+            .await
+            .map_err(|e| db_error(obj, e))?;
+        Ok(Wrap::Savepoint)
+    } else {
+        w.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| db_error(obj, e))?;
+        Ok(Wrap::Own)
+    }
+}
+
+async fn leave<T>(c: &SqlConnector, w: &mut Writer, how: Wrap, r: Result<T>) -> Result<T> {
+    let obj = &c.table.label;
+    let sql = match (how, r.is_ok()) {
+        (Wrap::Savepoint, true) => "RELEASE SAVEPOINT idsync_row",
+        (Wrap::Savepoint, false) => "ROLLBACK TO SAVEPOINT idsync_row",
+        (Wrap::Own, true) => "COMMIT",
+        (Wrap::Own, false) => "ROLLBACK",
+    };
+    if let Err(e) = w.client.batch_execute(sql).await {
+        let e = db_error(obj, e);
+        return Err(match r {
+            Err(first) => first,
+            Ok(_) => e,
+        });
+    }
+    r
+}
+
+/// Commits the open batch transaction, if any, and ends the batch.
+pub async fn commit(c: &SqlConnector) -> Result<()> {
+    c.batching.store(false, Ordering::SeqCst);
+    let mut guard = c.writer.lock().await;
+    let Some(w) = guard.as_mut() else {
+        return Ok(());
+    };
+    if !w.in_tx {
+        return Ok(());
+    }
+    w.in_tx = false;
+    let r = w.client.batch_execute("COMMIT").await;
+    if let Err(e) = r {
+        *guard = None;
+        return Err(db_error(
+            &format!("{}: committing the batch", c.table.label),
+            e,
+        ));
+    }
+    Ok(())
+}
+
+fn read_only(c: &SqlConnector) -> Result<()> {
+    if c.table.writable {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            "a connect_sql `query` is read-only; connect with `table` to write rows",
+        ))
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Text(s) => s.clone(),
+        Value::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// The column value for `values` of attribute `name`: `None` for NULL.
+fn cell(c: &SqlConnector, row: &str, name: &str, values: &[String]) -> Result<Option<String>> {
+    match (c.table.multi(name), values) {
+        (_, []) => Ok(None),
+        (Some(Multi::Separator(sep)), vs) => Ok(Some(vs.join(sep))),
+        (_, [one]) => Ok(Some(one.clone())),
+        (_, vs) => Err(Error::object(
+            c.row_label(row),
+            format!("column '{name}' holds one value, got {}", vs.len()),
+            None,
+        )),
+    }
+}
+
+fn params(p: &[Option<String>]) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+/// Creates a row; the key is the key column's value in `attrs`, or `dn`.
+pub async fn create(c: &SqlConnector, dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<Entry> {
+    read_only(c)?;
+    let t = &c.table;
+    let key_name = t.key_column().name.clone();
+    let key = attrs
+        .iter()
+        .find(|(n, v)| n.eq_ignore_ascii_case(&key_name) && !v.is_empty())
+        .map(|(_, v)| text(&v[0]))
+        .unwrap_or_else(|| dn.to_string());
+    if key.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: create needs a key ('{key_name}' or the dn argument)",
+            t.label
+        )));
+    }
+    let mut cols: Vec<String> = Vec::new();
+    let mut exprs: Vec<String> = Vec::new();
+    let mut vals: Vec<Option<String>> = Vec::new();
+    let mut child: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |col: &super::table::Column, v: Option<String>| {
+        cols.push(t.dialect.quote(&col.name));
+        vals.push(v);
+        exprs.push(t.dialect.typed_param(vals.len(), &col.ty));
+    };
+    add(t.key_column(), Some(key.clone()));
+    for (name, values) in attrs {
+        let values: Vec<String> = values.iter().map(text).collect();
+        if let Some(Multi::Child { .. }) = t.multi(name) {
+            child.push((name.clone(), values));
+            continue;
+        }
+        let Some(col) = t.column(name) else {
+            if name.eq_ignore_ascii_case("objectClass") {
+                continue;
+            }
+            return Err(Error::object(
+                c.row_label(&key),
+                t.unknown(name).to_string(),
+                None,
+            ));
+        };
+        if col.name == key_name {
+            continue;
+        }
+        let v = cell(c, &key, &col.name, &values)?;
+        add(col, v);
+    }
+    let (list, picked) = t.select_list(None);
+    let sql = t.dialect.insert_returning(&t.from, &cols, &exprs, &list);
+    let mut guard = c.writer().await?;
+    let w = guard.as_mut().expect("writer is open");
+    let how = enter(c, w).await?;
+    let r = async {
+        let row = w
+            .client
+            .query_one(&sql, &params(&vals))
+            .await
+            .map_err(|e| db_error(&c.row_label(&key), e))?;
+        let stored: String = row
+            .get::<_, Option<String>>(picked.iter().position(|&i| i == t.key).unwrap_or(0))
+            .unwrap_or_else(|| key.clone());
+        for (name, values) in &child {
+            set_children(c, &w.client, &stored, name, values).await?;
+        }
+        Ok(stored)
+    }
+    .await;
+    let stored = leave(c, w, how, r).await?;
+    // Read back on the writing session: it sees the batch's own rows.
+    let mut found = None;
+    scan(c, &w.client, &by_key(t, &stored), None, Some(1), &mut |e| {
+        found = Some(e);
+        Ok(false)
+    })
+    .await?;
+    found.ok_or_else(|| Error::NotFound(c.row_label(&stored)))
+}
+
+/// Replaces the child-table values of `attr` for the row `key`.
+async fn set_children(
+    c: &SqlConnector,
+    client: &Client,
+    key: &str,
+    attr: &str,
+    values: &[String],
+) -> Result<()> {
+    let t = &c.table;
+    let d = t.dialect;
+    let Some(Multi::Child {
+        table,
+        key: kcol,
+        column,
+    }) = t.multi(attr)
+    else {
+        return Ok(());
+    };
+    let obj = c.row_label(key);
+    client
+        .execute(
+            &format!(
+                "DELETE FROM {} WHERE {} = $1",
+                d.quote(table),
+                d.as_text(&d.quote(kcol))
+            ),
+            &[&key],
+        )
+        .await
+        .map_err(|e| db_error(&obj, e))?;
+    let ty = c
+        .child_types
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(attr))
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| "text".into());
+    let sql = format!(
+        "INSERT INTO {} ({}, {}) VALUES ({}, {})",
+        d.quote(table),
+        d.quote(kcol),
+        d.quote(column),
+        d.typed_param(1, &t.key_column().ty),
+        d.typed_param(2, &ty)
+    );
+    let mut seen: Vec<&String> = Vec::new();
+    for v in values {
+        if seen.contains(&v) {
+            continue;
+        }
+        seen.push(v);
+        client
+            .execute(&sql, &[&key, v])
+            .await
+            .map_err(|e| db_error(&format!("{obj}: {attr} '{v}'"), e))?;
+    }
+    Ok(())
+}
+
+/// Applies LDAP-style changes to the row whose key is `identity`.
+pub async fn modify(c: &SqlConnector, identity: &str, changes: &[Change]) -> Result<()> {
+    read_only(c)?;
+    let t = &c.table;
+    let d = t.dialect;
+    let mut guard = c.writer().await?;
+    let w = guard.as_mut().expect("writer is open");
+    let how = enter(c, w).await?;
+    let r = async {
+        let mut cur = None;
+        scan(
+            c,
+            &w.client,
+            &by_key(t, identity),
+            None,
+            Some(1),
+            &mut |e| {
+                cur = Some(e);
+                Ok(false)
+            },
+        )
+        .await?;
+        let cur = cur.ok_or_else(|| Error::NotFound(c.row_label(identity)))?;
+        // The new values of each attribute touched, in order of first change.
+        let mut new: Vec<(String, Vec<String>)> = Vec::new();
+        for ch in changes {
+            let (name, vals) = match ch {
+                Change::Replace(n, v) | Change::Add(n, v) | Change::Delete(n, v) => (n, v),
+            };
+            let vals: Vec<String> = vals.iter().map(text).collect();
+            let slot = match new.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                Some(i) => i,
+                None => {
+                    let now = cur.values(name).iter().map(text).collect();
+                    new.push((name.clone(), now));
+                    new.len() - 1
+                }
+            };
+            let list = &mut new[slot].1;
+            match ch {
+                Change::Replace(..) => *list = vals,
+                Change::Add(..) => {
+                    for v in vals {
+                        if !list.contains(&v) {
+                            list.push(v);
+                        }
+                    }
+                }
+                Change::Delete(..) if vals.is_empty() => list.clear(),
+                Change::Delete(..) => list.retain(|x| !vals.iter().any(|v| v == x)),
+            }
+        }
+        let mut sets: Vec<String> = Vec::new();
+        let mut vals: Vec<Option<String>> = Vec::new();
+        let mut child: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, values) in &new {
+            if let Some(Multi::Child { .. }) = t.multi(name) {
+                child.push((name.clone(), values.clone()));
+                continue;
+            }
+            let col = t.column(name).ok_or_else(|| {
+                Error::object(c.row_label(identity), t.unknown(name).to_string(), None)
+            })?;
+            vals.push(cell(c, identity, &col.name, values)?);
+            sets.push(format!(
+                "{} = {}",
+                d.quote(&col.name),
+                d.typed_param(vals.len() + 1, &col.ty)
+            ));
+        }
+        let mut key = identity.to_string();
+        if !sets.is_empty() {
+            let mut all: Vec<Option<String>> = vec![Some(identity.to_string())];
+            all.extend(vals);
+            let sql = format!(
+                "UPDATE {} SET {} WHERE {} = $1 RETURNING {}",
+                t.from,
+                sets.join(", "),
+                d.as_text(&t.key_sql()),
+                d.as_text(&t.key_sql())
+            );
+            let row = w
+                .client
+                .query_opt(&sql, &params(&all))
+                .await
+                .map_err(|e| db_error(&c.row_label(identity), e))?
+                .ok_or_else(|| Error::NotFound(c.row_label(identity)))?;
+            if let Some(k) = row.get::<_, Option<String>>(0) {
+                key = k;
+            }
+        }
+        for (name, values) in &child {
+            set_children(c, &w.client, &key, name, values).await?;
+        }
+        Ok(())
+    }
+    .await;
+    leave(c, w, how, r).await
+}
+
+/// Deletes the row whose key is `identity` (and its child-table rows).
+pub async fn delete(c: &SqlConnector, identity: &str) -> Result<()> {
+    read_only(c)?;
+    let t = &c.table;
+    let d = t.dialect;
+    let mut guard = c.writer().await?;
+    let w = guard.as_mut().expect("writer is open");
+    let how = enter(c, w).await?;
+    let obj = c.row_label(identity);
+    let r = async {
+        for (_, table, kcol, _) in t.children() {
+            w.client
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE {} = $1",
+                        d.quote(table),
+                        d.as_text(&d.quote(kcol))
+                    ),
+                    &[&identity],
+                )
+                .await
+                .map_err(|e| db_error(&obj, e))?;
+        }
+        let n = w
+            .client
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = $1",
+                    t.from,
+                    d.as_text(&t.key_sql())
+                ),
+                &[&identity],
+            )
+            .await
+            .map_err(|e| db_error(&obj, e))?;
+        if n == 0 {
+            return Err(Error::NotFound(obj.clone()));
+        }
+        Ok(())
+    }
+    .await;
+    leave(c, w, how, r).await
+}
