@@ -443,6 +443,16 @@ fn openldap_to_sql_table_writes_typed_columns_and_reports_bad_rows_per_object() 
     let r = json(home.path(), 0, &script);
     assert_eq!(r["failed"], 0, "{r:#}");
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM accounts"), "4");
+    // A leaver under the default deprovisioning: a row cannot be disabled,
+    // so it is left as it is (not a per-object failure every run).
+    l.ldapmodify(&format!("dn: uid=dan,{src}\nchangetype: delete\n"));
+    let leave = script.replace("st.run()", "st.run(#{ allow_deletes: 1 })");
+    let r = json(home.path(), 0, &leave);
+    assert_eq!(r["failed"], 0, "{r:#}");
+    assert_eq!(
+        pg.psql(&db, "SELECT uid FROM accounts ORDER BY uid"),
+        "ann\nbob\ncid\ndan"
+    );
 }
 
 #[test]

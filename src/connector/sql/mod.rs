@@ -290,6 +290,13 @@ impl Connector for SqlConnector {
         "postgres".into()
     }
 
+    /// A row has no enabled state: a step that gives no `deprovision`
+    /// leaves the rows of its leavers (delete them with
+    /// `deprovision: #{ action: "delete" }`).
+    fn can_disable_in(&self, _base: Option<&str>) -> bool {
+        false
+    }
+
     fn profile(&self) -> Result<serde_json::Value> {
         let password = match &self.opts.password {
             None => serde_json::Value::Null,
