@@ -213,6 +213,7 @@ pub async fn run(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (plan, result) = if plan::streams(step, &links) {
         // A first run: the writes start while the source is still read.
+        log.line("streaming: no links yet, so the writes start while the source is still read");
         let planning = async {
             let tx = tx;
             // Interrupted: the sender drops, so the writes end with what
