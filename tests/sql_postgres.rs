@@ -269,6 +269,56 @@ fn tls_is_verified_by_default_and_a_url_password_is_refused() {
     assert!(err.contains("`password` option"), "{err}");
     assert!(!out.contains("secret"), "{out}");
     assert!(!err.contains("connect_sql: connect_sql"), "{err}");
+    // The driver also reads a password (and a password file, another host) from the
+    // query string: refused, naming the key but never the value, and nothing written.
+    for (key, value) in [
+        ("password", "pw-Qx7-leak"),
+        ("passfile", "/tmp/pgpass-secret"),
+    ] {
+        let (code, out, err) = run(
+            home.path(),
+            &format!(
+                "let db = connect_sql(\"{url}?sslmode=disable&{key}={value}\", \
+                 #{{ table: \"pg_database\", key: \"datname\" }}); print(db.describe()); db.test()"
+            ),
+        );
+        assert_eq!(code, 1, "{key} in the query must be refused: {out}{err}");
+        assert!(err.contains(&format!("'{key}'")), "{err}");
+        assert!(!out.contains(value) && !err.contains(value), "{out}{err}");
+    }
+    for key in ["host", "hostaddr"] {
+        let (code, out, err) = test("", &format!("{url}?sslmode=disable&{key}=127.0.0.1"));
+        assert_eq!(code, 1, "{key} in the query must be refused: {out}{err}");
+        assert!(err.contains(&format!("'{key}'")), "{err}");
+    }
+    // (the scripts themselves are in the home too: not counted)
+    let stored: Vec<_> = files_under(home.path())
+        .into_iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "rhai"))
+        .filter(|f| {
+            std::fs::read(f).is_ok_and(|b| {
+                let text = String::from_utf8_lossy(&b);
+                text.contains("pw-Qx7-leak") || text.contains("pgpass-secret")
+            })
+        })
+        .collect();
+    assert!(
+        stored.is_empty(),
+        "a query password was written: {stored:?}"
+    );
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

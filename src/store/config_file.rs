@@ -576,13 +576,20 @@ fn walk<'a>(
     Ok(())
 }
 
-/// True when `s` is a URL with a password (`scheme://user:pw@host`) or a
+/// True when `s` is a URL with a password (`scheme://user:pw@host`, or a
+/// `password` / `passfile` / `pwd` query parameter as libpq reads it) or a
 /// connection string with `Password=` / `Pwd=`.
 fn holds_password(s: &str) -> bool {
-    if let Ok(u) = url::Url::parse(s)
-        && u.password().is_some_and(|p| !p.is_empty())
-    {
-        return true;
+    if let Ok(u) = url::Url::parse(s) {
+        if u.password().is_some_and(|p| !p.is_empty()) {
+            return true;
+        }
+        if u.query_pairs().any(|(k, v)| {
+            let k = k.trim().to_lowercase();
+            (k == "password" || k == "passfile" || k == "pwd") && !v.trim().is_empty()
+        }) {
+            return true;
+        }
     }
     s.split(';').any(|part| {
         part.split_once('=').is_some_and(|(k, v)| {
@@ -631,6 +638,27 @@ mod tests {
     use super::*;
     use crate::store::SqliteStore;
     use serde_json::json;
+
+    #[test]
+    fn holds_password_sees_url_userinfo_query_pairs_and_connection_strings() {
+        for yes in [
+            "postgres://u:pw@h/db",
+            "postgres://u@h/db?password=pw",
+            "postgres://u@h/db?sslmode=disable&PassWord=pw",
+            "postgres://u@h/db?passfile=/home/u/.pgpass",
+            "Server=h;Database=d;Pwd=pw",
+        ] {
+            assert!(holds_password(yes), "{yes}");
+        }
+        for no in [
+            "postgres://u@h/db",
+            "postgres://u@h/db?sslmode=require&options=-c%20x%3Dy",
+            "postgres://u@h/db?password=",
+            "Server=h;Database=d",
+        ] {
+            assert!(!holds_password(no), "{no}");
+        }
+    }
 
     const CHEAP: KdfParams = KdfParams {
         memory_kib: 64,

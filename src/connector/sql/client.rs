@@ -10,6 +10,10 @@
 //! `verify: false` is given, so `require` is as strict as `verify-full`.
 //! Without `sslmode`: `prefer` for a loopback host (`localhost`,
 //! `127.x.x.x`, `::1` as written), `require` for every other host.
+//!
+//! Besides `sslmode` the URL's query may carry only `connect_timeout` and
+//! `options`; anything else (notably `password`, `passfile`, `host`,
+//! `hostaddr`) is refused, naming the key but never its value.
 
 use std::str::FromStr;
 
@@ -65,17 +69,15 @@ pub fn target(
     }
     let host = u.host_str().unwrap_or("").to_string();
     let mut sslmode: Option<String> = None;
-    let rest: Vec<(String, String)> = u
-        .query_pairs()
-        .filter_map(|(k, v)| {
-            if k == "sslmode" {
-                sslmode = Some(v.into_owned());
-                None
-            } else {
-                Some((k.into_owned(), v.into_owned()))
-            }
-        })
-        .collect();
+    let mut rest: Vec<(String, String)> = Vec::new();
+    for (k, v) in u.query_pairs() {
+        match k.as_ref() {
+            "sslmode" => sslmode = Some(v.into_owned()),
+            k if QUERY_KEYS.contains(&k) => rest.push((k.to_string(), v.into_owned())),
+            // Only the key is named: the value may be a secret.
+            k => return Err(Error::usage(refused_key(k))),
+        }
+    }
     if rest.is_empty() {
         u.set_query(None);
     } else {
@@ -105,7 +107,9 @@ pub fn target(
     }
     config.ssl_mode(ssl);
     config.application_name("idsync");
-    config.connect_timeout(std::time::Duration::from_secs(30));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(30));
+    }
     let shown = match &sslmode {
         Some(m) => format!("{}?sslmode={m}", u.as_str().trim_end_matches('?')),
         None => u.to_string(),
@@ -118,6 +122,30 @@ pub fn target(
         ca_file,
         verify,
     })
+}
+
+/// The query parameters a URL may carry besides `sslmode`; the driver
+/// reads more (`password`, `passfile`, `host`, `hostaddr`, ...), which would
+/// leak a secret into `describe`, messages and profiles, or connect to
+/// another host than the one the TLS default was chosen for.
+const QUERY_KEYS: &[&str] = &["connect_timeout", "options"];
+
+/// Why the query parameter `key` is refused (never its value).
+fn refused_key(key: &str) -> String {
+    match key.to_ascii_lowercase().as_str() {
+        "password" | "passfile" => format!(
+            "the URL holds '{key}'; give the password as the `password` option \
+             (secret(\"ENV\") or prompt_secret(...)) so it is never stored or shown"
+        ),
+        "host" | "hostaddr" => format!(
+            "the URL's query holds '{key}'; write the host in the URL itself \
+             (postgres://user@host:port/db)"
+        ),
+        _ => format!(
+            "the URL's query parameter '{key}' is not supported \
+             (only sslmode, connect_timeout, options)"
+        ),
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
