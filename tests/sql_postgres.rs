@@ -577,6 +577,93 @@ fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM accounts"), N.to_string());
 }
 
+/// The writing session killed by the server between two rows of an open batch (the server rolls
+/// the batch back): the run must not carry on in a new session and store links for the rolled-back
+/// rows. Invariant: every link stored for the step has its row in the table; a second run then
+/// writes the rest.
+#[test]
+fn a_writer_session_terminated_mid_batch_stores_no_link_without_its_row() {
+    let Some(pg) = postgres() else { return };
+    let Some(l) = support::slapd() else { return };
+    let db = pg.fresh_db("terminate");
+    pg.psql(&db, ACCOUNTS);
+    let id = support::unique("sqlterm");
+    const N: u32 = 3000;
+    let people: Vec<(String, String)> = (1..=N)
+        .map(|i| (format!("u{i:05}"), i.to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = people
+        .iter()
+        .map(|(u, e)| (u.as_str(), e.as_str()))
+        .collect();
+    let src = ldap_people(l, &id, &refs);
+    let home = support::temp_home();
+    let script = ldap_to_sql_script(pg, &db, l, &id, &src);
+    let file = home.path().join("run.rhai");
+    std::fs::write(&file, &script).unwrap();
+    let mut child = support::idsync_command(home.path())
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn idsync");
+    // Once a batch (500 rows a commit) is committed and the next one holds uncommitted rows,
+    // terminate the writing session while it is idle in that transaction.
+    let t = std::time::Instant::now();
+    loop {
+        let killed = pg.psql(
+            &db,
+            "SELECT (SELECT count(*) FROM accounts) || '|' || \
+             (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+              WHERE datname = current_database() AND application_name = 'idsync' \
+              AND backend_xid IS NOT NULL AND state = 'idle in transaction' \
+              AND (SELECT count(*) FROM accounts) >= 500)",
+        );
+        if killed.split_once('|').is_some_and(|(_, k)| k != "0") {
+            break;
+        }
+        if t.elapsed() > std::time::Duration::from_secs(120) || committed_all(&killed, N) {
+            let _ = child.kill();
+            panic!("the writer was not caught with a batch open: {killed}");
+        }
+    }
+    let status = child.wait().expect("idsync ends");
+    let linked = json(
+        home.path(),
+        0,
+        &format!("links(\"{id}/accounts\").map(|k| k.target_dn)"),
+    );
+    let linked: Vec<String> = linked
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {linked:#}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let rows: std::collections::BTreeSet<String> = pg
+        .psql(&db, "SELECT uid FROM accounts")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let missing: Vec<&String> = linked.iter().filter(|u| !rows.contains(*u)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} links have no row (run ended with {status}), e.g. {:?}",
+        missing.len(),
+        linked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        (500..N).contains(&(linked.len() as u32)),
+        "the run was not interrupted: {} links",
+        linked.len()
+    );
+    let r = json(home.path(), 0, &script);
+    assert_eq!(r["failed"], 0, "{r:#}");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM accounts"), N.to_string());
+    let all = json(home.path(), 0, &format!("links(\"{id}/accounts\").len()"));
+    assert_eq!(all, serde_json::json!(N));
+}
+
 fn committed_all(state: &str, n: u32) -> bool {
     state
         .split('|')

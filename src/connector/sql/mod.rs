@@ -82,6 +82,10 @@ impl SqlOptions {
 pub(crate) struct Writer {
     pub(crate) client: Client,
     pub(crate) in_tx: bool,
+    /// A statement of the open batch outside a row's savepoint failed: the
+    /// server has put the whole transaction in the failed state, so nothing
+    /// of the batch can commit.
+    pub(crate) poisoned: bool,
 }
 
 /// A table (or query) in a PostgreSQL database as a connection.
@@ -223,17 +227,43 @@ impl SqlConnector {
         format!("{}: row '{key}'", self.table.label)
     }
 
-    /// The writing session (opened on first use, again after it was lost).
+    /// The writing session (opened on first use, again after it was lost
+    /// outside a batch). A session lost (or a transaction failed) while a
+    /// batch transaction was open is a connection error, here and at the
+    /// batch's commit: the server rolled the batch's rows back, so a new
+    /// session must not carry on as if they were written.
     pub(crate) async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Writer>>> {
         let mut w = self.writer.lock().await;
+        if let Some(old) = w.as_ref()
+            && old.in_tx
+            && (old.poisoned || old.client.is_closed())
+        {
+            return Err(batch_lost(
+                &self.table.label,
+                old.poisoned && !old.client.is_closed(),
+            ));
+        }
         if w.as_ref().is_none_or(|w| w.client.is_closed()) {
             *w = Some(Writer {
                 client: client::open(&self.target).await?,
                 in_tx: false,
+                poisoned: false,
             });
         }
         Ok(w)
     }
+}
+
+/// The error for a batch whose transaction the server has rolled back.
+pub(crate) fn batch_lost(label: &str, poisoned: bool) -> Error {
+    let why = if poisoned {
+        "a statement of the batch transaction failed, so the server rolls the whole batch back"
+    } else {
+        "the database session was lost with the batch transaction open; the server rolled it back"
+    };
+    Error::Connection(format!(
+        "{label}: {why}; none of the batch's rows is written (the next run writes them again)"
+    ))
 }
 
 /// The columns of `table` from the catalogue, in table order.

@@ -41,10 +41,10 @@ async fn enter(c: &SqlConnector, w: &mut Writer) -> Result<Wrap> {
         w.in_tx = true;
     }
     if w.in_tx {
-        w.client
-            .batch_execute("SAVEPOINT idsync_row")
-            .await
-            .map_err(|e| db_error(obj, e))?;
+        if let Err(e) = w.client.batch_execute("SAVEPOINT idsync_row").await {
+            w.poisoned = true;
+            return Err(db_error(obj, e));
+        }
         Ok(Wrap::Savepoint)
     } else {
         w.client
@@ -64,6 +64,10 @@ async fn leave<T>(c: &SqlConnector, w: &mut Writer, how: Wrap, r: Result<T>) -> 
         (Wrap::Own, false) => "ROLLBACK",
     };
     if let Err(e) = w.client.batch_execute(sql).await {
+        if how == Wrap::Savepoint {
+            // Outside the row's savepoint: the batch transaction is failed.
+            w.poisoned = true;
+        }
         let e = db_error(obj, e);
         return Err(match r {
             Err(first) => first,
@@ -84,6 +88,14 @@ pub async fn commit(c: &SqlConnector) -> Result<()> {
         return Ok(());
     }
     w.in_tx = false;
+    if w.poisoned || w.client.is_closed() {
+        // PostgreSQL would answer COMMIT of a failed transaction with
+        // ROLLBACK and no error: say that the batch is lost instead.
+        let poisoned = w.poisoned && !w.client.is_closed();
+        let _ = w.client.batch_execute("ROLLBACK").await;
+        *guard = None;
+        return Err(super::batch_lost(&c.table.label, poisoned));
+    }
     let r = w.client.batch_execute("COMMIT").await;
     if let Err(e) = r {
         *guard = None;
@@ -195,18 +207,19 @@ pub async fn create(c: &SqlConnector, dn: &str, attrs: &[(String, Vec<Value>)]) 
         for (name, values) in &child {
             set_children(c, &w.client, &stored, name, values).await?;
         }
-        Ok(stored)
+        // Read back on the writing session (it sees the batch's own rows),
+        // inside the row's savepoint: a failing read rolls back this row
+        // alone, not the whole batch transaction.
+        let mut found = None;
+        scan(c, &w.client, &by_key(t, &stored), None, Some(1), &mut |e| {
+            found = Some(e);
+            Ok(false)
+        })
+        .await?;
+        found.ok_or_else(|| Error::NotFound(c.row_label(&stored)))
     }
     .await;
-    let stored = leave(c, w, how, r).await?;
-    // Read back on the writing session: it sees the batch's own rows.
-    let mut found = None;
-    scan(c, &w.client, &by_key(t, &stored), None, Some(1), &mut |e| {
-        found = Some(e);
-        Ok(false)
-    })
-    .await?;
-    found.ok_or_else(|| Error::NotFound(c.row_label(&stored)))
+    leave(c, w, how, r).await
 }
 
 /// Replaces the child-table values of `attr` for the row `key`.
