@@ -505,15 +505,21 @@ fn openldap_to_sql_table_writes_typed_columns_and_reports_bad_rows_per_object() 
     );
 }
 
-#[test]
-fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
-    let Some(pg) = postgres() else { return };
-    let Some(l) = support::slapd() else { return };
-    let db = pg.fresh_db("sigkill");
+/// A database with `accounts`, `n` OpenLDAP people, an OpenLDAP → SQL step over them, and its
+/// run started in the background (for tests that interrupt it).
+struct Big {
+    db: String,
+    id: String,
+    home: tempfile::TempDir,
+    script: String,
+    child: std::process::Child,
+}
+
+fn start_big_ldap_to_sql(pg: &Pg, l: &support::Ldap, db: &str, id: &str, n: u32) -> Big {
+    let db = pg.fresh_db(db);
     pg.psql(&db, ACCOUNTS);
-    let id = support::unique("sqlkill");
-    const N: u32 = 3000;
-    let people: Vec<(String, String)> = (1..=N)
+    let id = support::unique(id);
+    let people: Vec<(String, String)> = (1..=n)
         .map(|i| (format!("u{i:05}"), i.to_string()))
         .collect();
     let refs: Vec<(&str, &str)> = people
@@ -525,12 +531,33 @@ fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
     let script = ldap_to_sql_script(pg, &db, l, &id, &src);
     let file = home.path().join("run.rhai");
     std::fs::write(&file, &script).unwrap();
-    let mut child = support::idsync_command(home.path())
+    let child = support::idsync_command(home.path())
         .arg(&file)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn idsync");
+    Big {
+        db,
+        id,
+        home,
+        script,
+        child,
+    }
+}
+
+#[test]
+fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
+    let Some(pg) = postgres() else { return };
+    let Some(l) = support::slapd() else { return };
+    const N: u32 = 3000;
+    let Big {
+        db,
+        home,
+        script,
+        mut child,
+        ..
+    } = start_big_ldap_to_sql(pg, l, "sigkill", "sqlkill", N);
     // Wait until a batch (500 rows a commit) is committed and the next one has written rows
     // it has not committed yet (its session holds a transaction id), then SIGKILL idsync.
     let t = std::time::Instant::now();
@@ -585,28 +612,14 @@ fn sigkill_mid_run_leaves_no_half_batch_and_the_next_run_completes() {
 fn a_writer_session_terminated_mid_batch_stores_no_link_without_its_row() {
     let Some(pg) = postgres() else { return };
     let Some(l) = support::slapd() else { return };
-    let db = pg.fresh_db("terminate");
-    pg.psql(&db, ACCOUNTS);
-    let id = support::unique("sqlterm");
     const N: u32 = 3000;
-    let people: Vec<(String, String)> = (1..=N)
-        .map(|i| (format!("u{i:05}"), i.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str)> = people
-        .iter()
-        .map(|(u, e)| (u.as_str(), e.as_str()))
-        .collect();
-    let src = ldap_people(l, &id, &refs);
-    let home = support::temp_home();
-    let script = ldap_to_sql_script(pg, &db, l, &id, &src);
-    let file = home.path().join("run.rhai");
-    std::fs::write(&file, &script).unwrap();
-    let mut child = support::idsync_command(home.path())
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn idsync");
+    let Big {
+        db,
+        id,
+        home,
+        script,
+        mut child,
+    } = start_big_ldap_to_sql(pg, l, "terminate", "sqlterm", N);
     // Once a batch (500 rows a commit) is committed and the next one holds uncommitted rows,
     // terminate the writing session while it is idle in that transaction.
     let t = std::time::Instant::now();
