@@ -1,5 +1,5 @@
 //! The embedded state store: one SQLite file (`IDSYNC_HOME/state.db` by
-//! default), owner-only (0600), WAL journal, 5 s busy timeout, schema
+//! default), owner-only (0600), WAL journal, 30 s busy timeout, schema
 //! versioned by `PRAGMA user_version` and migrated on open.
 
 use std::path::{Path, PathBuf};
@@ -67,7 +67,9 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// How long a statement waits for another writer before reporting "database is locked".
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Generous: a loaded machine (a CI runner with many tests) can take seconds to fsync a
+/// commit, and a refused lease must come back as a refusal, not as a lock error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`StateStore`] in one SQLite file. Safe to share between threads; the
 /// connection is behind a mutex. Several processes may open the same file.
@@ -877,7 +879,7 @@ pub(crate) fn describe(e: &rusqlite::Error) -> String {
             " (the file is damaged or is not an idsync state store; move it aside to start a new one)"
         }
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            " (another idsync process held it for more than 5 s)"
+            " (another idsync process held it for more than 30 s)"
         }
         Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
             " (check that the file and its directory are writable by this user)"
