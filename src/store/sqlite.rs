@@ -92,7 +92,25 @@ impl SqliteStore {
     /// before SQLite writes to it; an existing file and its `-wal`/`-shm`
     /// companions are tightened to 0600.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        // Opening a file that another process is creating or switching to WAL
+        // can report "busy" without SQLite's busy handler being consulted;
+        // retry those for as long as a statement would wait.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Sqlite { source, .. })
+                    if is_busy(&source) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         create_private_file(&path)?;
         let sql = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -872,6 +890,14 @@ fn set_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `e` is SQLite's "database is busy / locked".
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 /// SQLite's message, with a hint for the failures an administrator can act on.
 pub(crate) fn describe(e: &rusqlite::Error) -> String {
     let hint = match e.sqlite_error_code() {
@@ -1157,6 +1183,22 @@ mod tests {
             msg.contains(&path.display().to_string()) && msg.contains("cannot create file"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn eight_connections_opening_a_new_store_at_once_all_succeed() {
+        for _ in 0..30 {
+            let (_dir, path) = fresh();
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]
