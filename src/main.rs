@@ -80,6 +80,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
+    // Subcommand words come before clap (a script named so runs as ./store).
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("store") {
+        return ExitCode::from(idsync::store::migrate::main(&argv[1..]));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -87,13 +87,26 @@ pub fn run_flags() -> (bool, bool) {
     )
 }
 
-/// The state store under `IDSYNC_HOME`, opened on first use.
+/// The state store, opened on first use: `IDSYNC_STORE` / `IDSYNC_SYNC_STORE`
+/// or the `use_store` settings of the local store under `IDSYNC_HOME`, else
+/// that local store itself (see [`crate::store::select`]).
 pub fn store() -> ScriptResult<Arc<dyn StateStore>> {
     if let Some(s) = STORE.get() {
         return Ok(s.clone());
     }
+    let s =
+        crate::store::select::open_selected(local_store()?).map_err(|e| rt_err(e.to_string()))?;
+    Ok(STORE.get_or_init(|| s).clone())
+}
+
+/// The local SQLite store under `IDSYNC_HOME` (where `use_store` writes).
+pub fn local_store() -> ScriptResult<Arc<SqliteStore>> {
+    static LOCAL: OnceLock<Arc<SqliteStore>> = OnceLock::new();
+    if let Some(s) = LOCAL.get() {
+        return Ok(s.clone());
+    }
     let s = SqliteStore::open_default().map_err(|e| rt_err(format!("{e:#}")))?;
-    Ok(STORE.get_or_init(|| Arc::new(s)).clone())
+    Ok(LOCAL.get_or_init(|| Arc::new(s)).clone())
 }
 
 /// Remembers an open connection, for completion.

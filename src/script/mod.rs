@@ -18,6 +18,7 @@ pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod sql;
+pub mod store;
 pub mod sync_api;
 pub mod text;
 
@@ -93,6 +94,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(azure::azure_api).into());
     engine.register_global_module(exported_module!(config_file::config_file_api).into());
     engine.register_global_module(exported_module!(sql::sql_api).into());
+    engine.register_global_module(exported_module!(store::store_api).into());
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");

@@ -5,10 +5,15 @@
 //! interchangeable and pass the same contract tests.
 
 pub mod config_file;
+pub mod migrate;
+pub mod postgres;
+pub mod router;
+pub mod select;
 pub mod sqlite;
 
 use std::path::PathBuf;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A named connection profile as stored: what `save_connection` wrote.
@@ -169,6 +174,15 @@ pub enum StoreError {
         /// The id as given.
         id: i64,
     },
+    /// A shared (database server) store failed: cannot connect, a statement
+    /// failed, ... `url` never holds a password.
+    #[error("state store {url}: {cause}")]
+    Database {
+        /// The store's URL as shown (no password).
+        url: String,
+        /// What went wrong.
+        cause: String,
+    },
     /// A profile name, setting key, step or run name, run kind or status is not acceptable.
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName {
@@ -300,6 +314,27 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// At most `limit` runs, newest first; only those of `name` (trimmed) if given.
     fn runs(&self, name: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Writes `runs` as recorded elsewhere — ids, times, statuses, counts
+    /// kept; create or replace by id — for `idsync store migrate`. Later
+    /// [`StateStore::start_run`] ids are above them. The default refuses.
+    fn import_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        let _ = runs;
+        Err(StoreError::InvalidName {
+            what: "operation",
+            name: "import_runs".into(),
+            reason: "this store cannot import run history".into(),
+        })
+    }
+    /// Writes `profiles` with their `updated_ms` kept (create or replace by
+    /// name), for `idsync store migrate`. The default uses
+    /// [`StateStore::put_profile`] (the time becomes now).
+    fn import_profiles(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        for p in profiles {
+            self.put_profile(&p.name, &p.kind, &p.data)?;
+        }
+        Ok(())
+    }
 }
 
 /// Check a run kind against [`RUN_KINDS`].
@@ -358,8 +393,10 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The contract every [`StateStore`] must keep. Run it on an empty store.
-#[cfg(test)]
-pub(crate) fn contract(store: &dyn StateStore) {
+/// Public (not for users) so that the integration tests of shared stores
+/// (tests/store_postgres.rs) run the same contract as the unit tests.
+#[doc(hidden)]
+pub fn contract(store: &dyn StateStore) {
     use serde_json::json;
 
     // Empty to begin with.
@@ -494,7 +531,6 @@ pub(crate) fn contract(store: &dyn StateStore) {
     contract_leases(store);
 }
 
-#[cfg(test)]
 fn link(n: usize, step_tag: &str) -> Link {
     Link {
         source_anchor: format!("src-{n}"),
@@ -510,7 +546,6 @@ fn link(n: usize, step_tag: &str) -> Link {
 
 /// Links of deprovisioned objects: kept apart from the live ones, made live
 /// again by `put_links`, forgotten by `remove_links`.
-#[cfg(test)]
 fn contract_deprovisioned(store: &dyn StateStore) {
     let step = "kept/users";
     let other = "kept/other";
@@ -568,7 +603,6 @@ fn contract_deprovisioned(store: &dyn StateStore) {
 }
 
 /// Links: put, get, overwrite, remove, steps isolated, 100k at once.
-#[cfg(test)]
 fn contract_links(store: &dyn StateStore) {
     let sorted = |mut v: Vec<Link>| {
         v.sort_by(|a, b| a.source_anchor.cmp(&b.source_anchor));
@@ -725,7 +759,6 @@ fn contract_links(store: &dyn StateStore) {
 }
 
 /// Run history: start/finish, newest first, filter, limit, interrupted runs.
-#[cfg(test)]
 fn contract_runs(store: &dyn StateStore) {
     use serde_json::json;
 
@@ -836,7 +869,6 @@ fn contract_runs(store: &dyn StateStore) {
 
 /// Leases: take, refuse while the holder lives, all or none, heartbeat,
 /// release, take over a dead holder and only then mark its runs interrupted.
-#[cfg(test)]
 fn contract_leases(store: &dyn StateStore) {
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let holder = |owner: &str, host: &str, pid: u32, token: &str| Lease {

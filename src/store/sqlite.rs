@@ -802,6 +802,54 @@ impl StateStore for SqliteStore {
         };
         rows.into_iter().map(|r| self.row_to_run(r)).collect()
     }
+
+    fn import_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        {
+            // AUTOINCREMENT keeps later ids above the largest inserted one.
+            let mut stmt = tx
+                .prepare(&format!(
+                    "INSERT OR REPLACE INTO run ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ))
+                .map_err(sql)?;
+            for r in runs {
+                stmt.execute(params![
+                    r.id,
+                    r.name,
+                    r.kind,
+                    r.started_ms,
+                    r.finished_ms,
+                    r.status,
+                    r.counts.to_string(),
+                    r.message,
+                    r.log_path
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    fn import_profiles(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        for p in profiles {
+            let name = validate_name("profile name", &p.name)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO profile (name, kind, data, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, p.kind, p.data.to_string(), p.updated_ms],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
 }
 
 /// Bring the schema to [`MIGRATIONS`]`.len()`, all pending steps in one

@@ -21,6 +21,21 @@ pub const LEASE_PERIOD_MS: i64 = 60_000;
 /// How often a holder heartbeats.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
+/// The lease period in force: [`LEASE_PERIOD_MS`], or `IDSYNC_LEASE_PERIOD_MS`
+/// (a test knob: lets the shared-store tests see a dead holder on another
+/// host taken over in seconds); the heartbeat then comes at a quarter of it.
+pub fn lease_period_ms() -> i64 {
+    std::env::var("IDSYNC_LEASE_PERIOD_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|&p| p > 0)
+        .unwrap_or(LEASE_PERIOD_MS)
+}
+
+fn heartbeat_every() -> Duration {
+    HEARTBEAT_EVERY.min(Duration::from_millis((lease_period_ms() / 4).max(1) as u64))
+}
+
 /// The leases of one running step or workflow; heartbeats on a thread of
 /// its own and releases them when dropped.
 pub struct LeaseGuard {
@@ -50,7 +65,7 @@ impl LeaseGuard {
         owner: &str,
         names: &[String],
     ) -> Result<LeaseGuard, LeaseError> {
-        Self::take_beating(store, owner, names, HEARTBEAT_EVERY)
+        Self::take_beating(store, owner, names, heartbeat_every())
     }
 
     /// [`LeaseGuard::take`], heartbeating every `every`.
@@ -184,7 +199,7 @@ static HELD_HERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// this process's own pid but a token it does not hold belongs to an
 /// earlier process that had the same pid (common in containers).
 pub fn holder_is_dead(l: &Lease, this_host: &str, now_ms: i64) -> bool {
-    if now_ms.saturating_sub(l.heartbeat_ms) > LEASE_PERIOD_MS {
+    if now_ms.saturating_sub(l.heartbeat_ms) > lease_period_ms() {
         return true;
     }
     if l.host != this_host {
