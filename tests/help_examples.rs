@@ -32,11 +32,6 @@ use support::graph::GraphFake;
 /// Examples that cannot run here, by signature as `help()` prints it, with the reason.
 const CANNOT_RUN: &[(&str, &str)] = &[
     (
-        "connect_sql(url: String, opts: Map) -> Connection",
-        "this harness starts no PostgreSQL yet; tests/sql_postgres.rs makes the same call \
-         against the private PostgreSQL of tests/support/postgres",
-    ),
-    (
         "connect_graph(opts: Map) -> Connection",
         "signs in at login.microsoftonline.com (no tenant is reachable here); the `az` stand-in \
      makes the same call with `graph_url` and `authority_url` pointing at the Graph stand-in",
@@ -104,6 +99,7 @@ enum Server {
     Slapd,
     Samba,
     Graph,
+    Postgres,
 }
 
 /// Environment variables examples and stand-ins name (`env("X")`, `secret("X")`), and the
@@ -122,6 +118,8 @@ const ENVS: &[(&str, Option<Server>)] = &[
     ("AZ_SECRET", Some(Server::Graph)),
     ("AZ_URL", Some(Server::Graph)),
     ("CONFIG_PW", None),
+    ("PG_PW", Some(Server::Postgres)),
+    ("PG_CA", Some(Server::Postgres)),
 ];
 
 /// The dev servers' addresses (README "Servers for trying things out") and the server that
@@ -129,7 +127,15 @@ const ENVS: &[(&str, Option<Server>)] = &[
 const ADDRS: &[(&str, Server)] = &[
     ("ldap://127.0.0.1:3389", Server::Slapd),
     ("ldaps://127.0.0.1:3636", Server::Slapd),
+    (PG_DEV_URL, Server::Postgres),
 ];
+
+/// The dev PostgreSQL's address in examples (scripts/dev/postgres), pointed at a fresh
+/// database of the private one holding [`PG_EMPLOYEES`].
+const PG_DEV_URL: &str = "postgres://idsync@127.0.0.1:5433/idsync";
+
+const PG_EMPLOYEES: &str = "CREATE TABLE employees (employee_id integer PRIMARY KEY, \
+    first text, last text); INSERT INTO employees VALUES (1001, 'Ann', 'Lee');";
 
 const ANN_PW: &str = "Ann-example-pw-1";
 
@@ -259,6 +265,8 @@ struct World {
     slapd: Option<Ldap>,
     samba: Option<&'static Ldap>,
     graph: Option<GraphFake>,
+    /// The private PostgreSQL and the example's database.
+    pg: Option<(&'static support::postgres::Pg, String)>,
 }
 
 /// Starts what `needs` asks for; `None` when a server is not available here (the harness
@@ -268,6 +276,7 @@ fn world(needs: &Needs) -> Option<World> {
         slapd: None,
         samba: None,
         graph: None,
+        pg: None,
     };
     if needs.servers.contains(&Server::Slapd) {
         w.slapd = Some(support::private_slapd(Some(FIXTURE))?);
@@ -286,6 +295,12 @@ fn world(needs: &Needs) -> Option<World> {
         let staff = g.add_group(json!({ "displayName": "Staff" }));
         g.add_member(&staff, &svc);
         w.graph = Some(g);
+    }
+    if needs.servers.contains(&Server::Postgres) {
+        let pg = support::postgres::postgres()?;
+        let db = pg.fresh_db("example");
+        pg.psql(&db, PG_EMPLOYEES);
+        w.pg = Some((pg, db));
     }
     Some(w)
 }
@@ -315,6 +330,7 @@ impl World {
         let slapd = || self.slapd.as_ref().expect("slapd");
         let samba = || self.samba.expect("samba");
         let graph = || self.graph.as_ref().expect("graph");
+        let pg = || self.pg.as_ref().expect("postgres").0;
         match name {
             "LDAP_URL" => slapd().url.clone(),
             "OL_PW" => slapd().admin_pw.clone(),
@@ -332,6 +348,8 @@ impl World {
             "AZ_SECRET" => graph().client_secret(),
             "AZ_URL" => graph().url(),
             "CONFIG_PW" => "an-example-config-password".into(),
+            "PG_PW" => pg().password.clone(),
+            "PG_CA" => pg().ca_file.clone(),
             other => panic!("ENVS lists {other} but World::env has no value for it"),
         }
     }
@@ -343,6 +361,9 @@ impl World {
             code = code
                 .replace("ldap://127.0.0.1:3389", &l.url)
                 .replace("ldaps://127.0.0.1:3636", &l.ldaps_url);
+        }
+        if let Some((pg, db)) = &self.pg {
+            code = code.replace(PG_DEV_URL, &pg.url(db));
         }
         code
     }

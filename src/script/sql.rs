@@ -92,18 +92,23 @@ pub fn open_sql(opts: SqlOptions) -> ScriptResult<Connection> {
 pub mod sql_api {
     use super::*;
 
-    /// Connects to a PostgreSQL database (`postgres://user@host:port/db`;
-    /// `?sslmode=disable|prefer|require`) and reads a table as entries: the
-    /// `key` column is each row's DN and anchor, columns are attributes, NULL
-    /// is absent. Options: `table` (or `query`: a SELECT, read-only), `key`
-    /// (required), `changed` (a column that grows on every change, for
+    /// Connects to a SQL table and reads it as entries: the `key` column is
+    /// each row's DN and anchor, columns are attributes, NULL is absent.
+    /// PostgreSQL: `postgres://user@host:port/db` (`?sslmode=disable|prefer|require`).
+    /// SQL Server: `mssql://user@host:port/db` (`?encrypt=true|strict|false`)
+    /// or an ADO.NET string (`Server=tcp:host,1433;Database=hr;User Id=sync;
+    /// Encrypt=true`); SQL Server logins only. A password is never part of
+    /// the URL: give `password: secret("ENV")`. Options: `table` (or `query`:
+    /// a SELECT, read-only), `key` (required), `changed` (a column that grows
+    /// on every change, e.g. `updated_at` or a SQL Server `rowversion`, for
     /// incremental runs), `multi` (`#{ mail: ";" }` or
-    /// `#{ phone: #{ table, key, column } }`), `password` (`secret("ENV")`),
-    /// `ca_file`, `verify` (default true), `page_size` (default 500).
+    /// `#{ phone: #{ table, key, column } }`), `password`, `ca_file`,
+    /// `verify` (default true), `page_size` (default 500).
     ///
     /// Example:
     /// ```rhai
-    /// let db = connect_sql("postgres://idsync@127.0.0.1:5433/idsync", #{ table: "employees", key: "employee_id", password: secret("PG_PW") });
+    /// let db = connect_sql("postgres://idsync@127.0.0.1:5433/idsync", #{ table: "employees", key: "employee_id", password: secret("PG_PW"), ca_file: env("PG_CA") });
+    /// print(db.get("1001").first);
     /// ```
     #[rhai_fn(return_raw)]
     pub fn connect_sql(url: &str, opts: Map) -> ScriptResult<Connection> {

@@ -1,6 +1,7 @@
 //! Incremental reads of a SQL table by its change column (`changed:
 //! "updated_at"`, any type that grows on every change: a timestamp, a
-//! sequence number). The first round reads every row in scope and notes the
+//! sequence number, SQL Server's `rowversion`, read as `0x...` hex and
+//! compared as binary). The first round reads every row in scope and notes the
 //! column's highest value, taken before reading; later rounds read the rows
 //! whose value is at least that one (a row read twice is harmless: the
 //! engine skips it by hash) and list the keys still in scope, so deleted
@@ -10,11 +11,10 @@
 //! or default), not by clients with their own clocks.
 
 use super::SqlConnector;
-use super::client::db_error;
 use super::filter::to_where;
 use super::read::scan;
+use super::session::texts;
 use crate::connector::{ChangeRound, Result, SearchQuery, Sink};
-use tokio_postgres::types::ToSql;
 
 const PREFIX: &str = "sql-changed:";
 
@@ -43,21 +43,17 @@ pub async fn changes(
     // read again next time.
     let max_sql = format!(
         "SELECT {} FROM {} WHERE {}",
-        d.as_text(&format!("max({})", d.quote(&col.name))),
+        d.value_text(&format!("max({})", d.quote(&col.name)), &col.ty),
         t.from,
         scope.sql
     );
-    let refs: Vec<&(dyn ToSql + Sync)> = scope
-        .params
-        .iter()
-        .map(|p| p as &(dyn ToSql + Sync))
-        .collect();
     let newest: Option<String> = c
         .reader
-        .query_one(&max_sql, &refs)
-        .await
-        .map_err(|e| db_error(&t.label, e))?
-        .get(0);
+        .rows(&t.label, &max_sql, &texts(&scope.params))
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten());
     let mut read_w = scope.clone();
     if let Some(v) = &since {
         read_w.params.push(v.clone());

@@ -50,7 +50,8 @@ pub fn target(
     let lower = url.to_ascii_lowercase();
     if lower.starts_with("mssql://") || lower.contains("server=") {
         return Err(Error::usage(
-            "SQL Server is not supported yet (only postgres:// URLs)",
+            "a SQL Server connection, not a postgres:// URL (SQL Server is read by \
+             connector::sql::mssql)",
         ));
     }
     if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
@@ -229,8 +230,14 @@ pub fn db_error(object: &str, e: tokio_postgres::Error) -> Error {
     match e.as_db_error() {
         Some(db) => {
             let mut cause = db.message().to_string();
-            if let Some(d) = db.detail() {
-                cause.push_str(&format!(" ({d})"));
+            match db.detail() {
+                // "Failing row contains (...)" lists every value of the
+                // row (secrets among them, maybe): named, never shown.
+                Some(d) if d.starts_with("Failing row contains") => {
+                    cause.push_str(" (the row's values are not shown)");
+                }
+                Some(d) => cause.push_str(&format!(" ({d})")),
+                None => {}
             }
             let state = db.code().code();
             cause.push_str(&format!(" [SQLSTATE {state}]"));

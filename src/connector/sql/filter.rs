@@ -53,12 +53,7 @@ fn node(t: &Table, n: &Node, first: usize, p: &mut Vec<String>) -> Result<String
                 (Some((_, Some(Multi::Separator(sep)))), _) => {
                     let n = push(p, first, val);
                     let m = push(p, first, sep.clone());
-                    format!(
-                        "lower({}) = ANY(string_to_array(lower({}), lower({})))",
-                        d.param(n),
-                        d.as_text(e),
-                        d.param(m)
-                    )
+                    d.in_separated(&d.param(n), &d.as_text(e), &d.param(m))
                 }
                 (_, Some(c)) if !c.is_text() => {
                     let n = push(p, first, val);

@@ -1,10 +1,10 @@
-//! SQL tables as connected systems (PostgreSQL through tokio-postgres; the
-//! SQL text that differs per database lives in [`dialect`], so SQL Server
-//! can follow). A row is an entry: its key column is both the anchor and
-//! the DN; columns are attributes (NULL is absent); values read as the
-//! database prints them (numbers, `true`/`false`, ISO dates and UTC
-//! timestamps). A `query` option reads a view or a SELECT instead of a
-//! table (read-only).
+//! SQL tables as connected systems: PostgreSQL through tokio-postgres, SQL
+//! Server through tiberius ([`mssql`]); the SQL text that differs per
+//! database lives in [`dialect`], the session calls in [`session`]. A row
+//! is an entry: its key column is both the anchor and the DN; columns are
+//! attributes (NULL is absent); values read as natural text (numbers as
+//! the database prints them, `true`/`false`, ISO dates, UTC timestamps). A
+//! `query` option reads a view or a SELECT instead of a table (read-only).
 //!
 //! Compared with LDAP: no tree (the search base is ignored, scope `base`
 //! with a base reads the row whose key it is), no rename or move (the DN is
@@ -17,7 +17,9 @@ pub mod changes;
 pub mod client;
 pub mod dialect;
 pub mod filter;
+pub mod mssql;
 pub mod read;
+pub mod session;
 pub mod table;
 pub mod write;
 
@@ -25,10 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serde_json::json;
-use tokio_postgres::Client;
-
-use self::client::Target;
 use self::dialect::Dialect;
+use self::session::{Endpoint, Param, Session};
 use self::table::{Column, Multi, Table};
 use crate::connector::{
     Change, ChangeRound, Connector, Error, Result, SearchQuery, Sink, TestReport,
@@ -38,7 +38,8 @@ use crate::model::{Entry, Secret, Value};
 /// What `connect_sql` was given.
 #[derive(Clone, Debug)]
 pub struct SqlOptions {
-    /// `postgres://user@host:port/db[?sslmode=...]`.
+    /// `postgres://user@host:port/db[?sslmode=...]`, `mssql://user@host:port/db`
+    /// or an ADO.NET connection string.
     pub url: String,
     /// The table (`name` or `schema.name`).
     pub table: Option<String>,
@@ -80,7 +81,7 @@ impl SqlOptions {
 
 /// The session that writes, and whether a batch transaction is open on it.
 pub(crate) struct Writer {
-    pub(crate) client: Client,
+    pub(crate) client: Session,
     pub(crate) in_tx: bool,
     /// A statement of the open batch outside a row's savepoint failed: the
     /// server has put the whole transaction in the failed state, so nothing
@@ -88,14 +89,18 @@ pub(crate) struct Writer {
     pub(crate) poisoned: bool,
 }
 
-/// A table (or query) in a PostgreSQL database as a connection.
+/// A table (or query) in a PostgreSQL or SQL Server database as a connection.
 pub struct SqlConnector {
     opts: SqlOptions,
-    target: Target,
+    target: Endpoint,
     pub(crate) table: Table,
     /// Types of the child tables' value columns, by attribute (lower case).
     pub(crate) child_types: Vec<(String, String)>,
-    pub(crate) reader: Client,
+    /// Types of the child tables' key columns, by attribute (lower case).
+    pub(crate) child_key_types: Vec<(String, String)>,
+    /// Set by `begin_batch`: the next writer() starts the batch afresh.
+    pub(crate) new_batch: AtomicBool,
+    pub(crate) reader: Session,
     pub(crate) writer: tokio::sync::Mutex<Option<Writer>>,
     pub(crate) batching: AtomicBool,
 }
@@ -103,14 +108,27 @@ pub struct SqlConnector {
 impl SqlConnector {
     /// Connects, reads the table's columns and checks the options against them.
     pub async fn connect(opts: SqlOptions) -> Result<SqlConnector> {
-        let target = client::target(
-            &opts.url,
-            opts.password.as_ref(),
-            opts.ca_file.clone(),
-            opts.verify,
-        )?;
-        let reader = client::open(&target).await?;
-        let d = Dialect::Postgres;
+        let target = if mssql::is_mssql(&opts.url) {
+            let t = mssql::target(
+                &opts.url,
+                opts.password.as_ref(),
+                opts.ca_file.clone(),
+                opts.verify,
+            )?;
+            if let Some(w) = &t.warning {
+                eprintln!("warning: {w}");
+            }
+            Endpoint::Ms(t)
+        } else {
+            Endpoint::Pg(client::target(
+                &opts.url,
+                opts.password.as_ref(),
+                opts.ca_file.clone(),
+                opts.verify,
+            )?)
+        };
+        let reader = Session::open(&target).await?;
+        let d = target.dialect();
         let (from, alias, label, writable, columns) = match (&opts.table, &opts.query) {
             (Some(_), Some(_)) => {
                 return Err(Error::usage("give `table` or `query`, not both"));
@@ -124,18 +142,7 @@ impl SqlConnector {
             }
             (None, Some(q)) => {
                 let from = format!("({q}) AS q");
-                let st = reader
-                    .prepare(&format!("SELECT * FROM {from}"))
-                    .await
-                    .map_err(|e| client::db_error("query", e))?;
-                let columns = st
-                    .columns()
-                    .iter()
-                    .map(|c| Column {
-                        name: c.name().to_string(),
-                        ty: c.type_().name().to_string(),
-                    })
-                    .collect();
+                let columns = query_columns(&reader, d, &from).await?;
                 (from, "q".to_string(), "query".to_string(), false, columns)
             }
         };
@@ -180,6 +187,7 @@ impl SqlConnector {
             None => None,
         };
         let mut child_types = Vec::new();
+        let mut child_key_types = Vec::new();
         for (attr, m) in &opts.multi {
             match m {
                 Multi::Separator(s) => {
@@ -199,7 +207,7 @@ impl SqlConnector {
                             ))
                         })
                     };
-                    get(key)?;
+                    child_key_types.push((attr.to_ascii_lowercase(), get(key)?.ty.clone()));
                     child_types.push((attr.to_ascii_lowercase(), get(column)?.ty.clone()));
                 }
             }
@@ -211,15 +219,43 @@ impl SqlConnector {
             target,
             table: t,
             child_types,
+            child_key_types,
+            new_batch: AtomicBool::new(false),
             reader,
             writer: tokio::sync::Mutex::new(None),
             batching: AtomicBool::new(false),
         })
     }
 
+    /// `postgres` or `mssql`.
+    fn flavor_name(&self) -> &'static str {
+        match self.table.dialect {
+            Dialect::Postgres => "postgres",
+            Dialect::TSql => "mssql",
+        }
+    }
+
     /// The table or query shape.
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// The type of the key column of the child table of `attr`.
+    pub(crate) fn child_key_type(&self, attr: &str) -> String {
+        self.child_key_types
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(attr))
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| "text".into())
+    }
+
+    /// The type of the value column of the child table of `attr`.
+    pub(crate) fn child_type(&self, attr: &str) -> String {
+        self.child_types
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(attr))
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| "text".into())
     }
 
     /// How a row is named in messages: `table: row 'key'`.
@@ -234,6 +270,16 @@ impl SqlConnector {
     /// session must not carry on as if they were written.
     pub(crate) async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Writer>>> {
         let mut w = self.writer.lock().await;
+        if self.new_batch.swap(false, Ordering::SeqCst)
+            && let Some(old) = w.as_ref()
+            && old.in_tx
+        {
+            // Left over from a batch that never reached its flush (lost,
+            // poisoned or abandoned): its rows were never reported written,
+            // so they must not commit with this batch. Dropping the session
+            // makes the server roll that transaction back.
+            *w = None;
+        }
         if let Some(old) = w.as_ref()
             && old.in_tx
             && (old.poisoned || old.client.is_closed())
@@ -245,7 +291,7 @@ impl SqlConnector {
         }
         if w.as_ref().is_none_or(|w| w.client.is_closed()) {
             *w = Some(Writer {
-                client: client::open(&self.target).await?,
+                client: Session::open(&self.target).await?,
                 in_tx: false,
                 poisoned: false,
             });
@@ -266,17 +312,40 @@ pub(crate) fn batch_lost(label: &str, poisoned: bool) -> Error {
     ))
 }
 
-/// The columns of `table` from the catalogue, in table order.
-async fn table_columns(c: &Client, d: Dialect, table: &str) -> Result<Vec<Column>> {
-    let rows = c
-        .query(
+/// The columns of `table` from the catalogue, in table order, with their
+/// types as SQL text.
+async fn table_columns(c: &Session, d: Dialect, table: &str) -> Result<Vec<Column>> {
+    let sql = match d {
+        Dialect::Postgres => {
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
              FROM pg_attribute a WHERE a.attrelid = to_regclass($1) \
-             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            &[&d.quote(table)],
+             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        }
+        // The declared type as T-SQL writes it: varchar(20), decimal(10,2),
+        // nvarchar(max), datetime2(7); user types by their base type.
+        Dialect::TSql => {
+            "SELECT c.name, CASE \
+               WHEN t.name IN ('varchar', 'char', 'varbinary', 'binary') THEN t.name + '(' + \
+                 CASE WHEN c.max_length = -1 THEN 'max' ELSE CAST(c.max_length AS varchar(10)) END + ')' \
+               WHEN t.name IN ('nvarchar', 'nchar') THEN t.name + '(' + \
+                 CASE WHEN c.max_length = -1 THEN 'max' ELSE CAST(c.max_length / 2 AS varchar(10)) END + ')' \
+               WHEN t.name IN ('decimal', 'numeric') THEN t.name + '(' + \
+                 CAST(c.precision AS varchar(10)) + ',' + CAST(c.scale AS varchar(10)) + ')' \
+               WHEN t.name IN ('datetime2', 'datetimeoffset', 'time') THEN t.name + '(' + \
+                 CAST(c.scale AS varchar(10)) + ')' \
+               ELSE t.name END \
+             FROM sys.columns c JOIN sys.types t ON t.user_type_id = \
+               CASE WHEN c.user_type_id >= 256 THEN c.system_type_id ELSE c.user_type_id END \
+             WHERE c.object_id = OBJECT_ID(@P1) ORDER BY c.column_id"
+        }
+    };
+    let rows = c
+        .rows(
+            &format!("table {table}"),
+            sql,
+            &[Param::from(d.quote(table))],
         )
-        .await
-        .map_err(|e| client::db_error(&format!("table {table}"), e))?;
+        .await?;
     if rows.is_empty() {
         return Err(Error::usage(format!(
             "no table '{table}' in the database (names are case-sensitive; \
@@ -284,12 +353,62 @@ async fn table_columns(c: &Client, d: Dialect, table: &str) -> Result<Vec<Column
         )));
     }
     Ok(rows
-        .iter()
-        .map(|r| Column {
-            name: r.get(0),
-            ty: r.get(1),
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            Column {
+                name: r.next().flatten().unwrap_or_default(),
+                ty: r.next().flatten().unwrap_or_else(|| "text".into()),
+            }
         })
         .collect())
+}
+
+/// The columns a `query` gives, with their types as SQL text (PostgreSQL:
+/// format_type, quoted and schema-qualified where needed, as it is written
+/// into casts; SQL Server: sp_describe_first_result_set).
+async fn query_columns(c: &Session, d: Dialect, from: &str) -> Result<Vec<Column>> {
+    match (d, c) {
+        (Dialect::Postgres, Session::Pg(pg)) => {
+            let st = pg
+                .prepare(&format!("SELECT * FROM {from}"))
+                .await
+                .map_err(|e| client::db_error("query", e))?;
+            let mut columns = Vec::new();
+            for col in st.columns() {
+                let ty: String = pg
+                    .query_one("SELECT format_type($1, NULL)", &[&col.type_().oid()])
+                    .await
+                    .map_err(|e| client::db_error("query", e))?
+                    .get(0);
+                columns.push(Column {
+                    name: col.name().to_string(),
+                    ty,
+                });
+            }
+            Ok(columns)
+        }
+        _ => {
+            let rows = c
+                .rows(
+                    "query",
+                    "SELECT name, system_type_name FROM sys.dm_exec_describe_first_result_set(@P1, NULL, 0) \
+                     ORDER BY column_ordinal",
+                    &[Param::from(format!("SELECT * FROM {from}"))],
+                )
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let mut r = r.into_iter();
+                    Column {
+                        name: r.next().flatten().unwrap_or_default(),
+                        ty: r.next().flatten().unwrap_or_else(|| "nvarchar(max)".into()),
+                    }
+                })
+                .collect())
+        }
+    }
 }
 
 fn multi_json(m: &[(String, Multi)]) -> serde_json::Value {
@@ -313,11 +432,11 @@ impl Connector for SqlConnector {
     }
 
     fn describe(&self) -> String {
-        format!("{} ({})", self.target.shown, self.table.label)
+        format!("{} ({})", self.target.shown(), self.table.label)
     }
 
     fn flavor(&self) -> String {
-        "postgres".into()
+        self.flavor_name().into()
     }
 
     /// A row has no enabled state: a step that gives no `deprovision`
@@ -341,7 +460,7 @@ impl Connector for SqlConnector {
             },
         };
         Ok(json!({
-            "url": self.target.shown,
+            "url": self.target.shown(),
             "table": self.opts.table,
             "query": self.opts.query,
             "key": self.opts.key,
@@ -355,23 +474,33 @@ impl Connector for SqlConnector {
 
     async fn test(&self) -> Result<TestReport> {
         let mut r = TestReport {
-            flavor: "postgres".into(),
+            flavor: self.flavor_name().into(),
             ..TestReport::default()
+        };
+        let sql = match self.table.dialect {
+            Dialect::Postgres => {
+                "SELECT version(), current_user::text, \
+                 CAST(COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS text)"
+            }
+            Dialect::TSql => {
+                "SELECT CAST(@@VERSION AS nvarchar(max)), CAST(SUSER_SNAME() AS nvarchar(max)), \
+                 CASE (SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID) \
+                 WHEN 'TRUE' THEN N'true' ELSE N'false' END"
+            }
         };
         let row = self
             .reader
-            .query_one(
-                "SELECT version(), current_user::text, \
-                 COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
-                &[],
-            )
-            .await
-            .map_err(|e| client::db_error(&self.target.shown, e))?;
+            .rows(self.target.shown(), sql, &[])
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
         r.reachable = true;
         r.bound = true;
-        r.vendor = row.get::<_, String>(0);
-        r.bind_identity = row.get::<_, String>(1);
-        let tls: bool = row.get(2);
+        r.vendor = cell(0);
+        r.bind_identity = cell(1);
+        let tls = cell(2) == "true";
         r.details.push(("table".into(), self.table.label.clone()));
         r.details
             .push(("key".into(), self.table.key_column().name.clone()));
@@ -440,6 +569,7 @@ impl Connector for SqlConnector {
     }
 
     fn begin_batch(&self) {
+        self.new_batch.store(true, Ordering::SeqCst);
         self.batching.store(true, Ordering::SeqCst);
     }
 

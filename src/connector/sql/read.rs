@@ -3,12 +3,10 @@
 //! table changes), values as text, separators split, child-table values
 //! fetched once per page.
 
-use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
-
 use super::SqlConnector;
-use super::client::db_error;
 use super::filter::{Where, to_where};
+use super::session::{Param, Session, texts};
+use super::dialect::Dialect;
 use super::table::{Multi, Table};
 use crate::connector::{Result, Scope, SearchQuery, Sink};
 use crate::model::{Entry, Value};
@@ -24,18 +22,20 @@ pub async fn search(c: &SqlConnector, q: &SearchQuery, sink: &mut Sink<'_>) -> R
         w.sql = format!(
             "({}) AND {} = {}",
             w.sql,
-            t.dialect.as_text(&t.key_sql()),
-            t.dialect.param(n)
+            t.key_sql(),
+            t.dialect.typed_param(n, &t.key_column().ty)
         );
         w.params.push(base.to_string());
     }
     scan(c, &c.reader, &w, q.attrs.as_deref(), q.limit, sink).await
 }
 
-/// The row whose key is `identity` (compared as text), or `None`.
+/// The row whose key is `identity` (compared in the key column's own
+/// type, so its index is used), or `None` (also when `identity` is no
+/// value of that type: no row can have it as key).
 pub async fn get(c: &SqlConnector, identity: &str) -> Result<Option<Entry>> {
     let mut found = None;
-    scan(
+    let r = scan(
         c,
         &c.reader,
         &by_key(&c.table, identity),
@@ -46,17 +46,35 @@ pub async fn get(c: &SqlConnector, identity: &str) -> Result<Option<Entry>> {
             Ok(false)
         },
     )
-    .await?;
-    Ok(found)
+    .await;
+    match r {
+        Err(e) if is_bad_value(&e) => Ok(None),
+        Err(e) => Err(e),
+        Ok(()) => Ok(found),
+    }
 }
 
-/// The condition selecting the row with key `key`.
+/// True for a database error saying a value does not fit its type
+/// (PostgreSQL: SQLSTATE class 22, "data exception"; SQL Server: errors
+/// 241, 242, 245, 8114, 8115, 8169: conversion failed or out of range).
+pub fn is_bad_value(e: &crate::connector::Error) -> bool {
+    let text = e.to_string();
+    matches!(e, crate::connector::Error::Object { .. })
+        && (text.contains("[SQLSTATE 22")
+            || [241, 242, 245, 8114, 8115, 8169]
+                .iter()
+                .any(|n| text.contains(&format!("[SQL Server error {n}]"))))
+}
+
+/// The condition selecting the row with key `key`: the key column
+/// compared with the value converted to the column's type (never the
+/// column converted to text, which no index serves).
 pub fn by_key(t: &Table, key: &str) -> Where {
     Where {
         sql: format!(
             "{} = {}",
-            t.dialect.as_text(&t.key_sql()),
-            t.dialect.param(1)
+            t.key_sql(),
+            t.dialect.typed_param(1, &t.key_column().ty)
         ),
         params: vec![key.to_string()],
     }
@@ -66,7 +84,7 @@ pub fn by_key(t: &Table, key: &str) -> Where {
 /// `attrs`: the attributes to read (the key always); `Some(&[])` reads keys only.
 pub async fn scan(
     c: &SqlConnector,
-    client: &Client,
+    client: &Session,
     w: &Where,
     attrs: Option<&[String]>,
     limit: Option<usize>,
@@ -92,26 +110,22 @@ pub async fn scan(
         if n == 0 {
             return Ok(());
         }
-        let mut params = w.params.clone();
+        let mut params = texts(&w.params);
         let after_sql = after.as_ref().map(|a| {
-            params.push(a.clone());
+            params.push(Param::from(a.clone()));
             d.typed_param(params.len(), &key_ty)
         });
         let sql = d.page(&list, &t.from, &w.sql, &t.key_sql(), after_sql, n);
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = client
-            .query(&sql, &refs)
-            .await
-            .map_err(|e| db_error(&t.label, e))?;
+        let rows = client.rows(&t.label, &sql, &params).await?;
         let mut entries: Vec<Entry> = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key: Option<String> = row.get(key_pos);
-            let Some(key) = key else { continue };
+            let Some(key) = row.get(key_pos).cloned().flatten() else {
+                continue;
+            };
             let mut e = Entry::new(key.clone());
             e.anchor = Some(key);
             for (j, &i) in picked.iter().enumerate() {
-                let Some(v) = row.get::<_, Option<String>>(j) else {
+                let Some(v) = row.get(j).cloned().flatten() else {
                     continue;
                 };
                 let name = &t.columns[i].name;
@@ -134,21 +148,25 @@ pub async fn scan(
             if keys.is_empty() {
                 break;
             }
+            let key_ty = c.child_key_type(attr);
+            let (cond, params) = match d {
+                Dialect::Postgres => (
+                    d.in_params(&d.quote(key), 1, 1, &key_ty),
+                    vec![Param::List(keys)],
+                ),
+                Dialect::TSql => (d.in_params(&d.quote(key), 1, keys.len(), &key_ty), texts(&keys)),
+            };
             let sql = format!(
-                "SELECT {}, {} FROM {} WHERE {} = ANY($1) ORDER BY 1, 2",
-                d.as_text(&d.quote(key)),
-                d.as_text(&d.quote(column)),
+                "SELECT {}, {} FROM {} WHERE {cond} ORDER BY 1, 2",
+                d.value_text(&d.quote(key), &key_ty),
+                d.value_text(&d.quote(column), &c.child_type(attr)),
                 d.quote(table),
-                d.as_text(&d.quote(key)),
             );
-            let rows = client
-                .query(&sql, &[&keys])
-                .await
-                .map_err(|e| db_error(table, e))?;
+            let rows = client.rows(table, &sql, &params).await?;
             let mut by: std::collections::HashMap<String, Vec<Value>> = Default::default();
-            for r in &rows {
-                let (k, v): (Option<String>, Option<String>) = (r.get(0), r.get(1));
-                if let (Some(k), Some(v)) = (k, v) {
+            for r in rows {
+                let mut r = r.into_iter();
+                if let (Some(Some(k)), Some(Some(v))) = (r.next(), r.next()) {
                     by.entry(k).or_default().push(Value::Text(v));
                 }
             }

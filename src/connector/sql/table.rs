@@ -92,6 +92,12 @@ impl Table {
         self.dialect.quote(&self.key_column().name)
     }
 
+    /// The key column as natural text.
+    pub fn key_text(&self) -> String {
+        self.dialect
+            .value_text(&self.key_sql(), &self.key_column().ty)
+    }
+
     /// How the attribute `name` is multi-valued, if it is.
     pub fn multi(&self, name: &str) -> Option<&Multi> {
         self.multi
@@ -120,7 +126,7 @@ impl Table {
     }
 
     /// The select list: every column (or those in `attrs` and the key), as
-    /// text, named by its position.
+    /// natural text ([`super::dialect::Dialect::value_text`]), named by its position.
     pub fn select_list(&self, attrs: Option<&[String]>) -> (String, Vec<usize>) {
         let picked: Vec<usize> = (0..self.columns.len())
             .filter(|&i| {
@@ -138,8 +144,10 @@ impl Table {
                 // table's typed column, never this text copy
                 format!(
                     "{} AS c{i}",
-                    self.dialect
-                        .as_text(&self.dialect.quote(&self.columns[i].name))
+                    self.dialect.value_text(
+                        &self.dialect.quote(&self.columns[i].name),
+                        &self.columns[i].ty
+                    )
                 )
             })
             .collect::<Vec<_>>()

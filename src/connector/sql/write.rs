@@ -1,4 +1,4 @@
-//! Writing rows: create (INSERT ... RETURNING the stored row), modify (LDAP
+//! Writing rows: create (INSERT ... RETURNING / OUTPUT the stored key), modify (LDAP
 //! modify semantics over columns and child tables), delete. Values travel
 //! as text parameters cast to the column's type by the database, so a bad
 //! value is refused with the database's own words, naming the row.
@@ -12,11 +12,8 @@
 
 use std::sync::atomic::Ordering;
 
-use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
-
-use super::client::db_error;
 use super::read::{by_key, scan};
+use super::session::{Param, Session};
 use super::table::Multi;
 use super::{SqlConnector, Writer};
 use crate::connector::{Change, Error, Result};
@@ -33,42 +30,37 @@ enum Wrap {
 
 async fn enter(c: &SqlConnector, w: &mut Writer) -> Result<Wrap> {
     let obj = &c.table.label;
+    let d = c.table.dialect;
     if !w.in_tx && c.batching.load(Ordering::SeqCst) {
-        w.client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| db_error(obj, e))?;
+        w.client.batch(obj, d.begin()).await?;
         w.in_tx = true;
     }
     if w.in_tx {
-        if let Err(e) = w.client.batch_execute("SAVEPOINT idsync_row").await {
+        if let Err(e) = w.client.batch(obj, d.savepoint()).await {
             w.poisoned = true;
-            return Err(db_error(obj, e));
+            return Err(e);
         }
         Ok(Wrap::Savepoint)
     } else {
-        w.client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| db_error(obj, e))?;
+        w.client.batch(obj, d.begin()).await?;
         Ok(Wrap::Own)
     }
 }
 
 async fn leave<T>(c: &SqlConnector, w: &mut Writer, how: Wrap, r: Result<T>) -> Result<T> {
     let obj = &c.table.label;
+    let d = c.table.dialect;
     let sql = match (how, r.is_ok()) {
-        (Wrap::Savepoint, true) => "RELEASE SAVEPOINT idsync_row",
-        (Wrap::Savepoint, false) => "ROLLBACK TO SAVEPOINT idsync_row",
-        (Wrap::Own, true) => "COMMIT",
-        (Wrap::Own, false) => "ROLLBACK",
+        (Wrap::Savepoint, true) => d.release(),
+        (Wrap::Savepoint, false) => d.rollback_to(),
+        (Wrap::Own, true) => d.commit(),
+        (Wrap::Own, false) => d.rollback(),
     };
-    if let Err(e) = w.client.batch_execute(sql).await {
+    if let Err(e) = w.client.batch(obj, sql).await {
         if how == Wrap::Savepoint {
             // Outside the row's savepoint: the batch transaction is failed.
             w.poisoned = true;
         }
-        let e = db_error(obj, e);
         return Err(match r {
             Err(first) => first,
             Ok(_) => e,
@@ -92,17 +84,18 @@ pub async fn commit(c: &SqlConnector) -> Result<()> {
         // PostgreSQL would answer COMMIT of a failed transaction with
         // ROLLBACK and no error: say that the batch is lost instead.
         let poisoned = w.poisoned && !w.client.is_closed();
-        let _ = w.client.batch_execute("ROLLBACK").await;
+        let _ = w
+            .client
+            .batch(&c.table.label, c.table.dialect.rollback())
+            .await;
         *guard = None;
         return Err(super::batch_lost(&c.table.label, poisoned));
     }
-    let r = w.client.batch_execute("COMMIT").await;
+    let obj = format!("{}: committing the batch", c.table.label);
+    let r = w.client.batch(&obj, c.table.dialect.commit()).await;
     if let Err(e) = r {
         *guard = None;
-        return Err(db_error(
-            &format!("{}: committing the batch", c.table.label),
-            e,
-        ));
+        return Err(e);
     }
     Ok(())
 }
@@ -128,7 +121,23 @@ fn text(v: &Value) -> String {
 fn cell(c: &SqlConnector, row: &str, name: &str, values: &[String]) -> Result<Option<String>> {
     match (c.table.multi(name), values) {
         (_, []) => Ok(None),
-        (Some(Multi::Separator(sep)), vs) => Ok(Some(vs.join(sep))),
+        (Some(Multi::Separator(sep)), vs) => {
+            // A value holding the separator would read back as several
+            // values: refused (naming the attribute, not the value).
+            if let Some(i) = vs.iter().position(|v| v.contains(sep.as_str())) {
+                return Err(Error::object(
+                    c.row_label(row),
+                    format!(
+                        "value {} of '{name}' contains the separator '{sep}' of that column, \
+                         so it would read back as several values; remove it from the value \
+                         or choose another separator",
+                        i + 1
+                    ),
+                    None,
+                ));
+            }
+            Ok(Some(vs.join(sep)))
+        }
         (_, [one]) => Ok(Some(one.clone())),
         (_, vs) => Err(Error::object(
             c.row_label(row),
@@ -138,8 +147,13 @@ fn cell(c: &SqlConnector, row: &str, name: &str, values: &[String]) -> Result<Op
     }
 }
 
-fn params(p: &[Option<String>]) -> Vec<&(dyn ToSql + Sync)> {
-    p.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+fn params(p: &[Option<String>]) -> Vec<Param> {
+    p.iter().cloned().map(Param::from).collect()
+}
+
+/// The first cell of the first row, if any.
+fn first_cell(rows: Vec<Vec<Option<String>>>) -> Option<Option<String>> {
+    rows.into_iter().next().map(|r| r.into_iter().next().flatten())
 }
 
 /// Creates a row; the key is the key column's value in `attrs`, or `dn`.
@@ -190,20 +204,22 @@ pub async fn create(c: &SqlConnector, dn: &str, attrs: &[(String, Vec<Value>)]) 
         let v = cell(c, &key, &col.name, &values)?;
         add(col, v);
     }
-    let (list, picked) = t.select_list(None);
-    let sql = t.dialect.insert_returning(&t.from, &cols, &exprs, &list);
+    let sql = t.dialect.insert_returning_key(
+        &t.from,
+        &cols,
+        &exprs,
+        &t.key_sql(),
+        &t.key_column().ty,
+    );
     let mut guard = c.writer().await?;
     let w = guard.as_mut().expect("writer is open");
     let how = enter(c, w).await?;
     let r = async {
-        let row = w
+        let rows = w
             .client
-            .query_one(&sql, &params(&vals))
-            .await
-            .map_err(|e| db_error(&c.row_label(&key), e))?;
-        let stored: String = row
-            .get::<_, Option<String>>(picked.iter().position(|&i| i == t.key).unwrap_or(0))
-            .unwrap_or_else(|| key.clone());
+            .rows(&c.row_label(&key), &sql, &params(&vals))
+            .await?;
+        let stored: String = first_cell(rows).flatten().unwrap_or_else(|| key.clone());
         for (name, values) in &child {
             set_children(c, &w.client, &stored, name, values).await?;
         }
@@ -225,7 +241,7 @@ pub async fn create(c: &SqlConnector, dn: &str, attrs: &[(String, Vec<Value>)]) 
 /// Replaces the child-table values of `attr` for the row `key`.
 async fn set_children(
     c: &SqlConnector,
-    client: &Client,
+    client: &Session,
     key: &str,
     attr: &str,
     values: &[String],
@@ -242,16 +258,17 @@ async fn set_children(
     };
     let obj = c.row_label(key);
     client
-        .execute(
+        .exec(
+            &obj,
             &format!(
-                "DELETE FROM {} WHERE {} = $1",
+                "DELETE FROM {} WHERE {} = {}",
                 d.quote(table),
-                d.as_text(&d.quote(kcol))
+                d.quote(kcol),
+                d.typed_param(1, &c.child_key_type(attr))
             ),
-            &[&key],
+            &[Param::from(key.to_string())],
         )
-        .await
-        .map_err(|e| db_error(&obj, e))?;
+        .await?;
     let ty = c
         .child_types
         .iter()
@@ -263,7 +280,7 @@ async fn set_children(
         d.quote(table),
         d.quote(kcol),
         d.quote(column),
-        d.typed_param(1, &t.key_column().ty),
+        d.typed_param(1, &c.child_key_type(attr)),
         d.typed_param(2, &ty)
     );
     let mut seen: Vec<&String> = Vec::new();
@@ -273,9 +290,12 @@ async fn set_children(
         }
         seen.push(v);
         client
-            .execute(&sql, &[&key, v])
-            .await
-            .map_err(|e| db_error(&format!("{obj}: {attr} '{v}'"), e))?;
+            .exec(
+                &format!("{obj}: {attr} '{v}'"),
+                &sql,
+                &[Param::from(key.to_string()), Param::from(v.clone())],
+            )
+            .await?;
     }
     Ok(())
 }
@@ -354,20 +374,23 @@ pub async fn modify(c: &SqlConnector, identity: &str, changes: &[Change]) -> Res
         if !sets.is_empty() {
             let mut all: Vec<Option<String>> = vec![Some(identity.to_string())];
             all.extend(vals);
-            let sql = format!(
-                "UPDATE {} SET {} WHERE {} = $1 RETURNING {}",
-                t.from,
-                sets.join(", "),
-                d.as_text(&t.key_sql()),
-                d.as_text(&t.key_sql())
+            let sql = d.update_returning_key(
+                &t.from,
+                &sets.join(", "),
+                &format!(
+                    "{} = {}",
+                    t.key_sql(),
+                    d.typed_param(1, &t.key_column().ty)
+                ),
+                &t.key_sql(),
+                &t.key_column().ty,
             );
-            let row = w
+            let rows = w
                 .client
-                .query_opt(&sql, &params(&all))
-                .await
-                .map_err(|e| db_error(&c.row_label(identity), e))?
-                .ok_or_else(|| Error::NotFound(c.row_label(identity)))?;
-            if let Some(k) = row.get::<_, Option<String>>(0) {
+                .rows(&c.row_label(identity), &sql, &params(&all))
+                .await?;
+            let row = first_cell(rows).ok_or_else(|| Error::NotFound(c.row_label(identity)))?;
+            if let Some(k) = row {
                 key = k;
             }
         }
@@ -390,31 +413,34 @@ pub async fn delete(c: &SqlConnector, identity: &str) -> Result<()> {
     let how = enter(c, w).await?;
     let obj = c.row_label(identity);
     let r = async {
-        for (_, table, kcol, _) in t.children() {
+        let id = [Param::from(identity.to_string())];
+        for (attr, table, kcol, _) in t.children() {
             w.client
-                .execute(
+                .exec(
+                    &obj,
                     &format!(
-                        "DELETE FROM {} WHERE {} = $1",
+                        "DELETE FROM {} WHERE {} = {}",
                         d.quote(table),
-                        d.as_text(&d.quote(kcol))
+                        d.quote(kcol),
+                        d.typed_param(1, &c.child_key_type(attr))
                     ),
-                    &[&identity],
+                    &id,
                 )
-                .await
-                .map_err(|e| db_error(&obj, e))?;
+                .await?;
         }
         let n = w
             .client
-            .execute(
+            .exec(
+                &obj,
                 &format!(
-                    "DELETE FROM {} WHERE {} = $1",
+                    "DELETE FROM {} WHERE {} = {}",
                     t.from,
-                    d.as_text(&t.key_sql())
+                    t.key_sql(),
+                    d.typed_param(1, &t.key_column().ty)
                 ),
-                &[&identity],
+                &id,
             )
-            .await
-            .map_err(|e| db_error(&obj, e))?;
+            .await?;
         if n == 0 {
             return Err(Error::NotFound(obj.clone()));
         }
