@@ -258,7 +258,7 @@ pub fn run(opts: Options) -> u8 {
                 )),
             }
         }
-        if now - last_beat >= hb_ms {
+        if now.saturating_sub(last_beat) >= hb_ms {
             last_beat = now;
             if opts.staging {
                 inst.record("staging");
