@@ -306,7 +306,9 @@ pub fn run(opts: Options) -> u8 {
             }
             start(s, &store, opts.staging, now);
         }
-        if !opts.staging {
+        // Only the active instance writes the schedules' state (a standby's
+        // would overwrite it with its own idle view).
+        if !opts.staging && inst.active {
             for s in &scheds {
                 save_state(s, &store);
             }
@@ -570,7 +572,9 @@ fn stop(scheds: &mut [Sched], inst: &mut Instance, store: &Arc<dyn StateStore>) 
                 ));
             }
         }
-        save_state(s, store);
+        if inst.active {
+            save_state(s, store);
+        }
     }
     inst.leave();
     log("stopped");
