@@ -350,10 +350,11 @@ fn sigterm_during_a_run_records_it_and_exits_promptly() {
     let file = f.write_script("svc.rhai", &script);
     let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
     assert!(
-        wait_until(Duration::from_secs(60), || !f.targets().is_empty()),
+        svc.wait_log("run starts", Duration::from_secs(60)),
         "{}",
         svc.log()
     );
+    std::thread::sleep(Duration::from_secs(2));
     svc.signal(libc::SIGTERM);
     let code = svc.wait_exit(Duration::from_secs(8));
     assert_eq!(code, Some(0), "no prompt exit after SIGTERM\n{}", svc.log());

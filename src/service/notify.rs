@@ -117,7 +117,15 @@ fn smtp(
             .parse()
             .map_err(|e| format!("to {r:?} is not an address: {e}"))?);
     }
-    let email = b.body(msg.body()).map_err(|e| e.to_string())?;
+    // 8bit (lines are short): quoted-printable would cut the reason's words
+    // across lines for anyone reading the raw mail.
+    let text = msg.body();
+    let body = lettre::message::Body::new_with_encoding(
+        text.clone(),
+        lettre::message::header::ContentTransferEncoding::EightBit,
+    )
+    .unwrap_or_else(|_| lettre::message::Body::new(text));
+    let email = b.body(body).map_err(|e| e.to_string())?;
     let mut t = if tls == "none" {
         SmtpTransport::builder_dangerous(host)
     } else {
