@@ -9,6 +9,7 @@ pub mod config;
 pub mod connector;
 pub mod model;
 pub mod script;
+pub mod service;
 pub mod shell;
 pub mod store;
 pub mod sync;

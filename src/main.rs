@@ -80,10 +80,14 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    // Subcommand words come before clap (a script named so runs as ./store).
+    // Subcommands are words checked before clap (a script file with such a
+    // name runs as `idsync ./service`).
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("store") {
-        return ExitCode::from(idsync::store::migrate::main(&argv[1..]));
+    match argv.first().map(String::as_str) {
+        Some("store") => return ExitCode::from(idsync::store::migrate::main(&argv[1..])),
+        Some("service") => return idsync::service::service_main(&argv[1..]),
+        Some("status") => return idsync::service::status_main(&argv[1..]),
+        _ => {}
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -17,6 +17,7 @@ pub mod profiles;
 pub mod redact;
 pub mod runtime;
 pub mod secrets;
+pub mod service;
 pub mod sql;
 pub mod store;
 pub mod sync_api;
@@ -95,6 +96,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(config_file::config_file_api).into());
     engine.register_global_module(exported_module!(sql::sql_api).into());
     engine.register_global_module(exported_module!(store::store_api).into());
+    engine.register_global_module(exported_module!(service::service_api).into());
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");

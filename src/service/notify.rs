@@ -1,0 +1,182 @@
+//! Alerts and run notifications: mail by SMTP (lettre; STARTTLS and login
+//! unless the script asked for plain text) and/or a JSON POST to a webhook.
+//! Each message names the schedule, what happened and why, the counts and
+//! the log file. Sending happens on a thread of its own so a slow mail
+//! server never delays a schedule; a failure to send is logged, never fatal.
+
+use serde_json::{Value as Json, json};
+
+use crate::script::service::NotifyDef;
+
+/// One message to send.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The subject line ("idsync: hr/users quarantined").
+    pub subject: String,
+    /// What happened: "quarantined", "failed", "refused", "ok", ...
+    pub event: String,
+    /// The schedule (step or workflow) name.
+    pub step: String,
+    /// Why.
+    pub reason: String,
+    /// The run's counts.
+    pub counts: Json,
+    /// The run log.
+    pub log: Option<String>,
+    /// The instance that sends it (host:pid).
+    pub instance: String,
+}
+
+impl Message {
+    /// The mail body: one fact per line.
+    pub fn body(&self) -> String {
+        format!(
+            "Step: {}\nEvent: {}\nReason: {}\nCounts: {}\nLog file: {}\nInstance: {}\n",
+            self.step,
+            self.event,
+            self.reason,
+            self.counts,
+            self.log.as_deref().unwrap_or("(none)"),
+            self.instance
+        )
+    }
+
+    /// The webhook's JSON body.
+    pub fn json(&self) -> Json {
+        json!({
+            "subject": self.subject, "event": self.event, "step": self.step,
+            "reason": self.reason, "counts": self.counts, "log": self.log,
+            "instance": self.instance,
+        })
+    }
+}
+
+/// Sends `msg` to every target, in the background; `log` reports failures.
+pub fn send(targets: &[NotifyDef], msg: Message, log: fn(&str)) {
+    for t in targets.iter().cloned() {
+        let msg = msg.clone();
+        let _ = std::thread::Builder::new()
+            .name("idsync-notify".into())
+            .spawn(move || {
+                if let Err(e) = send_one(&t, &msg) {
+                    log(&format!("notification {:?} not sent: {e}", msg.subject));
+                } else {
+                    log(&format!("notification sent: {}", msg.subject));
+                }
+            });
+    }
+}
+
+/// Sends `msg` to one target, waiting for the result.
+pub fn send_one(t: &NotifyDef, msg: &Message) -> Result<(), String> {
+    match t {
+        NotifyDef::Smtp {
+            host,
+            port,
+            from,
+            to,
+            user,
+            password,
+            tls,
+        } => smtp(host, *port, from, to, user.as_deref(), password, tls, msg)
+            .map_err(|e| format!("mail via {host}:{port}: {e}")),
+        NotifyDef::Webhook { url } => webhook(url, msg).map_err(|e| {
+            // The URL may carry a token in its query: name the host only.
+            let host = url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            format!("webhook at {host}: {e}")
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn smtp(
+    host: &str,
+    port: u16,
+    from: &str,
+    to: &[String],
+    user: Option<&str>,
+    password: &Option<crate::model::Secret>,
+    tls: &str,
+    msg: &Message,
+) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{SmtpTransport, Transport};
+    let mut b = lettre::Message::builder()
+        .from(
+            from.parse()
+                .map_err(|e| format!("from {from:?} is not an address: {e}"))?,
+        )
+        .subject(&msg.subject)
+        .header(ContentType::TEXT_PLAIN);
+    for r in to {
+        b = b.to(r
+            .parse()
+            .map_err(|e| format!("to {r:?} is not an address: {e}"))?);
+    }
+    // 8bit (lines are short): quoted-printable would cut the reason's words
+    // across lines for anyone reading the raw mail.
+    let text = msg.body();
+    let body = lettre::message::Body::new_with_encoding(
+        text.clone(),
+        lettre::message::header::ContentTransferEncoding::EightBit,
+    )
+    .unwrap_or_else(|_| lettre::message::Body::new(text));
+    let email = b.body(body).map_err(|e| e.to_string())?;
+    let mut t = if tls == "none" {
+        SmtpTransport::builder_dangerous(host)
+    } else {
+        ensure_crypto_provider();
+        SmtpTransport::starttls_relay(host).map_err(|e| e.to_string())?
+    }
+    .port(port)
+    .timeout(Some(std::time::Duration::from_secs(30)));
+    if let Some(u) = user {
+        let pw = password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        t = t.credentials(Credentials::new(u.to_string(), pw));
+    }
+    t.build().send(&email).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// rustls needs a process-wide crypto provider; ring is the one we build with.
+fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn webhook(url: &str, msg: &Message) -> Result<(), String> {
+    ensure_crypto_provider();
+    // The system's CAs, certificates verified (as the connectors do).
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(c);
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = msg.json();
+    let r = crate::script::runtime::block_on_to_end(async move {
+        client.post(url).json(&body).send().await
+    })
+    .map_err(|e| e.without_url().to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("answered HTTP {}", r.status()));
+    }
+    Ok(())
+}

@@ -1,0 +1,870 @@
+//! `idsync service` (issue 13, API §9) end to end: the real binary runs a service script
+//! against a private slapd (source and target OUs in it), with intervals of seconds. Each
+//! effect is checked independently: history straight from the state store's SQLite file,
+//! the directory with `ldapsearch`, mail as the local SMTP sink (`python3-aiosmtpd`)
+//! received it, the HTTP endpoints with a plain TCP client. Bounds on time are generous
+//! (never "took less than"); what is asserted is order and counts.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use idsync::store::{RunRecord, SqliteStore, StateStore};
+use support::Ldap;
+
+const PW_ENV: &str = support::PW_ENV;
+
+/// One test's world: a private slapd, a source and a target OU, an IDSYNC_HOME.
+struct Fx {
+    l: Ldap,
+    home: tempfile::TempDir,
+    src: String,
+    dst: String,
+    step: String,
+}
+
+fn fx(prefix: &str) -> Option<Fx> {
+    let l = support::private_slapd(None)?;
+    let id = support::unique(prefix);
+    let src = format!("ou={id}-src,{}", l.base);
+    let dst = format!("ou={id}-dst,{}", l.base);
+    for dn in [&src, &dst] {
+        let ou = dn.split(',').next().unwrap().trim_start_matches("ou=");
+        l.ldapadd(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n"
+        ));
+    }
+    Some(Fx {
+        l,
+        home: support::temp_home(),
+        step: format!("{id}/users"),
+        src,
+        dst,
+    })
+}
+
+impl Fx {
+    fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn add_people(&self, uids: &[&str]) {
+        let ldif: Vec<String> = uids
+            .iter()
+            .map(|u| {
+                format!(
+                    "dn: uid={u},{src}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u} Person\nsn: Person\nemployeeNumber: {u}\n",
+                    src = self.src
+                )
+            })
+            .collect();
+        self.l.ldapadd(&ldif.join("\n"));
+    }
+
+    fn delete_people(&self, uids: &[&str]) {
+        let ldif: Vec<String> = uids
+            .iter()
+            .map(|u| format!("dn: uid={u},{}\nchangetype: delete\n", self.src))
+            .collect();
+        self.l.ldapmodify(&ldif.join("\n"));
+    }
+
+    /// Connections and the step `st`; `where_` is the scope's where-closure body.
+    fn step_script(&self, where_: &str) -> String {
+        format!(
+            "let src = connect_ldap(\"{url}\", #{{ bind_dn: \"{dn}\", password: secret(\"{PW_ENV}\"), base: \"{base}\" }});\n\
+             let dst = connect_ldap(\"{url}\", #{{ bind_dn: \"{dn}\", password: secret(\"{PW_ENV}\"), base: \"{base}\" }});\n\
+             let st = sync_step(\"{step}\", src, dst, #{{\n\
+               scope: #{{ base: \"{src}\", filter: \"(objectClass=inetOrgPerson)\", where: |e| {{ {where_} }} }},\n\
+               join: #{{ employeeNumber: \"employeeNumber\" }},\n\
+               create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+               flows: #{{ cn: \"cn\", sn: \"sn\", employeeNumber: \"employeeNumber\" }},\n\
+               deprovision: #{{ action: \"delete\" }},\n\
+               target_base: \"{dst}\" }});\n",
+            url = self.l.url,
+            dn = self.l.admin_dn,
+            base = self.l.base,
+            step = self.step,
+            src = self.src,
+            dst = self.dst,
+        )
+    }
+
+    fn write_script(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.home().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Starts `idsync service ARGS... FILE`, stderr to a file in the home.
+    fn service(&self, args: &[&str], file: &Path) -> Service {
+        Service::start(
+            support::idsync_command(self.home()),
+            self.home(),
+            args,
+            file,
+        )
+    }
+
+    /// Runs `idsync FILE` once (a plain script run); returns (status, stdout+stderr).
+    fn run_script(&self, text: &str) -> (i32, String) {
+        let f = self.write_script(&format!("{}.rhai", support::unique("s")), text);
+        let out = support::idsync_command(self.home())
+            .arg(&f)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(self.home().join("state.db")).unwrap()
+    }
+
+    /// The finished runs of the step, oldest first.
+    fn runs(&self) -> Vec<RunRecord> {
+        let mut r = self.store().runs(Some(&self.step), 1000).unwrap();
+        r.reverse();
+        r
+    }
+
+    /// `uid=...` entries under the target OU, with entryCSN, sorted.
+    fn targets(&self) -> Vec<(String, String)> {
+        let out = self.l.ldapsearch(&self.dst, "one", "", &["entryCSN"]);
+        let mut v = Vec::new();
+        let mut dn = String::new();
+        for line in out.lines() {
+            if let Some(d) = line.strip_prefix("dn: ") {
+                dn = d.to_string();
+            } else if let Some(c) = line.strip_prefix("entryCSN: ") {
+                v.push((dn.clone(), c.to_string()));
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+/// A running `idsync service`, killed on drop.
+struct Service {
+    child: Child,
+    err: PathBuf,
+}
+
+impl Service {
+    fn start(mut cmd: Command, home: &Path, args: &[&str], file: &Path) -> Service {
+        let err = home.join(format!("{}.stderr", support::unique("svc")));
+        let f = std::fs::File::create(&err).unwrap();
+        cmd.arg("service")
+            .args(args)
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(f);
+        let child = cmd.spawn().expect("start idsync service");
+        Service { child, err }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the process to exit (at most `within`); its status code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Waits until the log contains `text` (at most `within`).
+    fn wait_log(&self, text: &str, within: Duration) -> bool {
+        wait_until(within, || self.log().contains(text))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// No two runs overlap in time (each finished before the next started).
+fn assert_no_overlap(runs: &[RunRecord], log: &str) {
+    for w in runs.windows(2) {
+        let end = w[0]
+            .finished_ms
+            .unwrap_or_else(|| panic!("run {} never finished\n{log}", w[0].id));
+        assert!(
+            end <= w[1].started_ms,
+            "runs {} and {} overlap ({}..{} vs {})\n{log}",
+            w[0].id,
+            w[1].id,
+            w[0].started_ms,
+            end,
+            w[1].started_ms
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A spin of `secs` seconds inside a closure (Rhai has no sleep).
+fn spin(secs: f64) -> String {
+    format!("let t0 = timestamp(); while t0.elapsed < {secs} {{}}")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_schedule_fires_once_per_interval_and_never_overlaps_a_slow_run() {
+    let Some(f) = fx("svtick") else { return };
+    f.add_people(&["ann", "bob"]);
+    // Fast runs every 2 s.
+    let script = format!(
+        "{}schedule(st, #{{ every: \"2s\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        svc.wait_log("active", Duration::from_secs(30)),
+        "{}",
+        svc.log()
+    );
+    let t0 = Instant::now();
+    let before = f.runs().len();
+    std::thread::sleep(Duration::from_secs(9));
+    let n = f.runs().len() - before;
+    let secs = t0.elapsed().as_secs_f64();
+    // 9 s at one run per 2 s: 4 or 5 runs (the window may cut one either side).
+    let expect = secs / 2.0;
+    assert!(
+        (n as f64) >= expect - 1.5 && (n as f64) <= expect + 1.5,
+        "{n} runs in {secs:.1} s at every 2s\n{}",
+        svc.log()
+    );
+    let runs = f.runs();
+    assert!(
+        runs.iter()
+            .all(|r| r.status == "ok" || r.status == "running")
+    );
+    assert_no_overlap(&runs, &svc.log());
+    assert_eq!(f.targets().len(), 2, "both objects created once");
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+
+    // A slow run (3 s) on a 1 s schedule: the ticks that come while it runs are skipped.
+    let slow = format!(
+        "{}schedule(st, #{{ every: \"1s\", full_every: \"1s\" }});\n",
+        f.step_script(&format!("if e.uid == \"ann\" {{ {} }} true", spin(3.0)))
+    );
+    let file = f.write_script("slow.rhai", &slow);
+    let before = f.runs().len();
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(60), || f.runs().len() >= before + 3
+            && f.runs().last().is_some_and(|r| r.finished_ms.is_some())),
+        "{}",
+        svc.log()
+    );
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+    let runs = f.runs();
+    assert_no_overlap(&runs[before..], &svc.log());
+    assert!(
+        svc.log()
+            .contains("previous run still running; this tick is skipped"),
+        "{}",
+        svc.log()
+    );
+}
+
+#[test]
+fn sigterm_during_a_run_records_it_and_exits_promptly() {
+    let Some(f) = fx("svterm") else { return };
+    let uids: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
+    f.add_people(&uids.iter().map(String::as_str).collect::<Vec<_>>());
+    // Each object takes 0.25 s to pass the scope: the first run lasts ~10 s.
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1h\" }});\n",
+        f.step_script(&format!("{} true", spin(0.25)))
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        svc.wait_log("run starts", Duration::from_secs(60)),
+        "{}",
+        svc.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    svc.signal(libc::SIGTERM);
+    let code = svc.wait_exit(Duration::from_secs(8));
+    assert_eq!(code, Some(0), "no prompt exit after SIGTERM\n{}", svc.log());
+    let runs = f.runs();
+    let last = runs.last().expect("a run was recorded");
+    assert_eq!(last.status, "interrupted", "{last:?}\n{}", svc.log());
+    let written = f.targets().len();
+    assert!(written < 40, "the run went on to the end ({written})");
+    // What was written is linked: the links match the objects in the target.
+    assert_eq!(f.store().links(&f.step).unwrap().len(), written);
+}
+
+#[test]
+fn sighup_rereads_the_script_and_a_broken_one_keeps_the_old_schedules() {
+    let Some(f) = fx("svhup") else { return };
+    f.add_people(&["ann"]);
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(30), || f.runs().len() >= 2),
+        "{}",
+        svc.log()
+    );
+    std::fs::write(&file, "let broken = ;\n").unwrap();
+    svc.signal(libc::SIGHUP);
+    assert!(
+        svc.wait_log("keeping the current schedules", Duration::from_secs(20)),
+        "{}",
+        svc.log()
+    );
+    assert!(svc.log().contains("syntax error"), "{}", svc.log());
+    let n = f.runs().len();
+    assert!(
+        wait_until(Duration::from_secs(20), || f.runs().len() >= n + 2),
+        "the old schedule stopped after a broken SIGHUP\n{}",
+        svc.log()
+    );
+    // A good script replaces the schedules.
+    std::fs::write(
+        &file,
+        format!(
+            "{}schedule(st, #{{ every: \"1h\" }});\n",
+            f.step_script("true")
+        ),
+    )
+    .unwrap();
+    svc.signal(libc::SIGHUP);
+    assert!(
+        svc.wait_log("SIGHUP: re-read", Duration::from_secs(20)),
+        "{}",
+        svc.log()
+    );
+    let st = f.store();
+    let state = st
+        .get_setting(&format!("service.schedule.{}", f.step))
+        .unwrap()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || st
+            .get_setting(&format!("service.schedule.{}", f.step))
+            .unwrap()
+            .unwrap()
+            .contains("every 1h")),
+        "{state}"
+    );
+}
+
+#[test]
+fn health_and_metrics_answer_on_loopback_and_nothing_else_is_served() {
+    let Some(f) = fx("svhttp") else { return };
+    f.add_people(&["ann"]);
+    let port = free_port();
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1h\" }});\nserve(#{{ listen: \"127.0.0.1:{port}\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(30), || f
+            .runs()
+            .iter()
+            .any(|r| r.status == "ok")),
+        "{}",
+        svc.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || http_get(port, "/metrics")
+            .contains("result=\"ok\"")),
+        "{}",
+        svc.log()
+    );
+    let h = http_get(port, "/health");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    let body = h.split("\r\n\r\n").nth(1).unwrap();
+    let j: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(j["status"], "ok", "{j}");
+    assert_eq!(j["role"], "active", "{j}");
+    assert_eq!(j["schedules"][0]["name"], f.step.as_str(), "{j}");
+    let m = http_get(port, "/metrics");
+    for want in [
+        "# TYPE idsync_runs_total counter",
+        &format!(
+            "idsync_runs_total{{schedule=\"{}\",result=\"ok\"}} 1",
+            f.step
+        ),
+        &format!("idsync_objects_written_total{{schedule=\"{}\"}} 1", f.step),
+        "idsync_last_run_duration_seconds{",
+        "idsync_lease_holder{",
+    ] {
+        assert!(m.contains(want), "{want:?} missing from\n{m}");
+    }
+    assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
+    // The port listens on loopback only.
+    let listening = listeners(port);
+    assert!(!listening.is_empty(), "nothing listens on {port}");
+    assert!(listening.iter().all(|a| a == "127.0.0.1"), "{listening:?}");
+    drop(svc);
+
+    // A non-loopback address is refused, clearly, before anything runs.
+    let port2 = free_port();
+    let bad = format!(
+        "{}schedule(st, #{{ every: \"1h\" }});\nserve(#{{ listen: \"0.0.0.0:{port2}\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("bad.rhai", &bad);
+    let mut svc = f.service(&[], &file);
+    let code = svc.wait_exit(Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{}", svc.log());
+    assert!(
+        svc.log().contains("only a loopback address") && svc.log().contains("TLS"),
+        "{}",
+        svc.log()
+    );
+    assert!(listeners(port2).is_empty());
+    let mut svc = f.service(&["--listen", &format!("0.0.0.0:{port2}")], &file);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(2),
+        "{}",
+        svc.log()
+    );
+    assert!(listeners(port2).is_empty());
+}
+
+/// The addresses (IPv4 dotted, or "v6") listening on TCP `port`, from /proc/net.
+fn listeners(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 4 || cols[3] != "0A" {
+                continue;
+            }
+            let Some((addr, p)) = cols[1].split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() != Some(port) {
+                continue;
+            }
+            if v6 {
+                out.push(format!("v6:{addr}"));
+            } else {
+                let n = u32::from_str_radix(addr, 16).unwrap_or(0).to_le_bytes();
+                out.push(format!("{}.{}.{}.{}", n[0], n[1], n[2], n[3]));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn staging_writes_nothing_takes_no_lease_and_records_its_plan() {
+    let Some(f) = fx("svstage") else { return };
+    f.add_people(&["ann", "bob"]);
+    let (code, out) = f.run_script(&format!("{}st.run()", f.step_script("true")));
+    assert_eq!(code, 0, "{out}");
+    let before = f.targets();
+    assert_eq!(before.len(), 2);
+    // A change in the source and a new person: a real run would write both.
+    f.l.ldapmodify(&format!(
+        "dn: uid=ann,{}\nchangetype: modify\nreplace: sn\nsn: Changed\n",
+        f.src
+    ));
+    f.add_people(&["cid"]);
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let n0 = f.runs().len();
+    let mut svc = f.service(
+        &["--staging", "--heartbeat", "1s", "--lease-period", "5s"],
+        &file,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || f.runs().len() >= n0 + 2),
+        "{}",
+        svc.log()
+    );
+    // It never takes the service lease, and says it is staging.
+    let st = f.store();
+    assert!(
+        !st.leases()
+            .unwrap()
+            .iter()
+            .any(|l| l.name == "idsync-service"),
+        "staging took the lease"
+    );
+    let inst = st.list_settings().unwrap();
+    assert!(
+        inst.iter()
+            .any(|(k, v)| k.starts_with("service.instance.") && v.contains("\"staging\"")),
+        "{inst:?}"
+    );
+    svc.signal(libc::SIGTERM);
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+    // Nothing written: same entries, same entryCSN.
+    assert_eq!(f.targets(), before);
+    let runs = f.runs();
+    let staged = &runs[n0];
+    assert_eq!(staged.status, "ok", "{staged:?}");
+    let msg = staged.message.clone().unwrap_or_default();
+    assert!(
+        msg.starts_with("staging preview: would create 1, update 1"),
+        "{msg}"
+    );
+    assert_eq!(staged.counts["preview"], true, "{:?}", staged.counts);
+    assert_eq!(staged.counts["created"], 1, "{:?}", staged.counts);
+    assert_eq!(staged.counts["updated"], 1, "{:?}", staged.counts);
+    let log = std::fs::read_to_string(staged.log_path.as_ref().unwrap()).unwrap();
+    assert!(log.contains("would create uid=cid"), "{log}");
+    assert!(log.contains("sn: Person -> Changed"), "{log}");
+}
+
+/// A local SMTP sink (`python3 -m aiosmtpd`, Debugging handler: each message on stdout).
+struct Sink {
+    child: Child,
+    out: PathBuf,
+    port: u16,
+}
+
+impl Sink {
+    fn start(dir: &Path) -> Option<Sink> {
+        let python = ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+            Command::new(p)
+                .args(["-c", "import aiosmtpd"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        let Some(python) = python else {
+            if std::env::var("IDSYNC_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
+                panic!("python3-aiosmtpd not available (IDSYNC_REQUIRE_SERVERS=1)");
+            }
+            eprintln!("skipped: python3-aiosmtpd not available");
+            return None;
+        };
+        let port = free_port();
+        let out = dir.join("mail.txt");
+        let child = Command::new(python)
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(20), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "the SMTP sink did not start"
+        );
+        Some(Sink { child, out, port })
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn messages(&self) -> usize {
+        self.text()
+            .matches("---------- MESSAGE FOLLOWS ----------")
+            .count()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_emptied_source_is_refused_three_times_then_quarantined_with_one_alert() {
+    let Some(f) = fx("svquar") else { return };
+    let Some(sink) = Sink::start(f.home()) else {
+        return;
+    };
+    let uids: Vec<String> = (0..6).map(|i| format!("q{i}")).collect();
+    let uid_refs: Vec<&str> = uids.iter().map(String::as_str).collect();
+    f.add_people(&uid_refs);
+    let (code, out) = f.run_script(&format!("{}st.run()", f.step_script("true")));
+    assert_eq!(code, 0, "{out}");
+    // The source is emptied: every run would delete all six (over 10 %).
+    f.delete_people(&uid_refs);
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\" }});\n\
+         notify(#{{ smtp: \"127.0.0.1:{port}\", tls: \"none\", from: \"idsync@example.com\", to: [\"iam@example.com\"] }});\n",
+        f.step_script("true"),
+        port = sink.port
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        svc.wait_log("QUARANTINED", Duration::from_secs(60)),
+        "{}",
+        svc.log()
+    );
+    let refused = f.runs().iter().filter(|r| r.status == "refused").count();
+    assert_eq!(refused, 3, "{}", svc.log());
+    assert!(
+        wait_until(Duration::from_secs(30), || sink.messages() >= 1),
+        "no mail arrived\n{}",
+        svc.log()
+    );
+    // Backoff: the next tries come 2 s, 4 s... apart; still exactly one alert.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sink.messages(), 1, "{}", sink.text());
+    let mail = sink.text();
+    for want in [
+        "Subject: idsync: ",
+        &f.step,
+        "quarantined",
+        "refused 3 times in a row",
+        "would deprovision 6 objects",
+        "Log file: ",
+    ] {
+        assert!(
+            mail.contains(want),
+            "{want:?} missing from the mail\n{mail}"
+        );
+    }
+    // Nothing was deleted.
+    assert_eq!(f.targets().len(), 6);
+    // status shows it, with why.
+    let out = support::idsync_command(f.home())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &j["schedules"][0];
+    assert_eq!(s["name"], f.step.as_str(), "{j}");
+    assert_eq!(s["quarantined"], true, "{j}");
+    assert!(
+        s["quarantine_reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused 3 times"),
+        "{j}"
+    );
+    let text = support::idsync_command(f.home())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("QUARANTINED"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    // release() lifts it.
+    let (code, out) = f.run_script(&format!("release(\"{}\")", f.step));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        svc.wait_log("quarantine released", Duration::from_secs(20)),
+        "{}",
+        svc.log()
+    );
+    let out = support::idsync_command(f.home())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["schedules"][0]["quarantined"], false, "{j}");
+    svc.signal(libc::SIGTERM);
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+#[test]
+fn two_instances_one_store_one_active_and_the_standby_takes_over_after_sigkill() {
+    let Some(f) = fx("svfail") else { return };
+    if Command::new("unshare")
+        .args(["--uts", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        if std::env::var("IDSYNC_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
+            panic!("unshare --uts is not possible here (IDSYNC_REQUIRE_SERVERS=1)");
+        }
+        eprintln!("skipped: unshare --uts is not possible here");
+        return;
+    }
+    f.add_people(&["a1", "a2", "a3"]);
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let args = ["--heartbeat", "1s", "--lease-period", "5s"];
+    let mut a = f.service(&args, &file);
+    assert!(a.wait_log("active", Duration::from_secs(30)), "{}", a.log());
+    // The second instance as another host: its own UTS namespace and host name.
+    let mut cmd = support::idsync_command(f.home());
+    let bin = support::idsync_bin();
+    let mut other = Command::new("unshare");
+    other.args([
+        "--uts",
+        "sh",
+        "-c",
+        "hostname idsync-other-host && exec \"$0\" \"$@\"",
+    ]);
+    other.arg(&bin);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => other.env(k, v),
+            None => other.env_remove(k),
+        };
+    }
+    other.stdin(Stdio::null());
+    let b = Service::start(other, f.home(), &args, &file);
+    let st = f.store();
+    assert!(
+        wait_until(Duration::from_secs(30), || st
+            .list_settings()
+            .unwrap()
+            .iter()
+            .any(
+                |(k, v)| k.starts_with("service.instance.idsync-other-host:")
+                    && v.contains("\"standby\"")
+            )),
+        "{}",
+        b.log()
+    );
+    // Several ticks with both running: exactly one runs each (no overlap).
+    assert!(wait_until(Duration::from_secs(30), || f.runs().len() >= 4));
+    assert_no_overlap(&f.runs(), &a.log());
+    assert!(
+        !b.log().contains("run starts"),
+        "the standby ran\n{}",
+        b.log()
+    );
+    let created = f.targets();
+    assert_eq!(created.len(), 3);
+    // SIGKILL the active one between runs (no step lease held).
+    assert!(wait_until(Duration::from_secs(10), || st
+        .leases()
+        .unwrap()
+        .iter()
+        .all(|l| l.name == "idsync-service")));
+    a.signal(libc::SIGKILL);
+    let _ = a.wait_exit(Duration::from_secs(10));
+    let killed_at = Instant::now();
+    let n_before = f.runs().len();
+    f.add_people(&["b1"]);
+    assert!(
+        b.wait_log("took over the service lease", Duration::from_secs(30)),
+        "{}",
+        b.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || f.runs().len() > n_before
+            && f.runs().last().unwrap().status == "ok"),
+        "{}",
+        b.log()
+    );
+    // Within the lease period (5 s) plus a tick, with a generous margin.
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    assert!(b.log().contains("run starts"), "{}", b.log());
+    // Continued from the cursor: the new person was created, the old ones untouched.
+    let after = f.targets();
+    assert_eq!(after.len(), 4, "{after:?}");
+    for (dn, csn) in &created {
+        assert!(
+            after.iter().any(|(d, c)| d == dn && c == csn),
+            "{dn} was written again"
+        );
+    }
+    let runs = f.runs();
+    assert_no_overlap(&runs, &b.log());
+    let newest = runs.last().unwrap();
+    assert_eq!(newest.counts["created"], 1, "{newest:?}");
+    drop(b);
+}
