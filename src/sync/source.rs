@@ -167,7 +167,6 @@ impl Reader<'_> {
                     .await
                     .map_err(SyncError::source("reading the source"))?;
             }
-            drop(sink);
             if lookup_failed.lock().is_ok_and(|f| f.is_none()) {
                 flush(&mut pending, &mut unchanged, &lookup_failed);
             }
