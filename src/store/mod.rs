@@ -233,8 +233,9 @@ pub trait StateStore: Send + Sync {
     fn link_count(&self, step: &str) -> Result<usize, StoreError>;
     /// The live links of `step` whose source anchors are among
     /// `source_anchors` (those that have one; an anchor given twice counts
-    /// once), in no particular order: what an incremental run needs for the
-    /// objects that changed, without reading every link of a large step.
+    /// once; compared exactly, as the engine keys links by source anchor), in
+    /// no particular order: what an incremental run needs for the objects
+    /// that changed, without reading every link of a large step.
     /// The default reads [`StateStore::links`] and filters it; a store
     /// should look each anchor up instead.
     fn links_of(&self, step: &str, source_anchors: &[String]) -> Result<Vec<Link>, StoreError> {
@@ -245,17 +246,31 @@ pub trait StateStore: Send + Sync {
         Ok(out)
     }
     /// The live links of `step` whose source anchors are not in `present`
-    /// (compared without regard to ASCII case, as GUIDs are written in
-    /// either), in no particular order: the leavers of a run that listed the
-    /// anchors still in scope, found without holding every link in memory.
-    /// The default reads [`StateStore::links`] and filters it; a store
-    /// should do the difference itself.
+    /// (compared exactly, like every source anchor: the engine keys links
+    /// by source anchor as the source spells it), in no particular order:
+    /// the leavers of a run that listed the anchors still in scope, found
+    /// without holding every link in memory. The default reads
+    /// [`StateStore::links`] and filters it; a store should do the
+    /// difference itself.
     fn links_not_in(&self, step: &str, present: &[String]) -> Result<Vec<Link>, StoreError> {
-        let here: std::collections::HashSet<String> =
-            present.iter().map(|a| a.to_ascii_lowercase()).collect();
+        let here: std::collections::HashSet<&str> = present.iter().map(String::as_str).collect();
         let mut out = self.links(step)?;
-        out.retain(|l| !here.contains(&l.source_anchor.to_ascii_lowercase()));
+        out.retain(|l| !here.contains(l.source_anchor.as_str()));
         Ok(out)
+    }
+    /// A live link of `step` to the target object `target_anchor`, compared
+    /// without regard to ASCII case (as the engine compares target anchors:
+    /// GUIDs are written in either case), or `None`. When several links
+    /// share a target, the one with the smallest source anchor. What a run
+    /// asks when a join finds a target, instead of holding a map of every
+    /// link. The default reads [`StateStore::links`]; a store should look it
+    /// up by index.
+    fn link_to_target(&self, step: &str, target_anchor: &str) -> Result<Option<Link>, StoreError> {
+        Ok(self
+            .links(step)?
+            .into_iter()
+            .filter(|l| l.target_anchor.eq_ignore_ascii_case(target_anchor))
+            .min_by(|a, b| a.source_anchor.cmp(&b.source_anchor)))
     }
     /// The kept links of `step`'s deprovisioned objects (see
     /// [`StateStore::keep_deprovisioned`]), in no particular order.
@@ -658,7 +673,9 @@ fn contract_links(store: &dyn StateStore) {
     assert_eq!(store.step_names().unwrap(), [groups, users]);
 
     // Looked up by source anchor: only live links of this step that exist,
-    // each once; the leavers of a listing, in any ASCII case.
+    // each once; the leavers of a listing. Source anchors compare exactly
+    // (the links' key, as the engine's); target anchors without regard to
+    // ASCII case (as the engine's target view and joins compare them).
     let by_anchor = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
     store
         .keep_deprovisioned(
@@ -687,12 +704,57 @@ fn contract_links(store: &dyn StateStore) {
             &by_anchor(&["SRC-0", "src-1", "src-3", "src-5", "nope"]),
         )
         .unwrap();
-    assert_eq!(sorted(leavers), [expected[2].clone(), expected[4].clone()]);
+    assert_eq!(
+        sorted(leavers),
+        [
+            expected[0].clone(),
+            expected[2].clone(),
+            expected[4].clone()
+        ]
+    );
     assert_eq!(sorted(store.links_not_in(users, &[]).unwrap()), expected);
     // The listing of one call does not stay behind for the next.
     assert_eq!(
         sorted(store.links_not_in(groups, &by_anchor(&["src-0"])).unwrap()),
         group_links[1..]
+    );
+    // By target anchor: live links only, this step only, any ASCII case.
+    assert_eq!(
+        store.link_to_target(users, "TGT-U-3").unwrap(),
+        Some(expected[3].clone())
+    );
+    assert_eq!(
+        store.link_to_target(users, "tgt-new").unwrap(),
+        Some(expected[1].clone())
+    );
+    assert_eq!(store.link_to_target(users, "tgt-u-9").unwrap(), None);
+    assert_eq!(store.link_to_target(users, "tgt-g-2").unwrap(), None);
+    assert_eq!(
+        store.link_to_target(groups, "tgt-G-2").unwrap(),
+        Some(group_links[2].clone())
+    );
+    // Two links to one target: the smaller source anchor.
+    let shared = "shared/target";
+    let two = [
+        Link {
+            target_anchor: "tgt-X".into(),
+            ..link(2, "s")
+        },
+        Link {
+            target_anchor: "TGT-x".into(),
+            ..link(1, "s")
+        },
+    ];
+    store.put_links(shared, &two).unwrap();
+    assert_eq!(
+        store.link_to_target(shared, "tgt-x").unwrap(),
+        Some(two[1].clone())
+    );
+    assert_eq!(
+        store
+            .remove_links(shared, &by_anchor(&["src-1", "src-2"]))
+            .unwrap(),
+        2
     );
     assert_eq!(
         store.remove_links(users, &by_anchor(&["src-9"])).unwrap(),
@@ -728,6 +790,7 @@ fn contract_links(store: &dyn StateStore) {
         assert!(store.remove_links(bad, &[]).is_err());
         assert!(store.links_of(bad, &[]).is_err());
         assert!(store.links_not_in(bad, &[]).is_err());
+        assert!(store.link_to_target(bad, "x").is_err());
     }
 
     // 100,000 links in one call, read back.

@@ -64,6 +64,9 @@ const MIGRATIONS: &[&str] = &[
         since_ms     INTEGER NOT NULL,
         heartbeat_ms INTEGER NOT NULL
     ) STRICT;",
+    // 5: links looked up by target anchor without regard to ASCII case (as
+    // the engine compares target anchors), by index.
+    "CREATE INDEX link_by_target_nocase ON link (step, target_anchor COLLATE NOCASE);",
 ];
 
 /// How long a statement waits for another writer before reporting "database is locked".
@@ -554,19 +557,19 @@ impl StateStore for SqliteStore {
         // The listing goes into a temporary table of this connection (in
         // the transaction, emptied again before it ends), and SQLite does
         // the difference by index: no set of the listing or of the links in
-        // memory.
+        // memory. Compared exactly, like the primary key.
         let tx = conn.transaction().map_err(sql)?;
         tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS present_anchor (a TEXT PRIMARY KEY) WITHOUT ROWID;
-             DELETE FROM temp.present_anchor;",
+            "CREATE TEMP TABLE IF NOT EXISTS present_source (a TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.present_source;",
         )
         .map_err(sql)?;
         {
             let mut ins = tx
-                .prepare("INSERT OR IGNORE INTO temp.present_anchor (a) VALUES (?1)")
+                .prepare("INSERT OR IGNORE INTO temp.present_source (a) VALUES (?1)")
                 .map_err(sql)?;
             for a in present {
-                ins.execute([a.to_ascii_lowercase()]).map_err(sql)?;
+                ins.execute([a]).map_err(sql)?;
             }
         }
         let out = {
@@ -574,18 +577,34 @@ impl StateStore for SqliteStore {
                 .prepare(&format!(
                     "SELECT {LINK_COLUMNS} FROM link
                      WHERE step = ?1 AND deprovisioned_ms IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM temp.present_anchor p
-                                       WHERE p.a = lower(link.source_anchor))"
+                       AND NOT EXISTS (SELECT 1 FROM temp.present_source p
+                                       WHERE p.a = link.source_anchor)"
                 ))
                 .map_err(sql)?;
             stmt.query_map([step], row_to_link)
                 .and_then(|rows| rows.collect::<Result<Vec<Link>, _>>())
                 .map_err(sql)?
         };
-        tx.execute_batch("DELETE FROM temp.present_anchor;")
+        tx.execute_batch("DELETE FROM temp.present_source;")
             .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(out)
+    }
+
+    fn link_to_target(&self, step: &str, target_anchor: &str) -> Result<Option<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM link
+                 WHERE step = ?1 AND target_anchor = ?2 COLLATE NOCASE
+                   AND deprovisioned_ms IS NULL
+                 ORDER BY source_anchor LIMIT 1"
+            ))
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_row(params![step, target_anchor], row_to_link)
+            .optional()
+            .map_err(|e| self.sql_err(e))
     }
 
     fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
@@ -982,6 +1001,99 @@ mod tests {
         crate::store::contract(&store);
     }
 
+    /// A store that implements only the trait's required methods (by
+    /// SQLite's), so that the defaults of the others (`links_of`,
+    /// `links_not_in`, `link_to_target`: what a new store starts with) keep
+    /// the same contract.
+    struct RequiredOnly(SqliteStore);
+
+    impl StateStore for RequiredOnly {
+        fn put_profile(&self, n: &str, k: &str, d: &serde_json::Value) -> Result<(), StoreError> {
+            self.0.put_profile(n, k, d)
+        }
+        fn get_profile(&self, n: &str) -> Result<Option<Profile>, StoreError> {
+            self.0.get_profile(n)
+        }
+        fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+            self.0.list_profiles()
+        }
+        fn remove_profile(&self, n: &str) -> Result<bool, StoreError> {
+            self.0.remove_profile(n)
+        }
+        fn get_setting(&self, k: &str) -> Result<Option<String>, StoreError> {
+            self.0.get_setting(k)
+        }
+        fn put_setting(&self, k: &str, v: &str) -> Result<(), StoreError> {
+            self.0.put_setting(k, v)
+        }
+        fn list_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+            self.0.list_settings()
+        }
+        fn remove_setting(&self, k: &str) -> Result<bool, StoreError> {
+            self.0.remove_setting(k)
+        }
+        fn links(&self, s: &str) -> Result<Vec<Link>, StoreError> {
+            self.0.links(s)
+        }
+        fn put_links(&self, s: &str, l: &[Link]) -> Result<(), StoreError> {
+            self.0.put_links(s, l)
+        }
+        fn remove_links(&self, s: &str, a: &[String]) -> Result<usize, StoreError> {
+            self.0.remove_links(s, a)
+        }
+        fn link_count(&self, s: &str) -> Result<usize, StoreError> {
+            self.0.link_count(s)
+        }
+        fn deprovisioned_links(&self, s: &str) -> Result<Vec<Link>, StoreError> {
+            self.0.deprovisioned_links(s)
+        }
+        fn keep_deprovisioned(&self, s: &str, l: &[Link]) -> Result<(), StoreError> {
+            self.0.keep_deprovisioned(s, l)
+        }
+        fn step_names(&self) -> Result<Vec<String>, StoreError> {
+            self.0.step_names()
+        }
+        fn take_leases(
+            &self,
+            n: &[String],
+            h: &Lease,
+            d: &dyn Fn(&Lease) -> bool,
+        ) -> Result<LeaseTake, StoreError> {
+            self.0.take_leases(n, h, d)
+        }
+        fn heartbeat_leases(&self, n: &[String], t: &str) -> Result<usize, StoreError> {
+            self.0.heartbeat_leases(n, t)
+        }
+        fn release_leases(&self, n: &[String], t: &str) -> Result<usize, StoreError> {
+            self.0.release_leases(n, t)
+        }
+        fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+            self.0.leases()
+        }
+        fn start_run(&self, n: &str, k: &str, l: Option<&str>) -> Result<i64, StoreError> {
+            self.0.start_run(n, k, l)
+        }
+        fn finish_run(
+            &self,
+            id: i64,
+            s: &str,
+            c: &serde_json::Value,
+            m: Option<&str>,
+        ) -> Result<(), StoreError> {
+            self.0.finish_run(id, s, c, m)
+        }
+        fn runs(&self, n: Option<&str>, l: usize) -> Result<Vec<RunRecord>, StoreError> {
+            self.0.runs(n, l)
+        }
+    }
+
+    #[test]
+    fn the_default_link_lookups_keep_the_contract() {
+        let (_dir, path) = fresh();
+        let store = RequiredOnly(SqliteStore::open(&path).unwrap());
+        crate::store::contract(&store);
+    }
+
     #[cfg(unix)]
     #[test]
     fn files_are_owner_only() {
@@ -1086,7 +1198,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SqliteStore::schema_version());
-        assert_eq!(v, 4);
+        assert_eq!(v, 5); // 5: link_by_target_nocase
         let p = s.get_profile("ad").unwrap().unwrap();
         assert_eq!(
             (p.kind.as_str(), &p.data, p.updated_ms),

@@ -1,6 +1,7 @@
 //! The sync engine: step definitions ([`rules`]) and their defaults
 //! ([`defaults`]), the planner shared by preview and run ([`plan`], which
-//! orchestrates: the source read in `source`, one object's plan in `object`,
+//! orchestrates: the source read in `source`, the links as it sees them in
+//! `linked`, one object's plan in `object`,
 //! the target view in `target`, flows projected in [`project`] and kept
 //! compact in [`projected`], leavers in `deprovision`, sync-tree containers
 //! in `tree`; the item types in [`item`]), the preview rows ([`preview`]),
@@ -22,6 +23,7 @@ pub mod error;
 pub mod hash;
 pub mod item;
 pub mod lease;
+mod linked;
 pub mod links;
 pub mod log;
 pub mod members;

@@ -10,6 +10,7 @@ use crate::store::Link;
 
 use super::error::SyncError;
 use super::item::{Action, AttrChange, Item, anchor_of};
+use super::linked::{Linked, Scope};
 use super::members::{self, MemberIndex};
 use super::project::{
     create_attrs, desired_dn, flow_values, same_values, target_values, unprefix_changes,
@@ -20,17 +21,16 @@ use super::target::TargetView;
 
 /// What the planner knows about links when it plans one object.
 pub(super) struct Known<'a> {
-    /// Links by source anchor.
-    pub by_source: &'a HashMap<String, Link>,
     /// Kept links of deprovisioned objects, by source anchor.
     pub kept: &'a HashMap<String, Link>,
-    /// Source anchor by lowercased target anchor.
-    pub linked_targets: &'a HashMap<String, String>,
+    /// The step's live links.
+    pub linked: &'a Linked<'a>,
     /// Source anchors in scope this run.
-    pub seen: &'a HashSet<String>,
+    pub scope: &'a Scope,
 }
 
-/// The item for one changed source object `e` (its `anchor` and `hash`).
+/// The item for one changed source object `e` (its `anchor`, `hash` and
+/// `link`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn plan_one(
     step: &StepDef,
@@ -42,6 +42,7 @@ pub(super) async fn plan_one(
     e: &Entry,
     anchor: &str,
     hash: String,
+    link: Option<&Link>,
 ) -> Item {
     let mk = |action: Action, desired: Option<String>| Item {
         source_anchor: anchor.to_string(),
@@ -81,14 +82,13 @@ pub(super) async fn plan_one(
     };
     // Follow the link (or the kept link of a deprovisioned object whose
     // source is back, unless another source has its target now), or join.
-    let link = known.by_source.get(anchor);
-    let kept = match link {
-        Some(_) => None,
-        None => known.kept.get(anchor).filter(|k| {
-            !known
-                .linked_targets
-                .contains_key(&k.target_anchor.to_ascii_lowercase())
-        }),
+    let kept = match (link, known.kept.get(anchor)) {
+        (None, Some(k)) => match known.linked.source_of_target(&k.target_anchor) {
+            Ok(None) => Some(k),
+            Ok(Some(_)) => None,
+            Err(m) => return err(m),
+        },
+        _ => None,
     };
     let mut joined = false;
     let mut takes_over: Option<String> = None;
@@ -133,12 +133,12 @@ pub(super) async fn plan_one(
                         1 => {
                             let t = hits.pop().unwrap_or_default();
                             let ta = anchor_of(&t).to_ascii_lowercase();
-                            if let Some(other) = known
-                                .linked_targets
-                                .get(&ta)
-                                .filter(|s| s.as_str() != anchor)
-                            {
-                                if known.seen.contains(other) {
+                            let other = match known.linked.source_of_target(&ta) {
+                                Ok(o) => o.filter(|s| s.as_str() != anchor),
+                                Err(m) => return err(m),
+                            };
+                            if let Some(other) = other {
+                                if known.scope.contains(&other) {
                                     return err(SyncError::Object(format!(
                                         "join matches {}, which is already linked to source '{other}'",
                                         t.dn
@@ -146,7 +146,7 @@ pub(super) async fn plan_one(
                                 }
                                 // Its source has left: this object takes the target over.
                                 taken.insert(other.clone());
-                                takes_over = Some(other.clone());
+                                takes_over = Some(other);
                             }
                             if !claimed.insert(ta) {
                                 return err(SyncError::Object(format!(

@@ -14,10 +14,11 @@ use super::deprovision::deprovision_item;
 use super::error::SyncError;
 use super::hash::entry_hash;
 use super::item::anchor_of;
+use super::linked::Linked;
 use super::members::MemberIndex;
 use super::object::{Known, plan_one};
 use super::rules::StepDef;
-use super::source::Reader;
+use super::source::{Changed, ReadOutcome, Reader};
 use super::target::TargetView;
 use super::tree::containers_for;
 
@@ -60,12 +61,13 @@ fn bulk_limit(links: usize) -> usize {
 
 /// True when a run of `step` may write while the source is still being read
 /// and planned ([`plan_into`] then reads and plans at the same time). Only a
-/// step without links (a first run): it cannot deprovision anything, so the
-/// deletion threshold has nothing to refuse, and no object in scope can be
-/// linked to a target another one joins. Not for memberships (they wait for
-/// other steps' links) nor sync-trees (their containers come first).
-pub fn streams(step: &StepDef, links: &[Link]) -> bool {
-    links.is_empty() && step.members.is_none() && step.tree.is_none()
+/// step without links (a first run; `links` is its link count): it cannot
+/// deprovision anything, so the deletion threshold has nothing to refuse,
+/// and no object in scope can be linked to a target another one joins. Not
+/// for memberships (they wait for other steps' links) nor sync-trees (their
+/// containers come first).
+pub fn streams(step: &StepDef, links: usize) -> bool {
+    links == 0 && step.members.is_none() && step.tree.is_none()
 }
 
 /// Builds the whole plan for `step`: what preview shows, and what a run
@@ -75,19 +77,8 @@ pub async fn plan(
     store: &dyn StateStore,
     opts: PlanOptions,
 ) -> Result<Plan, SyncError> {
-    let links = store.links(&step.name).map_err(SyncError::store(""))?;
-    plan_with(step, store, links, opts).await
-}
-
-/// [`plan`] with the step's links already read.
-pub async fn plan_with(
-    step: &StepDef,
-    store: &dyn StateStore,
-    links: Vec<Link>,
-    opts: PlanOptions,
-) -> Result<Plan, SyncError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut plan = plan_into(step, store, links, opts, &tx).await?;
+    let mut plan = plan_into(step, store, opts, &tx).await?;
     drop(tx);
     while let Ok(item) = rx.try_recv() {
         plan.items.push(item);
@@ -99,35 +90,22 @@ pub async fn plan_with(
     Ok(plan)
 }
 
-/// Plans `step` against its `links`, sending each item to `out` once
+/// Plans `step` against its links, sending each item to `out` once
 /// nothing read later can change it; returns the rest of the plan (no items,
 /// no containers; `planned` counts what was sent). When [`streams`] holds,
 /// the source is read and planned at the same time, so that a run can write
 /// the first objects while the rest are still read; otherwise the whole
 /// source is read first (following links needs every object in scope).
-/// Stops early, without error, when `out` is closed.
+/// A run that reads only the changes (a step with a change cursor and
+/// links) looks the links up in the store as it needs them instead of
+/// reading them all ([`Linked`]). Stops early, without error, when `out` is
+/// closed.
 pub async fn plan_into(
     step: &StepDef,
     store: &dyn StateStore,
-    links: Vec<Link>,
     opts: PlanOptions,
     out: &ItemSender,
 ) -> Result<Plan, SyncError> {
-    let stream = streams(step, &links);
-    let links_before = links.len();
-    let by_source: HashMap<String, Link> = links
-        .into_iter()
-        .map(|l| (l.source_anchor.clone(), l))
-        .collect();
-    let linked_targets: HashMap<String, String> = by_source
-        .values()
-        .map(|l| {
-            (
-                l.target_anchor.to_ascii_lowercase(),
-                l.source_anchor.clone(),
-            )
-        })
-        .collect();
     // Deprovisioned objects whose source may come back (a rehire).
     let kept: HashMap<String, Link> = store
         .deprovisioned_links(&step.name)
@@ -161,10 +139,18 @@ pub async fn plan_into(
             })
             .filter(|c| !c.is_empty())
     };
+    let count = store.link_count(&step.name).map_err(SyncError::store(""))?;
+    let linked = if cursor.is_some() && count > 0 {
+        Linked::in_store(store, &step.name, count)
+    } else {
+        Linked::all(store.links(&step.name).map_err(SyncError::store(""))?)
+    };
+    let stream = streams(step, linked.count());
+    let links_before = linked.count();
     let reader = Reader {
         step,
         fingerprint: &fingerprint,
-        by_source: &by_source,
+        linked: &linked,
         full: opts.full,
     };
 
@@ -183,24 +169,22 @@ pub async fn plan_into(
         out,
         planned: 0,
     };
-    let read = if stream {
+    let mut read = if stream {
         // No links: no object's plan depends on which others are in scope.
-        let seen = HashSet::new();
+        let scope = Default::default();
         let known = Known {
-            by_source: &by_source,
             kept: &kept,
-            linked_targets: &linked_targets,
-            seen: &seen,
+            linked: &linked,
+            scope: &scope,
         };
         let (read, ()) = tokio::join!(read, planner.run(&known, changed_rx));
         read?
     } else {
         let read = read.await?;
         let known = Known {
-            by_source: &by_source,
             kept: &kept,
-            linked_targets: &linked_targets,
-            seen: &read.seen,
+            linked: &linked,
+            scope: &read.scope,
         };
         planner.run(&known, changed_rx).await;
         read
@@ -209,12 +193,10 @@ pub async fn plan_into(
 
     // 3. Leavers: linked sources not seen in scope.
     let today = super::clock::yyyymmdd(opts.today_ms);
-    let mut leavers: Vec<&Link> = by_source
-        .values()
-        .filter(|l| !read.seen.contains(&l.source_anchor) && !taken.contains(&l.source_anchor))
-        .collect();
+    let mut leavers = leavers(store, &step.name, &linked, &mut read)?;
+    leavers.retain(|l| !taken.contains(&l.source_anchor));
     leavers.sort_by(|a, b| a.target_dn.cmp(&b.target_dn));
-    for l in leavers {
+    for l in &leavers {
         if out
             .send(deprovision_item(step, &mut target, l, &today).await)
             .is_err()
@@ -238,6 +220,56 @@ pub async fn plan_into(
     })
 }
 
+/// The linked source objects not in scope this run (before those whose
+/// target a join took over are left out). With the links in the store, the
+/// store does the difference against the listing of anchors in scope, and
+/// the linked objects still there and not read are counted unchanged.
+fn leavers(
+    store: &dyn StateStore,
+    step: &str,
+    linked: &Linked<'_>,
+    read: &mut ReadOutcome,
+) -> Result<Vec<Link>, SyncError> {
+    let scope = &read.scope;
+    if let Some(by_source) = linked.memory() {
+        return Ok(by_source
+            .values()
+            .filter(|l| !scope.seen.contains(&l.source_anchor))
+            .cloned()
+            .collect());
+    }
+    let err = SyncError::store("finding the linked objects that left the scope");
+    let Some(rest) = &scope.rest else {
+        // Everything in scope was read.
+        let seen: Vec<String> = scope.seen.iter().cloned().collect();
+        return store.links_not_in(step, &seen).map_err(err);
+    };
+    let mut out: HashMap<String, Link> = match &rest.present {
+        Some(p) => store.links_not_in(step, p).map_err(err)?,
+        None => Vec::new(),
+    }
+    .into_iter()
+    .map(|l| (l.source_anchor.clone(), l))
+    .collect();
+    let gone: Vec<String> = rest.gone.iter().cloned().collect();
+    let gone = linked.of(&gone)?;
+    out.extend(gone);
+    // Linked objects neither read nor leaving are there, unchanged (the
+    // objects read are few after an incremental read: looked up again).
+    let read_anchors: Vec<String> = scope.seen.iter().cloned().collect();
+    let missing_or_read = out.len()
+        + linked
+            .of(&read_anchors)?
+            .keys()
+            .filter(|a| !out.contains_key(*a))
+            .count();
+    read.unchanged += linked.count().saturating_sub(missing_or_read);
+    Ok(out
+        .into_values()
+        .filter(|l| !scope.seen.contains(&l.source_anchor))
+        .collect())
+}
+
 /// Phase 2 of planning: each changed object against the target.
 struct Phase2<'p, 'a> {
     step: &'a StepDef,
@@ -259,9 +291,9 @@ impl Phase2<'_, '_> {
     async fn run(
         &mut self,
         known: &Known<'_>,
-        mut changed: tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, String)>,
+        mut changed: tokio::sync::mpsc::UnboundedReceiver<Changed>,
     ) {
-        let limit = bulk_limit(known.by_source.len());
+        let limit = bulk_limit(known.linked.count());
         let mut first = Vec::new();
         while first.len() <= limit {
             match changed.recv().await {
@@ -278,7 +310,9 @@ impl Phase2<'_, '_> {
                 Some(c) => Some(c),
                 None => changed.recv().await,
             };
-            let Some((compact, h)) = next else { break };
+            let Some((compact, h, link)) = next else {
+                break;
+            };
             let Some(e) = Entry::from_compact(&compact) else {
                 continue;
             };
@@ -294,6 +328,7 @@ impl Phase2<'_, '_> {
                 &e,
                 &anchor,
                 h,
+                link.as_ref(),
             )
             .await;
             if !bulk {
@@ -400,6 +435,96 @@ mod tests {
             tree: None,
             fingerprint: String::new(),
         }
+    }
+
+    /// A source that reads incrementally: no object changed, `present`
+    /// listed as still in scope, `removed` gone.
+    struct Listing {
+        present: Vec<String>,
+        removed: Vec<String>,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::connector::Connector for Listing {
+        fn kind(&self) -> &'static str {
+            "ldap"
+        }
+        fn describe(&self) -> String {
+            "listing source".into()
+        }
+        fn profile(&self) -> crate::connector::Result<serde_json::Value> {
+            Ok(serde_json::Value::Null)
+        }
+        async fn test(&self) -> crate::connector::Result<crate::connector::TestReport> {
+            Ok(Default::default())
+        }
+        async fn changes(
+            &self,
+            _: &SearchQuery,
+            cursor: Option<&str>,
+            _: &mut Sink<'_>,
+        ) -> crate::connector::Result<Option<crate::connector::ChangeRound>> {
+            assert_eq!(cursor, Some("c-1"), "the stored cursor is used");
+            Ok(Some(crate::connector::ChangeRound {
+                full: false,
+                removed: self.removed.clone(),
+                present: Some(self.present.clone()),
+                cursor: "c-2".into(),
+                note: None,
+            }))
+        }
+        async fn search(&self, _: &SearchQuery, _: &mut Sink<'_>) -> crate::connector::Result<()> {
+            panic!("an incremental round reads no full listing");
+        }
+        async fn get(&self, _: &str) -> crate::connector::Result<Option<Entry>> {
+            Ok(None)
+        }
+    }
+
+    /// An incremental run with links looks them up in the store: the
+    /// leavers are the links missing from the listing (source anchors
+    /// compared exactly: "C" is not "c") and the removed ones; the others
+    /// count unchanged; the threshold sees every link.
+    #[tokio::test]
+    async fn an_incremental_run_finds_leavers_and_unchanged_objects_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let link = |a: &str| Link {
+            source_anchor: a.into(),
+            target_anchor: format!("t-{a}"),
+            target_dn: format!("uid={a},dc=t"),
+            source_hash: Some("h".into()),
+            desired_dn: None,
+            updated_ms: 1,
+        };
+        store
+            .put_links("t", &[link("a"), link("b"), link("c"), link("d")])
+            .unwrap();
+        store
+            .put_setting(&cursor_key("t"), &format!("{}|c-1", rules_tag("")))
+            .unwrap();
+        let mut step = step(true);
+        let c = Arc::new(Listing {
+            present: vec!["a".into(), "b".into(), "C".into()],
+            removed: vec!["b".into()],
+        });
+        step.source = c.clone();
+        step.target = c;
+        step.deprovision.action = crate::sync::rules::DeprovisionAction::None;
+        let p = plan(&step, &store, PlanOptions::default()).await.unwrap();
+        let mut gone: Vec<&str> = p
+            .items
+            .iter()
+            .map(|i| match &i.action {
+                Action::Deprovision { .. } => i.source_anchor.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        gone.sort();
+        assert_eq!(gone, ["b", "c", "d"]);
+        assert_eq!((p.unchanged, p.links_before), (1, 4));
+        assert!(p.incremental);
+        assert_eq!(p.cursor, Some(format!("{}|c-2", rules_tag(""))));
     }
 
     #[tokio::test]

@@ -189,7 +189,9 @@ pub async fn run(
         finish("failed", &Counts::default(), Some(&m));
         RunError::Failed(m)
     };
-    let links = store.links(&step.name).map_err(|e| failed(e.to_string()))?;
+    let link_count = store
+        .link_count(&step.name)
+        .map_err(|e| failed(e.to_string()))?;
     let popts = PlanOptions {
         full: opts.full,
         today_ms: started_ms,
@@ -211,7 +213,7 @@ pub async fn run(
         }
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (plan, result) = if plan::streams(step, &links) {
+    let (plan, result) = if plan::streams(step, link_count) {
         // A first run: the writes start while the source is still read.
         log.line("streaming: no links yet, so the writes start while the source is still read");
         let planning = async {
@@ -219,7 +221,7 @@ pub async fn run(
             // Interrupted: the sender drops, so the writes end with what
             // was sent so far.
             let p = tokio::select! {
-                p = plan::plan_into(step, store, links, popts, &tx) => p,
+                p = plan::plan_into(step, store, popts, &tx) => p,
                 _ = cancel.cancelled() => return None,
             };
             if let Ok(p) = &p {
@@ -250,7 +252,7 @@ pub async fn run(
             }
         }
     } else {
-        let planning = plan::plan_with(step, store, links, popts);
+        let planning = plan::plan(step, store, popts);
         let mut plan = tokio::select! {
             p = planning => p.map_err(|e| failed(e.to_string()))?,
             _ = cancel.cancelled() => return Ok(interrupted(Counts::default(), Vec::new())),

@@ -4,7 +4,7 @@
 //! cannot be planned (a failing `where`, a repeated anchor) become error
 //! items at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::connector::{Error as CError, SearchQuery};
 use crate::model::Entry;
@@ -13,7 +13,15 @@ use crate::store::Link;
 use super::error::SyncError;
 use super::hash::entry_hash;
 use super::item::{Action, Item, ItemSender, anchor_of};
+use super::linked::{Linked, Rest, Scope};
 use super::rules::StepDef;
+
+/// A changed object queued for the planner: compact, its hash, its link.
+pub(super) type Changed = (Vec<u8>, String, Option<Link>);
+
+/// How many objects the reader holds before it looks up their links in the
+/// store at once (links in memory are looked up one by one).
+const LOOKUP_BATCH: usize = 256;
 
 /// Phase 1 of planning: streams the source.
 pub(super) struct Reader<'a> {
@@ -21,18 +29,19 @@ pub(super) struct Reader<'a> {
     pub step: &'a StepDef,
     /// The step's rules (and memberships), part of every object's hash.
     pub fingerprint: &'a str,
-    /// Links by source anchor.
-    pub by_source: &'a HashMap<String, Link>,
+    /// The step's links.
+    pub linked: &'a Linked<'a>,
     /// Ignore stored hashes.
     pub full: bool,
 }
 
 /// What the source read found, besides the objects it queued.
 pub(super) struct ReadOutcome {
-    /// Source anchors in scope this run (after an incremental read: every
-    /// linked object still there, too).
-    pub seen: HashSet<String>,
-    /// Objects whose hash matches their link's (nothing to write).
+    /// Source anchors in scope this run.
+    pub scope: Scope,
+    /// Objects whose hash matches their link's (nothing to write). After an
+    /// incremental read with links in the store, the linked objects not
+    /// read are not counted yet (the planner counts them with the leavers).
     pub unchanged: usize,
     /// Objects read in scope.
     pub source_count: usize,
@@ -47,12 +56,12 @@ pub(super) struct ReadOutcome {
 impl Reader<'_> {
     /// Reads the source (its changes since `cursor` where it can tell);
     /// queues each object that changed since it was last applied, compact
-    /// with its hash, on `changed`; sends an error item for each object that
-    /// cannot be planned. Stops when nobody takes what it queues.
+    /// with its hash and link, on `changed`; sends an error item for each
+    /// object that cannot be planned. Stops when nobody takes what it queues.
     pub async fn read(
         &self,
         cursor: Option<&str>,
-        changed: tokio::sync::mpsc::UnboundedSender<(Vec<u8>, String)>,
+        changed: tokio::sync::mpsc::UnboundedSender<Changed>,
         out: &ItemSender,
     ) -> Result<ReadOutcome, SyncError> {
         let step = self.step;
@@ -69,7 +78,41 @@ impl Reader<'_> {
         let mut unchanged = 0usize;
         let mut source_count = 0usize;
         let mut sent = 0usize;
+        let in_memory = self.linked.in_memory();
+        let batch = if in_memory { 1 } else { LOOKUP_BATCH };
+        let lookup_failed: std::sync::Mutex<Option<SyncError>> = Default::default();
         let round = {
+            // Objects waiting for their links: (entry, anchor, hash).
+            let mut pending: Vec<(Entry, String, String)> = Vec::with_capacity(batch);
+            // Compares the pending objects' hashes with their links' and
+            // queues what changed; false when nobody takes it any more.
+            let flush = |pending: &mut Vec<(Entry, String, String)>,
+                         unchanged: &mut usize,
+                         failed: &std::sync::Mutex<Option<SyncError>>|
+             -> bool {
+                if pending.is_empty() {
+                    return true;
+                }
+                let anchors: Vec<String> = pending.iter().map(|(_, a, _)| a.clone()).collect();
+                let mut links = match self.linked.of(&anchors) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return false;
+                    }
+                };
+                for (e, anchor, h) in pending.drain(..) {
+                    let link = links.remove(&anchor);
+                    if !self.full
+                        && link.as_ref().and_then(|l| l.source_hash.as_deref()) == Some(h.as_str())
+                    {
+                        *unchanged += 1;
+                    } else if changed.send((e.to_compact(), h, link)).is_err() {
+                        return false;
+                    }
+                }
+                true
+            };
             let mut error = |e: &Entry, error: SyncError| {
                 sent += 1;
                 out.send(Item {
@@ -104,18 +147,11 @@ impl Reader<'_> {
                     return Ok(error(&e, SyncError::Object(m)));
                 }
                 let h = entry_hash(&e, self.fingerprint);
-                if !self.full
-                    && self
-                        .by_source
-                        .get(&anchor)
-                        .and_then(|l| l.source_hash.as_deref())
-                        == Some(h.as_str())
-                {
-                    unchanged += 1;
-                    Ok(true)
-                } else {
-                    Ok(changed.send((e.to_compact(), h)).is_ok())
+                pending.push((e, anchor, h));
+                if pending.len() < batch {
+                    return Ok(true);
                 }
+                Ok(flush(&mut pending, &mut unchanged, &lookup_failed))
             };
             let round = if step.members.is_none() {
                 step.source
@@ -125,35 +161,57 @@ impl Reader<'_> {
             } else {
                 None
             };
-            if round.is_none() {
+            if round.is_none() && lookup_failed.lock().is_ok_and(|f| f.is_none()) {
                 step.source
                     .search(&q, &mut sink)
                     .await
                     .map_err(SyncError::source("reading the source"))?;
             }
+            if lookup_failed.lock().is_ok_and(|f| f.is_none()) {
+                flush(&mut pending, &mut unchanged, &lookup_failed);
+            }
             round
         };
+        if let Some(e) = lookup_failed
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            return Err(e);
+        }
         drop(changed);
         // After an incremental read, every linked object that was not
         // removed, turned away or changed is still there (unchanged).
         let incremental = round.as_ref().is_some_and(|r| !r.full);
-        if let Some(r) = round.as_ref().filter(|r| !r.full) {
-            let gone: HashSet<&String> = r.removed.iter().chain(excluded.iter()).collect();
-            let present: Option<HashSet<String>> = r
-                .present
-                .as_ref()
-                .map(|p| p.iter().map(|a| a.to_ascii_lowercase()).collect());
-            for a in self.by_source.keys() {
-                let here = present
-                    .as_ref()
-                    .is_none_or(|p| p.contains(&a.to_ascii_lowercase()));
-                if here && !gone.contains(a) && seen.insert(a.clone()) {
-                    unchanged += 1;
+        let mut scope = Scope::default();
+        let mut round = round;
+        if let Some(r) = round.as_mut().filter(|r| !r.full) {
+            let gone: HashSet<String> = r.removed.iter().chain(excluded.iter()).cloned().collect();
+            match self.linked.memory() {
+                Some(by_source) => {
+                    let present: Option<HashSet<&str>> = r
+                        .present
+                        .as_ref()
+                        .map(|p| p.iter().map(String::as_str).collect());
+                    for a in by_source.keys() {
+                        let here = present.as_ref().is_none_or(|p| p.contains(a.as_str()));
+                        if here && !gone.contains(a) && seen.insert(a.clone()) {
+                            unchanged += 1;
+                        }
+                    }
+                }
+                None => {
+                    // Taken out of the round (only its cursor is kept).
+                    let present = r.present.take().map(|mut p| {
+                        p.sort_unstable();
+                        p
+                    });
+                    scope.rest = Some(Rest { present, gone });
                 }
             }
         }
+        scope.seen = seen;
         Ok(ReadOutcome {
-            seen,
+            scope,
             unchanged,
             source_count,
             sent,
