@@ -121,6 +121,8 @@ const ENVS: &[(&str, Option<Server>)] = &[
     ("AZ_CLIENT_ID", Some(Server::Graph)),
     ("AZ_SECRET", Some(Server::Graph)),
     ("AZ_URL", Some(Server::Graph)),
+    ("AZ_GRAPH_URL", Some(Server::Graph)),
+    ("AZ_AUTHORITY_URL", Some(Server::Graph)),
     ("CONFIG_PW", None),
 ];
 
@@ -330,7 +332,7 @@ impl World {
             "AZ_TENANT" => graph().tenant_domain(),
             "AZ_CLIENT_ID" => graph().client_id(),
             "AZ_SECRET" => graph().client_secret(),
-            "AZ_URL" => graph().url(),
+            "AZ_URL" | "AZ_GRAPH_URL" | "AZ_AUTHORITY_URL" => graph().url(),
             "CONFIG_PW" => "an-example-config-password".into(),
             other => panic!("ENVS lists {other} but World::env has no value for it"),
         }
