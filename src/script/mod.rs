@@ -12,12 +12,15 @@ pub mod entry_api;
 pub mod help;
 pub mod interrupt;
 pub mod limits;
+pub mod mapping_api;
 pub mod objects;
 pub mod profiles;
 pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod sql;
+pub mod stdlib;
+pub mod stdlib_fns;
 pub mod sync_api;
 pub mod text;
 
@@ -96,6 +99,8 @@ pub fn engine() -> Engine {
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");
+    engine.register_global_module(exported_module!(mapping_api::mapping_api).into());
+    stdlib::register(&mut engine);
     engine.on_print(|s| {
         use std::io::Write;
         let mut o = std::io::stdout().lock();

@@ -24,6 +24,7 @@ pub mod item;
 pub mod lease;
 pub mod links;
 pub mod log;
+pub mod mapping;
 pub mod members;
 mod object;
 pub mod plan;
