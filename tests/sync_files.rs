@@ -2271,3 +2271,199 @@ fn exit_in_a_flow_closure_stops_the_run_as_interrupted_and_ends_the_script_with_
     );
     assert_eq!(h, serde_json::json!(["interrupted", "interrupted"]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. the files HR really sends (issue 15): Windows-1252 and UTF-16 exports, Excel's empty rows
+// and columns, CRLF / CR-only line numbers, ldifde's `changetype: add`
+
+/// `text` in Windows-1252 (every character used here is in Latin-1's printable range, where
+/// Windows-1252 and Latin-1 agree), encoded here, not by idsync.
+fn cp1252(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("a Latin-1 character"))
+        .collect()
+}
+
+/// `text` as UTF-16LE with a byte-order mark (Excel's "Unicode text", PowerShell 5).
+fn utf16le_bom(text: &str) -> Vec<u8> {
+    let mut out = vec![0xff, 0xfe];
+    for u in text.encode_utf16() {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    out
+}
+
+/// The `first`/`last`/`dept` of each row of a JSON search result, by key.
+fn hr_names(v: &Json, key: &str) -> BTreeMap<String, (String, String, String)> {
+    let rows = v.as_array().unwrap_or_else(|| panic!("not a list: {v}"));
+    rows.iter()
+        .map(|r| {
+            let f = |n: &str| r[n].as_str().unwrap_or_default().to_string();
+            (f(key), (f("first"), f("last"), f("dept")))
+        })
+        .collect()
+}
+
+#[test]
+fn hr_exports_in_windows_1252_and_utf_16_read_with_umlauts_and_excels_empty_rows_skipped() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    let want: BTreeMap<String, (String, String, String)> = [
+        ("E1", "Jürgen", "Weiß", "Café"),
+        ("E2", "Zoë", "Müller-Núñez", "Straße"),
+    ]
+    .iter()
+    .map(|(k, f, l, d)| (k.to_string(), (f.to_string(), l.to_string(), d.to_string())))
+    .collect();
+    // Excel "CSV (semicolon)" on Western Windows: cp1252, CRLF, a trailing unnamed empty
+    // column and trailing rows of empty cells
+    let excel = "employee_id;first;last;dept;\r\nE1;Jürgen;Weiß;Café;\r\nE2;Zoë;Müller-Núñez;Straße;\r\n;;;;\r\n;;;;\r\n";
+    std::fs::write(dir.path().join("excel.csv"), cp1252(excel)).unwrap();
+    // Excel "Unicode text": UTF-16LE with BOM, tab-delimited, no encoding option needed
+    let unicode = "employee_id\tfirst\tlast\tdept\r\nE1\tJürgen\tWeiß\tCafé\r\nE2\tZoë\tMüller-Núñez\tStraße\r\n";
+    std::fs::write(dir.path().join("unicode.csv"), utf16le_bom(unicode)).unwrap();
+    // the same as UTF-16 without a BOM: the option says which
+    let mut no_bom = utf16le_bom(unicode);
+    no_bom.drain(..2);
+    std::fs::write(dir.path().join("nobom.csv"), no_bom).unwrap();
+
+    let v = json_ok(
+        home.path(),
+        dir.path(),
+        "connect_csv(\"excel.csv\", #{ key: \"employee_id\", delimiter: \";\", encoding: \"windows-1252\" }).search(\"\")",
+    );
+    assert_eq!(hr_names(&v, "employee_id"), want, "{v}");
+    let v = json_ok(
+        home.path(),
+        dir.path(),
+        "connect_csv(\"excel.csv\", #{ key: \"employee_id\", delimiter: \";\", encoding: \"latin1\" }).search(\"(last=weiß)\")",
+    );
+    assert_eq!(hr_names(&v, "employee_id").len(), 1, "{v}");
+    for (file, opts) in [("unicode.csv", ""), ("nobom.csv", ", encoding: \"utf-16\"")] {
+        let v = json_ok(
+            home.path(),
+            dir.path(),
+            &format!(
+                "connect_csv({}, #{{ key: \"employee_id\", delimiter: \"\\t\"{opts} }}).search(\"\")",
+                lit(file)
+            ),
+        );
+        assert_eq!(hr_names(&v, "employee_id"), want, "{file}: {v}");
+    }
+
+    // without the option the cp1252 file is refused, naming the line and the option
+    let (c, err) = fails(
+        home.path(),
+        dir.path(),
+        "connect_csv(\"excel.csv\", #{ key: \"employee_id\", delimiter: \";\" })",
+    );
+    assert_eq!(c, 1, "{err}");
+    for w in [
+        "excel.csv line 2",
+        "not valid UTF-8",
+        "encoding: \"windows-1252\"",
+    ] {
+        assert!(err.contains(w), "{w:?} not in:\n{err}");
+    }
+    let (_, err) = fails(
+        home.path(),
+        dir.path(),
+        "connect_csv(\"excel.csv\", #{ key: \"employee_id\", encoding: \"ebcdic\" })",
+    );
+    assert!(err.contains("unknown encoding 'ebcdic'"), "{err}");
+
+    // a write keeps the file's encoding, BOM and line ending
+    json_ok(
+        home.path(),
+        dir.path(),
+        "let c = connect_csv(\"excel.csv\", #{ key: \"employee_id\", delimiter: \";\", encoding: \"windows-1252\" });\n\
+         c.modify(\"E1\", #{ replace: #{ dept: \"Büro\" } });\n\
+         let u = connect_csv(\"unicode.csv\", #{ key: \"employee_id\", delimiter: \"\\t\" });\n\
+         u.modify(\"E1\", #{ replace: #{ dept: \"Büro\" } });\n\
+         0",
+    );
+    let excel_now = std::fs::read(dir.path().join("excel.csv")).unwrap();
+    assert_eq!(
+        excel_now,
+        cp1252(
+            "employee_id;first;last;dept\r\nE1;Jürgen;Weiß;Büro\r\nE2;Zoë;Müller-Núñez;Straße\r\n"
+        )
+    );
+    let unicode_now = std::fs::read(dir.path().join("unicode.csv")).unwrap();
+    assert_eq!(
+        unicode_now,
+        utf16le_bom(&unicode.replace("Café", "Büro")),
+        "{}",
+        String::from_utf8_lossy(&unicode_now)
+    );
+}
+
+#[test]
+fn csv_error_lines_are_right_for_crlf_and_cr_only_files_and_ldifde_adds_read_as_entries() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, nl) in [("lf.csv", "\n"), ("crlf.csv", "\r\n"), ("cr.csv", "\r")] {
+        let text = [
+            "employee_id,name",
+            "E1,Ann",
+            "E2,Bob",
+            "E3,Cat",
+            "E2,Dan",
+            "",
+        ]
+        .join(nl);
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let (c, err) = fails(
+            home.path(),
+            dir.path(),
+            &format!("connect_csv({}, #{{ key: \"employee_id\" }})", lit(name)),
+        );
+        assert_eq!(c, 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "{name} line 5: duplicate key 'E2' (first on line 3)"
+            )),
+            "{name}: {err}"
+        );
+    }
+    // a CR-only file reads its rows as rows
+    std::fs::write(
+        dir.path().join("cr_ok.csv"),
+        "employee_id,name\rE1,Ann\rE2,Bob\rE3,Cat\r",
+    )
+    .unwrap();
+    let v = json_ok(
+        home.path(),
+        dir.path(),
+        "let c = connect_csv(\"cr_ok.csv\", #{ key: \"employee_id\" }); [c.search(\"\").len(), c.get(\"E3\").name]",
+    );
+    assert_eq!(v, serde_json::json!([3, "Cat"]), "{v}");
+
+    // ldifde's export: every record a `changetype: add`
+    std::fs::write(
+        dir.path().join("ldifde.ldif"),
+        "dn: CN=Jürgen Weiß,OU=Staff,DC=corp,DC=example\r\nchangetype: add\r\nobjectClass: user\r\ncn: Jürgen Weiß\r\nsAMAccountName: jweiss\r\n\r\n\
+         dn: CN=Ann Lee,OU=Staff,DC=corp,DC=example\r\nchangetype: add\r\nobjectClass: user\r\ncn: Ann Lee\r\nsAMAccountName: alee\r\n\r\n",
+    )
+    .unwrap();
+    let v = json_ok(
+        home.path(),
+        dir.path(),
+        "connect_ldif(\"ldifde.ldif\").search(\"(sAMAccountName=jweiss)\")",
+    );
+    let rows = v.as_array().expect("list");
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["cn"], "Jürgen Weiß", "{v}");
+    assert!(rows[0].get("changetype").is_none(), "{v}");
+    // other change records stay refused, naming the line
+    std::fs::write(
+        dir.path().join("mixed.ldif"),
+        "dn: cn=a,dc=x\nchangetype: add\ncn: a\n\ndn: cn=b,dc=x\nchangetype: delete\n",
+    )
+    .unwrap();
+    let (_, err) = fails(home.path(), dir.path(), "connect_ldif(\"mixed.ldif\")");
+    assert!(
+        err.contains("mixed.ldif line 6") && err.contains("changetype: delete"),
+        "{err}"
+    );
+}

@@ -11,6 +11,16 @@
 //! falls back to a case-insensitive match only when no key matches exactly.
 //! The key column cannot be modified (it is the row's identity: delete the
 //! row and create it again). Opaque binary values are written as base64.
+//!
+//! The file may be UTF-8 (default), Windows-1252/latin1 or UTF-16 (option
+//! `encoding`; a byte-order mark decides by itself, see [`encoding`]).
+//! Rows whose cells are all empty (Excel's trailing `;;;` lines) are
+//! skipped, and a column with neither a name nor a value is ignored (and
+//! not written back). Line numbers in errors count CRLF, LF and CR alike.
+
+mod encoding;
+
+pub use encoding::Encoding;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +42,8 @@ pub struct CsvOptions {
     pub delimiter: u8,
     /// Splits a cell into several values (default: a cell is one value).
     pub multi_value_separator: Option<String>,
+    /// The file's encoding when it has no byte-order mark (default UTF-8).
+    pub encoding: Option<Encoding>,
 }
 
 impl Default for CsvOptions {
@@ -40,6 +52,7 @@ impl Default for CsvOptions {
             key: String::new(),
             delimiter: b',',
             multi_value_separator: None,
+            encoding: None,
         }
     }
 }
@@ -63,6 +76,9 @@ struct Meta {
     separator: Option<String>,
     bom: bool,
     crlf: bool,
+    /// Lines end with a lone CR (old Mac exports).
+    cr: bool,
+    encoding: Encoding,
 }
 
 impl Meta {
@@ -143,12 +159,11 @@ impl CsvConnector {
 
 /// The file's bytes as on disk (`None`: no file) as a table.
 fn load(raw: Option<&[u8]>, opts: &CsvOptions, label: &str) -> Result<Data<Meta>> {
-    const BOM: &[u8] = &[0xef, 0xbb, 0xbf];
     if let Some(raw) = raw {
-        let bom = raw.starts_with(BOM);
-        let body = if bom { &raw[BOM.len()..] } else { raw };
-        if !body.iter().all(|c| c.is_ascii_whitespace()) {
-            return parse(body, opts, label, bom);
+        let d = encoding::decode(raw, opts.encoding)
+            .map_err(|e| Error::Other(format!("{label}: {e}")))?;
+        if !d.bytes.iter().all(|c| c.is_ascii_whitespace()) {
+            return parse(&d.bytes, opts, label, d.bom, d.encoding);
         }
     }
     Ok(Data {
@@ -160,6 +175,8 @@ fn load(raw: Option<&[u8]>, opts: &CsvOptions, label: &str) -> Result<Data<Meta>
             separator: opts.multi_value_separator.clone(),
             bom: false,
             crlf: false,
+            cr: false,
+            encoding: opts.encoding.unwrap_or_default(),
         },
     })
 }
@@ -184,50 +201,77 @@ fn check_options(opts: &CsvOptions) -> Result<()> {
     Ok(())
 }
 
-/// Reads the header and rows.
-fn parse(bytes: &[u8], opts: &CsvOptions, label: &str, bom: bool) -> Result<Data<Meta>> {
-    let crlf = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .is_some_and(|i| i > 0 && bytes[i - 1] == b'\r');
+/// The hint added to "not valid UTF-8" errors.
+const NOT_UTF8_HINT: &str = "the file is in another encoding: open it with encoding: \"windows-1252\" (Excel on Western Windows), \"latin1\" or \"utf-16\", or save it as UTF-8";
+
+/// Reads the header and rows from the file's text (`bytes`, UTF-8 unless
+/// the file is UTF-8 and not valid; cells are checked one by one).
+fn parse(
+    bytes: &[u8],
+    opts: &CsvOptions,
+    label: &str,
+    bom: bool,
+    encoding: Encoding,
+) -> Result<Data<Meta>> {
+    let first_break = bytes.iter().position(|&b| b == b'\n' || b == b'\r');
+    let crlf = first_break.is_some_and(|i| bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n'));
+    let cr = first_break.is_some_and(|i| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
     let mut rdr = ::csv::ReaderBuilder::new()
         .delimiter(opts.delimiter)
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
     let mut records = rdr.byte_records();
+    let line_at = |p: Option<&::csv::Position>| {
+        p.map(|p| encoding::line_of(bytes, p.byte() as usize))
+            .unwrap_or(0)
+    };
     let line_err = |line: u64, msg: String| Error::Other(format!("{label} line {line}: {msg}"));
     let csv_err = |e: ::csv::Error| {
-        let line = e.position().map(|p| p.line()).unwrap_or(0);
+        let line = line_at(e.position());
         line_err(line, format!("malformed CSV: {e}"))
     };
     let Some(first) = records.next() else {
         return Err(Error::Other(format!("{label}: no header row")));
     };
     let first = first.map_err(csv_err)?;
-    let mut header: Vec<String> = Vec::with_capacity(first.len());
-    for (i, cell) in first.iter().enumerate() {
+    // The header's cells; `None` for an unnamed column (kept only while
+    // no row has a value in it).
+    let mut columns: Vec<Option<String>> = Vec::with_capacity(first.len());
+    for cell in first.iter() {
         let name = std::str::from_utf8(cell)
             .map_err(|_| {
                 line_err(
                     1,
-                    "the header is not valid UTF-8 (save the file as UTF-8)".into(),
+                    format!("the header is not valid UTF-8 ({NOT_UTF8_HINT})"),
                 )
             })?
             .trim()
             .to_string();
-        if name.is_empty() {
-            return Err(line_err(1, format!("column {} has no name", i + 1)));
+        if name.contains('\0') {
+            return Err(line_err(
+                1,
+                "the header holds NUL characters: the file looks like UTF-16 without a byte-order mark (open it with encoding: \"utf-16\")".into(),
+            ));
         }
-        if header.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
+        if name.is_empty() {
+            columns.push(None);
+            continue;
+        }
+        if columns
+            .iter()
+            .flatten()
+            .any(|h| h.eq_ignore_ascii_case(&name))
+        {
             return Err(line_err(1, format!("column '{name}' appears twice")));
         }
-        header.push(name);
+        columns.push(Some(name));
     }
-    let Some(key_idx) = header
-        .iter()
-        .position(|h| h.eq_ignore_ascii_case(&opts.key))
-    else {
+    let header: Vec<String> = columns.iter().flatten().cloned().collect();
+    let Some(key_idx) = columns.iter().position(|h| {
+        h.as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&opts.key))
+    }) else {
         return Err(Error::Other(format!(
             "{label}: no column '{}' (columns: {})",
             opts.key,
@@ -235,12 +279,14 @@ fn parse(bytes: &[u8], opts: &CsvOptions, label: &str, bom: bool) -> Result<Data
         )));
     };
     let meta = Meta {
-        key: header[key_idx].clone(),
+        key: columns[key_idx].clone().unwrap_or_default(),
         header,
         delimiter: opts.delimiter,
         separator: opts.multi_value_separator.clone(),
         bom,
         crlf,
+        cr,
+        encoding,
     };
     let mut table = Table::new();
     let mut first_line: HashMap<String, u64> = HashMap::new();
@@ -251,30 +297,50 @@ fn parse(bytes: &[u8], opts: &CsvOptions, label: &str, bom: bool) -> Result<Data
     let mut records = records.peekable();
     while let Some(rec) = records.next() {
         let rec = rec.map_err(csv_err)?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        if odd_quotes && records.peek().is_none() && rec.iter().any(|c| c.contains(&b'\n')) {
+        let line = line_at(rec.position());
+        if odd_quotes
+            && records.peek().is_none()
+            && rec.iter().any(|c| c.contains(&b'\n') || c.contains(&b'\r'))
+        {
             return Err(line_err(line, "a quoted field is not closed".into()));
         }
-        if rec.len() != meta.header.len() {
-            // A line of one empty field is a blank line.
-            if rec.len() == 1 && rec.get(0).is_some_and(|c| c.is_empty()) {
-                continue;
-            }
+        // A blank line, or a row of empty cells (Excel's trailing `;;;`).
+        if rec.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        // A short row is fine when only unnamed columns are missing.
+        let short_ok =
+            rec.len() < columns.len() && columns[rec.len()..].iter().all(Option::is_none);
+        if rec.len() != columns.len() && !short_ok {
             return Err(line_err(
                 line,
                 format!(
                     "{} fields, but the header has {} (a quote not closed?)",
                     rec.len(),
-                    meta.header.len()
+                    columns.len()
+                ),
+            ));
+        }
+        if let Some(i) = columns
+            .iter()
+            .zip(rec.iter())
+            .position(|(c, cell)| c.is_none() && !cell.is_empty())
+        {
+            return Err(line_err(
+                1,
+                format!(
+                    "column {} has no name, but line {line} has a value in it",
+                    i + 1
                 ),
             ));
         }
         let mut entry = Entry::new("");
-        for (col, cell) in meta.header.iter().zip(rec.iter()) {
+        for (col, cell) in columns.iter().zip(rec.iter()) {
+            let Some(col) = col else { continue };
             let text = std::str::from_utf8(cell).map_err(|_| {
                 line_err(
                     line,
-                    format!("column '{col}' is not valid UTF-8 (save the file as UTF-8)"),
+                    format!("column '{col}' is not valid UTF-8 ({NOT_UTF8_HINT})"),
                 )
             })?;
             if text.is_empty() {
@@ -374,12 +440,11 @@ fn check_row(entry: &Entry, meta: &Meta, label: &str) -> Result<()> {
 /// Writes the header and the rows.
 fn render(d: &Data<Meta>, label: &str) -> Result<Vec<u8>> {
     let meta = &d.meta;
-    let mut out = Vec::new();
-    if meta.bom {
-        out.extend_from_slice(&[0xef, 0xbb, 0xbf]);
-    }
+    let out = Vec::new();
     let terminator = if meta.crlf {
         ::csv::Terminator::CRLF
+    } else if meta.cr {
+        ::csv::Terminator::Any(b'\r')
     } else {
         ::csv::Terminator::Any(b'\n')
     };
@@ -403,7 +468,12 @@ fn render(d: &Data<Meta>, label: &str) -> Result<Vec<u8>> {
         }
         w.write_record(&row).map_err(io)?;
     }
-    w.into_inner()
+    let text = w
+        .into_inner()
+        .map_err(|e| Error::Other(format!("{label}: cannot write CSV: {e}")))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::Other(format!("{label}: cannot write CSV: a cell is not text")))?;
+    encoding::encode(&text, meta.encoding, meta.bom)
         .map_err(|e| Error::Other(format!("{label}: cannot write CSV: {e}")))
 }
 
@@ -444,6 +514,7 @@ impl Connector for CsvConnector {
             "key": self.opts.key,
             "delimiter": (self.opts.delimiter as char).to_string(),
             "multi_value_separator": self.opts.multi_value_separator,
+            "encoding": self.opts.encoding.map(Encoding::name),
         }))
     }
 
@@ -775,7 +846,10 @@ mod tests {
                 "employee_id,x\nE1,\"open\nE2,2\n",
                 "hr.csv line 2: a quoted field is not closed",
             ),
-            ("employee_id,,x\n", "hr.csv line 1: column 2 has no name"),
+            (
+                "employee_id,,x\nE1,v,1\n",
+                "hr.csv line 1: column 2 has no name, but line 2 has a value",
+            ),
             (
                 "employee_id,X,x\n",
                 "hr.csv line 1: column 'x' appears twice",
@@ -884,6 +958,7 @@ mod tests {
             key: "name".into(),
             delimiter: b';',
             multi_value_separator: Some("|".into()),
+            encoding: None,
         };
         let c = CsvConnector::open(&p, o).expect("open");
         c.begin_batch();

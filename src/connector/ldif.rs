@@ -17,8 +17,10 @@
 //! deleting one that is absent is not an error.
 //!
 //! Reading accepts `version: 1`, `#` comments, folded lines, `attr: value`
-//! and `attr:: base64`; values by URL (`attr:< file://`) and change records
-//! (`changetype:`) are refused with the line. Writing keeps the entries in
+//! and `attr:: base64`; a `changetype: add` record (as AD's `ldifde`
+//! writes) reads as the entry it adds; values by URL (`attr:< file://`)
+//! and other change records (`changetype: modify`, ...) are refused with
+//! the line. Writing keeps the entries in
 //! file order (new ones at the end) and writes each record with
 //! [`crate::model::ldif_write`] (the shell's `--format ldif` writer too):
 //! base64 for binary and unsafe values, folded at 76 columns; comments are
@@ -303,9 +305,14 @@ fn parse_record(rec: &[Line], label: &str) -> Result<(Entry, usize)> {
         ));
     }
     let mut entry = Entry::new(dn.trim());
-    for line in &rec[1..] {
+    for (i, line) in rec[1..].iter().enumerate() {
         let (name, value) = attr_value(line, label)?;
         let lower = name.to_ascii_lowercase();
+        // `changetype: add` right after the DN (what AD's ldifde writes)
+        // adds exactly the entry its attribute lines describe.
+        if i == 0 && lower == "changetype" && value.trim_ascii().eq_ignore_ascii_case(b"add") {
+            continue;
+        }
         if lower == "changetype" || lower == "control" {
             return Err(err_at(
                 label,

@@ -75,12 +75,13 @@ pub fn ldap_options(url: &str, opts: &Map) -> ScriptResult<LdapOptions> {
 }
 
 /// Opens a CSV file as a connection; options `key` (required),
-/// `delimiter` (one character, default ","), `multi_value_separator`.
+/// `delimiter` (one character, default ","), `multi_value_separator`,
+/// `encoding` ("utf-8" default, "windows-1252", "latin1", "utf-16").
 pub fn open_csv(path: &str, opts: &Map) -> ScriptResult<Connection> {
     check_keys(
         "connect_csv",
         opts,
-        &["key", "delimiter", "multi_value_separator"],
+        &["key", "delimiter", "multi_value_separator", "encoding"],
     )?;
     let key = opt_str(opts, "key")?.ok_or_else(|| {
         rt_err("connect_csv: option 'key' (the column that identifies a row) is required")
@@ -96,6 +97,9 @@ pub fn open_csv(path: &str, opts: &Map) -> ScriptResult<Connection> {
         o.delimiter = b[0];
     }
     o.multi_value_separator = opt_str(opts, "multi_value_separator")?.filter(|s| !s.is_empty());
+    if let Some(e) = opt_str(opts, "encoding")? {
+        o.encoding = Some(e.parse().map_err(|e| rt_err(format!("connect_csv: {e}")))?);
+    }
     let c = CsvConnector::open(path, o).map_err(|e| conn_err("connect_csv", e))?;
     Ok(Connection::new(Arc::new(c)))
 }
@@ -146,8 +150,10 @@ pub mod connect_api {
     /// Opens a CSV file (an HR export, say) as a connection: each row is an
     /// entry whose DN and anchor are its `key` column. Options: `key`
     /// (required), `delimiter` (default ","), `multi_value_separator` (splits
-    /// a cell into several values). Usable as a sync source and target;
-    /// writes replace the file atomically.
+    /// a cell into several values), `encoding` ("utf-8" default,
+    /// "windows-1252", "latin1", "utf-16"; a byte-order mark is honoured
+    /// without it). Usable as a sync source and target; writes replace the
+    /// file atomically, in the encoding it was read in.
     ///
     /// Example:
     /// ```rhai

@@ -12,6 +12,7 @@ pub mod entry_api;
 pub mod help;
 pub mod interrupt;
 pub mod limits;
+pub mod mapping_api;
 pub mod objects;
 pub mod profiles;
 pub mod redact;
@@ -20,6 +21,8 @@ pub mod secrets;
 pub mod service;
 pub mod sql;
 pub mod store;
+pub mod stdlib;
+pub mod stdlib_fns;
 pub mod sync_api;
 pub mod text;
 
@@ -100,6 +103,8 @@ pub fn engine() -> Engine {
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");
+    engine.register_global_module(exported_module!(mapping_api::mapping_api).into());
+    stdlib::register(&mut engine);
     engine.on_print(|s| {
         use std::io::Write;
         let mut o = std::io::stdout().lock();

@@ -84,7 +84,7 @@ pub mod profiles_api {
             "csv" => {
                 let text = |k: &str| p.data.get(k).and_then(|v| v.as_str()).map(str::to_string);
                 let mut m = Map::new();
-                for k in ["key", "multi_value_separator", "delimiter"] {
+                for k in ["key", "multi_value_separator", "delimiter", "encoding"] {
                     if let Some(v) = text(k) {
                         m.insert(k.into(), Dynamic::from(v));
                     }

@@ -26,6 +26,7 @@ pub mod lease;
 mod linked;
 pub mod links;
 pub mod log;
+pub mod mapping;
 pub mod members;
 mod object;
 pub mod plan;
