@@ -42,6 +42,8 @@ pub(super) struct ReadOutcome {
     pub round: Option<crate::connector::ChangeRound>,
     /// True when only the changes were read.
     pub incremental: bool,
+    /// Named source attributes no object read has.
+    pub warnings: Vec<String>,
 }
 
 impl Reader<'_> {
@@ -69,6 +71,7 @@ impl Reader<'_> {
         let mut unchanged = 0usize;
         let mut source_count = 0usize;
         let mut sent = 0usize;
+        let mut unseen = super::unused_attrs::Unseen::new(step);
         let round = {
             let mut error = |e: &Entry, error: SyncError| {
                 sent += 1;
@@ -98,6 +101,7 @@ impl Reader<'_> {
                     }
                 }
                 source_count += 1;
+                unseen.note(&e);
                 let anchor = anchor_of(&e);
                 if !seen.insert(anchor.clone()) {
                     let m = format!("two source objects have the anchor '{anchor}'");
@@ -159,6 +163,7 @@ impl Reader<'_> {
             sent,
             round,
             incremental,
+            warnings: unseen.warnings(incremental),
         })
     }
 }
