@@ -98,6 +98,7 @@ fn run() -> ExitCode {
     // Subcommands are words checked before clap (a script name is the
     // first bare argument otherwise).
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    #[allow(clippy::single_match)] // the other subcommands' arms join this match
     match argv.first().map(String::as_str) {
         Some("completions" | "man") => return idsync::shell::cli_docs::run(&argv, Cli::command()),
         _ => {}

@@ -290,11 +290,8 @@ pub fn did_you_mean(
 ) -> Option<String> {
     use rhai::EvalAltResult as E;
     let mut e = err;
-    loop {
-        match e {
-            E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) => e = inner,
-            _ => break,
-        }
+    while let E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) = e {
+        e = inner;
     }
     let E::ErrorFunctionNotFound(sig, _) = e else {
         return None;
