@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// mimalloc: a sync run allocates many small values per object; glibc's
 /// allocator spent about 45 % of a 100k no-change re-run (BENCHMARKS.md).
@@ -23,15 +23,30 @@ use idsync::shell::render::Format;
     name = "idsync",
     version,
     about = "Directory synchronization and administration with a Rhai shell",
-    after_help = "Examples:\n  idsync                         interactive shell\n  idsync sync.rhai a b           run a script (ARGS == [\"a\", \"b\"])\n  idsync -c 'help(\"search\")'     one-liner; prints the last value\n\n\
+    after_help = "Examples:\n  idsync                         interactive shell\n  idsync -n sync.rhai            dry run: previews instead of writes\n  idsync completions bash        completion script (bash, zsh, fish, powershell)\n  idsync man                     man page\n  idsync sync.rhai a b           run a script (ARGS == [\"a\", \"b\"])\n  idsync -c 'help(\"search\")'     one-liner; prints the last value\n\n\
 Output: --format table (default), json, csv or ldif. Tables are coloured and fitted to the\n\
 terminal only when stdout is a terminal (NO_COLOR turns colour off).\n\
 Exit status: 0 ok, 1 script or runtime error, 2 usage error, 3 a sync run had failed objects,\n\
 4 a run was refused by a safety rule, 5 a run was refused because another run\n\
 of the same step was running, n from exit(n) (0-255), 130 / 143 when Ctrl-C (SIGINT) /\n\
-SIGTERM stopped the script. State, history and logs live in IDSYNC_HOME."
+SIGTERM stopped the script. State, history and logs live in IDSYNC_HOME; IDSYNC_LOG=json writes the run logs as JSON lines.\n\
+A script file named like a subcommand (completions, man) runs as idsync ./man."
 )]
 struct Cli {
+    /// Dry run: every sync run() is a preview, every object write is
+    /// refused with a message; nothing is written.
+    #[arg(short = 'n', long = "dry-run")]
+    dry_run: bool,
+
+    /// Errors only: no progress bar, no printed values or messages.
+    #[arg(short = 'q', long = "quiet", conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Print each write of a sync run with its old and new values
+    /// (secrets masked) on stderr.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+
     /// Run CODE and print the value of its last expression.
     #[arg(short = 'c', long = "command", value_name = "CODE")]
     command: Option<String>,
@@ -87,6 +102,7 @@ fn run() -> ExitCode {
         Some("store") => return ExitCode::from(idsync::store::migrate::main(&argv[1..])),
         Some("service") => return idsync::service::service_main(&argv[1..]),
         Some("status") => return idsync::service::status_main(&argv[1..]),
+        Some("completions" | "man") => return idsync::shell::cli_docs::run(&argv, Cli::command()),
         _ => {}
     }
     let cli = match Cli::try_parse() {
@@ -98,6 +114,7 @@ fn run() -> ExitCode {
         }
     };
     idsync::shell::output::install_show(cli.format);
+    idsync::shell::flags::apply(cli.dry_run, cli.quiet, cli.verbose);
     interrupt::install();
     if let Some(code) = cli.command {
         let mut args = cli.args;

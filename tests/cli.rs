@@ -1160,3 +1160,277 @@ fn sigint_after_first_line(
     let o = child.wait_with_output().unwrap();
     (o, rest, sent.elapsed())
 }
+
+// ---------------------------------------------------------------------------------------------
+// issue 15, the shell: did-you-mean, completions/man, --dry-run, -q/-v, JSON run logs, the
+// unknown source attribute warning
+
+#[test]
+fn unknown_functions_and_methods_suggest_the_closest_names() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "id,name\n1,Ann\n").unwrap();
+    let csv = dir.path().join("p.csv");
+    let o = one_liner(
+        home.path(),
+        &[],
+        &format!(
+            r#"let c = connect_csv("{}", #{{ key: "id" }}); c.serch("(id=1)")"#,
+            csv.display()
+        ),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("did you mean .search()?"),
+        "{}",
+        show(&o)
+    );
+    let o = one_liner(home.path(), &[], "hepl()");
+    assert!(stderr(&o).contains("did you mean help()"), "{}", show(&o));
+    // A property of an entry that does not exist stays (): scripts test with has().
+    let o = one_liner(
+        home.path(),
+        &[],
+        &format!(
+            r#"let c = connect_csv("{}", #{{ key: "id" }}); let e = c.get("1"); `${{e.nosuchattr == ()}} ${{e.has("nosuchattr")}}`"#,
+            csv.display()
+        ),
+    );
+    assert_eq!(stdout(&o).trim(), "true false", "{}", show(&o));
+}
+
+#[test]
+fn completions_for_each_shell_and_a_man_page() {
+    let home = support::temp_home();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef idsync"),
+        ("fish", "complete -c idsync"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let o = run(idsync(home.path()).args(["completions", shell]));
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", show(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(marker) && out.contains("dry-run"),
+            "{shell}: {}",
+            show(&o)
+        );
+    }
+    let o = run(idsync(home.path()).args(["completions", "tcsh"]));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(stderr(&o).contains("unknown shell 'tcsh'"), "{}", show(&o));
+    let o = run(idsync(home.path()).arg("man"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let man = stdout(&o);
+    assert!(man.contains(".TH idsync"), "{man}");
+    for flag in ["dry\\-run", "quiet", "verbose", "format"] {
+        assert!(
+            man.contains(flag),
+            "{flag} missing from the man page:\n{man}"
+        );
+    }
+}
+
+#[test]
+fn quiet_prints_errors_only() {
+    let home = support::temp_home();
+    let o = one_liner(home.path(), &["-q"], r#"print("hello"); 42"#);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o), "", "{}", show(&o));
+    let o = one_liner(home.path(), &["-q"], "nosuch_fn(1)");
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("nosuch_fn"), "{}", show(&o));
+    // without -q the same prints
+    let o = one_liner(home.path(), &[], r#"print("hello"); 42"#);
+    assert_eq!(stdout(&o), "hello\n42\n", "{}", show(&o));
+}
+
+/// A CSV -> CSV step whose flows name `mail_from` as mail's source attribute.
+fn csv_step(dir: &Path, mail_from: &str) -> String {
+    format!(
+        "let s = connect_csv(\"{src}\", #{{ key: \"id\" }});\n\
+         let t = connect_csv(\"{dst}\", #{{ key: \"id\" }});\n\
+         let st = sync_step(\"shell-flags/users\", s, t, #{{ create: #{{ parent: \"\", rdn: |e| e.id }},\n\
+           flows: #{{ id: \"id\", title: \"title\", mail: \"{mail_from}\", userPassword: \"pw\" }} }});\n",
+        src = dir.join("src.csv").display(),
+        dst = dir.join("dst.csv").display()
+    )
+}
+
+#[test]
+fn verbose_names_old_and_new_values_secrets_masked_and_json_run_logs() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,title,mail,pw\nA1,Clerk,a1@x.org,Hunter2-secret\n",
+    )
+    .unwrap();
+    let step = csv_step(dir.path(), "mail");
+    let o = one_liner(home.path(), &["-v"], &format!("{step}st.run().created"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("title: () → Clerk"), "{}", show(&o));
+    assert!(err.contains("userPassword: () → <secret>"), "{}", show(&o));
+    let log = support::newest_run_log(home.path());
+    assert!(log.contains("title: () → Clerk"), "{log}");
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,title,mail,pw\nA1,Engineer,a1@x.org,Hunter3-secret\n",
+    )
+    .unwrap();
+    let o = run(idsync(home.path()).env("IDSYNC_LOG", "json").args([
+        "-v",
+        "-c",
+        &format!("{step}st.run().updated"),
+    ]));
+    assert_eq!(stdout(&o).trim(), "1", "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("title: Clerk → Engineer"), "{}", show(&o));
+    assert!(
+        err.contains("userPassword: <secret> → <secret>"),
+        "{}",
+        show(&o)
+    );
+    let log = support::newest_run_log(home.path());
+    let mut messages = Vec::new();
+    for l in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+        assert_eq!(v["step"], "shell-flags/users", "{l}");
+        assert!(v["time"].is_string(), "{l}");
+        messages.push(v["message"].as_str().unwrap().to_string());
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("title: Clerk → Engineer")),
+        "{messages:?}"
+    );
+    for text in [&err, &log, &stdout(&o)] {
+        assert!(!text.contains("Hunter"), "a password printed: {text}");
+    }
+    // Without -v, stderr has none of it.
+    let o = one_liner(home.path(), &[], &format!("{step}st.run().updated"));
+    assert!(!stderr(&o).contains("→"), "{}", show(&o));
+}
+
+#[test]
+fn a_flow_naming_an_attribute_no_source_object_has_is_a_warning_in_preview_and_report() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,title,mail,pw\nA1,Clerk,a1@x.org,x\nA2,Boss,a2@x.org,y\n",
+    )
+    .unwrap();
+    let step = csv_step(dir.path(), "emial");
+    let o = one_liner(
+        home.path(),
+        &["--format", "json"],
+        &format!("{step}st.preview()"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let warnings: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["op"] == "warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{rows:#}");
+    let w = warnings[0]["new"].as_str().unwrap();
+    assert!(
+        w.contains("mail <- emial") && w.contains("'emial'") && w.contains("2 source objects"),
+        "{w}"
+    );
+    let o = one_liner(
+        home.path(),
+        &[],
+        &format!("{step}let r = st.run(); r.warnings[0]"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("mail <- emial"), "{}", show(&o));
+    assert!(
+        support::planned_line(home.path()).contains("WARNING flow mail <- emial"),
+        "{}",
+        support::newest_run_log(home.path())
+    );
+    // Spelt right: no warning.
+    let step = csv_step(dir.path(), "mail");
+    let o = one_liner(home.path(), &[], &format!("{step}st.preview()"));
+    assert!(!stdout(&o).contains("warning"), "{}", show(&o));
+}
+
+#[test]
+fn dry_run_of_a_script_that_runs_a_step_and_creates_an_object_writes_nothing_on_slapd() {
+    let Some(l) = support::slapd() else { return };
+    let ou = support::unique("dryrun");
+    l.ldapadd(&format!(
+        "dn: ou={ou},{}\nobjectClass: organizationalUnit\nou: {ou}\n",
+        l.base
+    ));
+    let dst = format!("ou={ou},{}", l.base);
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hr.csv"),
+        "uid,cn,sn\nann,Ann Lee,Lee\nbob,Bob Roe,Roe\n",
+    )
+    .unwrap();
+    let (_d, file) = script(
+        "nightly.rhai",
+        &format!(
+            "let src = connect_csv(\"{}\", #{{ key: \"uid\" }});\n\
+             let dst = connect_ldap(\"{}\", #{{ bind_dn: \"{}\", password: secret(\"OL_PW\"), base: \"{}\" }});\n\
+             let made = dst.create(\"cn=by-hand,{dst}\", #{{ objectClass: [\"person\"], cn: \"by-hand\", sn: \"Hand\" }});\n\
+             let st = sync_step(\"dry-{ou}\", src, dst, #{{\n\
+               create: #{{ parent: \"{dst}\", rdn: |e| `uid=${{e.uid}}`, class: [\"inetOrgPerson\"] }},\n\
+               flows: #{{ uid: \"uid\", cn: \"cn\", sn: \"sn\" }} }});\n\
+             let r = st.run();\n\
+             print(`status=${{r.status}} created=${{r.created}}`);\n",
+            dir.path().join("hr.csv").display(),
+            l.url,
+            l.admin_dn,
+            l.base
+        ),
+    );
+    let children = || l.ldapsearch(&dst, "one", "", &["dn"]);
+    let o = run(idsync(home.path())
+        .env("OL_PW", &l.admin_pw)
+        .arg("--dry-run")
+        .arg(&file));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        stdout(&o).contains("status=dry-run created=2"),
+        "{}",
+        show(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("dry run: create cn=by-hand,{dst}: not written")),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("uid=ann,{dst}")),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(children().trim(), "", "the dry run wrote to the directory");
+    // -n is the same; and without it, the same script writes (so the check above can fail).
+    let o = run(idsync(home.path())
+        .env("OL_PW", &l.admin_pw)
+        .arg("-n")
+        .arg(&file));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(children().trim(), "");
+    let o = run(idsync(home.path()).env("OL_PW", &l.admin_pw).arg(&file));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("status=ok created=2"), "{}", show(&o));
+    let after = children();
+    for rdn in ["cn=by-hand", "uid=ann", "uid=bob"] {
+        assert!(after.contains(&format!("dn: {rdn},{dst}")), "{after}");
+    }
+}

@@ -274,35 +274,34 @@ fn tab_completes_functions_variables_and_script_functions() {
     let home = support::temp_home();
     let mut r = Repl::start(home.path(), &[]);
 
-    // Several candidates: rustyline's default (circular) completion puts the first sorted
-    // candidate on the line, each further Tab the next one.
-    r.keys("conn");
-    r.expect("conn");
-    let mut shown = Vec::new();
-    for _ in 0..20 {
-        r.keys("\t");
-        let l = r.redrawn_line();
-        if l == "conn" {
-            continue;
-        }
-        shown.push(l.clone());
-        if l == "connections" {
-            break;
-        }
-    }
-    for want in ["connect_ldap", "connection", "connections"] {
-        assert!(
-            shown.contains(&want.to_string()),
-            "{want} not offered: {shown:?}"
-        );
-    }
-    assert!(shown.iter().all(|s| s.starts_with("conn")), "{shown:?}");
-    let mut sorted = shown.clone();
-    sorted.sort();
-    assert_eq!(shown, sorted, "candidates not in order");
+    // Several candidates (issue 15 item 3: list mode, not cycling through them): the first Tab
+    // completes what they share, the second lists them all, in order, and leaves the line.
+    r.keys("connecti");
+    r.expect("connecti");
+    r.keys("\t");
+    assert_eq!(r.redrawn_line(), "connection");
+    r.keys("\t");
+    r.expect("connection");
+    r.expect("connections");
+    r.keys("s");
     // the completed name is usable as typed
     r.line("().len() + 700 * 2");
     r.value("1400");
+    r.keys("conn\t");
+    assert_eq!(r.redrawn_line(), "connect");
+    r.keys("\t");
+    let listed = {
+        r.expect("connect_ldap");
+        r.expect("connections");
+        r.seen.clone()
+    };
+    let tail = &listed[listed.rfind("connect_csv").unwrap_or(0)..];
+    for want in ["connect_csv", "connect_ldap", "connections"] {
+        assert!(tail.contains(want), "{want} not listed: {tail:?}");
+    }
+    // the line is still the common prefix
+    r.line("ions().len()");
+    r.value("0");
 
     // a variable in scope
     r.line("let myvariable = 1234;");
@@ -320,6 +319,45 @@ fn tab_completes_functions_variables_and_script_functions() {
     r.line("(99)");
     r.value("100");
 
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn bare_help_works_like_help_and_unknown_names_get_suggestions() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("help");
+    r.expect("connect_ldap()");
+    r.expect(".search()");
+    r.prompt();
+    r.line(r#"help("serch")"#);
+    r.expect("did you mean: search");
+    r.prompt();
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
+
+#[test]
+fn an_unfinished_block_shows_the_continuation_prompt_and_ctrl_c_drops_it() {
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[]);
+    r.line("let q = [1,");
+    r.expect("...> ");
+    r.line("2,");
+    r.expect("...> ");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    r.p.send_control('c').unwrap();
+    r.prompt();
+    r.line("let w = #{ a: 1,");
+    r.expect("...> ");
+    r.line("b: 41 };");
+    r.prompt();
+    r.line("w.a + w.b");
+    r.value("42");
+    r.line("q");
+    r.expect("not found");
+    r.prompt();
     r.line("exit");
     assert_eq!(r.finish().0, 0);
 }
@@ -758,4 +796,70 @@ fn connect_src_dst(r: &mut Repl, l: &support::Ldap) {
         ));
         r.prompt();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// walking the tree (issue 15 item 5)
+
+#[test]
+fn cd_and_ls_walk_a_slapd_tree_and_the_prompt_shows_where() {
+    let Some(l) = support::slapd() else { return };
+    let ou = support::unique("walk");
+    let dn = format!("ou={ou},{}", l.base);
+    l.ldapadd(&format!(
+        "dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n\n\
+         dn: ou=staff,{dn}\nobjectClass: organizationalUnit\nou: staff\n\n\
+         dn: uid=w1,ou=staff,{dn}\nobjectClass: inetOrgPerson\nuid: w1\ncn: W One\nsn: One\n\n\
+         dn: uid=w2,{dn}\nobjectClass: inetOrgPerson\nuid: w2\ncn: W Two\nsn: Two\n"
+    ));
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
+    r.line(&format!(
+        r#"let c = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{}" }});"#,
+        l.url, l.admin_dn, l.base
+    ));
+    r.prompt();
+    r.line(&format!(
+        r#"c.ls("{dn}").map(|x| `${{x.rdn}}:${{x.objectClass}}`)"#
+    ));
+    r.expect("ou=staff:organizationalUnit");
+    r.expect("uid=w2:inetOrgPerson");
+    r.prompt();
+    r.line(&format!(r#"cd(c, "{dn}")"#));
+    // the prompt now shows the current base
+    r.prompt = Box::leak(format!("\x1b[Kidsync {dn}> \r").into_boxed_str());
+    r.prompt();
+    r.line("pwd()");
+    r.value(&dn);
+    // search, get and ls use it
+    r.line(r#"c.search("(objectClass=inetOrgPerson)").len()"#);
+    r.value("2");
+    r.line(r#"c.get("uid=w2").cn"#);
+    r.value("W Two");
+    r.line("c.ls().len()");
+    r.value("2");
+    r.line(r#"cd(c, "ou=staff")"#);
+    r.prompt = Box::leak(format!("\x1b[Kidsync ou=staff,{dn}> \r").into_boxed_str());
+    r.prompt();
+    r.line("c.ls()[0].rdn");
+    r.value("uid=w1");
+    r.line(r#"cd(c, "..")"#);
+    r.prompt = Box::leak(format!("\x1b[Kidsync {dn}> \r").into_boxed_str());
+    r.prompt();
+    r.line(r#"print(c.tree(pwd(), 2))"#);
+    // (the pty transcript reads bytes one by one: the box-drawing characters are not matched)
+    r.expect(&format!("{dn}\r\n"));
+    r.expect(" ou=staff\r\n");
+    r.expect("   ");
+    r.expect(" uid=w1\r\n");
+    r.expect(" uid=w2\r\n");
+    r.prompt();
+    r.line(r#"cd(c, "ou=nosuch")"#);
+    r.expect(&format!("cd: ou=nosuch,{dn}: no such object"));
+    r.prompt();
+    // the failed cd left the current base where it was
+    r.line("pwd()");
+    r.value(&dn);
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
 }

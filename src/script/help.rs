@@ -169,20 +169,16 @@ pub fn render(engine: &Engine, topic: Option<&str>) -> String {
                 .filter(|d| d.name.eq_ignore_ascii_case(t))
                 .collect();
             if hits.is_empty() {
-                let near: Vec<&str> = docs
-                    .iter()
-                    .filter(|d| {
-                        d.name.contains(&t.to_ascii_lowercase()) || t.contains(d.name.as_str())
-                    })
-                    .map(|d| d.name.as_str())
-                    .collect();
+                let pool: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+                let near = closest(t, &pool, 5);
                 let mut s = format!("no help for '{t}'");
                 if !near.is_empty() {
-                    let mut near = near;
-                    near.dedup();
                     s.push_str(&format!("; did you mean: {}", near.join(", ")));
                 }
                 s.push_str(". help() lists every function.");
+                s.push_str(&format!(
+                    "\nIf '{t}' is an attribute: e.{t} reads () when the entry has no such attribute; e.has(\"{t}\") tells whether it has one."
+                ));
                 return s;
             }
             let mut s = String::new();
@@ -206,7 +202,157 @@ pub fn render(engine: &Engine, topic: Option<&str>) -> String {
     }
 }
 
+/// Width of the name column of the index (two spaces of indent included).
+const LABEL: usize = 24;
+
+/// The width the index is wrapped to: the terminal's, else 100 columns.
+fn index_width() -> usize {
+    terminal_size::terminal_size()
+        .map(|(w, _)| w.0 as usize)
+        .unwrap_or(100)
+        .clamp(60, 160)
+}
+
+/// The first sentence of a doc comment, whole: its first paragraph up to
+/// the first full stop that ends a sentence (not the one of "e.g.").
+pub fn first_sentence(doc: &str) -> String {
+    let para: Vec<&str> = doc
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty() && !l.starts_with("```"))
+        .collect();
+    let text = para.join(" ");
+    for (i, _) in text.match_indices(". ") {
+        let before = &text[..i];
+        let word = before.rsplit(' ').next().unwrap_or("");
+        if ["e.g", "i.e", "etc", "vs"].contains(&word.trim_start_matches('(')) {
+            continue;
+        }
+        return text[..=i].to_string();
+    }
+    text
+}
+
+/// `text` in lines of at most `width` characters, broken between words
+/// (a longer word stands on its own line).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+/// Up to `max` names of `pool` closest to `word` (edit distance, case
+/// ignored), nearest first; names containing the word count as close.
+pub fn closest<'a>(word: &str, pool: &[&'a str], max: usize) -> Vec<&'a str> {
+    let w = word.to_ascii_lowercase();
+    if w.is_empty() {
+        return Vec::new();
+    }
+    let limit = (w.chars().count() / 3).max(1) + usize::from(w.len() > 4);
+    let mut scored: Vec<(usize, &str)> = pool
+        .iter()
+        .filter_map(|&n| {
+            let l = n.to_ascii_lowercase();
+            let d = strsim::damerau_levenshtein(&w, &l);
+            if d <= limit {
+                Some((d, n))
+            } else if w.len() >= 3 && l.contains(&w) {
+                Some((limit + 1, n))
+            } else {
+                None
+            }
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(max).map(|(_, n)| n).collect()
+}
+
+/// A "did you mean" line for an error that names an unknown function,
+/// method or property (`extra`: the script's own functions); `None` for
+/// other errors or when nothing is close.
+pub fn did_you_mean(
+    engine: &Engine,
+    extra: &[String],
+    err: &rhai::EvalAltResult,
+) -> Option<String> {
+    use rhai::EvalAltResult as E;
+    let mut e = err;
+    while let E::ErrorInFunctionCall(_, _, inner, _) | E::ErrorInModule(_, inner, _) = e {
+        e = inner;
+    }
+    let E::ErrorFunctionNotFound(sig, _) = e else {
+        return None;
+    };
+    let name = sig.split([' ', '(']).next().unwrap_or("").trim();
+    let (name, property) = match name
+        .strip_prefix("get$")
+        .or_else(|| name.strip_prefix("set$"))
+    {
+        Some(p) => (p, true),
+        None => (name, false),
+    };
+    // The receiver's type, as Rhai names it in the signature: `(Connection, &str)`.
+    let first_type = sig
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split([',', ')']).next())
+        .map(|t| {
+            t.trim()
+                .trim_start_matches("&mut ")
+                .trim_start_matches('&')
+                .to_string()
+        })
+        .unwrap_or_default();
+    let docs = collect(engine);
+    let on_type: Vec<&FnDoc> = docs
+        .iter()
+        .filter(|d| d.receiver.as_deref() == Some(first_type.as_str()))
+        .collect();
+    let pool: Vec<&str> = if !on_type.is_empty() {
+        on_type.iter().map(|d| d.name.as_str()).collect()
+    } else {
+        docs.iter()
+            .filter(|d| d.receiver.is_none())
+            .map(|d| d.name.as_str())
+            .chain(extra.iter().map(String::as_str))
+            .collect()
+    };
+    let near = closest(name, &pool, 3);
+    if near.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = near
+        .iter()
+        .map(|n| {
+            let is_prop = docs.iter().any(|d| d.name == *n && d.is_property);
+            match (on_type.is_empty(), is_prop || property) {
+                (false, true) => format!(".{n}"),
+                (false, false) => format!(".{n}()"),
+                (true, _) => format!("{n}()"),
+            }
+        })
+        .collect();
+    Some(format!(
+        "did you mean {}? (help(\"{}\") explains it)",
+        shown.join(" or "),
+        near[0]
+    ))
+}
+
 fn index(docs: &[FnDoc]) -> String {
+    let width = index_width();
     let mut s = String::from("idsync functions (help(\"name\") for details and an example):\n");
     let mut section = |title: &str, filter: &dyn Fn(&FnDoc) -> bool| {
         let mut seen: Vec<&str> = Vec::new();
@@ -220,7 +366,7 @@ fn index(docs: &[FnDoc]) -> String {
                 continue;
             }
             seen.push(&d.name);
-            let first = d.doc.lines().next().unwrap_or("");
+            let first = first_sentence(&d.doc);
             let label = if d.is_property {
                 format!(".{}", d.name)
             } else if d.is_method {
@@ -228,7 +374,14 @@ fn index(docs: &[FnDoc]) -> String {
             } else {
                 format!("{}()", d.name)
             };
-            s.push_str(&format!("  {label:<22} {first}\n"));
+            let lines = wrap(&first, width.saturating_sub(LABEL + 1).max(30));
+            for (i, line) in lines.iter().enumerate() {
+                let l = if i == 0 { label.as_str() } else { "" };
+                s.push_str(&format!("  {l:<w$} {line}\n", w = LABEL - 2));
+            }
+            if lines.is_empty() {
+                s.push_str(&format!("  {label}\n"));
+            }
         }
     };
     section("Functions", &|d: &FnDoc| d.receiver.is_none());
@@ -241,7 +394,8 @@ fn index(docs: &[FnDoc]) -> String {
             d.receiver.as_deref() == Some(t)
         });
     }
-    s.push_str("\nShell: exit, clear, history; Tab completes names, variables, connections and attributes.");
+    s.push_str("\nEntries: e.mail or e[\"mail\"] reads an attribute; one the entry lacks reads as (), so test with e.has(\"mail\").");
+    s.push_str("\nShell: help, exit, clear, history (typed without parentheses); cd(c, dn), pwd() and ls() walk a directory; Tab completes names, variables, connections and attributes.");
     s
 }
 
@@ -399,6 +553,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_index_shows_each_first_sentence_whole_and_wrapped() {
+        let e = crate::script::engine();
+        let idx = index(&collect(&e));
+        // Every index line fits the width, and every documented first
+        // sentence appears whole (joined back from its wrapped lines).
+        let width = index_width();
+        for l in idx.lines().filter(|l| l.starts_with("  ")) {
+            let name_col = l.chars().take(LABEL).collect::<String>();
+            if name_col.trim().chars().count() <= LABEL - 3 {
+                assert!(l.chars().count() <= width, "too wide: {l}");
+            }
+        }
+        let joined: String = idx
+            .lines()
+            .map(|l| l.chars().skip(LABEL).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut shown: Vec<(Option<String>, String)> = Vec::new();
+        for d in collect(&e) {
+            // The index shows the first doc of each name in each section.
+            let key = (d.receiver.clone(), d.name.clone());
+            if shown.contains(&key) {
+                continue;
+            }
+            shown.push(key);
+            let first = first_sentence(&d.doc);
+            let words: Vec<&str> = first.split_whitespace().collect();
+            assert!(
+                joined.contains(&words.join(" ")),
+                "first sentence of {} not whole in the index: {first}",
+                d.name
+            );
+        }
+        // The sentence of csv-like docs that used to be cut ("...each row is an").
+        assert_eq!(
+            first_sentence("Reads rows; each row is an\nentry. More text.\n\nExample:"),
+            "Reads rows; each row is an entry."
+        );
+        assert_eq!(
+            first_sentence("Sets x (e.g. 3). Then y."),
+            "Sets x (e.g. 3)."
+        );
+        assert_eq!(wrap("aa bb cc dd", 5), ["aa bb", "cc dd"]);
+    }
+
+    #[test]
+    fn unknown_names_get_the_closest_real_ones() {
+        let e = crate::script::engine();
+        let h = render(&e, Some("serch"));
+        assert!(h.contains("did you mean: search"), "{h}");
+        assert!(h.contains("e.has(\"serch\")"), "{h}");
+        assert_eq!(
+            closest("conect_ldap", &["connect_ldap", "search"], 3),
+            ["connect_ldap"]
+        );
+        assert!(closest("zzzzqq", &["search", "get"], 3).is_empty());
+        let err = e.eval::<rhai::Dynamic>(r#"conect_ldap("x")"#).unwrap_err();
+        let hint = did_you_mean(&e, &[], &err).unwrap_or_default();
+        assert!(hint.starts_with("did you mean connect_ldap()"), "{hint}");
+        let err = e.eval::<rhai::Dynamic>(r#"zzqqxx()"#).unwrap_err();
+        assert_eq!(did_you_mean(&e, &[], &err), None);
+        let err = e.eval::<rhai::Dynamic>(r#"hepl()"#).unwrap_err();
+        let hint = did_you_mean(&e, &[], &err).unwrap_or_default();
+        assert!(hint.starts_with("did you mean help()"), "{hint}");
+        let err = e
+            .eval::<rhai::Dynamic>(r#"fn my_fun() { 1 } my_fnu()"#)
+            .unwrap_err();
+        let hint = did_you_mean(&e, &["my_fun".into()], &err).unwrap_or_default();
+        assert!(hint.contains("my_fun()"), "{hint}");
     }
 
     #[test]

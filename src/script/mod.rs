@@ -7,7 +7,9 @@ pub mod config_file;
 pub mod connect;
 pub mod context;
 pub mod convert;
+pub mod cwd;
 pub mod display;
+pub mod dry_run;
 pub mod entry_api;
 pub mod help;
 pub mod interrupt;
@@ -16,13 +18,14 @@ pub mod mapping_api;
 pub mod objects;
 pub mod profiles;
 pub mod redact;
+pub mod run_mode;
 pub mod runtime;
 pub mod secrets;
 pub mod service;
 pub mod sql;
-pub mod store;
 pub mod stdlib;
 pub mod stdlib_fns;
+pub mod store;
 pub mod sync_api;
 pub mod text;
 
@@ -100,6 +103,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(sql::sql_api).into());
     engine.register_global_module(exported_module!(store::store_api).into());
     engine.register_global_module(exported_module!(service::service_api).into());
+    engine.register_global_module(exported_module!(run_mode::run_mode_api).into());
     engine
         .register_type_with_name::<sync_api::Step>("Step")
         .register_type_with_name::<sync_api::Workflow>("Workflow");
@@ -107,6 +111,9 @@ pub fn engine() -> Engine {
     stdlib::register(&mut engine);
     engine.on_print(|s| {
         use std::io::Write;
+        if run_mode::quiet() {
+            return;
+        }
         let mut o = std::io::stdout().lock();
         if let Err(e) = writeln!(o, "{s}")
             && e.kind() == std::io::ErrorKind::BrokenPipe
@@ -184,7 +191,14 @@ impl Session {
                         exit_code: None,
                     })
                 }
-                _ => Err(runtime_error(*e, code, source)),
+                _ => {
+                    let hint = help::did_you_mean(&self.engine, &self.script_function_names(), &e);
+                    let mut err = runtime_error(*e, code, source);
+                    if let Some(h) = hint {
+                        err.message.push_str(&format!("\n{h}"));
+                    }
+                    Err(err)
+                }
             },
         }
     }
@@ -251,6 +265,21 @@ impl Session {
             );
         }
         v
+    }
+
+    /// Variables with their types, for completion: `Entry`, `Step`, ...,
+    /// and `Connection:KIND` for a connection.
+    pub fn variable_types(&self) -> Vec<(String, String)> {
+        self.scope
+            .iter()
+            .map(|(n, _, v)| {
+                let t = match v.read_lock::<Connection>() {
+                    Some(c) => format!("Connection:{}", c.0.kind()),
+                    None => self.engine.map_type_name(v.type_name()).to_string(),
+                };
+                (n.to_string(), t)
+            })
+            .collect()
     }
 
     /// Names of variables in scope (for completion).

@@ -55,8 +55,13 @@ pub mod objects {
             Some(s) => s.parse::<Scope>().map_err(|e| conn_err("search", e))?,
             None => Scope::Sub,
         };
+        // No base given: the current base `cd` set on this connection.
+        let base = match opt_str(&opts, "base")? {
+            Some(b) => Some(crate::script::cwd::resolve(&c.0, &b)?),
+            None => crate::script::cwd::base_for(&c.0),
+        };
         let q = SearchQuery {
-            base: opt_str(&opts, "base")?,
+            base,
             scope,
             filter: filter.to_string(),
             attrs: opt_list(&opts, "attrs")?,
@@ -85,7 +90,16 @@ pub mod objects {
     #[rhai_fn(return_raw, pure)]
     pub fn get(c: &mut Connection, identity: &str) -> ScriptResult<Dynamic> {
         let conn = c.0.clone();
-        match block_on(conn.get(identity)).map_err(|e| conn_err("get", e))? {
+        // After `cd`: an RDN is relative to the current base, and other
+        // identities are looked for below it.
+        let found = match crate::script::cwd::base_for(&conn) {
+            Some(here) if identity.contains('=') && !identity.contains(',') => {
+                block_on(conn.get(&format!("{identity},{here}")))
+            }
+            Some(here) if !identity.contains('=') => block_on(conn.get_under(identity, &here)),
+            _ => block_on(conn.get(identity)),
+        };
+        match found.map_err(|e| conn_err("get", e))? {
             Some(e) => Ok(Dynamic::from(e)),
             None => Ok(Dynamic::UNIT),
         }
@@ -100,6 +114,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn create(c: &mut Connection, dn: &str, attrs: Map) -> ScriptResult<Dynamic> {
+        if crate::script::run_mode::refuse_write("create", dn) {
+            return Ok(Dynamic::UNIT);
+        }
         let attrs = map_to_attrs(dn, &attrs)?;
         let conn = c.0.clone();
         let e = block_on(conn.create(dn, &attrs)).map_err(|e| conn_err("create", e))?;
@@ -116,6 +133,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn modify(c: &mut Connection, identity: &str, changes: Map) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("modify", identity) {
+            return Ok(());
+        }
         check_keys("modify", &changes, &["replace", "add", "delete"])?;
         let mut list = Vec::new();
         for (op, v) in &changes {
@@ -145,6 +165,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn rename(c: &mut Connection, identity: &str, new_rdn: &str) -> ScriptResult<String> {
+        if crate::script::run_mode::refuse_write("rename", identity) {
+            return Ok(identity.to_string());
+        }
         let conn = c.0.clone();
         block_on(conn.rename(identity, new_rdn)).map_err(|e| conn_err("rename", e))
     }
@@ -157,6 +180,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(name = "move", return_raw, pure)]
     pub fn move_to(c: &mut Connection, identity: &str, new_parent: &str) -> ScriptResult<String> {
+        if crate::script::run_mode::refuse_write("move", identity) {
+            return Ok(identity.to_string());
+        }
         let conn = c.0.clone();
         block_on(conn.move_to(identity, new_parent)).map_err(|e| conn_err("move", e))
     }
@@ -169,6 +195,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn delete(c: &mut Connection, identity: &str) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("delete", identity) {
+            return Ok(());
+        }
         let conn = c.0.clone();
         block_on(conn.delete(identity)).map_err(|e| conn_err("delete", e))
     }
@@ -195,6 +224,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn add_member(c: &mut Connection, group: &str, member: &str) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("add_member to", group) {
+            return Ok(());
+        }
         let conn = c.0.clone();
         block_on(conn.add_member(group, member)).map_err(|e| conn_err("add_member", e))
     }
@@ -207,6 +239,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn remove_member(c: &mut Connection, group: &str, member: &str) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("remove_member from", group) {
+            return Ok(());
+        }
         let conn = c.0.clone();
         block_on(conn.remove_member(group, member)).map_err(|e| conn_err("remove_member", e))
     }
@@ -220,6 +255,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn enable(c: &mut Connection, identity: &str) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("enable", identity) {
+            return Ok(());
+        }
         let conn = c.0.clone();
         block_on(conn.enable(identity)).map_err(|e| conn_err("enable", e))
     }
@@ -234,6 +272,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn disable(c: &mut Connection, identity: &str) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("disable", identity) {
+            return Ok(());
+        }
         let conn = c.0.clone();
         block_on(conn.disable(identity)).map_err(|e| conn_err("disable", e))
     }
@@ -248,6 +289,9 @@ pub mod objects {
     /// ```
     #[rhai_fn(return_raw, pure)]
     pub fn set_password(c: &mut Connection, identity: &str, password: Dynamic) -> ScriptResult<()> {
+        if crate::script::run_mode::refuse_write("set_password of", identity) {
+            return Ok(());
+        }
         let pw = to_secret("set_password", &password)?;
         let conn = c.0.clone();
         block_on(conn.set_password(identity, &pw)).map_err(|e| conn_err("set_password", e))
@@ -296,6 +340,89 @@ pub mod objects {
             m.insert(k.as_str().into(), v.into());
         }
         Ok(m)
+    }
+
+    /// Lists the direct children of the current base (`cd`) or, without
+    /// one, of the connection's base: RDN, object classes and children
+    /// (a count where the server gives one cheaply, else yes/no).
+    ///
+    /// Example:
+    /// ```rhai
+    /// c.ls()
+    /// ```
+    #[rhai_fn(name = "ls", return_raw, pure)]
+    pub fn ls_here(c: &mut Connection) -> ScriptResult<Array> {
+        ls(c, "")
+    }
+
+    /// Lists the direct children of `dn` (a full DN, an RDN below the
+    /// current base, or `..`): RDN, object classes and children.
+    ///
+    /// Example:
+    /// ```rhai
+    /// c.ls("ou=people,dc=example,dc=com")
+    /// ```
+    #[rhai_fn(name = "ls", return_raw, pure)]
+    pub fn ls(c: &mut Connection, dn: &str) -> ScriptResult<Array> {
+        use crate::script::cwd::{self, Children};
+        let dn = cwd::resolve(&c.0, dn)?;
+        let mut out = Array::new();
+        for k in cwd::children(&c.0, &dn)? {
+            let mut m = Map::new();
+            m.insert("rdn".into(), k.rdn.into());
+            m.insert("objectClass".into(), k.classes.into());
+            m.insert(
+                "children".into(),
+                match k.children {
+                    Some(Children::Count(n)) => Dynamic::from(n),
+                    Some(Children::Some(b)) => Dynamic::from(if b { "yes" } else { "no" }),
+                    None => Dynamic::UNIT,
+                },
+            );
+            m.insert("dn".into(), k.dn.into());
+            out.push(Dynamic::from_map(m));
+        }
+        Ok(out)
+    }
+
+    /// An outline of `dn` and what is below it, `depth` levels deep
+    /// (child counts in brackets where the server gives them).
+    ///
+    /// Example:
+    /// ```rhai
+    /// print(c.tree("dc=example,dc=com", 2))
+    /// ```
+    #[rhai_fn(name = "tree", return_raw, pure)]
+    pub fn tree(c: &mut Connection, dn: &str, depth: i64) -> ScriptResult<String> {
+        let dn = crate::script::cwd::resolve(&c.0, dn)?;
+        crate::script::cwd::tree(&c.0, &dn, depth)
+    }
+
+    /// Makes `dn` (a full DN, an RDN below the current base, `..`, or `""`
+    /// for the connection's base) the current base of the shell: `c.ls()`,
+    /// `c.search(...)` and `c.get(...)` of this connection look there, and
+    /// the prompt shows it. Returns the DN.
+    ///
+    /// Example:
+    /// ```rhai
+    /// cd(c, "ou=people,dc=example,dc=com"); c.ls()
+    /// ```
+    #[rhai_fn(name = "cd", return_raw)]
+    pub fn cd(c: Connection, dn: &str) -> ScriptResult<String> {
+        crate::script::cwd::cd(&c.0, dn)
+    }
+
+    /// The current base set by `cd`, or `()` when none is set.
+    ///
+    /// Example:
+    /// ```rhai
+    /// pwd()
+    /// ```
+    #[rhai_fn(name = "pwd")]
+    pub fn pwd() -> Dynamic {
+        crate::script::cwd::current_dn()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
     }
 
     /// The connection's kind: "ldap", "csv", ...

@@ -519,6 +519,12 @@ fn report_map(r: &Report) -> Map {
             .map(Dynamic::from)
             .unwrap_or(Dynamic::UNIT),
     );
+    if !r.warnings.is_empty() {
+        m.insert(
+            "warnings".into(),
+            Dynamic::from_array(r.warnings.iter().cloned().map(Dynamic::from).collect()),
+        );
+    }
     m
 }
 
@@ -528,13 +534,23 @@ struct Bar(Option<indicatif::ProgressBar>);
 impl Bar {
     fn new(step: &str) -> Bar {
         use std::io::IsTerminal;
-        if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        if !std::io::stdout().is_terminal()
+            || !std::io::stderr().is_terminal()
+            || super::run_mode::quiet()
+        {
             return Bar(None);
         }
         let pb = indicatif::ProgressBar::new(0);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} objects, {per_sec}, ETA {eta}",
+            "{prefix} [{bar:30}] {pos}/{len} objects, {rate}, ETA {eta}",
         ) {
+            // A whole number of objects per second (indicatif's {per_sec} has decimals).
+            let style = style.with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}/s", s.per_sec().round() as u64);
+                },
+            );
             pb.set_style(style.progress_chars("=> "));
         }
         pb.set_prefix(step.to_string());
@@ -572,6 +588,9 @@ fn stopped() -> Box<EvalAltResult> {
 
 /// Runs one step; `held` is the enclosing workflow's lease.
 fn run_step(step: &StepDef, opts: RunOptions, held: Option<&LeaseGuard>) -> ScriptResult<Map> {
+    if super::run_mode::dry_run() {
+        return super::dry_run::step(step, preview_step(step, opts)?);
+    }
     let store = context::store()?;
     let logs = crate::config::home::logs_dir().ok();
     let bar = Bar::new(&step.name);
@@ -843,6 +862,14 @@ pub mod sync_api {
     #[rhai_fn(name = "run", return_raw, pure)]
     pub fn wf_run_with(w: &mut Workflow, opts: Map) -> ScriptResult<Array> {
         let o = run_options(&opts)?;
+        if crate::script::run_mode::dry_run() {
+            // Each step previewed in turn (as the workflow's preview does).
+            let mut reports = Array::new();
+            for st in &w.steps {
+                reports.push(Dynamic::from_map(run_step(&st.0, o.clone(), None)?));
+            }
+            return Ok(reports);
+        }
         let store = context::store()?;
         let logs = crate::config::home::logs_dir().ok();
         let wf = workflow::Workflow {

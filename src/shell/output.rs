@@ -29,6 +29,9 @@ fn stderr_color() -> bool {
 /// Installs the printer behind the script function `show(value)`.
 pub fn install_show(format: Format) {
     crate::script::context::set_show(Box::new(move |v: &Dynamic| {
+        if crate::script::run_mode::quiet() {
+            return;
+        }
         match render(v, format, &RenderOptions::for_stdout()) {
             Ok(text) if text.is_empty() => {}
             Ok(text) => out(&text),
@@ -40,11 +43,15 @@ pub fn install_show(format: Format) {
 /// Prints a script's value in `format`; returns false (after printing why)
 /// when the value cannot be shown in that format.
 pub fn print_value(session: &Session, v: Dynamic, format: Format) -> bool {
+    // -q: errors only (a value that cannot be shown is still an error).
+    let quiet = crate::script::run_mode::quiet();
     let v = session.printable(v);
     match render(&v, format, &RenderOptions::for_stdout()) {
         Ok(text) if text.is_empty() => true,
         Ok(text) => {
-            out(&text);
+            if !quiet {
+                out(&text);
+            }
             true
         }
         Err(e) => {

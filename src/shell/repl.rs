@@ -14,7 +14,10 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Context, Editor, Helper};
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Context, Editor, Event, EventContext,
+    EventHandler, Helper, KeyCode, KeyEvent, Modifiers, RepeatCount,
+};
 
 use super::complete::{self, Names};
 use super::output::{print_error, print_error_text, print_value};
@@ -22,6 +25,44 @@ use super::render::Format;
 use crate::script::{Session, context, interrupt};
 
 const PROMPT: &str = "idsync> ";
+/// The prompt of each further line of an unfinished block.
+const CONTINUATION: &str = "...> ";
+/// How a further line of a block starts in the line editor: the block
+/// stays in one `readline` (so lines typed or pasted ahead are kept and
+/// Ctrl-C drops the whole block), with the continuation prompt as text
+/// that [`strip_marks`] removes before the block is evaluated.
+const CONT_MARK: &str = "\n...> ";
+
+/// The block as typed, without the continuation prompts.
+fn strip_marks(s: &str) -> String {
+    s.replace(CONT_MARK, "\n")
+}
+
+/// Enter at the end of an unfinished block starts a further line under
+/// the continuation prompt instead of evaluating.
+struct ContinueBlock {
+    checker: Mutex<Session>,
+}
+
+impl ConditionalEventHandler for ContinueBlock {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        let line = ctx.line();
+        if ctx.pos() != line.len() {
+            return None;
+        }
+        let incomplete = self.checker.lock().ok()?.is_incomplete(&strip_marks(line));
+        incomplete.then(|| Cmd::Insert(1, CONT_MARK.to_string()))
+    }
+}
+
+/// The prompt: `idsync> `, or `idsync ou=people,dc=example,dc=com> ` after
+/// `cd(c, dn)` set a current base.
+fn prompt() -> String {
+    match crate::script::cwd::current_dn() {
+        Some(dn) => format!("idsync {dn}> "),
+        None => PROMPT.to_string(),
+    }
+}
 
 /// The rustyline helper: completion, validation (multi-line), prompt colour.
 struct ReplHelper {
@@ -67,7 +108,7 @@ impl Highlighter for ReplHelper {
 
 impl Validator for ReplHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        if self.checker.is_incomplete(ctx.input()) {
+        if self.checker.is_incomplete(&strip_marks(ctx.input())) {
             Ok(ValidationResult::Incomplete)
         } else {
             Ok(ValidationResult::Valid(None))
@@ -83,6 +124,12 @@ pub use crate::script::redact::redact;
 
 fn refresh_names(names: &Arc<Mutex<Names>>, session: &Session, with_profiles: bool) {
     let (functions, methods) = crate::script::help::names(session.engine());
+    let mut methods_of: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for d in crate::script::help::collect(session.engine()) {
+        if let Some(t) = d.receiver {
+            methods_of.entry(t).or_default().push(d.name);
+        }
+    }
     let profiles = if with_profiles {
         context::store()
             .ok()
@@ -97,6 +144,10 @@ fn refresh_names(names: &Arc<Mutex<Names>>, session: &Session, with_profiles: bo
         n.functions.extend(session.script_function_names());
         n.methods = methods;
         n.variables = session.variable_names();
+        n.var_types = session.variable_types().into_iter().collect();
+        if n.methods_of.is_empty() {
+            n.methods_of = methods_of;
+        }
         if with_profiles {
             n.profiles = profiles;
         }
@@ -127,6 +178,14 @@ pub fn run(format: Format) -> ExitCode {
         }
     };
     rl.set_helper(Some(helper));
+    // Tab completes the common prefix, a second Tab lists the candidates.
+    rl.set_completion_type(CompletionType::List);
+    rl.bind_sequence(
+        KeyEvent(KeyCode::Enter, Modifiers::NONE),
+        EventHandler::Conditional(Box::new(ContinueBlock {
+            checker: Mutex::new(Session::new(Vec::new())),
+        })),
+    );
     let _ = rl.set_max_history_size(5000);
     rl.set_auto_add_history(false);
     let history = crate::config::home::history_file().ok();
@@ -145,12 +204,12 @@ pub fn run(format: Format) -> ExitCode {
     let mut pending = String::new();
     loop {
         let prompt = if pending.is_empty() {
-            PROMPT
+            prompt()
         } else {
-            "    ... "
+            CONTINUATION.to_string()
         };
-        let line = match rl.readline(prompt) {
-            Ok(l) => l,
+        let line = match rl.readline(&prompt) {
+            Ok(l) => strip_marks(&l),
             Err(ReadlineError::Interrupted) => {
                 pending.clear();
                 continue;
@@ -162,16 +221,17 @@ pub fn run(format: Format) -> ExitCode {
                 break;
             }
         };
-        // Without a terminal the validator does not run: gather lines here.
+        // An unfinished block (open brace, bracket or string) waits for
+        // its further lines (without a terminal; in one the editor does).
         if !pending.is_empty() {
             pending.push('\n');
         }
         pending.push_str(&line);
-        if !interactive && session.is_incomplete(&pending) {
+        if session.is_incomplete(&pending) {
             continue;
         }
         let input = std::mem::take(&mut pending);
-        let trimmed = input.trim();
+        let trimmed = input.trim().to_string();
         if trimmed.is_empty() {
             continue;
         }
@@ -186,8 +246,11 @@ pub fn run(format: Format) -> ExitCode {
                 let _ = std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o600));
             }
         }
+        let mut input = input;
         match trimmed.trim_end_matches(';') {
             "exit" | "quit" => break,
+            // `help` typed bare works like `help()`, as the words below do.
+            "help" => input = "help()".to_string(),
             "clear" => {
                 let _ = rl.clear_screen();
                 continue;

@@ -346,8 +346,11 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
             match target.create_anchor(dn, &list).await {
                 Ok(anchor) => {
                     let anchor = anchor.unwrap_or_else(|| dn.clone());
-                    o.lines
-                        .push(format!("create {dn} (source {})", item.source_dn));
+                    o.lines.push(format!(
+                        "create {dn} (source {}): {}",
+                        item.source_dn,
+                        super::write_log::changes(&attrs)
+                    ));
                     o.put = Some(link(item, &anchor, dn));
                     o.created = true;
                     Ok(o)
@@ -472,8 +475,10 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                     .modify(&dn, &changes_of(changes))
                     .await
                     .map_err(|e| (dn.clone(), e))?;
-                let attrs: Vec<&str> = changes.iter().map(|c| &*c.attr).collect();
-                o.lines.push(format!("update {dn}: {}", attrs.join(", ")));
+                o.lines.push(format!(
+                    "update {dn}: {}",
+                    super::write_log::changes(changes)
+                ));
                 o.updated = true;
             }
             if *restore {

@@ -132,6 +132,9 @@ pub struct Plan {
     pub links_before: usize,
     /// Source objects read (in scope).
     pub source_count: usize,
+    /// Rules that name a source attribute no object read has
+    /// ([`super::unused_attrs`]).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {

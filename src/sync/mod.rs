@@ -39,7 +39,9 @@ pub mod schema_check;
 mod source;
 mod target;
 mod tree;
+pub mod unused_attrs;
 pub mod workflow;
+pub mod write_log;
 
 pub use counts::Counts;
 pub use error::SyncError;

@@ -217,6 +217,7 @@ pub async fn plan_into(
         unchanged: read.unchanged,
         links_before,
         source_count: read.source_count,
+        warnings: read.warnings,
     })
 }
 

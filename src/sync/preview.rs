@@ -65,6 +65,9 @@ pub fn rows(step: &StepDef, plan: &Plan, refused: Option<&str>) -> Vec<Row> {
     if let Some(why) = refused {
         rows.push(row(s, "REFUSED", "(run would be refused)", None, why));
     }
+    for w in &plan.warnings {
+        rows.push(row(s, "warning", "(rules)", None, w));
+    }
     for c in &plan.containers {
         let classes = AttrChange {
             attr: "objectClass".into(),

@@ -54,6 +54,8 @@ pub struct Report {
     pub log_path: Option<String>,
     /// "ok", "failed" or "interrupted".
     pub status: String,
+    /// Rules naming a source attribute no object read has.
+    pub warnings: Vec<String>,
 }
 
 /// Why a run did not finish normally.
@@ -210,6 +212,7 @@ pub async fn run(
             duration_ms: started.elapsed().as_millis(),
             log_path: log_path.clone(),
             status: "interrupted".into(),
+            warnings: Vec::new(),
         }
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -304,11 +307,17 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis(),
         log_path,
         status: status.into(),
+        warnings: plan.warnings,
     })
 }
 
 /// The log line that says what the plan holds.
 fn planned_line(plan: &Plan) -> String {
+    let warnings: String = plan
+        .warnings
+        .iter()
+        .map(|w| format!("; WARNING {w}"))
+        .collect();
     format!(
         "planned: {} source objects{}, {} to write, {} unchanged, {} to deprovision",
         plan.source_count,
@@ -320,7 +329,7 @@ fn planned_line(plan: &Plan) -> String {
         plan.planned,
         plan.unchanged,
         plan.deprovision_count()
-    )
+    ) + warnings.as_str()
 }
 
 /// Counts as stored in the history (the same as [`Counts::to_json`]).

@@ -51,6 +51,8 @@ pub(super) struct ReadOutcome {
     pub round: Option<crate::connector::ChangeRound>,
     /// True when only the changes were read.
     pub incremental: bool,
+    /// Named source attributes no object read has.
+    pub warnings: Vec<String>,
 }
 
 impl Reader<'_> {
@@ -81,6 +83,7 @@ impl Reader<'_> {
         let in_memory = self.linked.in_memory();
         let batch = if in_memory { 1 } else { LOOKUP_BATCH };
         let lookup_failed: std::sync::Mutex<Option<SyncError>> = Default::default();
+        let mut unseen = super::unused_attrs::Unseen::new(step);
         let round = {
             // Objects waiting for their links: (entry, anchor, hash).
             let mut pending: Vec<(Entry, String, String)> = Vec::with_capacity(batch);
@@ -141,6 +144,7 @@ impl Reader<'_> {
                     }
                 }
                 source_count += 1;
+                unseen.note(&e);
                 let anchor = anchor_of(&e);
                 if !seen.insert(anchor.clone()) {
                     let m = format!("two source objects have the anchor '{anchor}'");
@@ -217,6 +221,7 @@ impl Reader<'_> {
             sent,
             round,
             incremental,
+            warnings: unseen.warnings(incremental),
         })
     }
 }
