@@ -30,13 +30,11 @@ use support::Ldap;
 use support::graph::GraphFake;
 
 /// Examples that cannot run here, by signature as `help()` prints it, with the reason.
-const CANNOT_RUN: &[(&str, &str)] = &[
-    (
-        "connect_graph(opts: Map) -> Connection",
-        "signs in at login.microsoftonline.com (no tenant is reachable here); the `az` stand-in \
+const CANNOT_RUN: &[(&str, &str)] = &[(
+    "connect_graph(opts: Map) -> Connection",
+    "signs in at login.microsoftonline.com (no tenant is reachable here); the `az` stand-in \
      makes the same call with `graph_url` and `authority_url` pointing at the Graph stand-in",
-    ),
-];
+)];
 
 /// Variables examples use without defining them, in dependency order: the code that binds
 /// each (it may use the ones above it).

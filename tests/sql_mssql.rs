@@ -31,12 +31,11 @@ fn pw() -> Secret {
 /// an unrelated CA.
 fn certs() -> PathBuf {
     let dir = std::env::temp_dir().join("idsync-mssql-certs");
-    let st = std::process::Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/certs"),
-    )
-    .arg(&dir)
-    .status()
-    .expect("run scripts/dev/certs");
+    let st =
+        std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/certs"))
+            .arg(&dir)
+            .status()
+            .expect("run scripts/dev/certs");
     assert!(st.success(), "scripts/dev/certs failed");
     dir
 }
@@ -108,7 +107,10 @@ async fn session(t: &mssql::MsTarget) -> Result<Session, Error> {
 
 async fn select_one(s: &Session) -> Result<Option<String>, Error> {
     let rows = s.rows("probe", "SELECT 1", &[]).await?;
-    Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,23 +128,33 @@ async fn login_over_tls_is_verified_against_ca_file_and_refused_with_another_ca(
         let store = m.store.lock().await;
         let infos: Vec<_> = store.all().values().collect();
         assert!(
-            infos.iter().any(|i| i.authenticated && i.received_database.as_deref() == Some("hr")),
+            infos
+                .iter()
+                .any(|i| i.authenticated && i.received_database.as_deref() == Some("hr")),
             "the mock saw the login to database hr: {infos:?}"
         );
     }
     drop(s);
 
     let wrong = target(&url, Some(&c.join("wrong-ca.pem")), true).unwrap();
-    let e = session(&wrong).await.err().expect("an unrelated CA is refused");
+    let e = session(&wrong)
+        .await
+        .err()
+        .expect("an unrelated CA is refused");
     assert!(matches!(e, Error::Connection(_)), "{e:?}");
     assert!(e.to_string().contains("TLS"), "{e}");
     // no CA given: the system roots do not hold the test CA either
     let sys = target(&url, None, true).unwrap();
-    assert!(session(&sys).await.is_err(), "verified against the system roots");
+    assert!(
+        session(&sys).await.is_err(),
+        "verified against the system roots"
+    );
 
     let nv = target(&url, None, false).unwrap();
     assert!(nv.warning.as_deref().unwrap_or("").contains("not verified"));
-    let s = session(&nv).await.expect("verify: false accepts the certificate");
+    let s = session(&nv)
+        .await
+        .expect("verify: false accepts the certificate");
     assert_eq!(select_one(&s).await.unwrap().as_deref(), Some("1"));
 
     // the same through an ADO.NET string
@@ -222,7 +234,11 @@ async fn a_server_error_token_is_reported_with_sql_server_s_message_and_number()
     .unwrap();
     let s = session(&t).await.unwrap();
     let e = s
-        .rows("people: row 'u1'", "SELECT IDSYNC_CHECK", &[Param::from("x".to_string())])
+        .rows(
+            "people: row 'u1'",
+            "SELECT IDSYNC_CHECK",
+            &[Param::from("x".to_string())],
+        )
         .await
         .err()
         .expect("the error token is an error");
@@ -235,7 +251,11 @@ async fn a_server_error_token_is_reported_with_sql_server_s_message_and_number()
         "{text}"
     );
     assert!(!s.is_closed(), "a statement error keeps the session");
-    let e = s.exec("people: row 'u2'", "SELECT IDSYNC_DUP", &[]).await.err().unwrap();
+    let e = s
+        .exec("people: row 'u2'", "SELECT IDSYNC_DUP", &[])
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.code(), Some(68), "{e:?}");
     assert!(e.to_string().contains("already exists"), "{e}");
     // the session still answers after both errors
@@ -364,7 +384,10 @@ fn json(home: &Path, script: &str) -> serde_json::Value {
 fn against_a_real_sql_server_rows_filters_keys_writes_and_changes_behave_as_on_postgres() {
     let Some(conn) = real_server() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pw = Secret::with_reference(std::env::var(MSSQL_PW_ENV).unwrap_or_default(), MSSQL_PW_ENV);
+    let pw = Secret::with_reference(
+        std::env::var(MSSQL_PW_ENV).unwrap_or_default(),
+        MSSQL_PW_ENV,
+    );
     let t = mssql::target(&conn, Some(&pw), None, true).expect("IDSYNC_TEST_MSSQL");
     let tag = support::unique("hr").replace('-', "_");
     let table = format!("idsync_{tag}");
@@ -395,11 +418,12 @@ fn against_a_real_sql_server_rows_filters_keys_writes_and_changes_behave_as_on_p
     assert_eq!(ann["salary"], "10000.50");
     assert_eq!(ann["active"], "true");
     assert_eq!(ann["hired"], "2021-03-01");
-    assert_eq!(ann["mail"], serde_json::json!(["ann@example.com", "a.lee@example.com"]));
+    assert_eq!(
+        ann["mail"],
+        serde_json::json!(["ann@example.com", "a.lee@example.com"])
+    );
     assert!(all[2].get("salary").is_none(), "NULL is absent");
-    let q = |f: &str| {
-        json(home.path(), &format!("{c}db.search(\"{f}\").map(|e| e.dn)"))
-    };
+    let q = |f: &str| json(home.path(), &format!("{c}db.search(\"{f}\").map(|e| e.dn)"));
     assert_eq!(q("(salary>=5000)"), serde_json::json!(["1001"]));
     assert_eq!(q("(active=false)"), serde_json::json!(["1003"]));
     assert_eq!(q("(mail=A.LEE@example.com)"), serde_json::json!(["1001"]));
@@ -408,15 +432,22 @@ fn against_a_real_sql_server_rows_filters_keys_writes_and_changes_behave_as_on_p
     assert_eq!(got, "Bob", "the key compares as int");
     json(
         home.path(),
-        &format!("{c}db.create(\"1004\", #{{ first: \"Dee\", active: \"true\" }}); \
-                 db.modify(\"1002\", #{{ replace: #{{ salary: \"950\" }} }}); db.delete(\"1003\"); 1"),
+        &format!(
+            "{c}db.create(\"1004\", #{{ first: \"Dee\", active: \"true\" }}); \
+                 db.modify(\"1002\", #{{ replace: #{{ salary: \"950\" }} }}); db.delete(\"1003\"); 1"
+        ),
     );
     let (code, _, err) = run(
         home.path(),
-        &format!("{c}db.create(\"1005\", #{{ first: \"Eve\", active: \"true\", pin: \"s3cr3t99\" }})"),
+        &format!(
+            "{c}db.create(\"1005\", #{{ first: \"Eve\", active: \"true\", pin: \"s3cr3t99\" }})"
+        ),
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("1005") && err.contains("SQL Server error 547"), "{err}");
+    assert!(
+        err.contains("1005") && err.contains("SQL Server error 547"),
+        "{err}"
+    );
     // a batch: one transaction, a failing row rolled back to its savepoint alone
     rt.block_on(async {
         use idsync::connector::Connector;
@@ -436,9 +467,13 @@ fn against_a_real_sql_server_rows_filters_keys_writes_and_changes_behave_as_on_p
                 ("pin".to_string(), vec![Value::Text(pin.into())]),
             ]
         };
-        db.create("2001", &row("2001", "1234")).await.expect("row 1");
+        db.create("2001", &row("2001", "1234"))
+            .await
+            .expect("row 1");
         assert!(db.create("2002", &row("2002", "12345")).await.is_err());
-        db.create("2003", &row("2003", "4321")).await.expect("row 3");
+        db.create("2003", &row("2003", "4321"))
+            .await
+            .expect("row 3");
         db.flush().await.expect("commit");
         let keys: Vec<String> = {
             let mut v = Vec::new();
@@ -463,7 +498,11 @@ fn against_a_real_sql_server_rows_filters_keys_writes_and_changes_behave_as_on_p
             .await
             .unwrap()
             .expect("a change column");
-        assert!(first.full && first.cursor.contains("0x"), "{:?}", first.cursor);
+        assert!(
+            first.full && first.cursor.contains("0x"),
+            "{:?}",
+            first.cursor
+        );
         db.modify(
             "1001",
             &[idsync::connector::Change::Replace(

@@ -900,7 +900,10 @@ fn keys_compare_in_their_own_type_for_get_modify_delete_and_read_back() {
         0,
         &format!("{n}db.create(\"0009\", #{{ label: \"nine\" }})"),
     );
-    assert_eq!(created["dn"], "9", "read back by the stored key: {created:#}");
+    assert_eq!(
+        created["dn"], "9",
+        "read back by the stored key: {created:#}"
+    );
 
     let b = connect(pg, &db, "table: \"badges\", key: \"id\"");
     let got = json(
@@ -993,7 +996,11 @@ fn a_value_holding_the_separator_of_its_column_is_refused() {
          INSERT INTO people VALUES ('a', 'a@x;b@x');",
     );
     let home = support::temp_home();
-    let c = connect(pg, &db, "table: \"people\", key: \"id\", multi: #{ mail: \";\" }");
+    let c = connect(
+        pg,
+        &db,
+        "table: \"people\", key: \"id\", multi: #{ mail: \";\" }",
+    );
     let (code, _, err) = run(
         home.path(),
         &format!("{c}db.create(\"b\", #{{ mail: [\"c@x;d@x\", \"e@x\"] }})"),
@@ -1073,7 +1080,10 @@ mod batches {
         let _ = create(&rt, &c, "b"); // notices the loss (its error may vary)
         let e = create(&rt, &c, "c").expect_err("no new session under the open batch");
         assert!(e.contains("none of the batch's rows is written"), "{e}");
-        assert!(rt.block_on(c.flush()).is_err(), "flush reports the lost batch");
+        assert!(
+            rt.block_on(c.flush()).is_err(),
+            "flush reports the lost batch"
+        );
         assert_eq!(pg.psql(&db, "SELECT count(*) FROM rows"), "0");
     }
 

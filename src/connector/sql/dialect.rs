@@ -138,7 +138,10 @@ impl Dialect {
     pub fn in_params(self, expr: &str, first: usize, n: usize, ty: &str) -> String {
         match self {
             Dialect::Postgres => {
-                format!("{expr} = ANY(CAST({}::text[] AS {ty}[]))", self.param(first))
+                format!(
+                    "{expr} = ANY(CAST({}::text[] AS {ty}[]))",
+                    self.param(first)
+                )
             }
             Dialect::TSql => format!(
                 "{expr} IN ({})",
@@ -154,9 +157,9 @@ impl Dialect {
     /// text `text`, compared case-insensitively.
     pub fn in_separated(self, value: &str, text: &str, sep: &str) -> String {
         match self {
-            Dialect::Postgres => format!(
-                "lower({value}) = ANY(string_to_array(lower({text}), lower({sep})))"
-            ),
+            Dialect::Postgres => {
+                format!("lower({value}) = ANY(string_to_array(lower({text}), lower({sep})))")
+            }
             Dialect::TSql => format!(
                 "EXISTS (SELECT 1 FROM STRING_SPLIT({text}, {sep}) s \
                  WHERE lower(s.value) = lower({value}))"
@@ -245,10 +248,8 @@ impl Dialect {
                     .zip(values)
                     .map(|(c, v)| format!("{v} AS {c}"))
                     .collect();
-                let sets: Vec<String> = cols[1..]
-                    .iter()
-                    .map(|c| format!("t.{c} = s.{c}"))
-                    .collect();
+                let sets: Vec<String> =
+                    cols[1..].iter().map(|c| format!("t.{c} = s.{c}")).collect();
                 let update = if sets.is_empty() {
                     String::new()
                 } else {
@@ -407,9 +408,15 @@ mod tests {
             TSql.value_text("[salary]", "decimal(10,2)"),
             "CAST([salary] AS nvarchar(max))"
         );
-        assert_eq!(Postgres.value_text("\"b\"", "boolean"), "CAST(\"b\" AS text)");
+        assert_eq!(
+            Postgres.value_text("\"b\"", "boolean"),
+            "CAST(\"b\" AS text)"
+        );
         // a rowversion cursor ("0x00000000000007D1") is compared as binary
-        assert_eq!(TSql.typed_param(1, "timestamp"), "CONVERT(binary(8), @P1, 1)");
+        assert_eq!(
+            TSql.typed_param(1, "timestamp"),
+            "CONVERT(binary(8), @P1, 1)"
+        );
         assert_eq!(TSql.typed_param(1, "bit"), "CAST(@P1 AS bit)");
     }
 
@@ -464,7 +471,14 @@ mod tests {
     #[test]
     fn tsql_paging_is_keyset_with_top() {
         // keyset, not OFFSET/FETCH: a page never skips or repeats rows while the table changes
-        let sql = TSql.page("[a]", "[t]", "1=1", "[id]", Some(TSql.typed_param(1, "int")), 2);
+        let sql = TSql.page(
+            "[a]",
+            "[t]",
+            "1=1",
+            "[id]",
+            Some(TSql.typed_param(1, "int")),
+            2,
+        );
         assert_eq!(
             sql,
             "SELECT TOP (2) [a] FROM [t] WHERE (1=1) AND [id] > CAST(@P1 AS int) ORDER BY [id]"

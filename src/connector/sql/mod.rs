@@ -25,8 +25,6 @@ pub mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
-use serde_json::json;
 use self::dialect::Dialect;
 use self::session::{Endpoint, Param, Session};
 use self::table::{Column, Multi, Table};
@@ -34,6 +32,8 @@ use crate::connector::{
     Change, ChangeRound, Connector, Error, Result, SearchQuery, Sink, TestReport,
 };
 use crate::model::{Entry, Secret, Value};
+use async_trait::async_trait;
+use serde_json::json;
 
 /// What `connect_sql` was given.
 #[derive(Clone, Debug)]

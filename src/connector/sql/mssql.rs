@@ -308,9 +308,10 @@ fn from_url(url: &str) -> Result<Asked> {
             "integratedsecurity" | "trustedconnection" => {}
             "applicationname" => a.app = Some(v.into_owned()),
             "connecttimeout" => {
-                a.timeout = Some(v.parse().map_err(|_| {
-                    Error::usage(format!("the URL's '{k}' must be seconds"))
-                })?)
+                a.timeout = Some(
+                    v.parse()
+                        .map_err(|_| Error::usage(format!("the URL's '{k}' must be seconds")))?,
+                )
             }
             _ => return Err(refused_key(&k)),
         }
@@ -368,7 +369,8 @@ pub fn target(
     };
     let verify = verify && !a.trust_server_cert;
     let port = a.port.unwrap_or(1433);
-    if verify && let Some(ca) = &ca_file
+    if verify
+        && let Some(ca) = &ca_file
         && std::fs::metadata(ca).is_err()
     {
         return Err(Error::usage(format!("ca_file '{ca}': cannot read it")));
@@ -447,7 +449,9 @@ pub async fn open(t: &MsTarget) -> Result<MsClient> {
                 t.shown, t.addr, t.timeout
             ))
         })?
-        .map_err(|e| Error::Connection(format!("{}: cannot connect to {}: {e}", t.shown, t.addr)))?;
+        .map_err(|e| {
+            Error::Connection(format!("{}: cannot connect to {}: {e}", t.shown, t.addr))
+        })?;
     let _ = tcp.set_nodelay(true);
     Client::connect(t.config(), tcp.compat_write())
         .await
@@ -459,7 +463,12 @@ fn connect_error(t: &MsTarget, e: tiberius::error::Error) -> Error {
     match &e {
         // 18456: login failed; 18452/18470/18486/18487/18488: login refused
         E::Server(te) if matches!(te.code(), 18456 | 18452 | 18470 | 18486 | 18487 | 18488) => {
-            Error::Auth(format!("{}: {} [SQL Server error {}]", t.shown, te.message(), te.code()))
+            Error::Auth(format!(
+                "{}: {} [SQL Server error {}]",
+                t.shown,
+                te.message(),
+                te.code()
+            ))
         }
         E::Server(te) => Error::Connection(format!(
             "{}: {} [SQL Server error {}]",
@@ -522,7 +531,13 @@ mod tests {
 
     #[test]
     fn urls_and_connection_strings_read_the_same() {
-        let u = target("mssql://sa@db1.example.com:1444/hr", Some(&pw()), None, true).unwrap();
+        let u = target(
+            "mssql://sa@db1.example.com:1444/hr",
+            Some(&pw()),
+            None,
+            true,
+        )
+        .unwrap();
         assert_eq!(u.addr, "db1.example.com:1444");
         assert_eq!(u.shown, "mssql://sa@db1.example.com:1444/hr");
         assert_eq!(u.encrypt, EncryptionLevel::Required);
@@ -554,7 +569,10 @@ mod tests {
             "mssql://sa@h/db?password=Sup3rS3cret",
         ] {
             let e = target(url, None, None, true).err().expect(url).to_string();
-            assert!(e.contains("password") || e.contains("Password") || e.contains("PWD"), "{e}");
+            assert!(
+                e.contains("password") || e.contains("Password") || e.contains("PWD"),
+                "{e}"
+            );
             assert!(!e.contains("Sup3rS3cret"), "{e}");
         }
     }
@@ -571,7 +589,12 @@ mod tests {
         assert!(off.warning.unwrap().contains("clear text"));
         let nv = target("mssql://sa@h/db", Some(&pw()), None, false).unwrap();
         assert!(!nv.verify && nv.warning.unwrap().contains("not verified"));
-        let tsc = target("Server=h;User Id=sa;TrustServerCertificate=true", None, None, true);
+        let tsc = target(
+            "Server=h;User Id=sa;TrustServerCertificate=true",
+            None,
+            None,
+            true,
+        );
         assert!(!tsc.unwrap().verify);
         let e = target("Server=h\\SQLEXPRESS;User Id=sa", None, None, true)
             .err()

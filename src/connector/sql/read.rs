@@ -4,9 +4,9 @@
 //! fetched once per page.
 
 use super::SqlConnector;
+use super::dialect::Dialect;
 use super::filter::{Where, to_where};
 use super::session::{Param, Session, texts};
-use super::dialect::Dialect;
 use super::table::{Multi, Table};
 use crate::connector::{Result, Scope, SearchQuery, Sink};
 use crate::model::{Entry, Value};
@@ -154,7 +154,10 @@ pub async fn scan(
                     d.in_params(&d.quote(key), 1, 1, &key_ty),
                     vec![Param::List(keys)],
                 ),
-                Dialect::TSql => (d.in_params(&d.quote(key), 1, keys.len(), &key_ty), texts(&keys)),
+                Dialect::TSql => (
+                    d.in_params(&d.quote(key), 1, keys.len(), &key_ty),
+                    texts(&keys),
+                ),
             };
             let sql = format!(
                 "SELECT {}, {} FROM {} WHERE {cond} ORDER BY 1, 2",

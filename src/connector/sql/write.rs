@@ -153,7 +153,9 @@ fn params(p: &[Option<String>]) -> Vec<Param> {
 
 /// The first cell of the first row, if any.
 fn first_cell(rows: Vec<Vec<Option<String>>>) -> Option<Option<String>> {
-    rows.into_iter().next().map(|r| r.into_iter().next().flatten())
+    rows.into_iter()
+        .next()
+        .map(|r| r.into_iter().next().flatten())
 }
 
 /// Creates a row; the key is the key column's value in `attrs`, or `dn`.
@@ -204,13 +206,9 @@ pub async fn create(c: &SqlConnector, dn: &str, attrs: &[(String, Vec<Value>)]) 
         let v = cell(c, &key, &col.name, &values)?;
         add(col, v);
     }
-    let sql = t.dialect.insert_returning_key(
-        &t.from,
-        &cols,
-        &exprs,
-        &t.key_sql(),
-        &t.key_column().ty,
-    );
+    let sql =
+        t.dialect
+            .insert_returning_key(&t.from, &cols, &exprs, &t.key_sql(), &t.key_column().ty);
     let mut guard = c.writer().await?;
     let w = guard.as_mut().expect("writer is open");
     let how = enter(c, w).await?;
@@ -377,11 +375,7 @@ pub async fn modify(c: &SqlConnector, identity: &str, changes: &[Change]) -> Res
             let sql = d.update_returning_key(
                 &t.from,
                 &sets.join(", "),
-                &format!(
-                    "{} = {}",
-                    t.key_sql(),
-                    d.typed_param(1, &t.key_column().ty)
-                ),
+                &format!("{} = {}", t.key_sql(), d.typed_param(1, &t.key_column().ty)),
                 &t.key_sql(),
                 &t.key_column().ty,
             );
