@@ -351,6 +351,18 @@ impl PostgresStore {
         if links.is_empty() {
             return Ok(());
         }
+        // One statement cannot write a row twice: an anchor given twice keeps
+        // its last link (as one upsert after the other would).
+        let mut last = std::collections::HashMap::new();
+        for (i, l) in links.iter().enumerate() {
+            last.insert(l.source_anchor.as_str(), i);
+        }
+        let links: Vec<Link> = links
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| last.get(l.source_anchor.as_str()) == Some(i))
+            .map(|(_, l)| l.clone())
+            .collect();
         self.with(|db| {
             db.tx(|db| {
                 for chunk in links.chunks(CHUNK) {
