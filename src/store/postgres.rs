@@ -696,16 +696,17 @@ impl StateStore for PostgresStore {
 
     fn links_not_in(&self, step: &str, present: &[String]) -> Result<Vec<Link>, StoreError> {
         let step = validate_name("step name", step)?;
-        let lowered: Vec<String> = present.iter().map(|a| a.to_ascii_lowercase()).collect();
+        // Source anchors compare exactly, as everywhere else in the store.
         let rows = self.with(|db| {
             db.query(
                 &format!(
                     "SELECT {LINK_COLUMNS} FROM idsync_link
                      WHERE step = $1 AND deprovisioned_ms IS NULL
                        AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(a)
-                                       WHERE p.a = lower(idsync_link.source_anchor))"
+                                       WHERE p.a = idsync_link.source_anchor)
+                     ORDER BY source_anchor"
                 ),
-                &[&step, &lowered],
+                &[&step, &present],
             )
         })?;
         Ok(rows.iter().map(row_to_link).collect())
