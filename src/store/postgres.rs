@@ -696,18 +696,23 @@ impl StateStore for PostgresStore {
 
     fn links_not_in(&self, step: &str, present: &[String]) -> Result<Vec<Link>, StoreError> {
         let step = validate_name("step name", step)?;
-        // Source anchors compare exactly, as everywhere else in the store.
+        // Source anchors compare exactly, as everywhere else in the store. The planner
+        // guesses an array holds 10 elements and would compare every link with every
+        // listed anchor (minutes at 100,000); without nested loops it hashes the listing.
         let rows = self.with(|db| {
-            db.query(
-                &format!(
-                    "SELECT {LINK_COLUMNS} FROM idsync_link
+            db.tx(|db| {
+                db.execute("SET LOCAL enable_nestloop = off", &[])?;
+                db.query(
+                    &format!(
+                        "SELECT {LINK_COLUMNS} FROM idsync_link
                      WHERE step = $1 AND deprovisioned_ms IS NULL
                        AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(a)
                                        WHERE p.a = idsync_link.source_anchor)
                      ORDER BY source_anchor"
-                ),
-                &[&step, &present],
-            )
+                    ),
+                    &[&step, &present],
+                )
+            })
         })?;
         Ok(rows.iter().map(row_to_link).collect())
     }
