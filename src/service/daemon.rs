@@ -180,6 +180,9 @@ fn install_signals() {
 
 /// Runs the service until SIGTERM; the process's exit status.
 pub fn run(opts: Options) -> u8 {
+    // A step lease left by a killed instance blocks no longer than the
+    // service lease: the standby that took over can run the step.
+    crate::sync::lease::set_lease_period_ms(opts.lease_period.as_millis() as i64);
     install_signals();
     let store = match crate::script::context::store() {
         Ok(s) => s,

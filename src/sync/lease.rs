@@ -21,10 +21,24 @@ pub const LEASE_PERIOD_MS: i64 = 60_000;
 /// How often a holder heartbeats.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
-/// The lease period in force: [`LEASE_PERIOD_MS`], or `IDSYNC_LEASE_PERIOD_MS`
+static PERIOD_SET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Sets this process's lease period (`idsync service --lease-period`: a
+/// step lease left by a killed instance then blocks no longer than the
+/// service lease does).
+pub fn set_lease_period_ms(ms: i64) {
+    PERIOD_SET.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The lease period in force: the one set by [`set_lease_period_ms`],
+/// else [`LEASE_PERIOD_MS`], or `IDSYNC_LEASE_PERIOD_MS`
 /// (a test knob: lets the shared-store tests see a dead holder on another
 /// host taken over in seconds); the heartbeat then comes at a quarter of it.
 pub fn lease_period_ms() -> i64 {
+    let set = PERIOD_SET.load(std::sync::atomic::Ordering::Relaxed);
+    if set > 0 {
+        return set;
+    }
     std::env::var("IDSYNC_LEASE_PERIOD_MS")
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
