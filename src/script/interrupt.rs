@@ -40,9 +40,26 @@ pub fn token() -> Cancel {
     TOKEN.clone()
 }
 
-/// True when the running command was asked to stop (signal or `exit`).
+thread_local! {
+    /// A token of this thread's own (a service run's, cut by its timeout).
+    static THREAD_TOKEN: std::cell::RefCell<Option<Cancel>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Ties the Rhai closures run on this thread to `token` as well: when it is
+/// cancelled they stop as under Ctrl-C, without touching other threads (the
+/// service: one schedule's run past its timeout).
+pub fn set_thread_token(token: Option<Cancel>) {
+    THREAD_TOKEN.with(|t| *t.borrow_mut() = token);
+}
+
+fn thread_cancelled() -> bool {
+    THREAD_TOKEN.with(|t| t.borrow().as_ref().is_some_and(Cancel::is_cancelled))
+}
+
+/// True when the running command was asked to stop (signal or `exit`), or
+/// this thread's own token was cancelled.
 pub fn is_interrupted() -> bool {
-    TOKEN.is_cancelled()
+    TOKEN.is_cancelled() || thread_cancelled()
 }
 
 /// The signal that stopped the current command, if one did.
@@ -84,9 +101,7 @@ pub fn end() {
 /// What the engine's progress callback returns: a value ends the script
 /// (an uncatchable termination) once the command is interrupted.
 pub fn on_progress() -> Option<rhai::Dynamic> {
-    TOKEN
-        .is_cancelled()
-        .then(|| rhai::Dynamic::from("interrupted"))
+    is_interrupted().then(|| rhai::Dynamic::from("interrupted"))
 }
 
 /// The exit status for a command that a signal stopped: 128 + its number.

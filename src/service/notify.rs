@@ -30,8 +30,17 @@ pub struct Message {
 impl Message {
     /// The mail body: one fact per line.
     pub fn body(&self) -> String {
+        let p = &self.counts["planned"];
+        let plan = if p.is_object() {
+            format!(
+                "Plan (refused, nothing was written): {} source objects, {} to write, {} to deprovision, {} unchanged\n",
+                p["source_objects"], p["to_write"], p["to_deprovision"], p["unchanged"]
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "Step: {}\nEvent: {}\nReason: {}\nCounts: {}\nLog file: {}\nInstance: {}\n",
+            "Step: {}\nEvent: {}\nReason: {}\n{plan}Counts: {}\nLog file: {}\nInstance: {}\n",
             self.step,
             self.event,
             self.reason,
@@ -117,8 +126,9 @@ fn smtp(
             .parse()
             .map_err(|e| format!("to {r:?} is not an address: {e}"))?);
     }
-    // 8bit (lines are short): quoted-printable would cut the reason's words
-    // across lines for anyone reading the raw mail.
+    // 8bit when every line fits (quoted-printable cuts words across lines
+    // for anyone reading the raw mail); a longer line (a long reason) makes
+    // lettre fall back to quoted-printable, which mail clients decode.
     let text = msg.body();
     let body = lettre::message::Body::new_with_encoding(
         text.clone(),

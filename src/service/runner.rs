@@ -84,6 +84,9 @@ pub fn execute(
     cancel: Cancel,
 ) -> Outcome {
     let started = std::time::Instant::now();
+    // The step's Rhai closures on this thread stop when the run is cut
+    // (timeout), as under Ctrl-C.
+    crate::script::interrupt::set_thread_token(Some(cancel.clone()));
     let opts = RunOptions {
         full,
         allow_deletes: None,
@@ -172,9 +175,15 @@ fn step_run(
         Ok(report) => report_outcome(&report),
         Err(e) => {
             let mut o = from_error(e);
-            // The refused or failed run's log: the newest record of the step.
-            if let Ok(runs) = store.runs(Some(&step.name), 1) {
-                o.log = runs.first().and_then(|r| r.log_path.clone());
+            // The refused or failed run's log and counts (a refused run's
+            // record holds its plan's under "planned"): the step's newest.
+            if let Ok(runs) = store.runs(Some(&step.name), 1)
+                && let Some(r) = runs.first()
+            {
+                o.log = r.log_path.clone();
+                if o.result != Result::Busy {
+                    o.counts = r.counts.clone();
+                }
             }
             o
         }
@@ -191,6 +200,7 @@ fn workflow_run(
         name: w.name.clone(),
         steps: w.steps.iter().map(|s| s.0.clone()).collect(),
     };
+    let started_ms = clock::now_ms();
     let bar = |_: &StepDef| -> Box<dyn Progress> { Box::new(NoProgress) };
     let r = crate::script::runtime::block_on_to_end(workflow::run(&wf, store, logs, opts, &bar));
     let r = match r {
@@ -198,6 +208,7 @@ fn workflow_run(
         Err(e) => return from_error(e),
     };
     let log = r.steps.last().and_then(|s| s.log_path.clone());
+    let refused = matches!(r.stopped, Some(RunError::Refused(_)));
     let mut o = match r.stopped {
         Some(e) => from_error(e),
         None => Outcome {
@@ -216,6 +227,20 @@ fn workflow_run(
     o.counts = r.totals.to_json();
     o.written = written(&r.totals);
     o.log = o.log.or(log);
+    if refused {
+        // The refused step's record: its plan's counts and its log.
+        let rec = w.steps.iter().find_map(|s| {
+            store
+                .runs(Some(&s.0.name), 1)
+                .ok()?
+                .into_iter()
+                .find(|rec| rec.status == "refused" && rec.started_ms >= started_ms)
+        });
+        if let Some(rec) = rec {
+            o.counts["planned"] = rec.counts["planned"].clone();
+            o.log = rec.log_path.or(o.log);
+        }
+    }
     o
 }
 

@@ -263,7 +263,15 @@ pub async fn run(
         log.line(&planned_line(&plan));
         if let Some(why) = threshold(&plan, opts.allow_deletes) {
             log.line(&format!("REFUSED {why}"));
-            finish("refused", &Counts::default(), Some(&why));
+            // Nothing was written (every count 0); what the refused plan
+            // would have done goes along under "planned" (alerts show it).
+            let mut counts = Counts::default().to_json();
+            counts["planned"] = serde_json::json!({
+                "source_objects": plan.source_count,
+                "to_write": plan.planned.saturating_sub(plan.deprovision_count()),
+                "unchanged": plan.unchanged, "to_deprovision": plan.deprovision_count(),
+            });
+            let _ = store.finish_run(run_id, "refused", &counts, Some(&why));
             return Err(RunError::Refused(why));
         }
         for item in std::mem::take(&mut plan.items) {
