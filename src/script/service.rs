@@ -472,12 +472,19 @@ pub fn status_json(store: &dyn StateStore) -> Result<Json, String> {
             }));
         } else if let Some(id) = k.strip_prefix(INSTANCE_KEY) {
             let i = parse(v);
-            let age = i["heartbeat_ms"].as_i64().map(|h| (now - h).max(0) / 1000);
+            let age_ms = i["heartbeat_ms"].as_i64().map(|h| (now - h).max(0));
+            let period = period_of(&i);
+            // Silent for longer than its lease period: dead (SIGKILL, power
+            // off) or cut off; whatever it last said, it is no longer that.
+            let stale = age_ms.is_none_or(|a| a > period);
             instances.push(json!({
                 "instance": id,
-                "role": i["role"],
+                "role": if stale { Json::from("stale") } else { i["role"].clone() },
+                "last_role": i["role"],
+                "stale": stale,
                 "last_heartbeat": iso(&i["heartbeat_ms"]),
-                "seconds_ago": age,
+                "seconds_ago": age_ms.map(|a| a / 1000),
+                "lease_period_seconds": period / 1000,
                 "started": iso(&i["started_ms"]),
             }));
         }
@@ -496,11 +503,21 @@ pub fn status_json(store: &dyn StateStore) -> Result<Json, String> {
     }
     let leases = store.leases().map_err(|e| e.to_string())?;
     let lease = leases.iter().find(|l| l.name == SERVICE_LEASE).map(|l| {
+        let holder = format!("{}:{}", l.host, l.pid);
+        let period = settings
+            .iter()
+            .find(|(k, _)| k.strip_prefix(INSTANCE_KEY) == Some(holder.as_str()))
+            .map(|(_, v)| period_of(&parse(v)))
+            .unwrap_or(crate::sync::lease::LEASE_PERIOD_MS);
+        let age_ms = (now - l.heartbeat_ms).max(0);
         json!({
-            "holder": format!("{}:{}", l.host, l.pid),
+            "holder": holder,
             "since": clock::iso(l.since_ms),
             "last_heartbeat": clock::iso(l.heartbeat_ms),
-            "seconds_ago": (now - l.heartbeat_ms).max(0) / 1000,
+            "seconds_ago": age_ms / 1000,
+            "lease_period_seconds": period / 1000,
+            // The holder stopped heartbeating: a standby takes it over.
+            "expired": age_ms > period,
         })
     });
     Ok(json!({
@@ -508,6 +525,14 @@ pub fn status_json(store: &dyn StateStore) -> Result<Json, String> {
         "lease": lease,
         "instances": instances,
     }))
+}
+
+/// The lease period an instance record names (ms; the default when absent).
+fn period_of(instance: &Json) -> i64 {
+    instance["lease_period_ms"]
+        .as_i64()
+        .filter(|p| *p > 0)
+        .unwrap_or(crate::sync::lease::LEASE_PERIOD_MS)
 }
 
 /// Service bindings.

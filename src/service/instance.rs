@@ -5,8 +5,10 @@
 //! over when the holder's heartbeat is older than the lease period — on
 //! any host (the holder's process is checked only when it runs on this
 //! host, as a quicker way to see it gone). Every instance also records its
-//! own heartbeat and role in a setting (`service.instance.HOST:PID`), which
-//! is where `status` finds the standbys.
+//! own heartbeat, role and lease period in a setting
+//! (`service.instance.HOST:PID`), which is where `status` finds the
+//! standbys and tells a dead instance (no heartbeat for a lease period) as
+//! stale.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +111,7 @@ impl Instance {
             "role": role,
             "heartbeat_ms": clock::now_ms(),
             "started_ms": self.started_ms,
+            "lease_period_ms": self.period.as_millis() as i64,
         });
         let _ = self
             .store

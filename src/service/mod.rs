@@ -135,6 +135,14 @@ fn status_text(j: &serde_json::Value) -> String {
     };
     let mut out = String::new();
     match j["lease"].as_object() {
+        Some(l) if l["expired"] == true => out.push_str(&format!(
+            "lease: EXPIRED: last held by {} since {}; last heartbeat {} ({} s ago, lease period {} s); a standby takes it over\n",
+            s(&l["holder"]),
+            s(&l["since"]),
+            s(&l["last_heartbeat"]),
+            s(&l["seconds_ago"]),
+            s(&l["lease_period_seconds"])
+        )),
         Some(l) => out.push_str(&format!(
             "lease: held by {} since {} (last heartbeat {} s ago)\n",
             s(&l["holder"]),
@@ -144,6 +152,17 @@ fn status_text(j: &serde_json::Value) -> String {
         None => out.push_str("lease: not held (no active instance)\n"),
     }
     for i in j["instances"].as_array().into_iter().flatten() {
+        if i["stale"] == true {
+            out.push_str(&format!(
+                "instance {}: STALE (was {}; no heartbeat for {} s, longer than its lease period of {} s), last heartbeat {}\n",
+                s(&i["instance"]),
+                s(&i["last_role"]),
+                s(&i["seconds_ago"]),
+                s(&i["lease_period_seconds"]),
+                s(&i["last_heartbeat"])
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "instance {}: {}, last heartbeat {} ({} s ago)\n",
             s(&i["instance"]),
