@@ -337,15 +337,19 @@ fn a_schedule_fires_once_per_interval_and_never_overlaps_a_slow_run() {
     );
 }
 
+/// Objects in a batch large enough that a run is still writing seconds after it started.
+const BIG: usize = 3000;
+
 #[test]
 fn sigterm_during_a_run_records_it_and_exits_promptly() {
     let Some(f) = fx("svterm") else { return };
-    let uids: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
+    // A large batch: the first run writes for a while (and streams: the writes start while
+    // the source is still read).
+    let uids: Vec<String> = (0..BIG).map(|i| format!("u{i:04}")).collect();
     f.add_people(&uids.iter().map(String::as_str).collect::<Vec<_>>());
-    // Each object takes 0.25 s to pass the scope: the first run lasts ~10 s.
     let script = format!(
         "{}schedule(st, #{{ every: \"1h\" }});\n",
-        f.step_script(&format!("{} true", spin(0.25)))
+        f.step_script("true")
     );
     let file = f.write_script("svc.rhai", &script);
     let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
@@ -354,7 +358,12 @@ fn sigterm_during_a_run_records_it_and_exits_promptly() {
         "{}",
         svc.log()
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // SIGTERM in the middle of the writes.
+    assert!(
+        wait_until(Duration::from_secs(60), || f.targets().len() >= 50),
+        "nothing was written\n{}",
+        svc.log()
+    );
     svc.signal(libc::SIGTERM);
     let code = svc.wait_exit(Duration::from_secs(8));
     assert_eq!(code, Some(0), "no prompt exit after SIGTERM\n{}", svc.log());
@@ -362,7 +371,8 @@ fn sigterm_during_a_run_records_it_and_exits_promptly() {
     let last = runs.last().expect("a run was recorded");
     assert_eq!(last.status, "interrupted", "{last:?}\n{}", svc.log());
     let written = f.targets().len();
-    assert!(written < 40, "the run went on to the end ({written})");
+    assert!(written < BIG, "the run went on to the end ({written})");
+    assert!(written > 0, "the SIGTERM came before any write");
     // What was written is linked: the links match the objects in the target.
     assert_eq!(f.store().links(&f.step).unwrap().len(), written);
 }
@@ -423,6 +433,16 @@ fn sighup_rereads_the_script_and_a_broken_one_keeps_the_old_schedules() {
             .unwrap()
             .contains("every 1h")),
         "{state}"
+    );
+    // And it runs by the new rhythm: once at the change (the new schedule's first run),
+    // then not again within the hour, where the old one ran every second.
+    let n = f.runs().len();
+    std::thread::sleep(Duration::from_secs(6));
+    let more = f.runs().len() - n;
+    assert!(
+        more <= 2,
+        "{more} runs in 6 s after the schedule became every 1h\n{}",
+        svc.log()
     );
 }
 
@@ -713,6 +733,25 @@ fn an_emptied_source_is_refused_three_times_then_quarantined_with_one_alert() {
             "{want:?} missing from the mail\n{mail}"
         );
     }
+    // The alert carries the refused plan's counts and names a run log that says why (read
+    // as a mail client shows it: long lines come quoted-printable, "=" ending a cut line).
+    let shown = mail.replace("=\n", "");
+    for want in [
+        "Plan (refused, nothing was written): 0 source objects, 0 to write, 6 to deprovision",
+        "\"to_deprovision\":6",
+    ] {
+        assert!(
+            shown.contains(want),
+            "{want:?} missing from the mail\n{shown}"
+        );
+    }
+    let log_file = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Log file: "))
+        .unwrap()
+        .trim();
+    let run_log = std::fs::read_to_string(log_file).unwrap_or_else(|e| panic!("{log_file}: {e}"));
+    assert!(run_log.contains("REFUSED"), "{run_log}");
     // Nothing was deleted.
     assert_eq!(f.targets().len(), 6);
     // status shows it, with why.
@@ -759,6 +798,60 @@ fn an_emptied_source_is_refused_three_times_then_quarantined_with_one_alert() {
 }
 
 #[test]
+fn a_refused_workflow_run_notifies_with_the_refused_plans_counts_and_its_log() {
+    let Some(f) = fx("svwfref") else { return };
+    let Some(sink) = Sink::start(f.home()) else {
+        return;
+    };
+    let uids: Vec<String> = (0..5).map(|i| format!("w{i}")).collect();
+    let uid_refs: Vec<&str> = uids.iter().map(String::as_str).collect();
+    f.add_people(&uid_refs);
+    let (code, out) = f.run_script(&format!("{}st.run()", f.step_script("true")));
+    assert_eq!(code, 0, "{out}");
+    f.delete_people(&uid_refs);
+    let wf = format!("{}-wf", f.step.replace('/', "-"));
+    let script = format!(
+        "{}let wf = workflow(\"{wf}\", [st]);\n\
+         schedule(wf, #{{ every: \"1h\", notify: \"on_refusal\" }});\n\
+         notify(#{{ smtp: \"127.0.0.1:{port}\", tls: \"none\", from: \"idsync@example.com\", to: [\"iam@example.com\"] }});\n",
+        f.step_script("true"),
+        port = sink.port
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(60), || sink.messages() >= 1),
+        "no mail arrived\n{}",
+        svc.log()
+    );
+    let shown = sink.text().replace("=\n", "");
+    for want in [
+        format!("Subject: idsync: {wf} refused"),
+        format!("Step: {wf}"),
+        "Event: refused".to_string(),
+        "would deprovision 5 objects".to_string(),
+        "Plan (refused, nothing was written): 0 source objects, 0 to write, 5 to deprovision"
+            .to_string(),
+    ] {
+        assert!(
+            shown.contains(&want),
+            "{want:?} missing from the mail\n{shown}"
+        );
+    }
+    // The log named is the refused step's run log.
+    let log_file = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Log file: "))
+        .unwrap()
+        .trim();
+    let run_log = std::fs::read_to_string(log_file).unwrap_or_else(|e| panic!("{log_file}: {e}"));
+    assert!(run_log.contains("REFUSED"), "{run_log}");
+    assert_eq!(f.targets().len(), 5, "something was deleted");
+    svc.signal(libc::SIGTERM);
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+#[test]
 fn two_instances_one_store_one_active_and_the_standby_takes_over_after_sigkill() {
     let Some(f) = fx("svfail") else { return };
     if Command::new("unshare")
@@ -783,7 +876,7 @@ fn two_instances_one_store_one_active_and_the_standby_takes_over_after_sigkill()
     let mut a = f.service(&args, &file);
     assert!(a.wait_log("active", Duration::from_secs(30)), "{}", a.log());
     // The second instance as another host: its own UTS namespace and host name.
-    let mut cmd = support::idsync_command(f.home());
+    let cmd = support::idsync_command(f.home());
     let bin = support::idsync_bin();
     let mut other = Command::new("unshare");
     other.args([
@@ -867,4 +960,377 @@ fn two_instances_one_store_one_active_and_the_standby_takes_over_after_sigkill()
     let newest = runs.last().unwrap();
     assert_eq!(newest.counts["created"], 1, "{newest:?}");
     drop(b);
+}
+
+#[test]
+fn a_run_past_its_timeout_is_interrupted_recorded_and_keeps_the_links_of_what_it_wrote() {
+    let Some(f) = fx("svtime") else { return };
+    let uids: Vec<String> = (0..BIG).map(|i| format!("t{i:04}")).collect();
+    f.add_people(&uids.iter().map(String::as_str).collect::<Vec<_>>());
+    // A large first batch; the timeout cuts it after 2 s, in the middle of the writes.
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1h\", timeout: \"2s\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(60), || f
+            .runs()
+            .last()
+            .is_some_and(|r| r.finished_ms.is_some())),
+        "{}",
+        svc.log()
+    );
+    let run = f.runs().pop().unwrap();
+    assert_eq!(run.status, "interrupted", "{run:?}\n{}", svc.log());
+    assert!(
+        svc.log()
+            .contains("timeout (2s) reached; interrupting the run"),
+        "{}",
+        svc.log()
+    );
+    // The service goes on (only the run was interrupted).
+    assert_eq!(svc.wait_exit(Duration::from_millis(500)), None);
+    let written = f.targets();
+    assert!(
+        !written.is_empty() && written.len() < BIG,
+        "{} written\n{}",
+        written.len(),
+        svc.log()
+    );
+    // What was written is linked, object by object, and counted.
+    let links = f.store().links(&f.step).unwrap();
+    assert_eq!(links.len(), written.len());
+    for (dn, _) in &written {
+        assert!(
+            links.iter().any(|l| l.target_dn.eq_ignore_ascii_case(dn)),
+            "{dn} written but not linked"
+        );
+    }
+    assert_eq!(run.counts["created"], written.len() as i64, "{run:?}");
+    svc.signal(libc::SIGTERM);
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+
+    // A run busy in the step's own Rhai closure (10 minutes for each object in scope) is cut
+    // there too, as Ctrl-C would cut it, not when the closure returns.
+    let slow = format!(
+        "{}schedule(st, #{{ every: \"1h\", timeout: \"2s\" }});\n",
+        f.step_script(&format!("{} true", spin(600.0)))
+    );
+    let file = f.write_script("slow.rhai", &slow);
+    let n = f.runs().len();
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(60), || f.runs().len() > n
+            && f.runs().last().is_some_and(|r| r.finished_ms.is_some())),
+        "the run was not cut in its closure\n{}",
+        svc.log()
+    );
+    let run = f.runs().pop().unwrap();
+    assert_eq!(run.status, "interrupted", "{run:?}\n{}", svc.log());
+    svc.signal(libc::SIGTERM);
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// `base` run as another host: its own UTS namespace with host name `host`; `None` (or a
+/// panic under IDSYNC_REQUIRE_SERVERS=1) where `unshare --uts` is not possible.
+fn as_other_host(base: &Command, host: &str) -> Option<Command> {
+    if Command::new("unshare")
+        .args(["--uts", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        if std::env::var("IDSYNC_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
+            panic!("unshare --uts is not possible here (IDSYNC_REQUIRE_SERVERS=1)");
+        }
+        eprintln!("skipped: unshare --uts is not possible here");
+        return None;
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--uts", "sh", "-c"])
+        .arg(format!("hostname {host} && exec \"$0\" \"$@\""))
+        .arg(support::idsync_bin());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.stdin(Stdio::null());
+    Some(cmd)
+}
+
+/// The step's finished and running runs in `store`, oldest first.
+fn runs_in(store: &dyn StateStore, step: &str) -> Vec<RunRecord> {
+    let mut r = store.runs(Some(step), 1000).unwrap();
+    r.reverse();
+    r
+}
+
+#[test]
+fn on_a_shared_postgresql_store_a_standby_on_another_host_takes_over_also_from_a_run_cut_mid_way() {
+    let Some(pg) = support::postgres::postgres() else {
+        return;
+    };
+    let Some(f) = fx("svpg") else { return };
+    let url = pg.url(&pg.fresh_db("svc"));
+    // Each instance has its own IDSYNC_HOME (logs, local state); the store is PostgreSQL.
+    let cmd = |home: &Path| {
+        let mut c = support::idsync_command(home);
+        c.env("IDSYNC_STORE", &url)
+            .env("IDSYNC_STORE_PASSWORD", &pg.password)
+            .env("IDSYNC_STORE_CA_FILE", &pg.ca_file)
+            .env_remove("IDSYNC_SYNC_STORE")
+            .env_remove("IDSYNC_LEASE_PERIOD_MS");
+        c
+    };
+    let (ha, hb) = (support::temp_home(), support::temp_home());
+    let other = support::unique("idsync-far");
+    let Some(b_cmd) = as_other_host(&cmd(hb.path()), &other) else {
+        return;
+    };
+    f.add_people(&["a1", "a2", "a3"]);
+    let file = f.write_script(
+        "svc.rhai",
+        &format!(
+            "{}schedule(st, #{{ every: \"1s\" }});\n",
+            f.step_script("true")
+        ),
+    );
+    let args = ["--heartbeat", "1s", "--lease-period", "5s"];
+    let mut a = Service::start(cmd(ha.path()), ha.path(), &args, &file);
+    assert!(a.wait_log("active", Duration::from_secs(30)), "{}", a.log());
+    let store = idsync::store::PostgresStore::open(
+        &url,
+        Some(&idsync::model::Secret::with_reference(
+            pg.password.clone(),
+            "env:TEST",
+        )),
+        Some(pg.ca_file.clone()),
+    )
+    .unwrap();
+    let runs = || runs_in(&store, &f.step);
+    let status = |home: &Path| -> serde_json::Value {
+        let out = cmd(home).args(["status", "--json"]).output().unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let instance = |j: &serde_json::Value, prefix: &str| -> serde_json::Value {
+        j["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance"].as_str().unwrap().starts_with(prefix))
+            .cloned()
+            .unwrap_or_else(|| panic!("no instance {prefix}* in {j:#}"))
+    };
+    let b = Service::start(b_cmd, hb.path(), &args, &file);
+    let b_id = format!("{other}:");
+    assert!(
+        wait_until(Duration::from_secs(30), || store
+            .get_setting(&format!("service.instance.{b_id}{}", b.pid()))
+            .unwrap()
+            .is_some_and(|v| v.contains("\"standby\""))),
+        "{}",
+        b.log()
+    );
+
+    // 1. Both running on one store: exactly one runs each tick.
+    let n0 = runs().len();
+    assert!(
+        wait_until(Duration::from_secs(30), || runs().len() >= n0 + 4),
+        "{}",
+        a.log()
+    );
+    assert_no_overlap(&runs(), &a.log());
+    assert!(
+        !b.log().contains("run starts"),
+        "the standby ran\n{}",
+        b.log()
+    );
+    let created = f.targets();
+    assert_eq!(created.len(), 3);
+    // The standby's heartbeat is shown while it stands by.
+    let j = status(hb.path());
+    let bi = instance(&j, &b_id);
+    assert_eq!(bi["role"], "standby", "{j:#}");
+    assert!(bi["last_heartbeat"].is_string(), "{j:#}");
+
+    // 2. SIGKILL of the active one between runs: the standby (another host: only the lease
+    // period tells it) takes over and continues from the cursor.
+    assert!(wait_until(Duration::from_secs(10), || store
+        .leases()
+        .unwrap()
+        .iter()
+        .all(|l| l.name == "idsync-service")));
+    let a_id = format!("{}", a.pid());
+    a.signal(libc::SIGKILL);
+    let _ = a.wait_exit(Duration::from_secs(10));
+    let killed = Instant::now();
+    let n1 = runs().len();
+    f.add_people(&["b1"]);
+    assert!(
+        b.wait_log("took over the service lease", Duration::from_secs(30)),
+        "{}",
+        b.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || runs().len() > n1
+            && runs().last().unwrap().status == "ok"
+            && f.targets().len() == 4),
+        "{}",
+        b.log()
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        killed.elapsed()
+    );
+    let after = f.targets();
+    for (dn, csn) in &created {
+        assert!(
+            after.iter().any(|(d, c)| d == dn && c == csn),
+            "{dn} was written again"
+        );
+    }
+    assert_no_overlap(&runs(), &b.log());
+    // status: the killed instance is stale, with its last heartbeat; never "active".
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let j = status(hb.path());
+            let ai = j["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| {
+                    i["instance"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!(":{a_id}"))
+                })
+                .cloned()
+                .unwrap_or_default();
+            ai["role"] == "stale"
+                && ai["stale"] == true
+                && ai["last_role"] == "active"
+                && ai["last_heartbeat"].is_string()
+        }),
+        "{:#}",
+        status(hb.path())
+    );
+    let j = status(hb.path());
+    assert_eq!(instance(&j, &b_id)["role"], "active", "{j:#}");
+    assert!(
+        j["lease"]["holder"].as_str().unwrap().starts_with(&b_id) && j["lease"]["expired"] == false,
+        "{j:#}"
+    );
+    let text = cmd(hb.path()).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(&format!(":{a_id}: STALE (was active;")),
+        "{text}"
+    );
+
+    // 3. A standby on this host again; then the active one is SIGKILLed in the middle of a
+    // large batch. Its step lease blocks no longer than the lease period.
+    let mut a2 = Service::start(cmd(ha.path()), ha.path(), &args, &file);
+    assert!(
+        wait_until(Duration::from_secs(30), || store
+            .get_setting(&format!(
+                "service.instance.{}:{}",
+                idsync::sync::lease::host_name(),
+                a2.pid()
+            ))
+            .unwrap()
+            .is_some_and(|v| v.contains("\"standby\""))),
+        "{}",
+        a2.log()
+    );
+    let big: Vec<String> = (0..1500).map(|i| format!("c{i:04}")).collect();
+    f.add_people(&big.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        wait_until(Duration::from_secs(60), || f.targets().len() >= 4 + 50),
+        "{}",
+        b.log()
+    );
+    let mut b = b;
+    b.signal(libc::SIGKILL);
+    let _ = b.wait_exit(Duration::from_secs(10));
+    let cut = Instant::now();
+    let before = f.targets();
+    // The run that was cut: still marked running (nobody is left to say otherwise).
+    let cut_run: Vec<i64> = runs()
+        .iter()
+        .filter(|r| r.status == "running")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(cut_run.len(), 1, "{:?}", runs());
+    assert!(
+        before.len() < 4 + 1500,
+        "the run finished before the kill\n{}",
+        b.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || f.targets().len() == 4 + 1500
+            && runs().last().is_some_and(|r| r.status == "ok")),
+        "{}",
+        a2.log()
+    );
+    // Lease period 5 s; a step lease of the default 60 s would hold it far longer.
+    assert!(
+        cut.elapsed() < Duration::from_secs(40),
+        "{:?}\n{}",
+        cut.elapsed(),
+        a2.log()
+    );
+    assert!(
+        a2.log().contains("took over the service lease"),
+        "{}",
+        a2.log()
+    );
+    // Nothing written twice: what the cut run wrote keeps its entryCSN.
+    let after = f.targets();
+    for (dn, csn) in &before {
+        assert!(
+            after.iter().any(|(d, c)| d == dn && c == csn),
+            "{dn} was written again"
+        );
+    }
+    // History: the cut run is recorded interrupted; the runs after it are the new holder's,
+    // none overlapping; and the schedule goes on every tick.
+    let h = runs();
+    let cut_now = h.iter().find(|r| r.id == cut_run[0]).unwrap();
+    assert_eq!(cut_now.status, "interrupted", "{h:?}");
+    assert_no_overlap(&h, &a2.log());
+    let n3 = h.len();
+    assert!(
+        wait_until(Duration::from_secs(30), || runs().len() >= n3 + 2),
+        "{}",
+        a2.log()
+    );
+    assert!(
+        runs()[n3..]
+            .iter()
+            .all(|r| r.status == "ok" || r.status == "running"),
+        "{:?}",
+        runs()
+    );
+
+    // 4. The last instance SIGKILLed too: once its heartbeat is older than the lease period,
+    // status shows the lease as expired (no longer as held).
+    a2.signal(libc::SIGKILL);
+    let _ = a2.wait_exit(Duration::from_secs(10));
+    assert!(
+        wait_until(
+            Duration::from_secs(20),
+            || status(ha.path())["lease"]["expired"] == true
+        ),
+        "{:#}",
+        status(ha.path())
+    );
+    let text = cmd(ha.path()).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("lease: EXPIRED"), "{text}");
 }
