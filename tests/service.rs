@@ -1126,7 +1126,7 @@ fn on_a_shared_postgresql_store_a_standby_on_another_host_takes_over_also_from_a
             .cloned()
             .unwrap_or_else(|| panic!("no instance {prefix}* in {j:#}"))
     };
-    let b = Service::start(b_cmd, hb.path(), &args, &file);
+    let mut b = Service::start(b_cmd, hb.path(), &args, &file);
     let b_id = format!("{other}:");
     assert!(
         wait_until(Duration::from_secs(30), || store
@@ -1165,7 +1165,7 @@ fn on_a_shared_postgresql_store_a_standby_on_another_host_takes_over_also_from_a
         .unwrap()
         .iter()
         .all(|l| l.name == "idsync-service")));
-    let a_id = format!("{}", a.pid());
+    let a_id = a.pid().to_string();
     a.signal(libc::SIGKILL);
     let _ = a.wait_exit(Duration::from_secs(10));
     let killed = Instant::now();
@@ -1255,7 +1255,6 @@ fn on_a_shared_postgresql_store_a_standby_on_another_host_takes_over_also_from_a
         "{}",
         b.log()
     );
-    let mut b = b;
     b.signal(libc::SIGKILL);
     let _ = b.wait_exit(Duration::from_secs(10));
     let cut = Instant::now();
