@@ -506,3 +506,33 @@ fn granted_rights_let_the_account_reset_a_password_and_a_second_grant_adds_nothi
         );
     }
 }
+
+#[test]
+fn on_an_openldap_connection_it_is_an_error_that_says_active_directory_is_needed() {
+    let Some(ol) = support::slapd() else { return };
+    let home = support::temp_home();
+    let script = format!(
+        "let c = connect_ldap({}, #{{ bind_dn: {}, password: secret({}) }});\n\
+         c.check_password_rights(\"ann\", #{{ base: {} }})\n",
+        lit(&ol.url),
+        lit(&ol.admin_dn),
+        lit(support::PW_ENV),
+        lit(&ol.base)
+    );
+    let file = home.path().join("check.rhai");
+    std::fs::write(&file, &script).unwrap();
+    let out = support::idsync_command(home.path())
+        .env(support::PW_ENV, &ol.admin_pw)
+        .arg(&file)
+        .output()
+        .expect("run idsync");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "check_password_rights needs an Active Directory connection (this one is openldap)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

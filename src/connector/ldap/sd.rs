@@ -77,13 +77,11 @@ pub struct GrantRow {
 
 fn require_ad(c: &LdapConnector, op: &str) -> Result<()> {
     if c.ldap_flavor() != Flavor::Ad {
-        return Err(Error::Unsupported {
-            op: op.into(),
-            kind: format!(
-                "{} LDAP (it reads Active Directory security descriptors)",
-                c.ldap_flavor()
-            ),
-        });
+        return Err(Error::usage(format!(
+            "{op} needs an Active Directory connection (this one is {}): it reads the \
+             nTSecurityDescriptor and tokenGroups only AD has",
+            c.ldap_flavor()
+        )));
     }
     Ok(())
 }
