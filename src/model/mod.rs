@@ -6,7 +6,9 @@ pub mod dn;
 pub mod entry;
 pub mod filter;
 pub mod ldif_write;
+pub mod password_rights;
 pub mod secret;
+pub mod security_descriptor;
 pub mod value;
 
 pub use entry::{Attribute, Entry};

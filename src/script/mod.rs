@@ -2,6 +2,7 @@
 //! binding registered, the variables of a REPL or script, and the functions
 //! it has defined. Bindings live one family per file.
 
+pub mod ad_rights;
 pub mod azure;
 pub mod config_file;
 pub mod connect;
@@ -99,6 +100,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(help::help_api).into());
     engine.register_global_module(exported_module!(sync_api::sync_api).into());
     engine.register_global_module(exported_module!(azure::azure_api).into());
+    engine.register_global_module(exported_module!(ad_rights::ad_rights_api).into());
     engine.register_global_module(exported_module!(config_file::config_file_api).into());
     engine.register_global_module(exported_module!(sql::sql_api).into());
     engine.register_global_module(exported_module!(store::store_api).into());

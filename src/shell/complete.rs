@@ -42,7 +42,12 @@ const GRAPH_ONLY: &[&str] = &[
 ];
 
 /// Connection methods that only a directory (LDAP) connection has.
-const DIRECTORY_ONLY: &[&str] = &["ls", "tree"];
+const DIRECTORY_ONLY: &[&str] = &[
+    "ls",
+    "tree",
+    "check_password_rights",
+    "grant_password_rights",
+];
 
 /// What is before the dot at `dot` (the index of the `.`): a variable's
 /// type, `Entry` for an element of an array or the result of `get`, or

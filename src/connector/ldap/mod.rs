@@ -8,6 +8,8 @@
 //! connections operations share), `result` (errors in words), `changes`
 //! (change tracking): private, with what others use re-exported here.
 //! [`schema`] is public: [`crate::connector::Connector::schema`] returns it.
+//! [`sd`] (security descriptors, the password-rights check and grant) is
+//! public for the script layer.
 
 mod account;
 mod changes;
@@ -17,6 +19,7 @@ mod read;
 mod result;
 mod rootdse;
 pub mod schema;
+pub mod sd;
 use crate::connector::tls;
 mod write;
 
