@@ -1848,12 +1848,22 @@ fn a_failing_mail_server_is_logged_by_name_and_the_runs_go_on() {
     };
     let hook = Hook::start();
     f.add_people(&["ann"]);
-    // Nothing listens on `closed`; the sink offers no STARTTLS, so it cannot log in there.
+    // Nothing listens on `closed`; the sink offers no STARTTLS, so it cannot log in there;
+    // `silent` takes the connection and never answers (the mail client gives up after 30 s).
     let closed = free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
     let script = format!(
         "{}schedule(st, #{{ every: \"1s\", notify: \"always\" }});\n\
          notify(#{{ smtp: \"127.0.0.1:{closed}\", tls: \"none\", from: \"idsync@example.com\", to: [\"iam@example.com\"] }});\n\
          notify(#{{ smtp: \"127.0.0.1:{port}\", from: \"idsync@example.com\", to: [\"iam@example.com\"], user: \"idsync\", password: secret(\"IDSYNC_TEST_SMTP_PW\") }});\n\
+         notify(#{{ smtp: \"127.0.0.1:{silent_port}\", tls: \"none\", from: \"idsync@example.com\", to: [\"iam@example.com\"] }});\n\
          notify(#{{ webhook: \"{url}\" }});\n",
         f.step_script("true"),
         port = sink.port,
@@ -1895,6 +1905,15 @@ fn a_failing_mail_server_is_logged_by_name_and_the_runs_go_on() {
         svc.log()
     );
     assert!(hook.bodies().iter().all(|b| b["event"] == "ok"));
+    // The silent server's first attempt times out and is logged by name; runs kept going meanwhile.
+    let silent_failed = format!("not sent: mail via 127.0.0.1:{silent_port}: ");
+    assert!(
+        svc.wait_log(&silent_failed, Duration::from_secs(90)),
+        "{}",
+        svc.log()
+    );
+    assert!(svc.child.try_wait().unwrap().is_none(), "{}", svc.log());
+    assert!(f.runs_of(&f.step).len() >= n + 10, "{}", svc.log());
     assert_eq!(sink.messages(), 0, "{}", sink.text());
     assert!(!svc.log().contains("smtp-pw-not-to-print"), "{}", svc.log());
     svc.signal(libc::SIGTERM);
