@@ -1333,3 +1333,594 @@ fn on_a_shared_postgresql_store_a_standby_on_another_host_takes_over_also_from_a
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(text.contains("lease: EXPIRED"), "{text}");
 }
+
+// --- issue 13's remaining promises: cron, full_every, webhook and per-schedule notify, a failing mail server
+
+impl Fx {
+    /// An OU under the base.
+    fn add_ou(&self, dn: &str) {
+        let ou = dn.split(',').next().unwrap().trim_start_matches("ou=");
+        self.l.ldapadd(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n"
+        ));
+    }
+
+    /// [`Fx::step_script`] for another step `name` from `src` to `dst` (`let st = ...`).
+    fn step_block(&self, name: &str, src: &str, dst: &str) -> String {
+        self.step_script("true")
+            .replace(&self.step, name)
+            .replace(&self.src, src)
+            .replace(&self.dst, dst)
+    }
+
+    /// The finished runs of step `name`, oldest first.
+    fn runs_of(&self, name: &str) -> Vec<RunRecord> {
+        let mut r = self.store().runs(Some(name), 1000).unwrap();
+        r.reverse();
+        r.retain(|r| r.finished_ms.is_some());
+        r
+    }
+
+    /// `idsync status --json`.
+    fn status(&self) -> serde_json::Value {
+        let out = support::idsync_command(self.home())
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json: {e}\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+}
+
+/// The schedule named `name` in a status JSON.
+fn schedule_of<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["schedules"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no schedule {name} in status\n{status:#}"))
+}
+
+#[test]
+fn a_cron_schedule_with_seconds_fires_in_a_running_service_and_status_shows_its_next_run() {
+    let Some(f) = fx("svcron") else { return };
+    f.add_people(&["ann", "bob"]);
+    // Every even second (croner takes a six-field pattern, seconds first), and a workflow on
+    // a five-field (minute) pattern that does not come during the test: 00:00 on 1 January.
+    let wf = format!("{}-yearly", f.step.replace('/', "-"));
+    let script = format!(
+        "{}schedule(st, #{{ cron: \"*/2 * * * * *\" }});\n\
+         let wf = workflow(\"{wf}\", [st]);\n\
+         schedule(wf, #{{ cron: \"0 0 1 1 *\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        svc.wait_log("active", Duration::from_secs(30)),
+        "{}",
+        svc.log()
+    );
+    // It fires: one run per two seconds (the window may cut one either side).
+    assert!(
+        wait_until(Duration::from_secs(30), || !f.runs_of(&f.step).is_empty()),
+        "the cron schedule never fired\n{}",
+        svc.log()
+    );
+    let before = f.runs_of(&f.step).len();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(9));
+    let n = f.runs_of(&f.step).len() - before;
+    let secs = t0.elapsed().as_secs_f64();
+    let expect = secs / 2.0;
+    assert!(
+        (n as f64) >= expect - 1.5 && (n as f64) <= expect + 1.5,
+        "{n} runs in {secs:.1} s at */2 seconds\n{}",
+        svc.log()
+    );
+    let runs = f.runs();
+    assert!(
+        runs.iter()
+            .all(|r| r.status == "ok" || r.status == "running"),
+        "{runs:?}"
+    );
+    assert_no_overlap(&runs, &svc.log());
+    assert_eq!(f.targets().len(), 2, "both objects created once");
+
+    // status: the next run is the pattern's next time (an even second, on the second), after
+    // the last run; the yearly one has its next run at 00:00 on 1 January and never ran.
+    let j = f.status();
+    let s = schedule_of(&j, &f.step);
+    assert_eq!(s["when"], "cron */2 * * * * *", "{j:#}");
+    assert_eq!(s["last_result"], "ok", "{j:#}");
+    let next = s["next_run"].as_str().unwrap_or_else(|| panic!("{j:#}"));
+    let last = s["last_run"].as_str().unwrap_or_else(|| panic!("{j:#}"));
+    assert!(next.ends_with(".000Z"), "next run {next} not on a second");
+    let sec: u32 = next[17..19].parse().unwrap();
+    assert_eq!(sec % 2, 0, "next run {next} not on an even second");
+    assert!(next > last, "next run {next} not after the last {last}");
+    let y = schedule_of(&j, &wf);
+    assert_eq!(y["when"], "cron 0 0 1 1 *", "{j:#}");
+    let ynext = y["next_run"].as_str().unwrap_or_else(|| panic!("{j:#}"));
+    assert!(
+        ynext.ends_with("-01-01T00:00:00.000Z") && ynext > next,
+        "yearly next run {ynext}"
+    );
+    assert!(y["last_run"].is_null(), "{j:#}");
+    assert!(f.runs_of(&wf).is_empty(), "the yearly workflow ran");
+    let text = support::idsync_command(f.home())
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "schedule {wf} (cron 0 0 1 1 *): last run - -, next {ynext}"
+        )),
+        "{text}"
+    );
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+}
+
+/// Whether a run's log says it was a full run (its first line: "start step ...,  full").
+fn logged_full(r: &RunRecord) -> bool {
+    let path = r
+        .log_path
+        .as_deref()
+        .unwrap_or_else(|| panic!("run {} has no log", r.id));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let start = text
+        .lines()
+        .find(|l| l.contains("start step "))
+        .unwrap_or_else(|| panic!("{path}: no start line\n{text}"));
+    start.ends_with(", full")
+}
+
+#[test]
+fn full_every_makes_the_periodic_run_full_and_the_runs_between_stay_incremental() {
+    let Some(f) = fx("svfull") else { return };
+    f.add_people(&["ann", "bob"]);
+    let (code, out) = f.run_script(&format!("{}st.run()", f.step_script("true")));
+    assert_eq!(code, 0, "{out}");
+    // Edited by hand in the target: the source did not change, so an incremental run skips
+    // ann by her stored hash; only a full run compares her with the target and restores cn.
+    let ann = format!("uid=ann,{}", f.dst);
+    f.l.ldapmodify(&format!(
+        "dn: {ann}\nchangetype: modify\nreplace: cn\ncn: Edited By Hand\n"
+    ));
+    let cn = || f.l.ldapsearch(&ann, "base", "", &["cn"]);
+    assert!(cn().contains("cn: Edited By Hand"), "{}", cn());
+    let before = f.runs_of(&f.step).len();
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\", full_every: \"5s\" }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    // Until a full run and an incremental one after it have finished.
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            let runs = f.runs_of(&f.step);
+            runs[before..]
+                .iter()
+                .position(logged_full)
+                .is_some_and(|i| runs.len() > before + i + 1)
+        }),
+        "no full run followed by another\n{}",
+        svc.log()
+    );
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+    let runs = f.runs_of(&f.step);
+    let runs = &runs[before..];
+    let full: Vec<bool> = runs.iter().map(logged_full).collect();
+    let first = full.iter().position(|x| *x).unwrap();
+    let summary: Vec<String> = runs
+        .iter()
+        .zip(&full)
+        .map(|(r, x)| format!("run {} full={x} {} {}", r.id, r.status, r.counts))
+        .collect();
+    let summary = format!("{summary:#?}\n{}", svc.log());
+    // Five seconds of one-second runs come before the first full one: incremental, and
+    // they leave the hand edit alone.
+    assert!(first >= 2, "{summary}");
+    for r in &runs[..first] {
+        assert_eq!(r.status, "ok", "{summary}");
+        assert_eq!(r.counts["updated"], 0, "{summary}");
+    }
+    // The full run restores the flow's value; the run after it is incremental again.
+    assert_eq!(runs[first].status, "ok", "{summary}");
+    assert_eq!(runs[first].counts["updated"], 1, "{summary}");
+    assert!(!full[first + 1], "{summary}");
+    assert_eq!(runs[first + 1].counts["updated"], 0, "{summary}");
+    assert!(cn().contains("cn: ann Person"), "{}", cn());
+    // The service says which runs were full, as many as the run logs do.
+    assert_eq!(
+        svc.log().matches("run starts (full)").count(),
+        full.iter().filter(|x| **x).count(),
+        "{summary}"
+    );
+}
+
+/// A tiny HTTP receiver on loopback: each request it gets (head and JSON body), answered 200.
+struct Hook {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    let r = read_request(&mut s);
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    if let Some(r) = r {
+                        g.lock().unwrap().push(r);
+                    }
+                });
+            }
+        });
+        Hook { port, got }
+    }
+
+    /// The hook's URL, with a token in its query (which must never be printed).
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook?token=t0psecrettoken", self.port)
+    }
+
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+}
+
+/// One HTTP request: its head and its body as JSON (None when it is not that).
+fn read_request(s: &mut std::net::TcpStream) -> Option<(String, serde_json::Value)> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let len: usize = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
+    })?;
+    while buf.len() < end + 4 + len {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some((
+        head,
+        serde_json::from_slice(&buf[end + 4..end + 4 + len]).ok()?,
+    ))
+}
+
+#[test]
+fn webhook_notifications_name_step_reason_counts_and_log_and_each_policy_sends_only_when_it_should()
+{
+    let Some(f) = fx("svhook") else { return };
+    let hook = Hook::start();
+    let id = f.step.trim_end_matches("/users").to_string();
+    let base = f.l.base.clone();
+    // Runs that go well: from the fixture's source, each step to its own target OU.
+    f.add_people(&["ann", "bob"]);
+    // Runs that are refused: linked once, then their source is emptied.
+    let ref_src = format!("ou={id}-refsrc,{base}");
+    f.add_ou(&ref_src);
+    let r_uids: Vec<String> = (0..5).map(|i| format!("r{i}")).collect();
+    let r_refs: Vec<&str> = r_uids.iter().map(String::as_str).collect();
+    f.l.ldapadd(
+        &r_refs
+            .iter()
+            .map(|u| {
+                format!(
+                    "dn: uid={u},{ref_src}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u} Person\nsn: Person\nemployeeNumber: {u}\n"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    // Runs that fail: their source base does not exist.
+    let missing = format!("ou={id}-missing,{base}");
+    let mut block = String::new();
+    let mut pre = String::new();
+    let mut steps = Vec::new();
+    for (kind, src) in [("ok", &f.src), ("ref", &ref_src), ("fail", &missing)] {
+        for when in ["always", "on_failure", "on_refusal", ""] {
+            let name = format!(
+                "{id}/{kind}-{}",
+                if when.is_empty() { "default" } else { when }
+            );
+            let dst = format!("ou={id}-{kind}-{}-dst,{base}", when.replace('_', ""));
+            f.add_ou(&dst);
+            let b = f.step_block(&name, src, &dst);
+            if kind == "ref" {
+                pre.push_str(&format!("{b}st.run();\n"));
+            }
+            let opt = if when.is_empty() {
+                String::new()
+            } else {
+                format!(", notify: \"{when}\"")
+            };
+            block.push_str(&format!("{b}schedule(st, #{{ every: \"1h\"{opt} }});\n"));
+            steps.push(name);
+        }
+    }
+    let (code, out) = f.run_script(&pre);
+    assert_eq!(code, 0, "{out}");
+    for u in &r_refs {
+        f.l.ldapmodify(&format!("dn: uid={u},{ref_src}\nchangetype: delete\n"));
+    }
+    let script = format!("{block}notify(#{{ webhook: \"{}\" }});\n", hook.url());
+    let file = f.write_script("svc.rhai", &script);
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    // Every schedule fires once at the start (every 1h).
+    assert!(
+        wait_until(Duration::from_secs(90), || steps
+            .iter()
+            .all(
+                |s| f.runs_of(s).len() >= if s.contains("/ref-") { 2 } else { 1 }
+            )),
+        "not every schedule ran\n{}",
+        svc.log()
+    );
+    let mut expect = vec![
+        (format!("{id}/ok-always"), "ok"),
+        (format!("{id}/ref-always"), "refused"),
+        (format!("{id}/ref-on_refusal"), "refused"),
+        (format!("{id}/fail-always"), "failed"),
+        (format!("{id}/fail-on_failure"), "failed"),
+    ];
+    expect.sort();
+    assert!(
+        wait_until(Duration::from_secs(30), || hook.bodies().len()
+            >= expect.len()),
+        "{:#?}\n{}",
+        hook.bodies(),
+        svc.log()
+    );
+    // Any that should not have been sent would be on its way by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let bodies = hook.bodies();
+    let mut got: Vec<(String, &str)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["step"].as_str().unwrap_or_default().to_string(),
+                b["event"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    got.sort();
+    let status: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{s}: {:?}", f.runs_of(s).last().map(|r| r.status.clone())))
+        .collect();
+    assert_eq!(got, expect, "{status:#?}\n{bodies:#?}\n{}", svc.log());
+    // The runs ended as their names say.
+    for s in &steps {
+        let want = if s.contains("/ok-") {
+            "ok"
+        } else if s.contains("/ref-") {
+            "refused"
+        } else {
+            "failed"
+        };
+        assert_eq!(
+            f.runs_of(s).last().unwrap().status,
+            want,
+            "{s}\n{}",
+            svc.log()
+        );
+    }
+    // A JSON POST to the URL given.
+    for h in hook.heads() {
+        assert!(
+            h.starts_with("POST /hook?token=t0psecrettoken HTTP/1.1"),
+            "{h}"
+        );
+        assert!(
+            h.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{h}"
+        );
+    }
+    // Each body names the step, the reason, the counts and the log file.
+    let body = |step: &str| {
+        bodies
+            .iter()
+            .find(|b| b["step"] == format!("{id}/{step}").as_str())
+            .unwrap()
+    };
+    for b in &bodies {
+        let step = b["step"].as_str().unwrap();
+        assert_eq!(
+            b["subject"],
+            format!("idsync: {step} {}", b["event"].as_str().unwrap()).as_str(),
+            "{b:#}"
+        );
+        assert!(b["counts"].is_object(), "{b:#}");
+        assert!(
+            !b["reason"].as_str().unwrap_or_default().is_empty(),
+            "{b:#}"
+        );
+        assert!(
+            b["instance"].as_str().unwrap_or_default().contains(':'),
+            "{b:#}"
+        );
+        let log = b["log"].as_str().unwrap_or_else(|| panic!("no log: {b:#}"));
+        let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+        assert!(
+            text.contains(&format!("start step {step}")),
+            "{log}\n{text}"
+        );
+    }
+    let ok = body("ok-always");
+    assert_eq!(ok["counts"]["created"], 2, "{ok:#}");
+    let refused = body("ref-on_refusal");
+    assert_eq!(
+        refused["counts"]["planned"]["to_deprovision"], 5,
+        "{refused:#}"
+    );
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("would deprovision 5 objects"),
+        "{refused:#}"
+    );
+    let failed = body("fail-on_failure");
+    let text = std::fs::read_to_string(failed["log"].as_str().unwrap()).unwrap();
+    assert!(text.contains("FAILED"), "{text}");
+    // Nothing was deleted by the refused runs; the failing ones wrote nothing.
+    assert_eq!(
+        f.l.ldapsearch(&base, "sub", "(uid=r*)", &["uid"])
+            .matches("dn: ")
+            .count(),
+        5 * 4
+    );
+    // The URL's token is never printed.
+    assert!(!svc.log().contains("t0psecrettoken"), "{}", svc.log());
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+}
+
+#[test]
+fn a_failing_mail_server_is_logged_by_name_and_the_runs_go_on() {
+    let Some(f) = fx("svsmtpfail") else { return };
+    let Some(sink) = Sink::start(f.home()) else {
+        return;
+    };
+    let hook = Hook::start();
+    f.add_people(&["ann"]);
+    // Nothing listens on `closed`; the sink offers no STARTTLS, so it cannot log in there;
+    // `silent` takes the connection and never answers (the mail client gives up after 30 s).
+    let closed = free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\", notify: \"always\" }});\n\
+         notify(#{{ smtp: \"127.0.0.1:{closed}\", tls: \"none\", from: \"idsync@example.com\", to: [\"iam@example.com\"] }});\n\
+         notify(#{{ smtp: \"127.0.0.1:{port}\", from: \"idsync@example.com\", to: [\"iam@example.com\"], user: \"idsync\", password: secret(\"IDSYNC_TEST_SMTP_PW\") }});\n\
+         notify(#{{ smtp: \"127.0.0.1:{silent_port}\", tls: \"none\", from: \"idsync@example.com\", to: [\"iam@example.com\"] }});\n\
+         notify(#{{ webhook: \"{url}\" }});\n",
+        f.step_script("true"),
+        port = sink.port,
+        url = hook.url(),
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let mut cmd = support::idsync_command(f.home());
+    cmd.env("IDSYNC_TEST_SMTP_PW", "smtp-pw-not-to-print");
+    let mut svc = Service::start(
+        cmd,
+        f.home(),
+        &["--heartbeat", "1s", "--lease-period", "5s"],
+        &file,
+    );
+    let closed_failed = format!("not sent: mail via 127.0.0.1:{closed}: ");
+    let login_failed = format!("not sent: mail via 127.0.0.1:{}: ", sink.port);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let log = svc.log();
+            log.matches(&closed_failed).count() >= 3 && log.matches(&login_failed).count() >= 3
+        }),
+        "the mail failures were not logged by server\n{}",
+        svc.log()
+    );
+    // The runs went on (each tick one), and the webhook still got their notifications.
+    let n = f.runs_of(&f.step).len();
+    assert!(
+        wait_until(Duration::from_secs(30), || f.runs_of(&f.step).len()
+            >= n + 3),
+        "the runs stopped\n{}",
+        svc.log()
+    );
+    assert!(svc.child.try_wait().unwrap().is_none(), "{}", svc.log());
+    let runs = f.runs_of(&f.step);
+    assert!(runs.iter().all(|r| r.status == "ok"), "{runs:?}");
+    assert!(
+        wait_until(Duration::from_secs(30), || hook.bodies().len() >= 4),
+        "{}",
+        svc.log()
+    );
+    assert!(hook.bodies().iter().all(|b| b["event"] == "ok"));
+    // The silent server's first attempt times out and is logged by name; runs kept going meanwhile.
+    let silent_failed = format!("not sent: mail via 127.0.0.1:{silent_port}: ");
+    assert!(
+        svc.wait_log(&silent_failed, Duration::from_secs(90)),
+        "{}",
+        svc.log()
+    );
+    assert!(svc.child.try_wait().unwrap().is_none(), "{}", svc.log());
+    assert!(f.runs_of(&f.step).len() >= n + 10, "{}", svc.log());
+    assert_eq!(sink.messages(), 0, "{}", sink.text());
+    assert!(!svc.log().contains("smtp-pw-not-to-print"), "{}", svc.log());
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+}
