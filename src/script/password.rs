@@ -461,7 +461,7 @@ pub mod password_api {
             def.endpoint
                 .as_ref()
                 .map(|e| Dynamic::from(e.url()))
-                .unwrap_or(Dynamic::from("(the write-back's)")),
+                .unwrap_or_else(|| Dynamic::from("(the write-back's)")),
         );
         with_declared(|d| d.sync = Some(def));
         Ok(m)
