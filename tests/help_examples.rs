@@ -30,11 +30,23 @@ use support::Ldap;
 use support::graph::GraphFake;
 
 /// Examples that cannot run here, by signature as `help()` prints it, with the reason.
-const CANNOT_RUN: &[(&str, &str)] = &[(
-    "connect_graph(opts: Map) -> Connection",
-    "signs in at login.microsoftonline.com (no tenant is reachable here); the `az` stand-in \
-     makes the same call with `graph_url` and `authority_url` pointing at the Graph stand-in",
-)];
+const CANNOT_RUN: &[(&str, &str)] = &[
+    (
+        "connect_graph(opts: Map) -> Connection",
+        "signs in at login.microsoftonline.com (no tenant is reachable here); the `az` stand-in \
+         makes the same call with `graph_url` and `authority_url` pointing at the Graph stand-in",
+    ),
+    (
+        "password_writeback(opts: Map) -> Map",
+        "needs the TLS certificate and key files it names and a step whose target is AD; \
+         tests/password_writeback.rs runs it under `idsync service` with real ones",
+    ),
+    (
+        "password_sync(opts: Map) -> Map",
+        "needs a step whose source is the AD connection (the `users` stand-in reads a CSV); \
+         tests/password_sync.rs runs it under `idsync service` with an AD -> OpenLDAP step",
+    ),
+];
 
 /// Variables examples use without defining them, in dependency order: the code that binds
 /// each (it may use the ones above it).

@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod limits;
 pub mod mapping_api;
 pub mod objects;
+pub mod password;
 pub mod profiles;
 pub mod redact;
 pub mod run_mode;
@@ -105,6 +106,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(sql::sql_api).into());
     engine.register_global_module(exported_module!(store::store_api).into());
     engine.register_global_module(exported_module!(service::service_api).into());
+    engine.register_global_module(exported_module!(password::password_api).into());
     engine.register_global_module(exported_module!(run_mode::run_mode_api).into());
     engine
         .register_type_with_name::<sync_api::Step>("Step")

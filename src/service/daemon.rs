@@ -135,11 +135,12 @@ impl Sched {
 /// Evaluates the script in a fresh session; what it declared, or why not.
 fn evaluate(path: &Path) -> Result<(Session, Declared), String> {
     let _ = take_declared();
+    let _ = crate::script::password::take_declared();
     let mut s = Session::new(Vec::new());
     match s.run_file(path) {
         Ok(_) => {
             let d = take_declared();
-            if d.schedules.is_empty() {
+            if d.schedules.is_empty() && !crate::script::password::declared_any() {
                 return Err(format!(
                     "{}: the script schedules nothing (add schedule(step, #{{ every: \"30m\" }}))",
                     path.display()
@@ -208,6 +209,10 @@ pub fn run(opts: Options) -> u8 {
             }
         }
     }
+    if let Err(e) = super::password::start(store.clone(), opts.staging) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let mut inst = Instance::new(store.clone(), opts.lease_period);
     let now = clock::now_ms();
     let mut scheds: Vec<Sched> = declared
@@ -242,6 +247,7 @@ pub fn run(opts: Options) -> u8 {
             match evaluate(&opts.script) {
                 Ok((s, d)) => {
                     scheds = reload(std::mem::take(&mut scheds), &d, now);
+                    super::password::reload();
                     _session = s;
                     declared = d;
                     log(&format!(

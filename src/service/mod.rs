@@ -9,7 +9,9 @@ pub mod daemon;
 pub mod http;
 pub mod instance;
 pub mod notify;
+pub mod password;
 pub mod runner;
+pub mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
