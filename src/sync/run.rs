@@ -107,6 +107,7 @@ pub async fn preview(
     store: &dyn StateStore,
     opts: RunOptions,
 ) -> Result<Plan, RunError> {
+    let _unique = super::unique::enter(step);
     let planning = plan::plan(
         step,
         store,
@@ -156,6 +157,7 @@ pub async fn run(
         )?),
     };
     let store: &dyn StateStore = store.as_ref();
+    let _unique = super::unique::enter(step);
     let started = Instant::now();
     let started_ms = clock::now_ms();
     let log = match logs_dir {
