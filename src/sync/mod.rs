@@ -10,7 +10,7 @@
 //! files ([`run`]), workflows of several steps ([`workflow`]), run leases
 //! ([`lease`]), links changed by hand ([`links`], [`mapping`]) and where
 //! joins land or conflict ([`conflicts`]), unique values planned in a run
-//! ([`unique`]); planned writes are checked
+//! ([`unique`]), the progress total ([`total`]); planned writes are checked
 //! against the target's schema ([`schema_check`]); what fails is a
 //! [`SyncError`]. It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
@@ -41,6 +41,7 @@ pub mod run;
 pub mod schema_check;
 mod source;
 mod target;
+pub mod total;
 mod tree;
 pub mod unique;
 pub mod unused_attrs;

@@ -114,6 +114,7 @@ pub async fn preview(
         PlanOptions {
             full: opts.full,
             today_ms: clock::now_ms(),
+            source_total: None,
         },
     );
     tokio::select! {
@@ -196,9 +197,11 @@ pub async fn run(
     let link_count = store
         .link_count(&step.name)
         .map_err(|e| failed(e.to_string()))?;
+    let source_total = super::total::SourceTotal::default();
     let popts = PlanOptions {
         full: opts.full,
         today_ms: started_ms,
+        source_total: Some(source_total.clone()),
     };
     let cancel = &opts.cancel;
     let interrupted = |counts: Counts, failures: Vec<Failure>| {
@@ -234,7 +237,8 @@ pub async fn run(
             }
             Some(p)
         };
-        let applying = apply::apply(step, &[], rx, store, &log, progress, cancel);
+        let progress = super::total::WithTotal::new(progress, source_total, &log);
+        let applying = apply::apply(step, &[], rx, store, &log, &progress, cancel);
         let (plan, result) = tokio::join!(planning, applying);
         match plan {
             Some(Ok(p)) => (p, result),
@@ -268,6 +272,9 @@ pub async fn run(
             finish("refused", &Counts::default(), Some(&why));
             return Err(RunError::Refused(why));
         }
+        // The total is known before the first write.
+        log.line(&format!("total: {} objects to write", plan.items.len()));
+        progress.total(plan.items.len());
         for item in std::mem::take(&mut plan.items) {
             let _ = tx.send(item);
         }
