@@ -268,3 +268,93 @@ pub async fn conflicts(store: &dyn StateStore, step: &StepDef) -> Result<Vec<Row
     s.rows.retain(|r| r.outcome == Outcome::Ambiguous);
     Ok(s.rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::connector::Connector;
+    use crate::connector::csv::{CsvConnector, CsvOptions};
+    use crate::store::{Link, SqliteStore};
+
+    fn csv(dir: &std::path::Path, name: &str, text: &str) -> Arc<dyn Connector> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        Arc::new(CsvConnector::open(p, CsvOptions::new("id")).unwrap())
+    }
+
+    /// Two source objects matching one target are both ambiguous (neither is guessed); a
+    /// source without a join value is unmatched; a linked source is not joined again.
+    #[tokio::test]
+    async fn two_sources_matching_one_target_are_both_ambiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let step = StepDef {
+            name: "c".into(),
+            source: csv(
+                dir.path(),
+                "src.csv",
+                "id,mail\nA1,ann@x\nA2,ann@x\nA3,\nA4,bob@x\nA5,cid@x\n",
+            ),
+            target: csv(
+                dir.path(),
+                "dst.csv",
+                "id,mail\nT1,ann@x\nT2,bob@x\nT3,cid@x\n",
+            ),
+            scope: Default::default(),
+            join: vec![("mail".into(), "mail".into())],
+            create: None,
+            flows: Vec::new(),
+            deprovision: Default::default(),
+            target_base: None,
+            members: None,
+            tree: None,
+            fingerprint: String::new(),
+        };
+        store
+            .put_links(
+                "c",
+                &[Link {
+                    source_anchor: "A5".into(),
+                    target_anchor: "T3".into(),
+                    target_dn: "T3".into(),
+                    source_hash: None,
+                    desired_dn: None,
+                    updated_ms: 1,
+                }],
+            )
+            .unwrap();
+        let s = survey(&store, &step).await.unwrap();
+        let got: Vec<(&str, &str)> = s
+            .rows
+            .iter()
+            .map(|r| (r.source_anchor.as_str(), r.outcome.name()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("A1", "ambiguous"),
+                ("A2", "ambiguous"),
+                ("A3", "unmatched"),
+                ("A4", "matched"),
+                ("A5", "linked"),
+            ]
+        );
+        assert!(
+            s.rows[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("2 source objects match")),
+            "{:?}",
+            s.rows[0]
+        );
+        assert_eq!(s.rows[0].candidates, ["T1"]);
+        assert_eq!(
+            s.summary(),
+            "c: 1 matched, 1 already linked, 2 ambiguous, 1 unmatched"
+        );
+        let c = conflicts(&store, &step).await.unwrap();
+        assert_eq!(c.len(), 2);
+    }
+}
