@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 fn lit(s: &str) -> String {
     serde_json::to_string(s).unwrap()
@@ -141,5 +141,239 @@ fn link_maps_a_hand_made_object_the_join_misses_and_the_next_run_updates_it() {
     assert!(
         bob_now.contains("cn: Bob Stone") && bob_now.contains("employeeNumber: E2"),
         "{bob_now}"
+    );
+}
+
+/// (exit code, stdout, stderr) of `script` for callers that expect a failure or exit 3.
+fn code_of(home: &Path, dir: &Path, script: &str) -> (i32, String, String) {
+    run(home, dir, script)
+}
+
+/// `map(step)` against a slapd target populated by hand: E1 matches one object, E2 two, E3
+/// none, E4 is linked by hand to the object E5's join finds. The counts are exact; the preview
+/// and a `map` refused by another run's lease store no link; the real `map` stores only E1's
+/// and writes nothing to the directory (entryCSN and modifyTimestamp of every entry below the
+/// OU unchanged); `conflicts` lists E2 (both candidates) and E5 (linked to E4) until `link`
+/// resolves E2; the next run updates the object `map` linked instead of creating one.
+#[test]
+fn map_links_every_unambiguous_match_writes_nothing_and_conflicts_lists_the_rest() {
+    let Some(l) = support::private_slapd(None) else {
+        return;
+    };
+    let ou = format!("ou=mapnow,{}", l.base);
+    let person = |uid: &str, cn: &str, num: Option<&str>| {
+        format!(
+            "dn: uid={uid},{ou}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {cn}\nsn: Hand\n{}\n",
+            num.map(|n| format!("employeeNumber: {n}\n"))
+                .unwrap_or_default()
+        )
+    };
+    l.ldapadd(&format!(
+        "dn: {ou}\nobjectClass: organizationalUnit\nou: mapnow\n\n{}{}{}{}{}",
+        person("ann.hand", "Ann (by hand)", Some("E1")),
+        person("bob.a", "Bob A", Some("E2")),
+        person("bob.b", "Bob B", Some("E2")),
+        person("dan.hand", "Dan (by hand)", None),
+        person("eve.hand", "Eve (by hand)", Some("E5")),
+    ));
+    let stamps = || l.ldapsearch(&ou, "sub", "", &["entryCSN", "modifyTimestamp"]);
+    let before = stamps();
+    assert_eq!(before.matches("entryCSN:").count(), 6, "{before}");
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hr.csv"),
+        "employee_id,first,last\nE1,Ann,Lee\nE2,Bob,Stone\nE3,Cid,Moss\nE4,Dan,Ray\nE5,Eve,Fox\n",
+    )
+    .unwrap();
+    let head = format!(
+        "let hr = connect_csv(\"hr.csv\", #{{ key: \"employee_id\" }});\n\
+         let ol = connect_ldap({url}, #{{ bind_dn: {dn}, password: secret(\"{pw}\"), base: {ou} }});\n\
+         let users = sync_step(\"hr/users\", hr, ol, #{{ scope: #{{ base: {ou} }}, join: #{{ employeeNumber: \"employee_id\" }},\n\
+           create: #{{ parent: {ou}, rdn: |e| `uid=${{e.employee_id}}`, class: [\"inetOrgPerson\"] }},\n\
+           flows: #{{ cn: |e| `${{e.first}} ${{e.last}}`, sn: \"last\", employeeNumber: \"employee_id\" }} }});\n",
+        url = lit(&l.url),
+        dn = lit(&l.admin_dn),
+        pw = support::PW_ENV,
+        ou = lit(&ou),
+    );
+    let dn = |uid: &str| format!("uid={uid},{ou}").to_lowercase();
+    let links = |home: &Path| -> Vec<(String, String)> {
+        let v = ok(home, dir.path(), &format!("{head}links(\"hr/users\")"));
+        let mut out: Vec<(String, String)> = v
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|l| {
+                (
+                    l["source_anchor"].as_str().unwrap().to_string(),
+                    l["target_dn"].as_str().unwrap().to_lowercase(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let counts = |v: &Json| -> [i64; 5] {
+        ["matched", "linked", "ambiguous", "unmatched", "error"]
+            .map(|k| v[k].as_i64().unwrap_or_else(|| panic!("{k}: {v}")))
+    };
+    let row = |v: &Json, src: &str| -> Json {
+        v["rows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .find(|r| r["source"] == src)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {src}: {v}"))
+    };
+
+    // E4 is linked by hand to eve.hand, the object E5 joins to
+    ok(
+        home.path(),
+        dir.path(),
+        &format!("{head}link(users, \"E4\", {})", lit(&dn("eve.hand"))),
+    );
+    let hand = links(home.path());
+    assert_eq!(hand, [("E4".to_string(), dn("eve.hand"))]);
+
+    // preview: the counts, no link stored
+    let v = ok(
+        home.path(),
+        dir.path(),
+        &format!("{head}map(users, #{{ preview: true }})"),
+    );
+    assert_eq!(counts(&v), [1, 1, 2, 1, 0], "{v}");
+    assert_eq!(v["stored"], false, "{v}");
+    assert_eq!(row(&v, "E1")["result"], "matched", "{v}");
+    assert_eq!(
+        row(&v, "E1")["target"].as_str().map(str::to_lowercase),
+        Some(dn("ann.hand"))
+    );
+    let e2 = row(&v, "E2");
+    assert_eq!(e2["result"], "ambiguous", "{v}");
+    let mut cands: Vec<String> = e2["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_lowercase())
+        .collect();
+    cands.sort();
+    assert_eq!(cands, [dn("bob.a"), dn("bob.b")], "{v}");
+    assert_eq!(row(&v, "E3")["result"], "unmatched", "{v}");
+    assert_eq!(row(&v, "E4")["result"], "linked", "{v}");
+    let e5 = row(&v, "E5");
+    assert_eq!(e5["result"], "ambiguous", "{v}");
+    assert!(
+        e5["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("linked to source 'E4'")),
+        "{v}"
+    );
+    assert_eq!(links(home.path()), hand, "the preview stored links");
+
+    // a run of the step holds its lease (another machine): map stores nothing, exit 5
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let db = rusqlite::Connection::open(home.path().join("state.db")).unwrap();
+    db.execute(
+        "INSERT INTO lease (name, owner, host, pid, token, since_ms, heartbeat_ms)
+         VALUES ('hr/users', 'hr/users', 'dc2.other.example', 4242, 'remote-token', ?1, ?1)",
+        rusqlite::params![now],
+    )
+    .unwrap();
+    let (code, out, err) = code_of(home.path(), dir.path(), &format!("{head}map(users)"));
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(err.contains("dc2.other.example"), "{err}");
+    assert_eq!(
+        links(home.path()),
+        hand,
+        "map stored links under another run's lease"
+    );
+    db.execute("DELETE FROM lease", []).unwrap();
+
+    // map: E1 linked, nothing else; nothing written in the directory
+    let v = ok(home.path(), dir.path(), &format!("{head}map(users)"));
+    assert_eq!(counts(&v), [1, 1, 2, 1, 0], "{v}");
+    assert_eq!(v["stored"], true, "{v}");
+    assert!(
+        v["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("1 matched") && s.contains("2 ambiguous")),
+        "{v}"
+    );
+    assert_eq!(
+        links(home.path()),
+        [
+            ("E1".to_string(), dn("ann.hand")),
+            ("E4".to_string(), dn("eve.hand"))
+        ]
+    );
+    assert_eq!(stamps(), before, "map wrote to the target");
+    // mapped again: E1 is now linked
+    let v = ok(
+        home.path(),
+        dir.path(),
+        &format!("{head}map(users, #{{ preview: true }})"),
+    );
+    assert_eq!(counts(&v), [0, 2, 2, 1, 0], "{v}");
+
+    // conflicts: E2 (two candidates) and E5 (its match linked to E4), until link resolves E2
+    let v = ok(home.path(), dir.path(), &format!("{head}conflicts(users)"));
+    let mut srcs: Vec<&str> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    srcs.sort();
+    assert_eq!(srcs, ["E2", "E5"], "{v}");
+    assert_eq!(
+        row(&json!({ "rows": v.clone() }), "E2")["candidates"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    ok(
+        home.path(),
+        dir.path(),
+        &format!("{head}link(users, \"E2\", {})", lit(&dn("bob.a"))),
+    );
+    let v = ok(home.path(), dir.path(), &format!("{head}conflicts(users)"));
+    let srcs: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(srcs, ["E5"], "{v}");
+    assert_eq!(stamps(), before, "conflicts or link wrote to the target");
+
+    // the run updates the objects map and link chose (E5's join is refused: exit 3)
+    let (code, out, err) = code_of(home.path(), dir.path(), &format!("{head}users.run()"));
+    assert_eq!(code, 3, "{out}{err}");
+    let found = l.ldapsearch(
+        &ou,
+        "one",
+        "(objectClass=inetOrgPerson)",
+        &["cn", "employeeNumber"],
+    );
+    let entry = |uid: &str| -> String {
+        found
+            .split("\n\n")
+            .find(|b| b.to_lowercase().contains(&format!("dn: uid={uid},")))
+            .unwrap_or_else(|| panic!("{uid}: {found}"))
+            .to_string()
+    };
+    assert!(entry("ann.hand").contains("cn: Ann Lee"), "{found}");
+    assert!(entry("bob.a").contains("cn: Bob Stone"), "{found}");
+    assert!(entry("bob.b").contains("cn: Bob B"), "{found}");
+    assert!(entry("eve.hand").contains("cn: Dan Ray"), "{found}");
+    assert!(entry("e3").contains("cn: Cid Moss"), "{found}");
+    assert!(
+        !found.contains("dn: uid=E1,"),
+        "E1 was created instead of mapped: {found}"
     );
 }

@@ -30,6 +30,7 @@ pub mod stdlib_fns;
 pub mod store;
 pub mod sync_api;
 pub mod text;
+pub mod unique_api;
 
 use std::fmt;
 use std::path::Path;
@@ -100,6 +101,7 @@ pub fn engine() -> Engine {
     engine.register_global_module(exported_module!(text::text_api).into());
     engine.register_global_module(exported_module!(help::help_api).into());
     engine.register_global_module(exported_module!(sync_api::sync_api).into());
+    engine.register_global_module(exported_module!(unique_api::unique_api).into());
     engine.register_global_module(exported_module!(azure::azure_api).into());
     engine.register_global_module(exported_module!(ad_rights::ad_rights_api).into());
     engine.register_global_module(exported_module!(config_file::config_file_api).into());

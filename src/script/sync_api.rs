@@ -567,6 +567,14 @@ impl Progress for Bar {
             pb.set_position(done as u64);
         }
     }
+
+    fn total(&self, total: usize) {
+        if let Some(pb) = &self.0
+            && total >= 100
+        {
+            pb.set_length(total as u64);
+        }
+    }
 }
 
 impl Drop for Bar {

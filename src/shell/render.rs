@@ -411,6 +411,14 @@ fn render_table_format(v: &Dynamic, opts: &RenderOptions) -> String {
         return array_table(&a, opts);
     }
     if let Some(m) = v.read_lock::<Map>() {
+        // A result with `rows` and a `summary` line (`map(step)`): the rows
+        // as a table, the summary under it.
+        if let (Some(rows), Some(summary)) = (
+            m.get("rows").and_then(|r| r.read_lock::<Array>()),
+            m.get("summary").filter(|s| s.is_string()),
+        ) {
+            return format!("{}\n{summary}", array_table(&rows, opts));
+        }
         return map_record(&m, opts);
     }
     compact(v)

@@ -59,6 +59,9 @@ fn operation(item: &Item) -> String {
 pub trait Progress {
     /// `done` of `total` objects handled.
     fn tick(&self, done: usize, total: usize);
+
+    /// The run's total is known: `total` objects (see [`super::total`]).
+    fn total(&self, _total: usize) {}
 }
 
 /// No progress display.

@@ -2,11 +2,18 @@
 //! Active Roles' Management Shell maps and unmaps object pairs): [`link`]
 //! maps a source object to a target object, refusing when either is
 //! already linked elsewhere unless told to replace; [`find`] looks up the
-//! one pair of a source or target object without listing every link.
-//! Forgetting a link is [`super::links::unlink`].
+//! one pair of a source or target object without listing every link;
+//! [`map`] links every unambiguous join of a step's scope at once ("map
+//! now"), writing nothing to the target. Forgetting a link is
+//! [`super::links::unlink`].
+
+use std::sync::Arc;
 
 use crate::model::Entry;
 use crate::store::{Link, StateStore};
+
+use super::conflicts::{Outcome, Survey, survey};
+use super::lease::{LeaseError, LeaseGuard};
 
 use super::error::SyncError;
 use super::item::anchor_of;
@@ -167,6 +174,63 @@ pub async fn link(
         replaced: clashes,
         unchanged: false,
     })
+}
+
+/// Joins every source object in `step`'s scope that has no link yet (the
+/// run's own scope search and join, see [`super::conflicts`]) and, when
+/// `store_links`, links each one that matched exactly one target object
+/// linked to no other source. Writes nothing to the target. Storing holds
+/// the step's run lease (a run of the step at the same time is refused, and
+/// this is refused while a run holds it); the step's change cursor is
+/// reset so the next run compares the new pairs. Returns every row with its
+/// outcome (the matched rows are the links stored).
+pub async fn map(
+    store: &Arc<dyn StateStore>,
+    step: &StepDef,
+    store_links: bool,
+) -> Result<Survey, SyncError> {
+    let _lease = if store_links {
+        let owner = format!("map({})", step.name);
+        Some(
+            LeaseGuard::take(store.clone(), &owner, std::slice::from_ref(&step.name)).map_err(
+                |e| match e {
+                    LeaseError::Busy(m) => SyncError::Refused(m),
+                    LeaseError::Store(m) => SyncError::Object(m),
+                },
+            )?,
+        )
+    } else {
+        None
+    };
+    let found = survey(store.as_ref(), step).await?;
+    if !store_links {
+        return Ok(found);
+    }
+    let now = super::clock::now_ms();
+    let links: Vec<Link> = found
+        .rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::Matched)
+        .filter_map(|r| {
+            Some(Link {
+                source_anchor: r.source_anchor.clone(),
+                target_anchor: r.target_anchor.clone()?,
+                target_dn: r.target_dn.clone()?,
+                source_hash: None,
+                desired_dn: None,
+                updated_ms: now,
+            })
+        })
+        .collect();
+    if !links.is_empty() {
+        store
+            .put_links(&step.name, &links)
+            .map_err(SyncError::store("storing the matched pairs"))?;
+        store
+            .put_setting(&cursor_key(&step.name), "")
+            .map_err(SyncError::store(""))?;
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! execution ([`apply`]), what a run did ([`counts`]), stopping a run from
 //! outside ([`cancel`]), runs with the deletion threshold, history and log
 //! files ([`run`]), workflows of several steps ([`workflow`]), run leases
-//! ([`lease`]), links changed by hand ([`links`]); planned writes are checked
+//! ([`lease`]), links changed by hand ([`links`], [`mapping`]) and where
+//! joins land or conflict ([`conflicts`]), unique values planned in a run
+//! ([`unique`]), the progress total ([`total`]); planned writes are checked
 //! against the target's schema ([`schema_check`]); what fails is a
 //! [`SyncError`]. It knows nothing of Rhai:
 //! flows and scopes arrive as Rust callables.
@@ -16,6 +18,7 @@
 pub mod apply;
 pub mod cancel;
 pub mod clock;
+pub mod conflicts;
 pub mod counts;
 pub mod defaults;
 mod deprovision;
@@ -38,7 +41,9 @@ pub mod run;
 pub mod schema_check;
 mod source;
 mod target;
+pub mod total;
 mod tree;
+pub mod unique;
 pub mod unused_attrs;
 pub mod workflow;
 pub mod write_log;

@@ -29,6 +29,20 @@ pub(super) struct Known<'a> {
     pub scope: &'a Scope,
 }
 
+/// The join of `e`: (target attribute, source value) per join rule; empty
+/// when the step has no join or `e` lacks a value one of the rules needs.
+/// (Also what `map(step)` joins by, in [`super::mapping`].)
+pub(super) fn join_pairs(step: &StepDef, e: &Entry) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for (tattr, sattr) in &step.join {
+        match e.first(sattr) {
+            Some(v) if !v.is_empty() => pairs.push((tattr.clone(), v)),
+            _ => return Vec::new(),
+        }
+    }
+    pairs
+}
+
 /// The item for one changed source object `e` (its `anchor`, `hash` and
 /// `link`).
 #[allow(clippy::too_many_arguments)]
@@ -113,16 +127,7 @@ pub(super) async fn plan_one(
         Some(t) => Some(t),
         None if step.join.is_empty() => None,
         None => {
-            let mut pairs = Vec::new();
-            for (tattr, sattr) in &step.join {
-                match e.first(sattr) {
-                    Some(v) if !v.is_empty() => pairs.push((tattr.clone(), v)),
-                    _ => {
-                        pairs.clear();
-                        break;
-                    }
-                }
-            }
+            let pairs = join_pairs(step, e);
             if pairs.is_empty() {
                 None
             } else {

@@ -37,12 +37,15 @@ fn rules_tag(fingerprint: &str) -> String {
 }
 
 /// Options of a planning pass.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
     /// Ignore stored hashes and compare every object.
     pub full: bool,
     /// Date prefix for disable_move (`YYYYMMDD`).
     pub today_ms: i64,
+    /// Set to the number of source objects in scope once the source is
+    /// read (a streaming run's progress total, [`super::total`]).
+    pub source_total: Option<super::total::SourceTotal>,
 }
 
 /// Above this many changed objects (and above a tenth of the step's links,
@@ -156,7 +159,14 @@ pub async fn plan_into(
 
     // 1. and 2.: read the source, plan what changed against the target.
     let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let read = reader.read(cursor.as_deref(), changed_tx, out);
+    let source_total = opts.source_total.clone();
+    let read = async move {
+        let r = reader.read(cursor.as_deref(), changed_tx, out).await;
+        if let (Ok(r), Some(t)) = (&r, &source_total) {
+            let _ = t.set(r.source_count);
+        }
+        r
+    };
     let mut target = TargetView::new(step);
     let mut claimed: HashSet<String> = HashSet::new();
     let mut taken: HashSet<String> = HashSet::new();

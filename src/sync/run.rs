@@ -107,12 +107,14 @@ pub async fn preview(
     store: &dyn StateStore,
     opts: RunOptions,
 ) -> Result<Plan, RunError> {
+    let _unique = super::unique::enter(step);
     let planning = plan::plan(
         step,
         store,
         PlanOptions {
             full: opts.full,
             today_ms: clock::now_ms(),
+            source_total: None,
         },
     );
     tokio::select! {
@@ -156,6 +158,7 @@ pub async fn run(
         )?),
     };
     let store: &dyn StateStore = store.as_ref();
+    let _unique = super::unique::enter(step);
     let started = Instant::now();
     let started_ms = clock::now_ms();
     let log = match logs_dir {
@@ -194,9 +197,11 @@ pub async fn run(
     let link_count = store
         .link_count(&step.name)
         .map_err(|e| failed(e.to_string()))?;
+    let source_total = super::total::SourceTotal::default();
     let popts = PlanOptions {
         full: opts.full,
         today_ms: started_ms,
+        source_total: Some(source_total.clone()),
     };
     let cancel = &opts.cancel;
     let interrupted = |counts: Counts, failures: Vec<Failure>| {
@@ -232,7 +237,8 @@ pub async fn run(
             }
             Some(p)
         };
-        let applying = apply::apply(step, &[], rx, store, &log, progress, cancel);
+        let progress = super::total::WithTotal::new(progress, source_total, &log);
+        let applying = apply::apply(step, &[], rx, store, &log, &progress, cancel);
         let (plan, result) = tokio::join!(planning, applying);
         match plan {
             Some(Ok(p)) => (p, result),
@@ -274,6 +280,9 @@ pub async fn run(
             let _ = store.finish_run(run_id, "refused", &counts, Some(&why));
             return Err(RunError::Refused(why));
         }
+        // The total is known before the first write.
+        log.line(&format!("total: {} objects to write", plan.items.len()));
+        progress.total(plan.items.len());
         for item in std::mem::take(&mut plan.items) {
             let _ = tx.send(item);
         }

@@ -55,6 +55,18 @@ pub(super) struct ReadOutcome {
     pub warnings: Vec<String>,
 }
 
+/// The search that reads `step`'s scope in its source (its `where` is
+/// tested on each entry read). Also what `map(step)` reads.
+pub(super) fn scope_query(step: &StepDef) -> SearchQuery {
+    SearchQuery {
+        base: step.scope.base.clone(),
+        scope: step.scope.scope,
+        filter: step.scope.filter.clone(),
+        attrs: step.scope.attrs.clone(),
+        limit: None,
+    }
+}
+
 impl Reader<'_> {
     /// Reads the source (its changes since `cursor` where it can tell);
     /// queues each object that changed since it was last applied, compact
@@ -67,13 +79,7 @@ impl Reader<'_> {
         out: &ItemSender,
     ) -> Result<ReadOutcome, SyncError> {
         let step = self.step;
-        let q = SearchQuery {
-            base: step.scope.base.clone(),
-            scope: step.scope.scope,
-            filter: step.scope.filter.clone(),
-            attrs: step.scope.attrs.clone(),
-            limit: None,
-        };
+        let q = scope_query(step);
         let mut seen: HashSet<String> = HashSet::new();
         // Objects a `where` closure turned away (leavers when read incrementally).
         let mut excluded: Vec<String> = Vec::new();
