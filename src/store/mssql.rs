@@ -24,7 +24,7 @@
 //!   transaction under an application lock, and shows the caller's check
 //!   each lease in the caller's clock, as the PostgreSQL store does.
 
-mod tsql;
+pub mod tsql;
 
 use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard};
@@ -553,7 +553,9 @@ fn migrate(db: &Db) -> Result<(), StoreError> {
             return Err(too_new(found));
         }
         for step in MIGRATIONS.iter().skip(found.max(0) as usize) {
-            db.batch(step)?;
+            for statement in step.iter() {
+                db.batch(statement)?;
+            }
         }
         if found < supported {
             db.execute(tsql::SET_VERSION, &[&supported])?;

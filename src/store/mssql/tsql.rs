@@ -21,61 +21,64 @@ pub const BIN2: &str = "Latin1_General_100_BIN2";
 pub const NOW: &str =
     "DATEDIFF_BIG(millisecond, CAST('1970-01-01T00:00:00' AS DATETIME2), SYSUTCDATETIME())";
 
-/// Schema migrations, applied in order: entry `i` takes the schema from
-/// version `i` to `i + 1`. Append new entries; never edit a released one.
-/// Keys are `NONCLUSTERED` so that they may be 1,700 bytes long.
-pub const MIGRATIONS: &[&str] = &[
+/// Schema migrations, applied in order: entry `i` (its statements, each sent
+/// as a batch of its own in the migration's transaction) takes the schema
+/// from version `i` to `i + 1`. Append new entries; never edit a released
+/// one. Keys are `NONCLUSTERED` so that they may be 1,700 bytes long.
+pub const MIGRATIONS: &[&[&str]] = &[
     // 1: what the PostgreSQL store has at its version 1 (the SQLite store's 4),
     //    plus target_fold for the ASCII-case-insensitive target lookup.
-    "CREATE TABLE idsync_profile (
-        name       NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        kind       NVARCHAR(200) NOT NULL,
-        data       NVARCHAR(MAX) NOT NULL,
-        updated_ms BIGINT NOT NULL,
-        CONSTRAINT idsync_profile_pk PRIMARY KEY NONCLUSTERED (name)
-    );
-    CREATE TABLE idsync_setting (
-        [key]      NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        value      NVARCHAR(MAX) NOT NULL,
-        updated_ms BIGINT NOT NULL,
-        CONSTRAINT idsync_setting_pk PRIMARY KEY NONCLUSTERED ([key])
-    );
-    CREATE TABLE idsync_link (
-        step             NVARCHAR(300) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        source_anchor    NVARCHAR(550) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        target_anchor    NVARCHAR(550) NOT NULL,
-        target_fold      NVARCHAR(550) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        target_dn        NVARCHAR(MAX) NOT NULL,
-        source_hash      NVARCHAR(400) NULL,
-        desired_dn       NVARCHAR(MAX) NULL,
-        updated_ms       BIGINT NOT NULL,
-        deprovisioned_ms BIGINT NULL,
-        CONSTRAINT idsync_link_pk PRIMARY KEY NONCLUSTERED (step, source_anchor)
-    );
-    CREATE INDEX idsync_link_by_target ON idsync_link (step, target_fold);
-    CREATE TABLE idsync_run (
-        id          BIGINT IDENTITY(1,1) NOT NULL,
-        name        NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        kind        NVARCHAR(20) NOT NULL,
-        started_ms  BIGINT NOT NULL,
-        finished_ms BIGINT NULL,
-        status      NVARCHAR(20) NOT NULL,
-        counts      NVARCHAR(MAX) NOT NULL,
-        message     NVARCHAR(MAX) NULL,
-        log_path    NVARCHAR(MAX) NULL,
-        CONSTRAINT idsync_run_pk PRIMARY KEY CLUSTERED (id)
-    );
-    CREATE INDEX idsync_run_by_name ON idsync_run (name, id);
-    CREATE TABLE idsync_lease (
-        name         NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        owner        NVARCHAR(800) NOT NULL,
-        host         NVARCHAR(400) NOT NULL,
-        pid          BIGINT NOT NULL,
-        token        NVARCHAR(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
-        since_ms     BIGINT NOT NULL,
-        heartbeat_ms BIGINT NOT NULL,
-        CONSTRAINT idsync_lease_pk PRIMARY KEY NONCLUSTERED (name)
-    );",
+    &[
+        "CREATE TABLE idsync_profile (
+            name       NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            kind       NVARCHAR(200) NOT NULL,
+            data       NVARCHAR(MAX) NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            CONSTRAINT idsync_profile_pk PRIMARY KEY NONCLUSTERED (name)
+        )",
+        "CREATE TABLE idsync_setting (
+            [key]      NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            value      NVARCHAR(MAX) NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            CONSTRAINT idsync_setting_pk PRIMARY KEY NONCLUSTERED ([key])
+        )",
+        "CREATE TABLE idsync_link (
+            step             NVARCHAR(300) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            source_anchor    NVARCHAR(550) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            target_anchor    NVARCHAR(550) NOT NULL,
+            target_fold      NVARCHAR(550) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            target_dn        NVARCHAR(MAX) NOT NULL,
+            source_hash      NVARCHAR(400) NULL,
+            desired_dn       NVARCHAR(MAX) NULL,
+            updated_ms       BIGINT NOT NULL,
+            deprovisioned_ms BIGINT NULL,
+            CONSTRAINT idsync_link_pk PRIMARY KEY NONCLUSTERED (step, source_anchor)
+        )",
+        "CREATE INDEX idsync_link_by_target ON idsync_link (step, target_fold)",
+        "CREATE TABLE idsync_run (
+            id          BIGINT IDENTITY(1,1) NOT NULL,
+            name        NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            kind        NVARCHAR(20) NOT NULL,
+            started_ms  BIGINT NOT NULL,
+            finished_ms BIGINT NULL,
+            status      NVARCHAR(20) NOT NULL,
+            counts      NVARCHAR(MAX) NOT NULL,
+            message     NVARCHAR(MAX) NULL,
+            log_path    NVARCHAR(MAX) NULL,
+            CONSTRAINT idsync_run_pk PRIMARY KEY CLUSTERED (id)
+        )",
+        "CREATE INDEX idsync_run_by_name ON idsync_run (name, id)",
+        "CREATE TABLE idsync_lease (
+            name         NVARCHAR(800) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            owner        NVARCHAR(800) NOT NULL,
+            host         NVARCHAR(400) NOT NULL,
+            pid          BIGINT NOT NULL,
+            token        NVARCHAR(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+            since_ms     BIGINT NOT NULL,
+            heartbeat_ms BIGINT NOT NULL,
+            CONSTRAINT idsync_lease_pk PRIMARY KEY NONCLUSTERED (name)
+        )",
+    ],
 ];
 
 // ----------------------------------------------------------------- session and schema
@@ -415,7 +418,9 @@ mod tests {
             }
         }
         for (i, m) in MIGRATIONS.iter().enumerate() {
-            v.push((format!("MIGRATIONS[{i}]"), m.to_string()));
+            for (j, st) in m.iter().enumerate() {
+                v.push((format!("MIGRATIONS[{i}][{j}]"), st.to_string()));
+            }
         }
         v
     }
@@ -509,14 +514,14 @@ mod tests {
 
     #[test]
     fn case_rules_exact_names_and_source_anchors_ascii_folded_targets() {
-        let schema = MIGRATIONS[0];
+        let schema = MIGRATIONS[0].join(";\n");
         let col = |c: &str| {
             schema
                 .lines()
                 .map(str::trim)
                 .find(|l| l.starts_with(&format!("{c} ")))
+                .map(str::to_string)
                 .unwrap_or_else(|| panic!("no column {c}"))
-                .to_string()
         };
         for c in [
             "name",
