@@ -45,8 +45,8 @@ fn sql_server_store_keeps_the_contract_or_says_it_was_skipped() {
         _ => {
             say(&format!(
                 "skipped: {MSSQL_ENV} not set — the state store contract was NOT exercised on \
-                 SQL Server (set {MSSQL_ENV} to a connection string without a password for an \
-                 empty database the test may fill, e.g. Server=tcp:host,1433;Database=idsync_test;\
+                 SQL Server (set {MSSQL_ENV} to a connection string without a password for a \
+                 database whose idsync_* tables the test may drop and fill, e.g. Server=tcp:host,1433;Database=idsync_test;\
                  User Id=...;Encrypt=true, and {MSSQL_PW_ENV} to the password)"
             ));
             return;
@@ -56,8 +56,22 @@ fn sql_server_store_keeps_the_contract_or_says_it_was_skipped() {
         std::env::var(MSSQL_PW_ENV).unwrap_or_default(),
         "env:IDSYNC_TEST_MSSQL_PW",
     );
-    let store = MssqlStore::open(&conn, Some(&pw), std::env::var("IDSYNC_STORE_CA_FILE").ok())
-        .expect("open the SQL Server store");
+    // The contract starts on an empty store: drop what an earlier run left.
+    let ca = std::env::var("IDSYNC_STORE_CA_FILE").ok();
+    let t =
+        idsync::connector::sql::mssql::target(&conn, Some(&pw), ca.clone(), true).expect(MSSQL_ENV);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use idsync::connector::sql::session::{Endpoint, Session};
+        let s = Session::open(&Endpoint::Ms(t)).await.expect("connect");
+        s.batch(
+            "cleanup",
+            "DROP TABLE IF EXISTS idsync_profile, idsync_setting, idsync_link, idsync_run, \
+             idsync_lease, idsync_schema",
+        )
+        .await
+        .expect("drop the idsync_ tables of an earlier run");
+    });
+    let store = MssqlStore::open(&conn, Some(&pw), ca).expect("open the SQL Server store");
     idsync::store::contract(&store);
     // A second handle sees the same schema (no second migration) and data.
     let again = MssqlStore::open(&conn, Some(&pw), None).expect("reopen");
