@@ -52,7 +52,7 @@ pub enum Location {
 /// `location` fit to print: a password in a URL is masked.
 pub fn shown(location: &str) -> String {
     let loc = location.trim();
-    if !loc.contains("://") && loc.contains('=') {
+    if looks_ado(loc) {
         return mssql::masked_ado(loc);
     }
     match url::Url::parse(location.trim()) {
@@ -76,6 +76,12 @@ pub fn shown(location: &str) -> String {
     }
 }
 
+/// True when `loc` reads as an ADO.NET connection string (`key=value;...`),
+/// not a file path (a path may hold `=` but hardly `=` and `;` both).
+fn looks_ado(loc: &str) -> bool {
+    !loc.contains("://") && loc.contains('=') && (loc.contains(';') || mssql::is_mssql(loc))
+}
+
 /// Reads a store location. Never echoes a URL that holds a password.
 pub fn parse(location: &str) -> Result<Location, StoreError> {
     let loc = location.trim();
@@ -88,7 +94,7 @@ pub fn parse(location: &str) -> Result<Location, StoreError> {
     if loc.is_empty() {
         return Err(refused("the store location is empty".into()));
     }
-    if mssql::is_mssql(loc) || (!loc.contains("://") && loc.contains('=')) {
+    if mssql::is_mssql(loc) || looks_ado(loc) {
         if let Some(key) = mssql::password_key(loc) {
             return Err(refused(format!(
                 "the store location holds a password ('{key}'); remove it and give it in \
@@ -219,6 +225,12 @@ mod tests {
         );
         let ado = "Server=tcp:sql1,1433;Database=idsync;User Id=sync;Encrypt=true";
         assert_eq!(parse(ado).unwrap(), Location::Mssql(ado.into()));
+        assert_eq!(
+            parse("/srv/a=b/state.db").unwrap(),
+            Location::Sqlite("/srv/a=b/state.db".into())
+        );
+        let e = parse("Database=x;User Id=u").unwrap_err().to_string();
+        assert!(e.contains("no server"), "{e}");
         let e = parse("mssql://sql1/idsync").unwrap_err().to_string();
         assert!(e.contains("no login"), "{e}");
         let e = parse("Server=sql1;Integrated Security=true")
