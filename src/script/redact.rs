@@ -7,7 +7,10 @@
 //! (`let pw = "…"`, `token = "…"`, `m.password = "…"`, `m["pw"] = "…"`,
 //! `#{ password: "…" }`, `#{ "client_secret": "…" }`) — or a password
 //! argument of `set_password(…)` / `authenticate(…)` / `export_config(…)` /
-//! `import_config(…)`. Everything else,
+//! `import_config(…)`. Inside any other string literal, a password written
+//! into a location is masked alone: a URL's `user:PASSWORD@` and the value
+//! of `password=` / `pwd=` (URL query, ADO.NET connection string), as in
+//! `use_store("postgres://u:********@host/db")`. Everything else,
 //! `secret("ENV")` references included, is kept as typed.
 
 /// Parts of a name that mark its value as a secret (compared in lower case).
@@ -155,6 +158,63 @@ fn target_name(toks: &[Tok], k: usize) -> Option<&str> {
     }
 }
 
+/// The byte ranges of `raw` (a string literal's text as typed) that are
+/// passwords written into a location: a URL's `user:PASSWORD@`, and the
+/// value of `password=` / `pwd=` (any case, spaces allowed around `=`; up to `;` or `&`, or the
+/// closing `'` / `}` of a quoted ADO.NET value).
+fn embedded_passwords(raw: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let b = raw.as_bytes();
+    for (i, _) in raw.match_indices("://") {
+        let from = i + 3;
+        let len = raw[from..]
+            .find(|c: char| "/?#\"'`\\".contains(c) || c.is_whitespace())
+            .unwrap_or(raw.len() - from);
+        let authority = &raw[from..from + len];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+            && colon + 1 < at
+        {
+            out.push((from + colon + 1, from + at));
+        }
+    }
+    let lower = raw.to_ascii_lowercase();
+    for key in ["password", "pwd"] {
+        for (i, _) in lower.match_indices(key) {
+            if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') {
+                continue;
+            }
+            let mut from = i + key.len();
+            while from < b.len() && b[from] == b' ' {
+                from += 1;
+            }
+            if b.get(from) != Some(&b'=') {
+                continue;
+            }
+            from += 1;
+            while from < b.len() && b[from] == b' ' {
+                from += 1;
+            }
+            let end = match b.get(from) {
+                Some(q @ (b'\'' | b'{')) => {
+                    let close = if *q == b'{' { '}' } else { '\'' };
+                    from += 1;
+                    raw[from..].find(close).map_or(raw.len(), |n| from + n)
+                }
+                _ => raw[from..]
+                    .find([';', '&', '\\'])
+                    .map_or(raw.len(), |n| from + n),
+            };
+            if end > from {
+                out.push((from, end));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup_by(|later, earlier| later.0 < earlier.1);
+    out
+}
+
 /// Masks the string literals of `code` that hold a password (see the
 /// module documentation); the rest is returned as typed, byte for byte.
 ///
@@ -165,7 +225,8 @@ fn target_name(toks: &[Tok], k: usize) -> Option<&str> {
 /// ```
 pub fn redact(code: &str) -> String {
     let toks = tokens(code);
-    let mut masked: Vec<(usize, usize, char, bool)> = Vec::new();
+    // (start, end, replacement) byte ranges of `code`, in order.
+    let mut masked: Vec<(usize, usize, String)> = Vec::new();
     // The function each open parenthesis belongs to (None: not a call).
     let mut calls: Vec<Option<&str>> = Vec::new();
     for (k, t) in toks.iter().enumerate() {
@@ -194,7 +255,22 @@ pub fn redact(code: &str) -> String {
                     .flatten()
                     .is_some_and(|f| PASSWORD_ARGS.contains(&f));
                 if by_name || by_arg {
-                    masked.push((*start, *end, *quote, *closed));
+                    let mut with = format!("{quote}{MASK}");
+                    if *closed {
+                        with.push(*quote);
+                    }
+                    masked.push((*start, *end, with));
+                } else {
+                    let body = start + quote.len_utf8();
+                    let stop = if *closed {
+                        end - quote.len_utf8()
+                    } else {
+                        *end
+                    };
+                    let raw = code.get(body..stop).unwrap_or("");
+                    for (a, b) in embedded_passwords(raw) {
+                        masked.push((body + a, body + b, MASK.to_string()));
+                    }
                 }
             }
             _ => {}
@@ -205,13 +281,9 @@ pub fn redact(code: &str) -> String {
     }
     let mut out = String::with_capacity(code.len());
     let mut at = 0;
-    for (start, end, quote, closed) in masked {
+    for (start, end, with) in masked {
         out.push_str(code.get(at..start).unwrap_or(""));
-        out.push(quote);
-        out.push_str(MASK);
-        if closed {
-            out.push(quote);
-        }
+        out.push_str(&with);
         at = end;
     }
     out.push_str(code.get(at..).unwrap_or(""));
@@ -221,6 +293,48 @@ pub fn redact(code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn masks_passwords_written_into_locations_and_nothing_else() {
+        let cases = [
+            (
+                r#"use_store("postgres://u:Hunter2pw@db1:5432/idsync")"#,
+                r#"use_store("postgres://u:********@db1:5432/idsync")"#,
+            ),
+            (
+                r#"use_store("mssql://sync:p@ss;w0rd@sql1/idsync")"#,
+                r#"use_store("mssql://sync:********@sql1/idsync")"#,
+            ),
+            (
+                r#"use_store("postgres://u@h/db?sslmode=require&password=Hunter2pw")"#,
+                r#"use_store("postgres://u@h/db?sslmode=require&password=********")"#,
+            ),
+            (
+                r#"use_store("Server=sql1;User Id=sa;Password=Hunter2pw;Encrypt=true")"#,
+                r#"use_store("Server=sql1;User Id=sa;Password=********;Encrypt=true")"#,
+            ),
+            (
+                r#"connect_sql("Server=h;PWD={a;b};Database=x", #{})"#,
+                r#"connect_sql("Server=h;PWD={********};Database=x", #{})"#,
+            ),
+            (
+                r#"connect_sql("Server=h;pwd = 'a;b'", #{})"#,
+                r#"connect_sql("Server=h;pwd = '********'", #{})"#,
+            ),
+        ];
+        for (typed, shown) in cases {
+            assert_eq!(redact(typed), shown, "{typed}");
+        }
+        for kept in [
+            r#"use_store("postgres://u@db1:5432/idsync")"#,
+            r#"connect_ldap("ldaps://dc1.corp.example:636")"#,
+            r#"print("mail ann@example.com: see http://x/a:b@c")"#,
+            r#"let s = "user_password=kept only when a word ends before it: xpassword=y""#,
+            r#"let s = "no password here""#,
+        ] {
+            assert_eq!(redact(kept), kept);
+        }
+    }
 
     #[test]
     fn masks_values_of_secret_looking_names() {

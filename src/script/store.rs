@@ -13,8 +13,10 @@ pub mod store_api {
     use crate::store::select::{self, STORE_ENV};
 
     /// Puts profiles, links, cursors, leases and run history in a shared
-    /// store (`postgres://user@host:port/db`, no password in the URL: it is
-    /// read from `IDSYNC_STORE_PASSWORD`), or in an SQLite file
+    /// store (`postgres://user@host:port/db`, or SQL Server:
+    /// `mssql://user@host:port/db` or an ADO.NET string
+    /// `Server=tcp:host,1433;Database=...;User Id=...`; no password in it:
+    /// it is read from `IDSYNC_STORE_PASSWORD`), or in an SQLite file
     /// (`sqlite:PATH`). The store is opened (its schema created) now, and
     /// the choice saved in the local store under IDSYNC_HOME: idsync
     /// processes started from now on use it; this one keeps the store it
@@ -35,7 +37,7 @@ pub mod store_api {
             local.remove_setting(STORE_SETTING).map_err(err)?;
             format!("{} (the local store)", local.path().display())
         } else {
-            // Refuses a bad location (a password in it, mssql://) before saving.
+            // Refuses a bad location (a password in it, no login, ...) before saving.
             select::open_location(url, false).map_err(err)?;
             local.put_setting(STORE_SETTING, url.trim()).map_err(err)?;
             url.trim().to_string()

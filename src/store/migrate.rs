@@ -33,7 +33,8 @@ struct StoreCli {
 enum Cmd {
     /// Copy every profile, setting, link and run into another store.
     Migrate {
-        /// Target: postgres://user@host:port/db, sqlite:PATH or a path.
+        /// Target: postgres://user@host:port/db, mssql://user@host:port/db or an
+        /// ADO.NET string, sqlite:PATH or a path.
         #[arg(long, value_name = "LOCATION")]
         to: String,
         /// Source (default: the store this process uses).

@@ -6,6 +6,7 @@
 
 pub mod config_file;
 pub mod migrate;
+pub mod mssql;
 pub mod postgres;
 pub mod router;
 pub mod select;
@@ -13,6 +14,7 @@ pub mod sqlite;
 
 use std::path::PathBuf;
 
+pub use mssql::MssqlStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -175,6 +175,47 @@ fn ado_pairs(s: &str) -> Result<Vec<(String, String)>> {
     }
 }
 
+/// The key under which `conn` (an `mssql://` URL or an ADO.NET string)
+/// holds a password, if it does: `Password`, `PWD` or a URL's `user:pass@`.
+/// For callers with their own wording (the state store), never the value.
+pub fn password_key(conn: &str) -> Option<String> {
+    let lower = conn.trim_start().to_ascii_lowercase();
+    if lower.starts_with("mssql://") || lower.starts_with("sqlserver://") {
+        let u = url::Url::parse(conn.trim()).ok()?;
+        if u.password().is_some() {
+            return Some("user:password@".into());
+        }
+        return u
+            .query_pairs()
+            .find(|(k, _)| matches!(norm(k).as_str(), "password" | "pwd"))
+            .map(|(k, _)| k.into_owned());
+    }
+    ado_pairs(conn)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| matches!(norm(k).as_str(), "password" | "pwd"))
+        .map(|(k, _)| k)
+}
+
+/// An ADO.NET string fit to print: the value of `Password` / `PWD` replaced
+/// by `***`; a string that does not parse is not shown at all.
+pub fn masked_ado(conn: &str) -> String {
+    match ado_pairs(conn) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| {
+                if matches!(norm(&k).as_str(), "password" | "pwd") {
+                    format!("{k}=***")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+        Err(_) => "(a connection string that does not parse)".into(),
+    }
+}
+
 /// Why the key `key` of a URL or connection string is refused (never its value).
 fn refused_key(key: &str) -> Error {
     match norm(key).as_str() {
@@ -574,7 +615,15 @@ mod tests {
                 "{e}"
             );
             assert!(!e.contains("Sup3rS3cret"), "{e}");
+            assert!(password_key(url).is_some(), "{url}");
         }
+        assert_eq!(password_key("Server=h;User Id=sa"), None);
+        assert_eq!(password_key("mssql://sa@h/db"), None);
+        assert_eq!(
+            masked_ado("Server=h;User Id=sa;PWD='Sup3rS3cret;x'"),
+            "Server=h;User Id=sa;PWD=***"
+        );
+        assert!(!masked_ado("Server=h;Password='Sup3r").contains("Sup3r"));
     }
 
     #[test]
