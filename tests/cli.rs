@@ -1434,3 +1434,101 @@ fn dry_run_of_a_script_that_runs_a_step_and_creates_an_object_writes_nothing_on_
         assert!(after.contains(&format!("dn: {rdn},{dst}")), "{after}");
     }
 }
+
+#[test]
+fn the_bash_completion_script_loads_in_bash_and_completes_a_flag_and_the_man_page_renders() {
+    let home = support::temp_home();
+    let o = run(idsync(home.path()).args(["completions", "bash"]));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idsync.bash");
+    std::fs::write(&file, o.stdout).unwrap();
+    // `bash -n`: it parses; sourced, `complete -p` shows it registered for idsync, and its
+    // function completes `--dry` to `--dry-run`.
+    let o = run(Command::new("bash").arg("-n").arg(&file));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = run(Command::new("bash").arg("-c").arg(format!(
+        "source '{}' && complete -p idsync && COMP_WORDS=(idsync --dry) COMP_CWORD=1 \
+         COMP_LINE='idsync --dry' COMP_POINT=12 && _idsync idsync --dry idsync && \
+         echo \"reply: ${{COMPREPLY[*]}}\"",
+        file.display()
+    )));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("-F _idsync idsync"), "{}", show(&o));
+    assert!(out.contains("reply: --dry-run"), "{}", show(&o));
+    // The man page renders with groff, no warnings (-ww), as `man -l` would show it.
+    let o = run(idsync(home.path()).arg("man"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let page = dir.path().join("idsync.1");
+    std::fs::write(&page, o.stdout).unwrap();
+    let o = run(Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww"])
+        .arg(&page));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stderr(&o), "", "groff warned: {}", show(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("General Commands Manual") && text.contains("Rhai shell"),
+        "{}",
+        show(&o)
+    );
+}
+
+/// Sets a file's modification time `days` days back.
+fn age(p: &Path, days: u64) {
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400))
+        .unwrap();
+}
+
+#[test]
+fn run_logs_older_than_log_keep_days_are_removed_at_the_next_run() {
+    let home = support::temp_home();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("src.csv"),
+        "id,title,mail,pw\nA1,Clerk,a1@x.org,x\n",
+    )
+    .unwrap();
+    let step = csv_step(dir.path(), "mail");
+    let logs = home.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let file = |n: &str, days: u64| {
+        let p = logs.join(n);
+        std::fs::write(&p, "old run\n").unwrap();
+        age(&p, days);
+        p
+    };
+    // default 30 days: a 40-day-old log goes at the next run, a 10-day-old one stays
+    let forty = file("shell-flags_users-forty.log", 40);
+    let ten = file("shell-flags_users-ten.log", 10);
+    let notes = file("notes.txt", 40);
+    assert!(forty.exists() && ten.exists());
+    let o = one_liner(home.path(), &[], &format!("{step}st.run().status"));
+    assert_eq!(stdout(&o).trim(), "ok", "{}", show(&o));
+    assert!(!forty.exists(), "a 40-day-old run log was kept");
+    assert!(ten.exists(), "a 10-day-old run log was removed");
+    assert!(notes.exists(), "a file that is not a run log was removed");
+    // log_keep_days(5): the 10-day-old one goes too, a 2-day-old one stays
+    let two = file("shell-flags_users-two.log", 2);
+    let o = one_liner(
+        home.path(),
+        &[],
+        &format!("{step}log_keep_days(5); st.run().status"),
+    );
+    assert_eq!(stdout(&o).trim(), "ok", "{}", show(&o));
+    assert!(!ten.exists(), "log_keep_days(5) kept a 10-day-old run log");
+    assert!(two.exists(), "log_keep_days(5) removed a 2-day-old run log");
+}
+
+#[test]
+fn help_of_an_unknown_name_explains_has_for_attributes() {
+    let home = support::temp_home();
+    let o = one_liner(home.path(), &[], r#"help("nosuchattr")"#);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("no help for 'nosuchattr'"), "{}", show(&o));
+    assert!(out.contains(r#"e.has("nosuchattr")"#), "{}", show(&o));
+    assert!(out.contains("e.nosuchattr reads ()"), "{}", show(&o));
+}

@@ -863,3 +863,57 @@ fn cd_and_ls_walk_a_slapd_tree_and_the_prompt_shows_where() {
     r.line("exit");
     assert_eq!(r.finish().0, 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// completion after a connection: its own methods only, no attribute names (issue 15 item 3)
+
+#[test]
+fn completion_after_an_ldap_connection_lists_its_methods_only_on_slapd() {
+    let Some(l) = support::slapd() else { return };
+    let uid = support::unique("cmpl");
+    l.ldapadd(&format!(
+        "dn: uid={uid},ou=people,{}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: Test\ngivenName: Gv\n",
+        l.base
+    ));
+    let home = support::temp_home();
+    let mut r = Repl::start(home.path(), &[("OL_PW", &l.admin_pw)]);
+    r.line(&format!(
+        r#"let c = connect_ldap("{}", #{{ bind_dn: "{}", password: secret("OL_PW"), base: "{}" }});"#,
+        l.url, l.admin_dn, l.base
+    ));
+    r.prompt();
+    // An entry first, so the server's schema (givenName) is known to completion.
+    r.keys(&format!(r#"c.search("(uid={uid})")[0].given"#));
+    r.expect(".given");
+    r.keys("\t");
+    assert_eq!(
+        r.redrawn_line(),
+        format!(r#"c.search("(uid={uid})")[0].givenName"#)
+    );
+    r.keys("\r");
+    r.value("Gv");
+    // `c.` Tab Tab: the list of the LDAP connection's methods, the directory's ls and tree
+    // among them, no Graph-only method and no attribute name.
+    let start = r.seen.len();
+    r.keys("c.\t\t");
+    r.expect("search");
+    assert_eq!(r.redrawn_line(), "c.");
+    let shown = r.seen[start..].to_string();
+    for want in ["search", "ls", "tree", "get"] {
+        assert!(
+            shown.split_whitespace().any(|w| w == want),
+            "{want} not listed: {shown:?}"
+        );
+    }
+    for never in ["users", "users_delta", "role_members", "givenName", "sn"] {
+        assert!(
+            !shown.split_whitespace().any(|w| w == never),
+            "{never} listed after an LDAP connection: {shown:?}"
+        );
+    }
+    // the line is still `c.`
+    r.line(&format!(r#"search("(uid={uid})").len() + 10"#));
+    r.value("11");
+    r.line("exit");
+    assert_eq!(r.finish().0, 0);
+}
