@@ -9,12 +9,14 @@ mod file;
 pub mod graph;
 pub mod ldap;
 pub mod ldif;
+mod room;
 pub mod sql;
 mod tls;
 
 use async_trait::async_trait;
 
 pub use error::{Error, Result};
+pub use room::Room;
 
 use crate::model::{Entry, Secret, Value};
 
@@ -147,6 +149,26 @@ pub trait Connector: std::any::Any + Send + Sync {
 
     /// Streams the entries matching `q` into `sink`.
     async fn search(&self, q: &SearchQuery, sink: &mut Sink<'_>) -> Result<()>;
+
+    /// [`Connector::search`], asking the system for more only while `room`
+    /// has room (what `sink` queues, its consumer takes). Systems that read
+    /// everything at once ignore `room`.
+    async fn search_paced(&self, q: &SearchQuery, sink: &mut Sink<'_>, room: &Room) -> Result<()> {
+        let _ = room;
+        self.search(q, sink).await
+    }
+
+    /// [`Connector::changes`], paced by `room` as [`Connector::search_paced`].
+    async fn changes_paced(
+        &self,
+        q: &SearchQuery,
+        cursor: Option<&str>,
+        sink: &mut Sink<'_>,
+        room: &Room,
+    ) -> Result<Option<ChangeRound>> {
+        let _ = room;
+        self.changes(q, cursor, sink).await
+    }
 
     /// Streams the objects matching `q` that changed since `cursor` (every
     /// one when `cursor` is `None`); `Ok(None)` when the system cannot tell

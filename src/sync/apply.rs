@@ -6,8 +6,6 @@
 //! [`super::cancel`]) takes no new object, lets the writes in flight finish
 //! and stores their links.
 
-use tokio::sync::mpsc::UnboundedReceiver;
-
 use crate::connector::{Change, Error as CError};
 use crate::model::dn::{Dn, dn_eq};
 use crate::store::{Link, StateStore};
@@ -15,7 +13,7 @@ use crate::store::{Link, StateStore};
 use super::cancel::Cancel;
 use super::clock;
 use super::error::SyncError;
-use super::item::{Action, AttrChange, Container, Item};
+use super::item::{Action, AttrChange, Container, Item, ItemReceiver};
 use super::log::RunLog;
 use super::rules::{DeprovisionAction, StepDef};
 
@@ -113,7 +111,7 @@ struct Outcome {
 pub async fn apply(
     step: &StepDef,
     containers: &[Container],
-    mut items: UnboundedReceiver<Item>,
+    mut items: ItemReceiver,
     store: &dyn StateStore,
     log: &RunLog,
     progress: &dyn Progress,

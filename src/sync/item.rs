@@ -150,7 +150,10 @@ impl Plan {
 }
 
 /// Where a planning pass sends its items, in the order it decides them.
-pub type ItemSender = tokio::sync::mpsc::UnboundedSender<Item>;
+pub type ItemSender = super::queue::Sender<Item>;
+
+/// Where a run's writer takes the planned items from.
+pub type ItemReceiver = super::queue::Receiver<Item>;
 
 /// The anchor of a source or target entry (its DN when it has none).
 pub(super) fn anchor_of(e: &Entry) -> String {

@@ -1,11 +1,12 @@
 //! The step's links as the planner sees them: every link read into memory
-//! (a run that reads its whole source), or looked up in the state store as
-//! the changes come (an incremental run of a step with links, which then
-//! holds only the links of what changed, never all of them). Source anchors
+//! (a membership step), or looked up in the state store as the objects
+//! come (any other run of a step with links, which then never holds all
+//! of them). Source anchors
 //! compare exactly (they key the links); target anchors without regard to
 //! ASCII case, as the target view and the joins compare them.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::store::{Link, StateStore};
 
@@ -115,12 +116,59 @@ impl<'a> Linked<'a> {
     }
 }
 
+/// The source anchors read this run, as 128-bit keys (16 bytes each
+/// instead of a copy of every anchor: a first run of a million objects
+/// holds 16 MB here, not a hundred), hashed with two keys random per run
+/// (so no source can choose anchors that collide); the anchors themselves
+/// are kept only when the links stay in the store, which needs them.
+#[derive(Default)]
+pub(super) struct Seen {
+    keys: HashSet<u128>,
+    hashers: (RandomState, RandomState),
+    /// The anchors, when kept.
+    anchors: Option<Vec<String>>,
+}
+
+impl Seen {
+    /// An empty set; `keep_anchors` keeps each new anchor too.
+    pub fn new(keep_anchors: bool) -> Seen {
+        Seen {
+            anchors: keep_anchors.then(Vec::new),
+            ..Seen::default()
+        }
+    }
+
+    fn key(&self, anchor: &str) -> u128 {
+        let (a, b) = &self.hashers;
+        (u128::from(a.hash_one(anchor)) << 64) | u128::from(b.hash_one(anchor))
+    }
+
+    /// Adds `anchor`; false when it was there already.
+    pub fn insert(&mut self, anchor: &str) -> bool {
+        let new = self.keys.insert(self.key(anchor));
+        if new && let Some(kept) = &mut self.anchors {
+            kept.push(anchor.to_string());
+        }
+        new
+    }
+
+    /// True when `anchor` was added.
+    pub fn contains(&self, anchor: &str) -> bool {
+        self.keys.contains(&self.key(anchor))
+    }
+
+    /// The anchors added (empty when they were not kept).
+    pub fn anchors(&self) -> &[String] {
+        self.anchors.as_deref().unwrap_or_default()
+    }
+}
+
 /// Which source anchors are in scope this run.
 #[derive(Default)]
 pub(super) struct Scope {
     /// Anchors read this run (after an incremental read with links in
     /// memory: every linked object still there, too).
-    pub seen: HashSet<String>,
+    pub seen: Seen,
     /// After an incremental read with links in the store: what else is
     /// known to be in scope.
     pub rest: Option<Rest>,
@@ -159,9 +207,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seen_anchors_compare_exactly_and_are_kept_only_when_asked() {
+        let mut s = Seen::new(false);
+        assert!(s.insert("a") && !s.insert("a"));
+        assert!(s.contains("a") && !s.contains("A") && !s.contains("b"));
+        assert!(s.insert("A") && s.contains("A"));
+        assert!(s.anchors().is_empty());
+        let mut s = Seen::new(true);
+        assert!(s.insert("x") && !s.insert("x") && s.insert("y"));
+        assert_eq!(s.anchors(), ["x", "y"]);
+    }
+
+    #[test]
     fn scope_after_an_incremental_read_counts_the_listing_minus_what_is_gone() {
         let mut s = Scope::default();
-        s.seen.insert("read".into());
+        s.seen.insert("read");
         assert!(s.contains("read") && !s.contains("listed"));
         s.rest = Some(Rest {
             present: Some(vec!["gone".into(), "listed".into()]),

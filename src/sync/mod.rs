@@ -5,7 +5,7 @@
 //! the target view in `target`, flows projected in [`project`] and kept
 //! compact in [`projected`], leavers in `deprovision`, sync-tree containers
 //! in `tree`; the item types in [`item`]), the preview rows ([`preview`]),
-//! execution ([`apply`]), what a run did ([`counts`]), stopping a run from
+//! execution ([`apply`]), the bounded queues between the stages ([`queue`]), what a run did ([`counts`]), stopping a run from
 //! outside ([`cancel`]), runs with the deletion threshold, history and log
 //! files ([`run`]), workflows of several steps ([`workflow`]), run leases
 //! ([`lease`]), links changed by hand ([`links`], [`mapping`]) and where
@@ -36,6 +36,7 @@ pub mod plan;
 pub mod preview;
 pub mod project;
 pub mod projected;
+pub mod queue;
 pub mod rules;
 pub mod run;
 pub mod schema_check;

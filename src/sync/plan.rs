@@ -80,10 +80,11 @@ pub async fn plan(
     store: &dyn StateStore,
     opts: PlanOptions,
 ) -> Result<Plan, SyncError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Collected whole: a queue that never waits.
+    let (tx, mut rx) = super::queue::queue(usize::MAX);
     let mut plan = plan_into(step, store, opts, &tx).await?;
     drop(tx);
-    while let Ok(item) = rx.try_recv() {
+    while let Some(item) = rx.try_recv() {
         plan.items.push(item);
     }
     plan.containers = match &step.tree {
@@ -99,9 +100,9 @@ pub async fn plan(
 /// the source is read and planned at the same time, so that a run can write
 /// the first objects while the rest are still read; otherwise the whole
 /// source is read first (following links needs every object in scope).
-/// A run that reads only the changes (a step with a change cursor and
-/// links) looks the links up in the store as it needs them instead of
-/// reading them all ([`Linked`]). Stops early, without error, when `out` is
+/// A run of a step with links looks them up in the store as it needs them
+/// instead of reading them all ([`Linked`]), with or without a change
+/// cursor (a membership step, whose groups are few, reads them all). Stops early, without error, when `out` is
 /// closed.
 pub async fn plan_into(
     step: &StepDef,
@@ -143,7 +144,10 @@ pub async fn plan_into(
             .filter(|c| !c.is_empty())
     };
     let count = store.link_count(&step.name).map_err(SyncError::store(""))?;
-    let linked = if cursor.is_some() && count > 0 {
+    // Not only incremental runs: a full run (`full: true`, new rules, a
+    // source without change tracking) of a million linked objects would
+    // otherwise hold every link, three copies of each anchor.
+    let linked = if count > 0 && step.members.is_none() {
         Linked::in_store(store, &step.name, count)
     } else {
         Linked::all(store.links(&step.name).map_err(SyncError::store(""))?)
@@ -158,7 +162,14 @@ pub async fn plan_into(
     };
 
     // 1. and 2.: read the source, plan what changed against the target.
-    let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Streaming, the reader waits while the planner has enough queued (and
+    // the planner while the writer has, see `Phase2::run`); otherwise the
+    // whole source is read before the planner starts: nothing to wait for.
+    let (changed_tx, changed_rx) = super::queue::queue(if stream {
+        super::queue::ROOM
+    } else {
+        usize::MAX
+    });
     let source_total = opts.source_total.clone();
     let read = async move {
         let r = reader.read(cursor.as_deref(), changed_tx, out).await;
@@ -252,8 +263,7 @@ fn leavers(
     let err = SyncError::store("finding the linked objects that left the scope");
     let Some(rest) = &scope.rest else {
         // Everything in scope was read.
-        let seen: Vec<String> = scope.seen.iter().cloned().collect();
-        return store.links_not_in(step, &seen).map_err(err);
+        return store.links_not_in(step, scope.seen.anchors()).map_err(err);
     };
     let mut out: HashMap<String, Link> = match &rest.present {
         Some(p) => store.links_not_in(step, p).map_err(err)?,
@@ -267,10 +277,9 @@ fn leavers(
     out.extend(gone);
     // Linked objects neither read nor leaving are there, unchanged (the
     // objects read are few after an incremental read: looked up again).
-    let read_anchors: Vec<String> = scope.seen.iter().cloned().collect();
     let missing_or_read = out.len()
         + linked
-            .of(&read_anchors)?
+            .of(scope.seen.anchors())?
             .keys()
             .filter(|a| !out.contains_key(*a))
             .count();
@@ -299,11 +308,7 @@ impl Phase2<'_, '_> {
     /// is sent, so before a run writes) and each item is sent as soon as it
     /// is planned; below, each object is looked up, and the items are sent
     /// when all are planned (a lookup must not see this run's own writes).
-    async fn run(
-        &mut self,
-        known: &Known<'_>,
-        mut changed: tokio::sync::mpsc::UnboundedReceiver<Changed>,
-    ) {
+    async fn run(&mut self, known: &Known<'_>, mut changed: super::queue::Receiver<Changed>) {
         let limit = bulk_limit(known.linked.count());
         let mut first = Vec::new();
         while first.len() <= limit {
@@ -346,7 +351,8 @@ impl Phase2<'_, '_> {
                 held.push(item);
                 continue;
             }
-            if self.out.send(item).is_err() {
+            // Waits while the writer has enough queued (a bounded `out`).
+            if self.out.send_when_room(item).await.is_err() {
                 return;
             }
             self.planned += 1;
@@ -356,7 +362,7 @@ impl Phase2<'_, '_> {
             }
         }
         for item in held {
-            if self.out.send(item).is_err() {
+            if self.out.send_when_room(item).await.is_err() {
                 return;
             }
             self.planned += 1;

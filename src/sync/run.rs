@@ -19,6 +19,7 @@ use super::clock;
 use super::lease::{LeaseError, LeaseGuard};
 use super::log::RunLog;
 use super::plan::{self, Plan, PlanOptions};
+use super::queue;
 use super::rules::StepDef;
 
 /// Absolute deletion threshold: more deprovisions than this are refused.
@@ -220,8 +221,12 @@ pub async fn run(
             warnings: Vec::new(),
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (plan, result) = if plan::streams(step, link_count) {
+    let streams = plan::streams(step, link_count);
+    // Streaming, the planner waits while the writer has enough queued, so
+    // the plan never waits whole in memory; a plan made in full before its
+    // writes is already whole.
+    let (tx, rx) = queue::queue(if streams { queue::ROOM } else { usize::MAX });
+    let (plan, result) = if streams {
         // A first run: the writes start while the source is still read.
         log.line("streaming: no links yet, so the writes start while the source is still read");
         let planning = async {

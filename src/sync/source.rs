@@ -13,7 +13,7 @@ use crate::store::Link;
 use super::error::SyncError;
 use super::hash::entry_hash;
 use super::item::{Action, Item, ItemSender, anchor_of};
-use super::linked::{Linked, Rest, Scope};
+use super::linked::{Linked, Rest, Scope, Seen};
 use super::rules::StepDef;
 
 /// A changed object queued for the planner: compact, its hash, its link.
@@ -71,25 +71,28 @@ impl Reader<'_> {
     /// Reads the source (its changes since `cursor` where it can tell);
     /// queues each object that changed since it was last applied, compact
     /// with its hash and link, on `changed`; sends an error item for each
-    /// object that cannot be planned. Stops when nobody takes what it queues.
+    /// object that cannot be planned. Stops when nobody takes what it queues;
+    /// asks the source for more only while `changed` has room.
     pub async fn read(
         &self,
         cursor: Option<&str>,
-        changed: tokio::sync::mpsc::UnboundedSender<Changed>,
+        changed: super::queue::Sender<Changed>,
         out: &ItemSender,
     ) -> Result<ReadOutcome, SyncError> {
         let step = self.step;
         let q = scope_query(step);
-        let mut seen: HashSet<String> = HashSet::new();
+        let in_memory = self.linked.in_memory();
+        // The anchors are kept only for the store's leaver query.
+        let mut seen = Seen::new(!in_memory);
         // Objects a `where` closure turned away (leavers when read incrementally).
         let mut excluded: Vec<String> = Vec::new();
         let mut unchanged = 0usize;
         let mut source_count = 0usize;
         let mut sent = 0usize;
-        let in_memory = self.linked.in_memory();
         let batch = if in_memory { 1 } else { LOOKUP_BATCH };
         let lookup_failed: std::sync::Mutex<Option<SyncError>> = Default::default();
         let mut unseen = super::unused_attrs::Unseen::new(step);
+        let room = changed.room().clone();
         let round = {
             // Objects waiting for their links: (entry, anchor, hash).
             let mut pending: Vec<(Entry, String, String)> = Vec::with_capacity(batch);
@@ -144,7 +147,7 @@ impl Reader<'_> {
                             return Ok(true);
                         }
                         Err(m) => {
-                            seen.insert(anchor_of(&e));
+                            seen.insert(&anchor_of(&e));
                             return Ok(error(&e, SyncError::rule("scope 'where'", m)));
                         }
                     }
@@ -152,7 +155,7 @@ impl Reader<'_> {
                 source_count += 1;
                 unseen.note(&e);
                 let anchor = anchor_of(&e);
-                if !seen.insert(anchor.clone()) {
+                if !seen.insert(&anchor) {
                     let m = format!("two source objects have the anchor '{anchor}'");
                     return Ok(error(&e, SyncError::Object(m)));
                 }
@@ -165,7 +168,7 @@ impl Reader<'_> {
             };
             let round = if step.members.is_none() {
                 step.source
-                    .changes(&q, cursor, &mut sink)
+                    .changes_paced(&q, cursor, &mut sink, &room)
                     .await
                     .map_err(SyncError::source("reading the source's changes"))?
             } else {
@@ -173,7 +176,7 @@ impl Reader<'_> {
             };
             if round.is_none() && lookup_failed.lock().is_ok_and(|f| f.is_none()) {
                 step.source
-                    .search(&q, &mut sink)
+                    .search_paced(&q, &mut sink, &room)
                     .await
                     .map_err(SyncError::source("reading the source"))?;
             }
@@ -204,7 +207,7 @@ impl Reader<'_> {
                         .map(|p| p.iter().map(String::as_str).collect());
                     for a in by_source.keys() {
                         let here = present.as_ref().is_none_or(|p| p.contains(a.as_str()));
-                        if here && !gone.contains(a) && seen.insert(a.clone()) {
+                        if here && !gone.contains(a) && seen.insert(a) {
                             unchanged += 1;
                         }
                     }

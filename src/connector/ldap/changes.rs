@@ -11,7 +11,7 @@
 //! numbers happen to be lower, so use `full: true` after switching DCs).
 
 use super::{Flavor, LdapConnector, read};
-use crate::connector::{ChangeRound, Result, SearchQuery, Sink};
+use crate::connector::{ChangeRound, Result, Room, SearchQuery, Sink};
 use crate::model::Entry;
 
 /// The attribute that orders changes on this server, if any.
@@ -52,12 +52,14 @@ fn after(attr: &str, v: &str) -> String {
     }
 }
 
-/// One change round for `q` since `cursor` (`<attribute>:<value>`).
+/// One change round for `q` since `cursor` (`<attribute>:<value>`); the
+/// changed entries are read while `room` has room.
 pub async fn changes(
     c: &LdapConnector,
     q: &SearchQuery,
     cursor: Option<&str>,
     sink: &mut Sink<'_>,
+    room: Option<&Room>,
 ) -> Result<Option<ChangeRound>> {
     let Some(attr) = tracker(c) else {
         return Ok(None);
@@ -96,7 +98,7 @@ pub async fn changes(
             }
             sink(e)
         };
-        read::search_with(c, &changed_q, &[attr], &mut inner).await?;
+        read::search_paced(c, &changed_q, &[attr], &mut inner, room).await?;
     }
     // Which entries are still in scope: anchors only.
     let present = match &since {

@@ -32,7 +32,7 @@ pub use read::{Identity, check_filter, classify};
 pub use rootdse::RootDse;
 
 use crate::connector::{
-    Change, ChangeRound, Connector, Error, Result, SearchQuery, Sink, TestReport,
+    Change, ChangeRound, Connector, Error, Result, Room, SearchQuery, Sink, TestReport,
 };
 use crate::model::{Entry, Secret, Value};
 
@@ -302,7 +302,21 @@ impl Connector for LdapConnector {
         cursor: Option<&str>,
         sink: &mut Sink<'_>,
     ) -> Result<Option<ChangeRound>> {
-        changes::changes(self, q, cursor, sink).await
+        changes::changes(self, q, cursor, sink, None).await
+    }
+
+    async fn search_paced(&self, q: &SearchQuery, sink: &mut Sink<'_>, room: &Room) -> Result<()> {
+        read::search_paced(self, q, &[], sink, Some(room)).await
+    }
+
+    async fn changes_paced(
+        &self,
+        q: &SearchQuery,
+        cursor: Option<&str>,
+        sink: &mut Sink<'_>,
+        room: &Room,
+    ) -> Result<Option<ChangeRound>> {
+        changes::changes(self, q, cursor, sink, Some(room)).await
     }
 
     async fn attribute_names(&self) -> Result<Vec<String>> {

@@ -9,7 +9,7 @@ use ldap3::{ResultEntry, Scope as LScope, SearchEntry};
 use super::LdapConnector;
 use super::options::Flavor;
 use super::result;
-use crate::connector::{Error, Result, Scope, SearchQuery, Sink};
+use crate::connector::{Error, Result, Room, Scope, SearchQuery, Sink};
 use crate::model::codec;
 use crate::model::dn::{Dn, ldap_escape, ldap_escape_bytes};
 use crate::model::filter::{Filter, quote_window};
@@ -137,6 +137,18 @@ pub async fn search_with(
     extra: &[&str],
     sink: &mut Sink<'_>,
 ) -> Result<()> {
+    search_paced(c, q, extra, sink, None).await
+}
+
+/// [`search_with`], asking for the next entry (so, at a page's end, for the
+/// next page) only while `room` has room.
+pub async fn search_paced(
+    c: &LdapConnector,
+    q: &SearchQuery,
+    extra: &[&str],
+    sink: &mut Sink<'_>,
+    room: Option<&Room>,
+) -> Result<()> {
     let filter = if q.filter.trim().is_empty() {
         "(objectClass=*)".to_string()
     } else {
@@ -188,6 +200,9 @@ pub async fn search_with(
     let mut count = 0usize;
     let mut stopped = false;
     loop {
+        if let Some(room) = room {
+            room.wait().await;
+        }
         let next = stream
             .next()
             .await
