@@ -89,6 +89,11 @@ const MIGRATIONS: &[&str] = &[
         since_ms     BIGINT NOT NULL,
         heartbeat_ms BIGINT NOT NULL
     );"#,
+    // 2: links looked up by target anchor without regard to ASCII case
+    // (`link_to_target`); `translate` folds ASCII letters only, as the
+    // contract says, where `lower` would also fold other letters.
+    r#"CREATE INDEX idsync_link_by_folded_target ON idsync_link
+        (step, (translate(target_anchor, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')))"#,
 ];
 
 /// The database clock in milliseconds since the Unix epoch (wall clock,
@@ -723,6 +728,25 @@ impl StateStore for PostgresStore {
             })
         })?;
         Ok(rows.iter().map(row_to_link).collect())
+    }
+
+    fn link_to_target(&self, step: &str, target_anchor: &str) -> Result<Option<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let folded = target_anchor.to_ascii_lowercase();
+        let rows = self.with(|db| {
+            db.query(
+                &format!(
+                    "SELECT {LINK_COLUMNS} FROM idsync_link
+                     WHERE step = $1
+                       AND translate(target_anchor, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                                     'abcdefghijklmnopqrstuvwxyz') = $2
+                       AND deprovisioned_ms IS NULL
+                     ORDER BY source_anchor LIMIT 1"
+                ),
+                &[&step, &folded],
+            )
+        })?;
+        Ok(rows.first().map(row_to_link))
     }
 
     fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
