@@ -487,3 +487,49 @@ fn a_secret_value_never_gets_into_the_file() {
     assert!(!e.contains("typed-password"), "{e}");
     assert!(!file.exists());
 }
+
+#[test]
+fn an_import_refused_part_way_leaves_the_store_exactly_as_it_was() {
+    let Some(x) = exported() else { return };
+    let fresh = tempfile::tempdir().unwrap();
+    let home = fresh.path().join("home-b");
+    ok(idsync(&home, false, "connections()"));
+    {
+        let s = store(&home);
+        s.put_profile("hr", "csv", &json!({"path": "mine.csv", "key": "id"}))
+            .unwrap();
+        s.put_setting("colour", "green").unwrap();
+    }
+    let before = snapshot(&home);
+    // Four writes are due (profile hr changed, lab added, settings colour and store); the
+    // test-only knob makes the store refuse the fourth, after three were written in the
+    // same transaction.
+    let mut c = support::idsync_command(&home);
+    c.env(CONFIG_PW_ENV, CONFIG_PW)
+        .env(SOME_PW_ENV, SOME_PW)
+        .env(idsync::store::snapshot::FAIL_AFTER_ENV, "3")
+        .args([
+            "-c",
+            &format!(
+                "import_config({:?}, secret({CONFIG_PW_ENV:?}))",
+                x.file.display().to_string()
+            ),
+        ]);
+    let o = c.output().unwrap();
+    let e = refused(&o);
+    assert!(
+        e.contains("applying the 4 change(s) failed")
+            && e.contains("number 4")
+            && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_no_secret(&o);
+    assert_eq!(
+        snapshot(&home),
+        before,
+        "an import refused part-way changed the store"
+    );
+    // Without the knob the same import lands.
+    let o = ok(import(&home, &x.file, CONFIG_PW_ENV));
+    assert_eq!(rows(&o).len(), 4, "{}", show(&o));
+}

@@ -101,7 +101,10 @@ fn two_handles_on_one_database_share_everything_and_the_schema_is_made_once() {
         .unwrap();
     assert_eq!(b.get_profile("ad").unwrap().unwrap().kind, "ldap");
     let db = url.rsplit('/').next().unwrap();
-    assert_eq!(pg.psql(db, "SELECT version FROM idsync_schema"), "1");
+    assert_eq!(
+        pg.psql(db, "SELECT version FROM idsync_schema"),
+        PostgresStore::schema_version().to_string()
+    );
 }
 
 #[test]
@@ -117,9 +120,9 @@ fn a_newer_schema_is_refused_naming_the_store_url() {
             e,
             StoreError::TooNew {
                 found: 99,
-                supported: 1,
+                supported,
                 ..
-            }
+            } if supported == PostgresStore::schema_version()
         ),
         "{e}"
     );
@@ -637,5 +640,119 @@ fn store_migrate_copies_sqlite_to_postgres_and_back_with_counts_checked() {
     assert_eq!(
         b.deprovisioned_links(&f.step).unwrap().len(),
         p.deprovisioned_links(&f.step).unwrap().len()
+    );
+}
+
+/// Everything `store migrate` writes into a store, times included.
+fn everything(s: &dyn StateStore) -> String {
+    let mut out = format!(
+        "{:?}\n{:?}\n",
+        s.list_profiles().unwrap(),
+        s.list_settings().unwrap()
+    );
+    for step in s.step_names().unwrap() {
+        let mut live = s.links(&step).unwrap();
+        live.sort_by(|a, b| a.source_anchor.cmp(&b.source_anchor));
+        let mut kept = s.deprovisioned_links(&step).unwrap();
+        kept.sort_by(|a, b| a.source_anchor.cmp(&b.source_anchor));
+        out += &format!("{step}: {live:?}\nkept: {kept:?}\n");
+    }
+    format!("{out}{:?}", s.runs(None, usize::MAX).unwrap())
+}
+
+fn mig_link(i: usize) -> idsync::store::Link {
+    idsync::store::Link {
+        source_anchor: format!("S{i}"),
+        target_anchor: format!("T{i}"),
+        target_dn: format!("uid=u{i},ou=people,dc=example,dc=com"),
+        source_hash: Some(format!("h{i}")),
+        desired_dn: None,
+        updated_ms: 1_000 + i as i64,
+    }
+}
+
+fn mig_run(id: i64, message: &str) -> idsync::store::RunRecord {
+    idsync::store::RunRecord {
+        id,
+        name: "hr-to-ldap".into(),
+        kind: "step".into(),
+        started_ms: 5_000 + id,
+        finished_ms: Some(6_000 + id),
+        status: "ok".into(),
+        counts: serde_json::json!({"created": id}),
+        message: Some(message.into()),
+        log_path: None,
+    }
+}
+
+#[test]
+fn a_migrate_refused_part_way_leaves_the_target_exactly_as_it_was() {
+    let Some(pg) = pg() else { return };
+    let home = support::temp_home();
+    // The target already holds data of its own (so --force), which a refusal must keep.
+    let url = store_url(pg, "migfail");
+    let p = open(pg, &url).unwrap();
+    p.put_profile("theirs", "csv", &serde_json::json!({"path": "t.csv"}))
+        .unwrap();
+    p.put_setting("note", "theirs").unwrap();
+    p.put_links("their-step", &[mig_link(90)]).unwrap();
+    let before = everything(&p);
+    // The source: profiles, settings and links PostgreSQL takes, then a run whose message
+    // holds a NUL character, which SQLite stores and PostgreSQL text refuses: the last write.
+    let local = SqliteStore::open(home.path().join("state.db")).unwrap();
+    local
+        .put_profile("hr", "csv", &serde_json::json!({"path": "hr.csv"}))
+        .unwrap();
+    local.put_setting("note", "mine").unwrap();
+    let links: Vec<_> = (0..20).map(mig_link).collect();
+    local.put_links("hr-to-ldap", &links).unwrap();
+    local.keep_deprovisioned("hr-to-ldap", &links[..3]).unwrap();
+    local
+        .import_runs(&[mig_run(1, "fine"), mig_run(2, "bad\0byte")])
+        .unwrap();
+
+    let (code, out, err) = migrate(pg, home.path(), None, &["--to", &url, "--force"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("0x00") && err.contains("nothing was written to the target"),
+        "{err}"
+    );
+    assert_eq!(
+        everything(&p),
+        before,
+        "a migrate refused part-way changed the PostgreSQL target"
+    );
+
+    // The same on an SQLite target, refused by the test-only knob after 3 writes (profile,
+    // setting, the live links), PostgreSQL as the source.
+    local.import_runs(&[mig_run(2, "good")]).unwrap();
+    let (code, _, err) = migrate(pg, home.path(), None, &["--to", &url, "--force"]);
+    assert_eq!(code, 0, "{err}");
+    let back = home.path().join("back.db");
+    let b = SqliteStore::open(&back).unwrap();
+    b.put_profile("own", "csv", &serde_json::json!({"path": "o.csv"}))
+        .unwrap();
+    b.put_setting("note", "own").unwrap();
+    let before = everything(&b);
+    let mut cmd = idsync(pg, home.path(), &url);
+    cmd.env(idsync::store::snapshot::FAIL_AFTER_ENV, "3").args([
+        "store",
+        "migrate",
+        "--from",
+        &url,
+        "--to",
+        &format!("sqlite:{}", back.display()),
+        "--force",
+    ]);
+    let (code, out, err) = output(cmd);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("number 4") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(
+        everything(&b),
+        before,
+        "a migrate refused part-way changed the SQLite target"
     );
 }

@@ -36,14 +36,14 @@
 //! The file is decrypted and the whole document checked (format, names,
 //! kinds, the same secret checks as export) before anything is written;
 //! then the store is compared with it and only the differences are
-//! written. The [`StateStore`] trait offers no transaction spanning several
-//! profiles and settings, so the writes are undone when one fails: each
-//! write first notes the value it replaces, and a failed write restores the
-//! earlier ones in reverse order (an error names what could not be undone,
-//! if anything; a restored profile's `updated_ms` is the time of the undo).
-//! A process killed in the middle of the writes can leave part of them
-//! applied: a store with a transaction over profiles and settings would
-//! close that gap. Profiles and settings that the file does not hold are left
+//! written, all in one transaction of the store
+//! ([`StateStore::import_snapshot`]): a write the store refuses, or a
+//! process killed in the middle, leaves it exactly as it was (with two
+//! stores, the configuration store's part is one transaction). A store
+//! reached only through the narrower internal interface (tests) writes
+//! item by item and undoes the earlier writes when one fails, in reverse
+//! order (a restored profile's `updated_ms` is the time of the undo).
+//! Profiles and settings that the file does not hold are left
 //! alone: import adds and changes, it never removes.
 
 use std::collections::BTreeMap;
@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::{Profile, StateStore, StoreError, validate_name};
+use super::{Profile, Snapshot, StateStore, StoreError, now_ms, validate_name};
 use crate::config::sealed::{self, KdfParams, SealError};
 
 /// The setting that names the state store (`use_store(url)`, `IDSYNC_STORE`).
@@ -320,6 +320,12 @@ trait ConfigStore {
     fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
     fn remove_setting(&self, key: &str) -> Result<bool, StoreError>;
+    /// Writes `s` all or nothing, if the store can ([`StateStore::import_snapshot`]);
+    /// `None`: write item by item and undo on a failure.
+    fn import_all(&self, s: &Snapshot) -> Option<Result<(), StoreError>> {
+        let _ = s;
+        None
+    }
 }
 
 impl ConfigStore for &dyn StateStore {
@@ -340,6 +346,9 @@ impl ConfigStore for &dyn StateStore {
     }
     fn remove_setting(&self, key: &str) -> Result<bool, StoreError> {
         (**self).remove_setting(key)
+    }
+    fn import_all(&self, s: &Snapshot) -> Option<Result<(), StoreError>> {
+        Some((**self).import_snapshot(s))
     }
 }
 
@@ -380,6 +389,20 @@ fn apply(
         }
     }
 
+    if plan.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(result) = store.import_all(&snapshot_of(&plan)) {
+        if let Err(source) = result {
+            return Err(TransferError::Apply {
+                path: path.to_path_buf(),
+                what: format!("the {} change(s)", plan.len()),
+                source: Box::new(source),
+                undone: "they were one transaction: nothing was changed".into(),
+            });
+        }
+        return Ok(plan.iter().map(applied_of).collect());
+    }
     let mut applied = Vec::new();
     for (i, w) in plan.iter().enumerate() {
         let (result, item, name, added) = match w {
@@ -411,6 +434,36 @@ fn apply(
         });
     }
     Ok(applied)
+}
+
+/// The writes of `plan` as one [`Snapshot`] (profiles stamped now).
+fn snapshot_of(plan: &[Write]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for w in plan {
+        match w {
+            Write::Profile(p, _) => s.profiles.push(Profile {
+                name: p.name.clone(),
+                kind: p.kind.clone(),
+                data: p.data.clone(),
+                updated_ms: now_ms(),
+            }),
+            Write::Setting(k, v, _) => s.settings.push((k.clone(), v.clone())),
+        }
+    }
+    s
+}
+
+/// What the planned write `w` did, once written.
+fn applied_of(w: &Write) -> Applied {
+    let (item, name, added) = match w {
+        Write::Profile(p, old) => ("profile", p.name.trim().to_string(), old.is_none()),
+        Write::Setting(k, _, old) => ("setting", k.trim().to_string(), old.is_none()),
+    };
+    Applied {
+        item,
+        name,
+        action: if added { "added" } else { "changed" },
+    }
 }
 
 /// Restores what `done` replaced, newest first; says how that went.

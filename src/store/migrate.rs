@@ -9,6 +9,9 @@
 //! - Not copied: leases (they belong to running processes: a source with a
 //!   lease held is refused unless `--force`), and the settings `store` /
 //!   `sync-store` (where a store is, is not data of the store).
+//! - Everything is written in one transaction of the target
+//!   ([`StateStore::import_snapshot`]): a row the target refuses leaves it
+//!   exactly as it was.
 //! - A target that already holds profiles, links or runs is refused unless
 //!   `--force`, which writes over it (create or replace by key); the check
 //!   then is that every copied item is in the target.
@@ -19,7 +22,7 @@ use clap::Parser;
 
 use super::config_file::{STORE_SETTING, SYNC_STORE_SETTING};
 use super::select::{self, open_location, shown};
-use super::{SqliteStore, StateStore};
+use super::{Snapshot, SqliteStore, StateStore};
 
 /// Copy the state store into another one, verifying counts.
 #[derive(Parser, Debug)]
@@ -128,19 +131,23 @@ pub fn migrate(
         }
     }
     let src = count(from)?;
-    to.import_profiles(&from.list_profiles()?)?;
-    for (k, v) in from.list_settings()? {
-        if copied_setting(&k) {
-            to.put_setting(&k, &v)?;
-        }
-    }
+    let mut snapshot = Snapshot {
+        profiles: from.list_profiles()?,
+        settings: from.list_settings()?,
+        runs: from.runs(None, usize::MAX)?,
+        ..Snapshot::default()
+    };
+    snapshot.settings.retain(|(k, _)| copied_setting(k));
+    snapshot.runs.reverse();
     for step in from.step_names()? {
-        to.put_links(&step, &from.links(&step)?)?;
-        to.keep_deprovisioned(&step, &from.deprovisioned_links(&step)?)?;
+        snapshot.links.push((step.clone(), from.links(&step)?));
+        snapshot
+            .deprovisioned
+            .push((step.clone(), from.deprovisioned_links(&step)?));
     }
-    let mut runs = from.runs(None, usize::MAX)?;
-    runs.reverse();
-    to.import_runs(&runs)?;
+    // One transaction: a refusal part-way leaves the target as it was.
+    to.import_snapshot(&snapshot)
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was written to the target"))?;
     let dst = count(to)?;
     let ok = if force {
         dst.rows().iter().zip(src.rows()).all(|(d, s)| d.1 >= s.1)

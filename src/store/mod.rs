@@ -10,12 +10,14 @@ pub mod mssql;
 pub mod postgres;
 pub mod router;
 pub mod select;
+pub mod snapshot;
 pub mod sqlite;
 
 use std::path::PathBuf;
 
 pub use mssql::MssqlStore;
 pub use postgres::PostgresStore;
+pub use snapshot::Snapshot;
 pub use sqlite::SqliteStore;
 
 /// A named connection profile as stored: what `save_connection` wrote.
@@ -351,6 +353,13 @@ pub trait StateStore: Send + Sync {
             self.put_profile(&p.name, &p.kind, &p.data)?;
         }
         Ok(())
+    }
+    /// Writes `snapshot` (profiles with their times, settings, links, runs;
+    /// create or replace) for `import_config` and `idsync store migrate`. A
+    /// store should do it in one transaction, so that a refusal part-way
+    /// leaves it exactly as it was; the default writes item by item.
+    fn import_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        snapshot::item_by_item(self, snapshot)
     }
 }
 

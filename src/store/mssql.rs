@@ -32,7 +32,9 @@ use std::sync::{Mutex, MutexGuard};
 use tiberius::ToSql;
 
 use super::{
-    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, StateStore, StoreError,
+    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, Snapshot, StateStore,
+    StoreError,
+    snapshot::{self, Item},
     validate_final_status, validate_name, validate_run_kind,
 };
 use crate::connector::sql::mssql::{self, MsClient, MsTarget};
@@ -437,16 +439,7 @@ impl MssqlStore {
             return Ok(());
         }
         // MERGE cannot write a row twice: an anchor given twice keeps its last link.
-        let mut last = std::collections::HashMap::new();
-        for (i, l) in links.iter().enumerate() {
-            last.insert(l.source_anchor.as_str(), i);
-        }
-        let links: Vec<Link> = links
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| last.get(l.source_anchor.as_str()) == Some(i))
-            .map(|(_, l)| l.clone())
-            .collect();
+        let links = snapshot::last_per_anchor(links);
         let sql = tsql::upsert_links(deprovisioned);
         self.with(|db| {
             db.tx(|db| {
@@ -926,6 +919,46 @@ impl StateStore for MssqlStore {
                     )?;
                 }
                 Ok(())
+            })
+        })
+    }
+
+    fn import_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let setting = tsql::put_setting();
+        let links_sql = [tsql::upsert_links(false), tsql::upsert_links(true)];
+        self.with(|db| {
+            db.tx(|db| {
+                snapshot::each_item(snapshot, |item| match item {
+                    Item::Profile(p) => {
+                        let name = validate_name("profile name", &p.name)?;
+                        let data = p.data.to_string();
+                        db.execute(
+                            tsql::IMPORT_PROFILE,
+                            &[&name, &p.kind, &data, &p.updated_ms],
+                        )
+                        .map(|_| ())
+                    }
+                    Item::Setting(k, v) => {
+                        let k = validate_name("setting key", k)?;
+                        db.execute(&setting, &[&k, &v]).map(|_| ())
+                    }
+                    Item::Links(step, links, deprovisioned) => {
+                        let step = validate_name("step name", step)?;
+                        let links = snapshot::last_per_anchor(links);
+                        for chunk in links.chunks(CHUNK) {
+                            let json = links_json(chunk);
+                            db.execute(&links_sql[usize::from(deprovisioned)], &[&step, &json])?;
+                        }
+                        Ok(())
+                    }
+                    Item::Runs(runs) => {
+                        for chunk in runs.chunks(CHUNK) {
+                            let json = runs_json(chunk);
+                            db.execute(tsql::IMPORT_RUNS, &[&json])?;
+                        }
+                        Ok(())
+                    }
+                })
             })
         })
     }

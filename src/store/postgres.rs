@@ -32,7 +32,9 @@ use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, StateStore, StoreError,
+    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, Snapshot, StateStore,
+    StoreError,
+    snapshot::{self, Item},
     validate_final_status, validate_name, validate_run_kind,
 };
 use crate::connector::sql::client::{self, Target};
@@ -87,6 +89,11 @@ const MIGRATIONS: &[&str] = &[
         since_ms     BIGINT NOT NULL,
         heartbeat_ms BIGINT NOT NULL
     );"#,
+    // 2: links looked up by target anchor without regard to ASCII case
+    // (`link_to_target`); `translate` folds ASCII letters only, as the
+    // contract says, where `lower` would also fold other letters.
+    r#"CREATE INDEX idsync_link_by_folded_target ON idsync_link
+        (step, (translate(target_anchor, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')))"#,
 ];
 
 /// The database clock in milliseconds since the Unix epoch (wall clock,
@@ -351,50 +358,8 @@ impl PostgresStore {
         if links.is_empty() {
             return Ok(());
         }
-        // One statement cannot write a row twice: an anchor given twice keeps
-        // its last link (as one upsert after the other would).
-        let mut last = std::collections::HashMap::new();
-        for (i, l) in links.iter().enumerate() {
-            last.insert(l.source_anchor.as_str(), i);
-        }
-        let links: Vec<Link> = links
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| last.get(l.source_anchor.as_str()) == Some(i))
-            .map(|(_, l)| l.clone())
-            .collect();
-        self.with(|db| {
-            db.tx(|db| {
-                for chunk in links.chunks(CHUNK) {
-                    let col = |f: fn(&Link) -> Option<String>| -> Vec<Option<String>> {
-                        chunk.iter().map(f).collect()
-                    };
-                    let sa = col(|l| Some(l.source_anchor.clone()));
-                    let ta = col(|l| Some(l.target_anchor.clone()));
-                    let dn = col(|l| Some(l.target_dn.clone()));
-                    let sh = col(|l| l.source_hash.clone());
-                    let dd = col(|l| l.desired_dn.clone());
-                    let up: Vec<i64> = chunk.iter().map(|l| l.updated_ms).collect();
-                    db.execute(
-                        "INSERT INTO idsync_link (step, source_anchor, target_anchor, target_dn,
-                                                  source_hash, desired_dn, updated_ms, deprovisioned_ms)
-                         SELECT $1, u.sa, u.ta, u.dn, u.sh, u.dd, u.up,
-                                CASE WHEN $8 THEN u.up END
-                         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-                              AS u(sa, ta, dn, sh, dd, up)
-                         ON CONFLICT (step, source_anchor) DO UPDATE SET
-                             target_anchor = excluded.target_anchor,
-                             target_dn = excluded.target_dn,
-                             source_hash = excluded.source_hash,
-                             desired_dn = excluded.desired_dn,
-                             updated_ms = excluded.updated_ms,
-                             deprovisioned_ms = excluded.deprovisioned_ms",
-                        &[&step, &sa, &ta, &dn, &sh, &dd, &up, &deprovisioned],
-                    )?;
-                }
-                Ok(())
-            })
-        })
+        let links = snapshot::last_per_anchor(links);
+        self.with(|db| db.tx(|db| write_links(db, step, &links, deprovisioned)))
     }
 
     fn select_links(&self, step: &str, deprovisioned: bool) -> Result<Vec<Link>, StoreError> {
@@ -430,38 +395,94 @@ impl PostgresStore {
     /// Writes `runs` with their ids, times and statuses as given (create or
     /// replace by id), and moves the id sequence past them.
     fn put_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
-        self.with(|db| {
-            db.tx(|db| {
-                for r in runs {
-                    db.execute(
-                        "INSERT INTO idsync_run (id, name, kind, started_ms, finished_ms, status,
-                                                 counts, message, log_path)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                         ON CONFLICT (id) DO UPDATE SET
-                             name = excluded.name, kind = excluded.kind,
-                             started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
-                             status = excluded.status, counts = excluded.counts,
-                             message = excluded.message, log_path = excluded.log_path",
-                        &[
-                            &r.id,
-                            &r.name,
-                            &r.kind,
-                            &r.started_ms,
-                            &r.finished_ms,
-                            &r.status,
-                            &r.counts.to_string(),
-                            &r.message,
-                            &r.log_path,
-                        ],
-                    )?;
-                }
-                db.batch(
-                    "SELECT setval(pg_get_serial_sequence('idsync_run', 'id'),
-                                   GREATEST((SELECT max(id) FROM idsync_run), 1))",
-                )
-            })
-        })
+        self.with(|db| db.tx(|db| write_runs(db, runs)))
     }
+}
+
+/// Inserts or updates `links` of `step` (checked, each source anchor once)
+/// in the session's current transaction: live ones, or (`deprovisioned`)
+/// kept for deprovisioned objects.
+fn write_links(db: &Db, step: &str, links: &[Link], deprovisioned: bool) -> Result<(), StoreError> {
+    for chunk in links.chunks(CHUNK) {
+        let col = |f: fn(&Link) -> Option<String>| -> Vec<Option<String>> {
+            chunk.iter().map(f).collect()
+        };
+        let sa = col(|l| Some(l.source_anchor.clone()));
+        let ta = col(|l| Some(l.target_anchor.clone()));
+        let dn = col(|l| Some(l.target_dn.clone()));
+        let sh = col(|l| l.source_hash.clone());
+        let dd = col(|l| l.desired_dn.clone());
+        let up: Vec<i64> = chunk.iter().map(|l| l.updated_ms).collect();
+        db.execute(
+            "INSERT INTO idsync_link (step, source_anchor, target_anchor, target_dn,
+                                      source_hash, desired_dn, updated_ms, deprovisioned_ms)
+             SELECT $1, u.sa, u.ta, u.dn, u.sh, u.dd, u.up,
+                    CASE WHEN $8 THEN u.up END
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+                  AS u(sa, ta, dn, sh, dd, up)
+             ON CONFLICT (step, source_anchor) DO UPDATE SET
+                 target_anchor = excluded.target_anchor,
+                 target_dn = excluded.target_dn,
+                 source_hash = excluded.source_hash,
+                 desired_dn = excluded.desired_dn,
+                 updated_ms = excluded.updated_ms,
+                 deprovisioned_ms = excluded.deprovisioned_ms",
+            &[&step, &sa, &ta, &dn, &sh, &dd, &up, &deprovisioned],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `runs` with their ids, times and statuses (create or replace by
+/// id) in the session's current transaction, and moves the id sequence past them.
+fn write_runs(db: &Db, runs: &[RunRecord]) -> Result<(), StoreError> {
+    for r in runs {
+        db.execute(
+            "INSERT INTO idsync_run (id, name, kind, started_ms, finished_ms, status,
+                                     counts, message, log_path)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET
+                 name = excluded.name, kind = excluded.kind,
+                 started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
+                 status = excluded.status, counts = excluded.counts,
+                 message = excluded.message, log_path = excluded.log_path",
+            &[
+                &r.id,
+                &r.name,
+                &r.kind,
+                &r.started_ms,
+                &r.finished_ms,
+                &r.status,
+                &r.counts.to_string(),
+                &r.message,
+                &r.log_path,
+            ],
+        )?;
+    }
+    db.batch(
+        "SELECT setval(pg_get_serial_sequence('idsync_run', 'id'),
+                       GREATEST((SELECT max(id) FROM idsync_run), 1))",
+    )
+}
+
+/// Writes `p` as `name` (checked) with its time (create or replace by name).
+fn write_profile(db: &Db, name: &str, p: &Profile) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO idsync_profile (name, kind, data, updated_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, data = excluded.data,
+             updated_ms = excluded.updated_ms",
+        &[&name, &p.kind, &p.data.to_string(), &p.updated_ms],
+    )?;
+    Ok(())
+}
+
+/// Creates or replaces a setting: key, value; the time is the server's now.
+fn put_setting_sql() -> String {
+    format!(
+        "INSERT INTO idsync_setting (key, value, updated_ms) VALUES ($1, $2, {NOW})
+         ON CONFLICT (key) DO UPDATE SET
+             value = excluded.value, updated_ms = excluded.updated_ms"
+    )
 }
 
 /// `url` with any password replaced, for a message about a URL that did not parse.
@@ -603,16 +624,8 @@ impl StateStore for PostgresStore {
 
     fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let key = validate_name("setting key", key)?;
-        self.with(|db| {
-            db.execute(
-                &format!(
-                    "INSERT INTO idsync_setting (key, value, updated_ms) VALUES ($1, $2, {NOW})
-                     ON CONFLICT (key) DO UPDATE SET
-                         value = excluded.value, updated_ms = excluded.updated_ms"
-                ),
-                &[&key, &value],
-            )
-        })?;
+        let sql = put_setting_sql();
+        self.with(|db| db.execute(&sql, &[&key, &value]))?;
         Ok(())
     }
 
@@ -715,6 +728,25 @@ impl StateStore for PostgresStore {
             })
         })?;
         Ok(rows.iter().map(row_to_link).collect())
+    }
+
+    fn link_to_target(&self, step: &str, target_anchor: &str) -> Result<Option<Link>, StoreError> {
+        let step = validate_name("step name", step)?;
+        let folded = target_anchor.to_ascii_lowercase();
+        let rows = self.with(|db| {
+            db.query(
+                &format!(
+                    "SELECT {LINK_COLUMNS} FROM idsync_link
+                     WHERE step = $1
+                       AND translate(target_anchor, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                                     'abcdefghijklmnopqrstuvwxyz') = $2
+                       AND deprovisioned_ms IS NULL
+                     ORDER BY source_anchor LIMIT 1"
+                ),
+                &[&step, &folded],
+            )
+        })?;
+        Ok(rows.first().map(row_to_link))
     }
 
     fn deprovisioned_links(&self, step: &str) -> Result<Vec<Link>, StoreError> {
@@ -939,14 +971,32 @@ impl StateStore for PostgresStore {
         self.with(|db| {
             db.tx(|db| {
                 for p in profiles {
-                    db.execute(
-                        "INSERT INTO idsync_profile (name, kind, data, updated_ms) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, data = excluded.data,
-                             updated_ms = excluded.updated_ms",
-                        &[&p.name.trim(), &p.kind, &p.data.to_string(), &p.updated_ms],
-                    )?;
+                    write_profile(db, p.name.trim(), p)?;
                 }
                 Ok(())
+            })
+        })
+    }
+
+    fn import_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let setting = put_setting_sql();
+        self.with(|db| {
+            db.tx(|db| {
+                snapshot::each_item(snapshot, |item| match item {
+                    Item::Profile(p) => {
+                        let name = validate_name("profile name", &p.name)?;
+                        write_profile(db, name, p)
+                    }
+                    Item::Setting(k, v) => {
+                        let k = validate_name("setting key", k)?;
+                        db.execute(&setting, &[&k, &v]).map(|_| ())
+                    }
+                    Item::Links(step, links, deprovisioned) => {
+                        let step = validate_name("step name", step)?;
+                        write_links(db, step, &snapshot::last_per_anchor(links), deprovisioned)
+                    }
+                    Item::Runs(runs) => write_runs(db, runs),
+                })
             })
         })
     }

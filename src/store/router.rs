@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::config_file::travels;
-use super::{Lease, LeaseTake, Link, Profile, RunRecord, StateStore, StoreError};
+use super::{Lease, LeaseTake, Link, Profile, RunRecord, Snapshot, StateStore, StoreError};
 
 /// Two stores behind one [`StateStore`].
 pub struct RouterStore {
@@ -140,6 +140,28 @@ impl StateStore for RouterStore {
     }
     fn import_profiles(&self, profiles: &[Profile]) -> Result<(), StoreError> {
         self.config.import_profiles(profiles)
+    }
+    /// One transaction in each store: profiles and travelling settings in
+    /// the configuration store first, then the rest in the sync store (two
+    /// databases cannot share one transaction).
+    fn import_snapshot(&self, s: &Snapshot) -> Result<(), StoreError> {
+        let (conf, sync): (Vec<_>, Vec<_>) = s
+            .settings
+            .iter()
+            .cloned()
+            .partition(|(k, _)| travels(k.trim()));
+        let config = Snapshot {
+            profiles: s.profiles.clone(),
+            settings: conf,
+            ..Snapshot::default()
+        };
+        self.config.import_snapshot(&config)?;
+        let rest = Snapshot {
+            profiles: Vec::new(),
+            settings: sync,
+            ..s.clone()
+        };
+        self.sync.import_snapshot(&rest)
     }
 }
 

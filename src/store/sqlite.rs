@@ -9,8 +9,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, StateStore, StoreError,
-    now_ms, validate_final_status, validate_name, validate_run_kind,
+    INTERRUPTED_MESSAGE, Lease, LeaseTake, Link, Profile, RunRecord, Snapshot, StateStore,
+    StoreError, now_ms,
+    snapshot::{self, Item},
+    validate_final_status, validate_name, validate_run_kind,
 };
 
 /// Schema migrations, applied in order: entry `i` takes the schema from
@@ -172,35 +174,7 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
-                                       source_hash, desired_dn, updated_ms, deprovisioned_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (step, source_anchor) DO UPDATE SET
-                         target_anchor = excluded.target_anchor,
-                         target_dn = excluded.target_dn,
-                         source_hash = excluded.source_hash,
-                         desired_dn = excluded.desired_dn,
-                         updated_ms = excluded.updated_ms,
-                         deprovisioned_ms = excluded.deprovisioned_ms",
-                )
-                .map_err(sql)?;
-            for l in links {
-                stmt.execute(params![
-                    step,
-                    l.source_anchor,
-                    l.target_anchor,
-                    l.target_dn,
-                    l.source_hash,
-                    l.desired_dn,
-                    l.updated_ms,
-                    deprovisioned.then_some(l.updated_ms)
-                ])
-                .map_err(sql)?;
-            }
-        }
+        write_links(&tx, step, links, deprovisioned).map_err(sql)?;
         // Dropping `tx` on an error above rolls everything back.
         tx.commit().map_err(sql)
     }
@@ -362,6 +336,41 @@ impl SqliteStore {
 }
 
 /// A count from SQLite (never negative) as `usize`.
+/// Inserts or updates `links` of `step` (already checked) on `conn`: live
+/// ones, or (`deprovisioned`) kept for deprovisioned objects.
+fn write_links(
+    conn: &Connection,
+    step: &str,
+    links: &[Link],
+    deprovisioned: bool,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO link (step, source_anchor, target_anchor, target_dn,
+                               source_hash, desired_dn, updated_ms, deprovisioned_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (step, source_anchor) DO UPDATE SET
+                 target_anchor = excluded.target_anchor,
+                 target_dn = excluded.target_dn,
+                 source_hash = excluded.source_hash,
+                 desired_dn = excluded.desired_dn,
+                 updated_ms = excluded.updated_ms,
+                 deprovisioned_ms = excluded.deprovisioned_ms",
+    )?;
+    for l in links {
+        stmt.execute(params![
+            step,
+            l.source_anchor,
+            l.target_anchor,
+            l.target_dn,
+            l.source_hash,
+            l.desired_dn,
+            l.updated_ms,
+            deprovisioned.then_some(l.updated_ms)
+        ])?;
+    }
+    Ok(())
+}
+
 fn to_usize(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
@@ -455,11 +464,7 @@ impl StateStore for SqliteStore {
     fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let key = validate_name("setting key", key)?;
         self.conn()
-            .execute(
-                "INSERT INTO setting (key, value, updated_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
-                params![key, value, now_ms()],
-            )
+            .execute(PUT_SETTING, params![key, value, now_ms()])
             .map_err(|e| self.sql_err(e))?;
         Ok(())
     }
@@ -828,28 +833,7 @@ impl StateStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        {
-            // AUTOINCREMENT keeps later ids above the largest inserted one.
-            let mut stmt = tx
-                .prepare(&format!(
-                    "INSERT OR REPLACE INTO run ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                ))
-                .map_err(sql)?;
-            for r in runs {
-                stmt.execute(params![
-                    r.id,
-                    r.name,
-                    r.kind,
-                    r.started_ms,
-                    r.finished_ms,
-                    r.status,
-                    r.counts.to_string(),
-                    r.message,
-                    r.log_path
-                ])
-                .map_err(sql)?;
-            }
-        }
+        write_runs(&tx, runs).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 
@@ -861,14 +845,72 @@ impl StateStore for SqliteStore {
             .map_err(sql)?;
         for p in profiles {
             let name = validate_name("profile name", &p.name)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO profile (name, kind, data, updated_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![name, p.kind, p.data.to_string(), p.updated_ms],
-            )
-            .map_err(sql)?;
+            write_profile(&tx, name, p).map_err(sql)?;
         }
         tx.commit().map_err(sql)
     }
+
+    fn import_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let sql = |e| self.sql_err(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        snapshot::each_item(snapshot, |item| match item {
+            Item::Profile(p) => {
+                let name = validate_name("profile name", &p.name)?;
+                write_profile(&tx, name, p).map_err(sql)
+            }
+            Item::Setting(k, v) => {
+                let k = validate_name("setting key", k)?;
+                tx.execute(PUT_SETTING, params![k, v, now_ms()])
+                    .map(|_| ())
+                    .map_err(sql)
+            }
+            Item::Links(step, links, deprovisioned) => {
+                let step = validate_name("step name", step)?;
+                write_links(&tx, step, links, deprovisioned).map_err(sql)
+            }
+            Item::Runs(runs) => write_runs(&tx, runs).map_err(sql),
+        })?;
+        // Dropping `tx` on an error above rolls everything back.
+        tx.commit().map_err(sql)
+    }
+}
+
+/// Creates or replaces a setting: key, value, time.
+const PUT_SETTING: &str = "INSERT INTO setting (key, value, updated_ms) VALUES (?1, ?2, ?3)
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms";
+
+/// Writes `p` as `name` (checked) with its time (create or replace by name) on `conn`.
+fn write_profile(conn: &Connection, name: &str, p: &Profile) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO profile (name, kind, data, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![name, p.kind, p.data.to_string(), p.updated_ms],
+    )?;
+    Ok(())
+}
+
+/// Writes `runs` with their ids (create or replace by id) on `conn`.
+fn write_runs(conn: &Connection, runs: &[RunRecord]) -> rusqlite::Result<()> {
+    // AUTOINCREMENT keeps later ids above the largest inserted one.
+    let mut stmt = conn.prepare(&format!(
+        "INSERT OR REPLACE INTO run ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?;
+    for r in runs {
+        stmt.execute(params![
+            r.id,
+            r.name,
+            r.kind,
+            r.started_ms,
+            r.finished_ms,
+            r.status,
+            r.counts.to_string(),
+            r.message,
+            r.log_path
+        ])?;
+    }
+    Ok(())
 }
 
 /// Bring the schema to [`MIGRATIONS`]`.len()`, all pending steps in one
