@@ -417,7 +417,7 @@ pub fn check_listen(addr: &str) -> Result<std::net::SocketAddr, String> {
     })?;
     if !a.ip().is_loopback() {
         return Err(format!(
-            "serve: refusing to listen on {addr}: only a loopback address (127.0.0.1, ::1) is served: /health and /metrics are plain HTTP (only the password endpoints take tls_cert / tls_key)"
+            "serve: refusing to listen on {addr}: only a loopback address (127.0.0.1, ::1) is served: /health and /metrics are plain HTTP (TLS is only for the password endpoints)"
         ));
     }
     Ok(a)
