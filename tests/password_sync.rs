@@ -358,3 +358,252 @@ fn a_change_reaches_the_linked_openldap_account_and_is_queued_while_slapd_is_dow
     assert_eq!(audit.lines().count(), 4, "{audit}");
     assert!(audit.contains("status=202"), "{audit}");
 }
+
+/// An AD → Entra users step (the Graph stand-in as the target): a change posted for the AD user
+/// sets the linked Entra user's `passwordProfile` (checked in the stand-in's own state). Without
+/// the password permission the push fails with the hint and no password in the answer; while
+/// Graph throttles every write (429, past the connector's own retries) the change is queued and
+/// delivered by the retries once Graph answers again.
+#[test]
+fn a_change_reaches_the_linked_entra_user_and_is_queued_while_graph_is_unavailable() {
+    use support::graph::{GraphFake, Scope, Throttle, USER_ADMINISTRATOR};
+    let Some(ad) = support::samba() else { return };
+    let az = GraphFake::start();
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "pwe");
+    let sam = support::unique("pe");
+    let dn_ad = ou.user("Eve Entra", &sam, "Start!Passw0rd-4");
+    let u = az.add_user(serde_json::json!({
+        "userPrincipalName": format!("{sam}@contoso.onmicrosoft.com"),
+        "displayName": "Eve Entra", "employeeId": sam, "accountEnabled": true,
+    }));
+    let steps = format!(
+        "let c = connect_ldap({}, #{{ bind_dn: {}, password: secret({}), ca_file: {} }});\n\
+         let az = connect_graph(#{{ tenant: {}, client_id: {}, client_secret: secret(\"AZ_SECRET\"), graph_url: {}, authority_url: {} }});\n\
+         let users = sync_step(\"ad-to-entra/pw-users\", c, az, #{{\n\
+           scope: #{{ base: {}, filter: \"(objectClass=user)\" }},\n\
+           join: #{{ employeeId: \"sAMAccountName\" }},\n\
+           flows: #{{ department: \"sAMAccountName\" }},\n\
+         }});\n",
+        lit(&ad.ldaps_url),
+        lit(&ad.admin_dn),
+        lit(ADMIN_PW_ENV),
+        lit(&ad.ca_file),
+        lit(&az.tenant_domain()),
+        lit(&az.client_id()),
+        lit(&az.url()),
+        lit(&az.url()),
+        lit(&ou.dn),
+    );
+    let script = |text: &str| {
+        let f = home.path().join(format!("{}.rhai", support::unique("s")));
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let out = idsync(home.path(), ad)
+        .env("AZ_SECRET", az.client_secret())
+        .arg(script(&format!(
+            "{steps}users.run();\nprint(`LINKS ${{links(\"ad-to-entra/pw-users\").len()}}`);\n"
+        )))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("LINKS 1"), "{text}");
+    assert_eq!(
+        az.object(&u).unwrap()["department"],
+        sam,
+        "joined, not created"
+    );
+
+    let port = free_port();
+    let file = script(&format!(
+        "{steps}password_sync(#{{ source: c, steps: [users], key: secret(\"WB_KEY\"), queue_key: secret(\"PWQ_KEY\"), listen: \"127.0.0.1:{port}\" }});\n"
+    ));
+    let err = home.path().join("entra-svc.stderr");
+    let child = idsync(home.path(), ad)
+        .env("AZ_SECRET", az.client_secret())
+        .arg("service")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let svc = Service { child, err };
+    assert!(
+        wait_until(Duration::from_secs(60), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "the service does not listen:\n{}",
+        svc.log()
+    );
+    let (pw1, pw2, pw3) = ("Entra-Pw-One1", "Entra-Pw-Two2", "Entra-Pw-Three3");
+    let password = || az.object(&u).unwrap()["passwordProfile"]["password"].clone();
+
+    // the app may not set passwords: a failure with the hint, never the password
+    let (s, b) = post(port, Some(KEY), &change_body(&sam, pw1));
+    assert_eq!(s, 502, "{b}\n{}", svc.log());
+    assert!(b.contains("User-PasswordProfile.ReadWrite.All"), "{b}");
+    assert!(!b.contains(pw1), "the answer quotes the password: {b}");
+    assert_ne!(password(), pw1);
+
+    // with the permission and a role: set at once, no change required at next sign-in
+    az.set_password_permission(true);
+    az.assign_role(USER_ADMINISTRATOR, &az.app_service_principal_id());
+    let (s, b) = post(port, Some(KEY), &change_body(&sam, pw2));
+    assert_eq!(s, 200, "{b}\n{}", svc.log());
+    assert_eq!(password(), pw2);
+    assert_eq!(
+        az.object(&u).unwrap()["passwordProfile"]["forceChangePasswordNextSignIn"],
+        false
+    );
+
+    // Graph throttles (429: not applied; the stand-in applies a write it answers 503) every
+    // attempt the connector makes (6 per push): the post and the
+    // first two retries (2 s, then 4 s later) are refused, so the change stays queued for
+    // seconds; then delivered
+    az.throttle(Throttle {
+        scope: Scope::Write,
+        after: 0,
+        count: 18,
+        status: 429,
+        retry_after: Some(0),
+    });
+    let (s, b) = post(port, Some(KEY), &change_body(&dn_ad, pw3));
+    assert_eq!(s, 202, "{b}\n{}", svc.log());
+    assert!(b.contains("queued"), "{b}");
+    let patches = || {
+        az.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        password(),
+        pw2,
+        "not set while Graph refused: {:?}\n{}",
+        patches(),
+        svc.log()
+    );
+    let queue = home.path().join("password-queue.sealed");
+    let raw = std::fs::read(&queue).expect("the queue file exists");
+    assert!(
+        !raw.windows(pw3.len()).any(|w| w == pw3.as_bytes()),
+        "the queue file holds the clear text"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || password() == pw3),
+        "the queued change was not delivered:\n{}",
+        svc.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !queue.exists()),
+        "the queue is emptied"
+    );
+    drop(svc);
+    for pw in [pw1, pw2, pw3] {
+        let found = files_containing(home.path(), pw);
+        assert!(found.is_empty(), "{pw:?} is written in {found:?}");
+    }
+}
+
+/// A change queued while slapd is down is dropped once it is older than `max_age` (here 3 s
+/// through the `IDSYNC_PASSWORD_MAX_AGE_MS` test knob): the log says so by name, the queue file
+/// goes, and when slapd comes back the old password still binds (nothing is delivered).
+#[test]
+fn a_queued_change_older_than_max_age_is_dropped_and_never_delivered() {
+    let Some(ad) = support::samba() else { return };
+    let Some(mut ol) = support::private_slapd(None) else {
+        return;
+    };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "pwx");
+    let sam = support::unique("px");
+    ou.user("Max Age", &sam, "Start!Passw0rd-6");
+    let dn_ol = format!("uid={sam},ou=people,dc=example,dc=com");
+    ol.ldapadd(&format!(
+        "dn: {dn_ol}\nobjectClass: inetOrgPerson\nuid: {sam}\ncn: Max Age\nsn: Age\nuserPassword: Old-Pw-6\n"
+    ));
+    let steps = format!(
+        "let c = connect_ldap({}, #{{ bind_dn: {}, password: secret({}), ca_file: {} }});\n\
+         let ol = connect_ldap({}, #{{ bind_dn: {}, password: secret({}) }});\n\
+         let users = sync_step(\"ad-to-ldap/pw-age\", c, ol, #{{\n\
+           scope: #{{ base: {}, filter: \"(objectClass=user)\" }},\n\
+           join: #{{ uid: \"sAMAccountName\" }},\n\
+           flows: #{{ description: \"sAMAccountName\" }},\n\
+           target_base: \"ou=people,dc=example,dc=com\",\n\
+         }});\n",
+        lit(&ad.ldaps_url),
+        lit(&ad.admin_dn),
+        lit(ADMIN_PW_ENV),
+        lit(&ad.ca_file),
+        lit(&ol.url),
+        lit(&ol.admin_dn),
+        lit(support::PW_ENV),
+        lit(&ou.dn),
+    );
+    let (code, out, err) = run_script(home.path(), ad, &format!("{steps}users.run();\n"));
+    assert_eq!(code, 0, "{out}{err}");
+
+    let port = free_port();
+    let file = home.path().join("age.rhai");
+    std::fs::write(
+        &file,
+        format!(
+            "{steps}password_sync(#{{ source: c, steps: [users], key: secret(\"WB_KEY\"), queue_key: secret(\"PWQ_KEY\"), listen: \"127.0.0.1:{port}\" }});\n"
+        ),
+    )
+    .unwrap();
+    let err = home.path().join("age.stderr");
+    let child = idsync(home.path(), ad)
+        .env("IDSYNC_PASSWORD_MAX_AGE_MS", "3000")
+        .arg("service")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let svc = Service { child, err };
+    assert!(
+        wait_until(Duration::from_secs(60), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "the service does not listen:\n{}",
+        svc.log()
+    );
+
+    ol.kill();
+    let pw = "Aged-Pw-Gone6";
+    let (s, b) = post(port, Some(KEY), &change_body(&sam, pw));
+    assert_eq!(s, 202, "{b}\n{}", svc.log());
+    let queue = home.path().join("password-queue.sealed");
+    assert!(queue.exists(), "queued while slapd is down");
+    assert!(
+        wait_until(Duration::from_secs(60), || svc
+            .log()
+            .contains("older than max_age")),
+        "not dropped:\n{}",
+        svc.log()
+    );
+    assert!(svc.log().contains(&dn_ol), "the log names the account");
+    assert!(!queue.exists(), "the queue is empty after the drop");
+    ol.restart();
+    assert!(
+        whoami(&ol, &dn_ol, "Old-Pw-6"),
+        "the old password still binds"
+    );
+    assert!(
+        !whoami(&ol, &dn_ol, pw),
+        "the dropped change was not delivered"
+    );
+    drop(svc);
+    assert!(files_containing(home.path(), pw).is_empty());
+}

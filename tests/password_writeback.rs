@@ -519,3 +519,203 @@ fn disabled_write_back_answers_403_and_the_status_says_so() {
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("without TLS"), "{err}");
 }
+
+/// `curl` over HTTPS to `path` with `extra` arguments and `body` on stdin; the status (0 when
+/// curl got no answer).
+fn curl_raw(port: u16, cert: &Path, path: &str, extra: &[&str], body: &str) -> u16 {
+    let mut child = Command::new("curl")
+        .args(["-s", "--max-time", "30", "--cacert"])
+        .arg(cert)
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            "@-",
+        ])
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run curl");
+    let _ = child.stdin.take().unwrap().write_all(body.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// A raw request (not HTTP) sent over TLS with `openssl s_client`; what came back.
+fn tls_raw(port: u16, cert: &Path, raw: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof", "-CAfile"])
+        .arg(cert)
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    let _ = child.stdin.take().unwrap().write_all(raw);
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+}
+
+#[test]
+fn sighup_with_enabled_false_turns_a_200_into_a_403() {
+    let Some(ad) = support::samba() else { return };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "pwh");
+    let sam = support::unique("ph");
+    let pw0 = "Start!Passw0rd-5";
+    let dn = ou.user("Hal Hup", &sam, pw0);
+    let csv = home.path().join("hr.csv");
+    std::fs::write(&csv, format!("employee_id,sam,status\n1,{sam},active\n")).unwrap();
+    let steps = step_script(ad, &ou.dn, &csv);
+    let (code, out, err) = run_script(home.path(), ad, &format!("{steps}users.run();\n"));
+    assert_eq!(code, 0, "{out}{err}");
+    let (cert, key) = tls_files(home.path());
+    let port = free_port();
+    let wb = |enabled: bool| {
+        format!(
+            "{steps}password_writeback(#{{ step: users, ad: c, listen: \"127.0.0.1:{port}\", tls_cert: {}, tls_key: {}, key: secret(\"WB_KEY\"), enabled: {enabled} }});\n",
+            lit(&cert.display().to_string()),
+            lit(&key.display().to_string())
+        )
+    };
+    let file = home.path().join("hup.rhai");
+    std::fs::write(&file, wb(true)).unwrap();
+    let err = home.path().join("hup.stderr");
+    let child = idsync(home.path(), ad)
+        .arg("service")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("start idsync service");
+    let svc = Service { child, err };
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the service does not listen:\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // enabled: a reset is done
+    let pw1 = "N3w-Str0ng!Hup1";
+    let (s, b) = post(port, &cert, Some(KEY), &reset_body("1", pw1));
+    assert_eq!(s, 200, "{b}\n{}", svc.log());
+    assert!(bind_ldaps(ad, &dn, pw1), "the reset applied");
+
+    // the script now says enabled: false; after SIGHUP the same endpoint answers 403
+    std::fs::write(&file, wb(false)).unwrap();
+    unsafe { libc::kill(svc.child.id() as i32, libc::SIGHUP) };
+    let t = Instant::now();
+    while !svc.log().contains("SIGHUP: password endpoints") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no reload logged:\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(svc.log().contains("DISABLED"), "{}", svc.log());
+    let pw2 = "N3w-Str0ng!Hup2";
+    let (s, b) = post(port, &cert, Some(KEY), &reset_body("1", pw2));
+    assert_eq!(s, 403, "{b}\n{}", svc.log());
+    assert!(b.contains("disabled"), "{b}");
+    assert!(
+        ad.can_bind(&dn, pw1),
+        "disabled after SIGHUP: nothing changed"
+    );
+    drop(svc);
+    let audit = std::fs::read_to_string(home.path().join("password-audit.log")).unwrap();
+    assert_eq!(audit.lines().count(), 2, "one line per request:\n{audit}");
+    for pw in [pw1, pw2] {
+        let found = files_containing(home.path(), pw);
+        assert!(found.is_empty(), "{pw:?} is written in {found:?}");
+    }
+}
+
+#[test]
+fn requests_refused_by_the_http_layer_are_audited_without_their_body() {
+    let Some(ad) = support::samba() else { return };
+    let home = support::temp_home();
+    let ou = Scratch::new(ad, "pwr");
+    let csv = home.path().join("hr.csv");
+    std::fs::write(&csv, "employee_id,sam,status\n").unwrap();
+    let steps = step_script(ad, &ou.dn, &csv);
+    let (cert, key) = tls_files(home.path());
+    let port = free_port();
+    let svc = Service::start(
+        home.path(),
+        ad,
+        &format!(
+            "{steps}password_writeback(#{{ step: users, ad: c, listen: \"127.0.0.1:{port}\", tls_cert: {}, tls_key: {}, key: secret(\"WB_KEY\") }});\n",
+            lit(&cert.display().to_string()),
+            lit(&key.display().to_string())
+        ),
+        port,
+    );
+
+    // refused before any handler: each is one audit line, with no body in it
+    let marker = "Body-Secret!Pw9";
+    let big = format!(
+        "{{\"identity\":\"1\",\"password\":\"{marker}\",\"pad\":\"{}\"}}",
+        "x".repeat(20_000)
+    );
+    let small = reset_body("1", marker);
+    let auth = format!("Authorization: Bearer {KEY}");
+    assert_eq!(
+        curl_raw(port, &cert, "/v1/password/reset", &["-H", &auth], &big),
+        413
+    );
+    assert_eq!(
+        curl_raw(
+            port,
+            &cert,
+            "/v1/password/reset",
+            &["-H", &auth, "-H", "Transfer-Encoding: chunked"],
+            &small
+        ),
+        411
+    );
+    let huge = format!("X-Filler: {}", "y".repeat(9000));
+    assert_eq!(
+        curl_raw(port, &cert, "/v1/password/reset", &["-H", &huge], &small),
+        431
+    );
+    assert_eq!(
+        curl_raw(port, &cert, "/v1/nowhere", &["-H", &auth], &small),
+        404
+    );
+    let answer = tls_raw(
+        port,
+        &cert,
+        format!("GARBAGE\x01 {marker}\r\n\r\n").as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+
+    drop(svc);
+    let audit = std::fs::read_to_string(home.path().join("password-audit.log")).unwrap();
+    assert_eq!(audit.lines().count(), 5, "one line per request:\n{audit}");
+    for want in [
+        "status=413",
+        "status=411",
+        "status=431",
+        "status=404",
+        "status=400",
+        "refused by the HTTP layer",
+        "/v1/nowhere",
+    ] {
+        assert!(audit.contains(want), "{want} missing:\n{audit}");
+    }
+    let found = files_containing(home.path(), marker);
+    assert!(found.is_empty(), "the body is written in {found:?}");
+}

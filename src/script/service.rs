@@ -409,14 +409,15 @@ fn notify_def(opts: &Map) -> ScriptResult<Vec<NotifyDef>> {
     Ok(out)
 }
 
-/// Checks a `serve` address: loopback only (TLS is not supported yet).
+/// Checks a `serve` address: loopback only (`/health` and `/metrics` are
+/// served in plain HTTP; only the password endpoints take TLS).
 pub fn check_listen(addr: &str) -> Result<std::net::SocketAddr, String> {
     let a: std::net::SocketAddr = addr.parse().map_err(|_| {
         format!("serve: listen {addr:?} is not an address and port such as \"127.0.0.1:9184\"")
     })?;
     if !a.ip().is_loopback() {
         return Err(format!(
-            "serve: refusing to listen on {addr}: only a loopback address (127.0.0.1, ::1) is served without TLS, and TLS is not supported yet"
+            "serve: refusing to listen on {addr}: only a loopback address (127.0.0.1, ::1) is served: /health and /metrics are plain HTTP (TLS is only for the password endpoints)"
         ));
     }
     Ok(a)
@@ -593,7 +594,8 @@ pub mod service_api {
 
     /// Where `idsync service` answers `GET /health` (JSON) and
     /// `GET /metrics` (Prometheus text): `listen: "127.0.0.1:9184"`. Only a
-    /// loopback address is accepted (TLS is not supported yet). Outside
+    /// loopback address is accepted (these pages are plain HTTP; only the
+    /// password endpoints take TLS). Outside
     /// `idsync service` it only records.
     ///
     /// Example:

@@ -142,7 +142,7 @@ fn evaluate(path: &Path) -> Result<(Session, Declared), String> {
             let d = take_declared();
             if d.schedules.is_empty() && !crate::script::password::declared_any() {
                 return Err(format!(
-                    "{}: the script schedules nothing (add schedule(step, #{{ every: \"30m\" }}))",
+                    "{}: the script schedules nothing and declares no password endpoint (add schedule(step, #{{ every: \"30m\" }}), password_writeback(...) or password_sync(...))",
                     path.display()
                 ));
             }

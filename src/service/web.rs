@@ -95,6 +95,11 @@ impl Response {
 pub type Handler =
     Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
 
+/// Told of every request the server itself refused (400, 408, 411, 413,
+/// 431) before any handler saw it: the caller, the status, the path when
+/// the head was read (else empty) and the answer's text. Never the body.
+pub type Rejected = Arc<dyn Fn(SocketAddr, u16, &str, &str) + Send + Sync>;
+
 /// Bounds on what a caller may send.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -160,6 +165,18 @@ pub fn serve(
     limits: Limits,
     handler: Handler,
 ) -> Result<SocketAddr, String> {
+    serve_with(addr, tls, limits, handler, None)
+}
+
+/// [`serve`], telling `rejected` of every request refused before the
+/// handler (the password endpoints audit them).
+pub fn serve_with(
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    handler: Handler,
+    rejected: Option<Rejected>,
+) -> Result<SocketAddr, String> {
     if tls.is_none() && !addr.ip().is_loopback() {
         return Err(format!(
             "refusing to listen on {addr} without TLS (loopback only in plain HTTP)"
@@ -178,16 +195,17 @@ pub fn serve(
             };
             let handler = handler.clone();
             let tls = tls.clone();
+            let rejected = rejected.clone();
             tokio::spawn(async move {
                 match tls {
-                    None => connection(sock, peer, limits, handler).await,
+                    None => connection(sock, peer, limits, handler, rejected).await,
                     Some(acc) => {
                         let Ok(Ok(s)) =
                             tokio::time::timeout(limits.read_timeout, acc.accept(sock)).await
                         else {
                             return;
                         };
-                        connection(s, peer, limits, handler).await
+                        connection(s, peer, limits, handler, rejected).await
                     }
                 }
             });
@@ -198,8 +216,8 @@ pub fn serve(
 
 /// Why a request could not be read: the answer to send, if any.
 enum ReadError {
-    /// Send this and close.
-    Answer(Response),
+    /// Send this and close (the path, when the head was read).
+    Answer(Response, String),
     /// The caller went away or was too slow: close without an answer.
     Gone,
 }
@@ -209,18 +227,25 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     peer: SocketAddr,
     limits: Limits,
     handler: Handler,
+    rejected: Option<Rejected>,
 ) {
     let req = match tokio::time::timeout(limits.read_timeout, read_request(&mut sock, peer, limits))
         .await
     {
         Ok(Ok(r)) => r,
-        Ok(Err(ReadError::Answer(resp))) => {
+        Ok(Err(ReadError::Answer(resp, path))) => {
+            if let Some(f) = &rejected {
+                f(peer, resp.status, &path, resp.body.trim_end());
+            }
             let _ = write_response(&mut sock, &resp).await;
             return;
         }
         Ok(Err(ReadError::Gone)) => return,
         Err(_) => {
             let resp = Response::text(408, "request not received in time\n");
+            if let Some(f) = &rejected {
+                f(peer, resp.status, "", resp.body.trim_end());
+            }
             let _ = write_response(&mut sock, &resp).await;
             return;
         }
@@ -248,6 +273,12 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         let mut hs = [httparse::EMPTY_HEADER; 32];
         let mut r = httparse::Request::new(&mut hs);
         match r.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) if len > limits.head_bytes => {
+                return Err(ReadError::Answer(
+                    Response::text(431, "request head too large\n"),
+                    String::new(),
+                ));
+            }
             Ok(httparse::Status::Complete(len)) => {
                 let headers: Vec<(String, String)> = r
                     .headers
@@ -265,23 +296,23 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > limits.head_bytes {
-                    return Err(ReadError::Answer(Response::text(
-                        431,
-                        "request head too large\n",
-                    )));
+                    return Err(ReadError::Answer(
+                        Response::text(431, "request head too large\n"),
+                        String::new(),
+                    ));
                 }
             }
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(ReadError::Answer(Response::text(
-                    431,
-                    "too many request headers\n",
-                )));
+                return Err(ReadError::Answer(
+                    Response::text(431, "too many request headers\n"),
+                    String::new(),
+                ));
             }
             Err(e) => {
-                return Err(ReadError::Answer(Response::text(
-                    400,
-                    format!("malformed request: {e}\n"),
-                )));
+                return Err(ReadError::Answer(
+                    Response::text(400, format!("malformed request: {e}\n")),
+                    String::new(),
+                ));
             }
         }
     };
@@ -292,22 +323,31 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             .map(|(_, v)| v.as_str())
     };
     if find("transfer-encoding").is_some() {
-        return Err(ReadError::Answer(Response::text(
-            411,
-            "send the body with Content-Length (chunked transfer encoding is not accepted)\n",
-        )));
+        return Err(ReadError::Answer(
+            Response::text(
+                411,
+                "send the body with Content-Length (chunked transfer encoding is not accepted)\n",
+            ),
+            path,
+        ));
     }
     let length = match find("content-length") {
         None => 0,
         Some(v) => v.parse::<usize>().map_err(|_| {
-            ReadError::Answer(Response::text(400, "Content-Length is not a number\n"))
+            ReadError::Answer(
+                Response::text(400, "Content-Length is not a number\n"),
+                path.clone(),
+            )
         })?,
     };
     if length > limits.body_bytes {
-        return Err(ReadError::Answer(Response::text(
-            413,
-            format!("body too large (at most {} bytes)\n", limits.body_bytes),
-        )));
+        return Err(ReadError::Answer(
+            Response::text(
+                413,
+                format!("body too large (at most {} bytes)\n", limits.body_bytes),
+            ),
+            path,
+        ));
     }
     let mut body = buf.split_off(head_len);
     if body.is_empty()
@@ -390,7 +430,7 @@ mod tests {
             read_request(&mut server, peer, limits)
                 .await
                 .map_err(|e| match e {
-                    ReadError::Answer(r) => r.status,
+                    ReadError::Answer(r, _) => r.status,
                     ReadError::Gone => 0,
                 })
         })

@@ -140,6 +140,9 @@ struct Token {
 
 /// Attempts per request (the first try plus retries).
 const MAX_ATTEMPTS: u32 = 6;
+/// The words a refusal that outlasted every retry (429, 503, 504) carries;
+/// callers that queue work for later (password sync) recognise it by them.
+pub const STILL_REFUSED: &str = "still refused after";
 /// Backoff when the server names no wait: 1, 2, 4, 8, 16 s (± jitter), capped.
 const BACKOFF_CAP: Duration = Duration::from_secs(32);
 
@@ -304,9 +307,7 @@ impl GraphHttp {
         let err = graph_error(status, &r.body, call.what);
         let retried = status == 429 || (matches!(status, 503 | 504) && call.repeat == Repeat::Safe);
         if retried {
-            Error::Other(format!(
-                "{err} (still refused after {MAX_ATTEMPTS} attempts)"
-            ))
+            Error::Other(format!("{err} ({STILL_REFUSED} {MAX_ATTEMPTS} attempts)"))
         } else if matches!(status, 503 | 504) {
             Error::Other(format!(
                 "{err} (a create is not repeated after {status}: the server may have applied it; check before running again)"

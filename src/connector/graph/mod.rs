@@ -19,6 +19,8 @@ mod identity;
 mod options;
 mod page;
 
+pub use http::STILL_REFUSED;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -152,7 +152,18 @@ pub fn start(store: Arc<dyn StateStore>, staging: bool) -> Result<(), String> {
             let st = st.clone();
             Box::pin(async move { answer(&st, req).await })
         });
-        let bound = web::serve(e.listen, tls, Limits::default(), handler)
+        let st = state.clone();
+        let rejected: web::Rejected = Arc::new(
+            move |peer: std::net::SocketAddr, status: u16, path: &str, why: &str| {
+                let result = if path.is_empty() {
+                    format!("refused by the HTTP layer: {why}")
+                } else {
+                    format!("refused by the HTTP layer: {path}: {why}")
+                };
+                st.audit.line(peer, "-", "", status, &result);
+            },
+        );
+        let bound = web::serve_with(e.listen, tls, Limits::default(), handler, Some(rejected))
             .map_err(|err| format!("password endpoint: {err}"))?;
         super::daemon::log(&format!(
             "password endpoints on {}://{bound}: {}",
@@ -281,6 +292,13 @@ async fn answer(state: &State, req: Request) -> Response {
         "/v1/password/reset" => "reset",
         "/v1/password/changed" => "changed",
         _ => {
+            state.audit.line(
+                req.peer,
+                "-",
+                "",
+                404,
+                &format!("refused: unknown path {} {}", req.method, req.path),
+            );
             return Response::json(
                 404,
                 &json!({ "error": "not found: POST /v1/password/reset or /v1/password/changed" }),
@@ -288,6 +306,13 @@ async fn answer(state: &State, req: Request) -> Response {
         }
     };
     if req.method != "POST" {
+        state.audit.line(
+            req.peer,
+            kind,
+            "",
+            405,
+            &format!("refused: method {}", req.method),
+        );
         return Response::json(405, &json!({ "error": format!("only POST {}", req.path) }))
             .with_header("Allow", "POST");
     }
@@ -297,6 +322,13 @@ async fn answer(state: &State, req: Request) -> Response {
         _ => sy.as_ref().map(|s| s.key.clone()),
     };
     let Some(key) = key else {
+        state.audit.line(
+            req.peer,
+            kind,
+            "",
+            404,
+            "refused: not declared by this service",
+        );
         return Response::json(
             404,
             &json!({ "error": format!("{} is not declared by this service", req.path) }),

@@ -15,9 +15,15 @@ use crate::script::password::SyncDef;
 use crate::service::daemon::log;
 use crate::sync::clock;
 
-/// True when the failure may pass by itself (the target down or slow).
+/// True when the failure may pass by itself: the target down or slow, or
+/// (Entra) still throttled or unavailable (429/503/504) after the
+/// connector's own retries.
 fn transient(e: &ConnError) -> bool {
-    matches!(e, ConnError::Connection(_))
+    match e {
+        ConnError::Connection(_) => true,
+        ConnError::Other(t) => t.contains(crate::connector::graph::STILL_REFUSED),
+        _ => false,
+    }
 }
 
 /// Answers one authenticated, rate-checked change.
@@ -148,13 +154,24 @@ pub async fn changed(state: &State, def: &SyncDef, identity: &str, pw: &Secret) 
     )
 }
 
+/// `max_age` in force: the script's, or `IDSYNC_PASSWORD_MAX_AGE_MS` when
+/// set (a test knob: lets a test see a queued change dropped in seconds).
+fn max_age(def: &SyncDef) -> std::time::Duration {
+    std::env::var("IDSYNC_PASSWORD_MAX_AGE_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(def.max_age)
+}
+
 /// One pass over the queue: drops what is older than `max_age`, tries
 /// what is due. Logs names and DNs, never a password.
 pub async fn retry(state: &State) {
     let Some(q) = &state.queue else { return };
     let Some(def) = state.sync_def() else { return };
     let now = clock::now_ms();
-    match q.expire(now, def.max_age) {
+    match q.expire(now, max_age(&def)) {
         Ok(old) => {
             for i in old {
                 log(&format!(
