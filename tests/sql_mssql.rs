@@ -240,8 +240,7 @@ async fn a_server_error_token_is_reported_with_sql_server_s_message_and_number()
             &[Param::from("x".to_string())],
         )
         .await
-        .err()
-        .expect("the error token is an error");
+        .expect_err("the error token is an error");
     assert!(matches!(e, Error::Object { .. }), "{e:?}");
     let text = e.to_string();
     assert!(

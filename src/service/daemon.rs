@@ -571,15 +571,15 @@ fn stop(scheds: &mut [Sched], inst: &mut Instance, store: &Arc<dyn StateStore>) 
     // busy stops at its next operation, as under Ctrl-C.
     crate::script::interrupt::token().cancel();
     for s in scheds.iter_mut() {
-        if let Some(r) = s.running.take() {
-            if let Ok(o) = r.handle.join() {
-                log(&format!(
-                    "{}: {}: {}",
-                    s.def.name(),
-                    o.result.word(),
-                    o.message
-                ));
-            }
+        if let Some(r) = s.running.take()
+            && let Ok(o) = r.handle.join()
+        {
+            log(&format!(
+                "{}: {}: {}",
+                s.def.name(),
+                o.result.word(),
+                o.message
+            ));
         }
         if inst.active {
             save_state(s, store);

@@ -62,8 +62,8 @@ impl Message {
 
 /// Sends `msg` to every target, in the background; `log` reports failures.
 pub fn send(targets: &[NotifyDef], msg: Message, log: fn(&str)) {
-    for t in targets.iter().cloned() {
-        let msg = msg.clone();
+    for t in targets {
+        let (t, msg) = (t.clone(), msg.clone());
         let _ = std::thread::Builder::new()
             .name("idsync-notify".into())
             .spawn(move || {

@@ -364,7 +364,7 @@ impl MssqlStore {
             target,
             inner: Mutex::new(Inner { rt, client: None }),
         };
-        store.with(|db| migrate(db))?;
+        store.with(migrate)?;
         Ok(store)
     }
 
@@ -402,14 +402,12 @@ impl MssqlStore {
                 });
             };
             let lost = std::cell::Cell::new(false);
-            let db = Db {
+            let r = f(&Db {
                 rt: &inner.rt,
                 c: RefCell::new(c),
                 shown: &self.shown,
                 lost: &lost,
-            };
-            let r = f(&db);
-            drop(db);
+            });
             if lost.get() {
                 inner.client = None;
             }

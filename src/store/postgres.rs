@@ -237,7 +237,7 @@ impl PostgresStore {
             target,
             inner: Mutex::new(Inner { rt, client: None }),
         };
-        store.with(|db| migrate(db))?;
+        store.with(migrate)?;
         Ok(store)
     }
 

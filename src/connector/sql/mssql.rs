@@ -155,7 +155,7 @@ fn ado_pairs(s: &str) -> Result<Vec<(String, String)>> {
                         Some(c) => val.push(c),
                     }
                 }
-                while let Some(c) = chars.next() {
+                for c in chars.by_ref() {
                     if c == ';' {
                         break;
                     }

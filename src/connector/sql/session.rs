@@ -72,7 +72,7 @@ pub enum Session {
     /// PostgreSQL (its driver task runs on the runtime).
     Pg(tokio_postgres::Client),
     /// SQL Server (one request at a time), and whether it was lost.
-    Ms(tokio::sync::Mutex<MsClient>, AtomicBool),
+    Ms(Box<tokio::sync::Mutex<MsClient>>, AtomicBool),
 }
 
 /// Rows as text cells (NULL as `None`).
@@ -84,7 +84,7 @@ impl Session {
         match e {
             Endpoint::Pg(t) => Ok(Session::Pg(client::open(t).await?)),
             Endpoint::Ms(t) => Ok(Session::Ms(
-                tokio::sync::Mutex::new(mssql::open(t).await?),
+                Box::new(tokio::sync::Mutex::new(mssql::open(t).await?)),
                 AtomicBool::new(false),
             )),
         }
