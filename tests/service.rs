@@ -256,6 +256,13 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+/// A `where` that takes ~2 ms per object, so a 1,500- or 3,000-object first run
+/// lasts seconds however fast the writes are: tests that cut a run mid-way
+/// (SIGTERM, SIGKILL, a timeout) must not race a run that already ended.
+fn slow_where() -> String {
+    format!("{} true", spin(0.002))
+}
+
 /// A spin of `secs` seconds inside a closure (Rhai has no sleep).
 fn spin(secs: f64) -> String {
     format!("let t0 = timestamp(); while t0.elapsed < {secs} {{}}")
@@ -349,7 +356,7 @@ fn sigterm_during_a_run_records_it_and_exits_promptly() {
     f.add_people(&uids.iter().map(String::as_str).collect::<Vec<_>>());
     let script = format!(
         "{}schedule(st, #{{ every: \"1h\" }});\n",
-        f.step_script("true")
+        f.step_script(&slow_where())
     );
     let file = f.write_script("svc.rhai", &script);
     let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
@@ -970,7 +977,7 @@ fn a_run_past_its_timeout_is_interrupted_recorded_and_keeps_the_links_of_what_it
     // A large first batch; the timeout cuts it after 2 s, in the middle of the writes.
     let script = format!(
         "{}schedule(st, #{{ every: \"1h\", timeout: \"2s\" }});\n",
-        f.step_script("true")
+        f.step_script(&slow_where())
     );
     let file = f.write_script("svc.rhai", &script);
     let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
@@ -1096,7 +1103,7 @@ fn on_a_shared_postgresql_store_a_standby_on_another_host_takes_over_also_from_a
         "svc.rhai",
         &format!(
             "{}schedule(st, #{{ every: \"1s\" }});\n",
-            f.step_script("true")
+            f.step_script(&slow_where())
         ),
     );
     let args = ["--heartbeat", "1s", "--lease-period", "5s"];
