@@ -12,7 +12,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use support::Ldap;
+use support::password::{files_containing, password_body, post_json};
 
 const ADMIN_PW_ENV: &str = "IDSYNC_TEST_AD_ADMIN_PW";
 const KEY: &str = "test-sync-key-0123456789abcdef";
@@ -155,72 +155,18 @@ impl Drop for Service {
     }
 }
 
-/// `curl` POST of `body` (on stdin, so no password is on a command line) to
-/// `http://127.0.0.1:PORT/v1/password/changed`; (status, body).
+/// POST `body` to the plain-HTTP (loopback) `/v1/password/changed`.
 fn post(port: u16, key: Option<&str>, body: &str) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "--max-time",
-        "60",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        "@-",
-    ]);
-    if let Some(k) = key {
-        cmd.args(["-H", &format!("Authorization: Bearer {k}")]);
-    }
-    cmd.arg(format!("http://127.0.0.1:{port}/v1/password/changed"));
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run curl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (b, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let code = code.trim().parse().unwrap_or_else(|_| {
-        panic!(
-            "curl gave no status: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, b.to_string())
+    post_json(
+        &format!("http://127.0.0.1:{port}/v1/password/changed"),
+        None,
+        key,
+        body,
+    )
 }
 
 fn change_body(identity: &str, pw: &str) -> String {
-    serde_json::json!({ "identity": identity, "password": pw }).to_string()
-}
-
-/// Every file under `dir`, as bytes, that contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-            {
-                found.push(p);
-            }
-        }
-    }
-    found
+    password_body(identity, pw)
 }
 
 /// `ldapwhoami` against slapd as `dn` with `pw`: true when it binds.

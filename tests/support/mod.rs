@@ -23,6 +23,7 @@
 
 pub mod graph;
 pub mod ldif;
+pub mod password;
 pub mod postgres;
 pub mod report;
 
