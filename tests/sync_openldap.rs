@@ -387,6 +387,62 @@ fn initial_sync_creates_in_scope_objects_then_second_run_writes_nothing() {
 // ---------------------------------------------------------------------------------------------
 // 2. preview
 
+/// More creates than one commit batch (500): after the first batch the anchors of new
+/// objects are read back per batch by one search of what changed since the target's mark,
+/// not one read per create. Each link must still hold its own object's entryUUID, as
+/// `ldapsearch` shows it, and a second run must find every object by it.
+#[test]
+fn creates_past_one_batch_link_each_object_to_its_own_entry_uuid() {
+    let Some(l) = support::slapd() else { return };
+    let f = fx(l, "batch");
+    let count = 1234;
+    f.add_numbered(count, 4);
+    let r = f.run_ok(&f.opts("#{ action: \"delete\" }"), "st.run()");
+    counts(&r, &[("created", count as i64), ("failed", 0)]);
+    let uuids: BTreeMap<String, String> = search(l, &f.dst, "one", "", &["entryUUID"])
+        .into_iter()
+        .map(|(dn, a)| (dn.to_ascii_lowercase(), one(&a, "entryUUID")))
+        .collect();
+    assert_eq!(uuids.len(), count);
+    let links = f.links();
+    assert_eq!(links.len(), count);
+    let mut anchors = std::collections::BTreeSet::new();
+    for link in &links {
+        let dn = s(link, "target_dn").to_ascii_lowercase();
+        let anchor = s(link, "target_anchor");
+        assert_eq!(
+            uuids.get(&dn).map(String::as_str),
+            Some(anchor),
+            "the link of {dn} holds another anchor"
+        );
+        anchors.insert(anchor);
+    }
+    assert_eq!(anchors.len(), count, "two links share an anchor");
+    // Nothing to write, nothing written.
+    let before = snapshot(l, &f.dst);
+    let r = f.run_ok(&f.opts("#{ action: \"delete\" }"), "st.run()");
+    counts(&r, &[("unchanged", count as i64)]);
+    assert_eq!(
+        snapshot(l, &f.dst),
+        before,
+        "the second run wrote to the target"
+    );
+    // One of the last objects created, renamed by hand, is found by its anchor: its
+    // source's change lands on it, and nothing is created twice.
+    let last = f.dst_dn("p1233");
+    let uuid = uuids[&last.to_ascii_lowercase()].clone();
+    l.ldapmodify(&format!(
+        "dn: {last}\nchangetype: modrdn\nnewrdn: uid=moved1233\ndeleteoldrdn: 0\n"
+    ));
+    modify(l, &f.src_dn("p1233"), "replace: sn\nsn: Moved");
+    let r = f.run_ok(&f.opts("#{ action: \"delete\" }"), "st.run()");
+    assert_eq!((n(&r, "created"), n(&r, "failed")), (0, 0), "{r:#}");
+    let found = search(l, &f.dst, "one", &format!("(entryUUID={uuid})"), &["sn"]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(vals(found.values().next().unwrap(), "sn"), set(&["Moved"]));
+    assert_eq!(persons(l, &f.dst).len(), count);
+}
+
 #[test]
 fn preview_writes_nothing_and_names_op_object_attribute_old_new_rule() {
     let Some(l) = support::slapd() else { return };

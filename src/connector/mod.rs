@@ -219,6 +219,36 @@ pub trait Connector: std::any::Any + Send + Sync {
         Ok(self.create(dn, attrs).await?.anchor)
     }
 
+    /// The system's change mark now, for the part of it holding `dn`
+    /// (OpenLDAP: the naming context's `contextCSN`; AD: the rootDSE's
+    /// `highestCommittedUSN`): every object written after this call is
+    /// listed by [`Connector::anchors_since`] with it. A sync run then
+    /// creates with [`Connector::add`] and reads the new anchors back once
+    /// per batch instead of once per create. `None` where the system has no
+    /// such mark (creates then use [`Connector::create_anchor`]).
+    async fn write_mark(&self, _dn: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Creates an entry without reading anything back: its anchor is found
+    /// afterwards with [`Connector::anchors_since`]. Takes the attributes
+    /// (a run hands each create's values over instead of copying them).
+    async fn add(&self, dn: &str, attrs: Vec<(String, Vec<Value>)>) -> Result<()> {
+        self.create_anchor(dn, &attrs).await.map(|_| ())
+    }
+
+    /// Calls `found(dn, anchor)` for each object below `base` (the base
+    /// itself included) written after `mark` (a value of
+    /// [`Connector::write_mark`]).
+    async fn anchors_since(
+        &self,
+        _base: &str,
+        _mark: &str,
+        _found: &mut (dyn FnMut(String, String) + Send),
+    ) -> Result<()> {
+        Err(self.unsupported("anchors_since"))
+    }
+
     /// How many writes a sync run keeps in flight against this system.
     fn writes_in_flight(&self) -> usize {
         8

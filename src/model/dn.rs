@@ -157,6 +157,29 @@ fn norm(rdn: &str) -> String {
         .join("+")
 }
 
+/// The first RDN of `dn` as written (escapes kept), found without parsing
+/// the rest: for a caller that needs only the naming attribute of a DN the
+/// planner has already checked. `None` for an empty DN.
+pub fn first_rdn(dn: &str) -> Option<&str> {
+    let mut escaped = false;
+    let mut quoted = false;
+    let mut end = dn.len();
+    for (i, c) in dn.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' | ';' if !quoted => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let rdn = trim_unescaped(&dn[..end]);
+    (!rdn.is_empty()).then_some(rdn)
+}
+
 /// True when two DNs name the same entry (case-insensitive, RDN-wise).
 pub fn dn_eq(a: &str, b: &str) -> bool {
     match (Dn::parse(a), Dn::parse(b)) {
@@ -372,5 +395,20 @@ mod tests {
         );
         assert_eq!(unescape_value("Zo\\c3\\ab"), "Zoë");
         assert_eq!(unescape_value(" \"quoted, value\" "), "quoted, value");
+    }
+
+    #[test]
+    fn the_first_rdn_is_cut_at_the_first_unescaped_comma() {
+        for dn in [
+            "uid=a,ou=p,dc=x",
+            "cn=Lee\\, Ann,ou=p",
+            "cn=\"Lee, Ann\",ou=p",
+            " cn=a\\ ,dc=x",
+            "cn=a",
+        ] {
+            let parsed = Dn::parse(dn).unwrap();
+            assert_eq!(first_rdn(dn), parsed.rdn(), "{dn}");
+        }
+        assert_eq!(first_rdn(""), None);
     }
 }

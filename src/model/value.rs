@@ -96,13 +96,13 @@ const OPAQUE_ATTRS: &[&str] = &[
 
 /// The binary kind of an attribute, or `None` when it is text.
 pub fn binary_kind(attr: &str) -> Option<BinaryKind> {
-    let lower = attr.to_ascii_lowercase();
-    let lower = lower.as_str();
-    if GUID_ATTRS.contains(&lower) {
+    // Called for every attribute of every entry read: no allocation.
+    let is = |list: &[&str]| list.iter().any(|a| a.eq_ignore_ascii_case(attr));
+    if is(GUID_ATTRS) {
         Some(BinaryKind::Guid)
-    } else if SID_ATTRS.contains(&lower) {
+    } else if is(SID_ATTRS) {
         Some(BinaryKind::Sid)
-    } else if OPAQUE_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(lower)) {
+    } else if is(OPAQUE_ATTRS) {
         Some(BinaryKind::Opaque)
     } else {
         None
@@ -125,6 +125,14 @@ impl Value {
                 Some(BinaryKind::Sid) => codec::sid_to_string(b),
                 _ => None,
             },
+        }
+    }
+
+    /// The raw bytes of the value (text as UTF-8), without a copy.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Value::Text(s) => s.into_bytes(),
+            Value::Binary(b) => b,
         }
     }
 

@@ -138,6 +138,10 @@ impl SqliteStore {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
+        // The temporary table of a run's listing (`links_not_in`) stays in
+        // memory instead of a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(sql)?;
         tighten_companions(&path)?;
         migrate(&mut conn, &path)?;
         Ok(SqliteStore {

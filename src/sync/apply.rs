@@ -15,6 +15,7 @@ use super::clock;
 use super::error::SyncError;
 use super::item::{Action, AttrChange, Container, Item, ItemReceiver};
 use super::log::RunLog;
+use super::readback::{self, Marks, Pending, Tag};
 use super::rules::{DeprovisionAction, StepDef};
 
 /// How many objects are written between two link commits.
@@ -94,12 +95,30 @@ struct Outcome {
     deprovisioned: bool,
     unchanged: bool,
     put: Option<Link>,
+    /// A create whose anchor is read back with its batch.
+    pending: Option<Pending>,
     remove: Option<String>,
     /// The link of a deprovisioned object, kept for a returning source.
     keep: Option<Link>,
     lines: Vec<String>,
     /// A write that failed after the object was created (counted as failed too).
     failure: Option<Failure>,
+}
+
+/// What a commit stores: the links of a batch of writes.
+#[derive(Default)]
+struct Batch {
+    put: Vec<Link>,
+    /// Creates whose anchors are read back before their links are stored.
+    pending: Vec<Pending>,
+    remove: Vec<String>,
+    keep: Vec<Link>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.put.len() + self.pending.len() + self.remove.len() + self.keep.len()
+    }
 }
 
 /// Applies a plan: its `containers` first, then the `items` as they come
@@ -121,9 +140,9 @@ pub async fn apply(
 
     let mut counts = Counts::default();
     let mut failures = Vec::new();
-    let mut put: Vec<Link> = Vec::new();
-    let mut remove: Vec<String> = Vec::new();
-    let mut keep: Vec<Link> = Vec::new();
+    let mut batch = Batch::default();
+    let marks = Marks::default();
+    let mut last_created = String::new();
     step.target.begin_batch();
     // Sync-tree containers first, one at a time, parents before children.
     for c in containers {
@@ -169,10 +188,14 @@ pub async fn apply(
     let mut fatal: Option<SyncError> = None;
     let mut done = 0usize;
     let mut results = incoming
-        .map(|item| async move {
-            apply_one(step, &item)
-                .await
-                .map_err(|(object, e)| (object, operation(&item), e))
+        .map(|item| {
+            // The target's mark when this object is sent (see `readback`).
+            let tag = marks.current();
+            async move {
+                apply_one(step, &item, tag)
+                    .await
+                    .map_err(|(object, e)| (object, operation(&item), e))
+            }
         })
         .buffer_unordered(step.target.writes_in_flight().max(1));
     while let Some(result) = results.next().await {
@@ -189,9 +212,16 @@ pub async fn apply(
                 counts.joined += o.joined as usize;
                 counts.deprovisioned += o.deprovisioned as usize;
                 counts.unchanged += o.unchanged as usize;
-                put.extend(o.put);
-                remove.extend(o.remove);
-                keep.extend(o.keep);
+                if o.created {
+                    marks.want();
+                    if let Some(l) = o.put.as_ref().or(o.pending.as_ref().map(|p| &p.link)) {
+                        last_created.clone_from(&l.target_dn);
+                    }
+                }
+                batch.put.extend(o.put);
+                batch.pending.extend(o.pending);
+                batch.remove.extend(o.remove);
+                batch.keep.extend(o.keep);
                 if let Some(f) = o.failure {
                     counts.failed += 1;
                     log.line(&format!(
@@ -229,21 +259,23 @@ pub async fn apply(
                 }
             }
         }
-        if put.len() + remove.len() + keep.len() >= COMMIT_EVERY {
-            if let Err(m) = commit(step, store, &mut put, &mut remove, &mut keep).await {
+        if batch.len() >= COMMIT_EVERY {
+            let committed = commit(step, store, &mut batch, log, &mut counts, &mut failures).await;
+            if let Err(m) = committed {
                 fatal = Some(m);
                 break;
             }
             // The next batch; after the last commit none is left open (a SQL
             // target would otherwise hold an open transaction after the run).
             step.target.begin_batch();
+            marks.refresh(&*step.target, &last_created).await;
         }
         progress.tick(done, taken.get() + waiting.get());
     }
     // Writes still in flight when the run stopped are abandoned: their
     // objects are planned again next run (and adopted if they landed).
     drop(results);
-    if let Err(m) = commit(step, store, &mut put, &mut remove, &mut keep).await {
+    if let Err(m) = commit(step, store, &mut batch, log, &mut counts, &mut failures).await {
         fatal.get_or_insert(m);
     }
     match fatal {
@@ -276,18 +308,35 @@ fn naming_rename(dn: &str, changes: &[AttrChange]) -> Option<String> {
     Some(format!("{attr}={}", crate::model::dn::dn_escape(&text)))
 }
 
-/// Makes the target durable, then records the links of what it holds.
+/// Makes the target durable, reads back the anchors of the batch's new
+/// objects, then records the links of what the target holds.
 async fn commit(
     step: &StepDef,
     store: &dyn StateStore,
-    put: &mut Vec<Link>,
-    remove: &mut Vec<String>,
-    keep: &mut Vec<Link>,
+    batch: &mut Batch,
+    log: &RunLog,
+    counts: &mut Counts,
+    failures: &mut Vec<Failure>,
 ) -> Result<(), SyncError> {
     step.target
         .flush()
         .await
         .map_err(SyncError::target("writing the target"))?;
+    let (links, lost) = readback::resolve(&*step.target, &mut batch.pending, log)
+        .await
+        .map_err(SyncError::target("reading back the anchors of new objects"))?;
+    batch.put.extend(links);
+    for f in lost {
+        counts.failed += 1;
+        log.line(&format!(
+            "FAILED {}: {}: {}",
+            f.object, f.operation, f.cause
+        ));
+        failures.push(f);
+    }
+    let Batch {
+        put, remove, keep, ..
+    } = batch;
     if !put.is_empty() {
         store
             .put_links(&step.name, put)
@@ -320,7 +369,28 @@ fn link(item: &Item, target_anchor: &str, target_dn: &str) -> Link {
     }
 }
 
-async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CError)> {
+/// The run log's line for a create: the new DN, its source and the values.
+fn create_line(dn: &str, item: &Item, attrs: &[AttrChange]) -> String {
+    format!(
+        "create {dn} (source {}): {}",
+        item.source_dn,
+        super::write_log::changes(attrs)
+    )
+}
+
+/// A create's attributes as the connector takes them.
+fn list_of(attrs: &[AttrChange]) -> Vec<(String, Vec<crate::model::Value>)> {
+    attrs
+        .iter()
+        .map(|a| (a.attr.to_string(), a.new.clone()))
+        .collect()
+}
+
+async fn apply_one(
+    step: &StepDef,
+    item: &Item,
+    tag: Option<Tag>,
+) -> Result<Outcome, (String, CError)> {
     let mut o = Outcome::default();
     let target = &step.target;
     match &item.action {
@@ -340,19 +410,37 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
         Action::Create { dn, values } => {
             let attrs = super::project::create_attrs(step, dn, values)
                 .map_err(|m| (dn.clone(), CError::Other(m.to_string())))?;
-            let list: Vec<(String, Vec<crate::model::Value>)> = attrs
-                .iter()
-                .map(|a| (a.attr.to_string(), a.new.clone()))
-                .collect();
-            match target.create_anchor(dn, &list).await {
+            // Under a mark the anchor is read back with the batch
+            // (`readback`), and the values are handed over, not copied.
+            let line = create_line(dn, item, &attrs);
+            let (sent, kept) = match tag {
+                Some(tag) => {
+                    let owned = attrs
+                        .into_iter()
+                        .map(|a| (a.attr.to_string(), a.new))
+                        .collect();
+                    (target.add(dn, owned).await.map(|()| Err(tag)), None)
+                }
+                None => {
+                    let sent = target.create_anchor(dn, &list_of(&attrs)).await;
+                    (sent.map(Ok), Some(attrs))
+                }
+            };
+            match sent {
                 Ok(anchor) => {
-                    let anchor = anchor.unwrap_or_else(|| dn.clone());
-                    o.lines.push(format!(
-                        "create {dn} (source {}): {}",
-                        item.source_dn,
-                        super::write_log::changes(&attrs)
-                    ));
-                    o.put = Some(link(item, &anchor, dn));
+                    o.lines.push(line);
+                    match anchor {
+                        Ok(anchor) => {
+                            let anchor = anchor.unwrap_or_else(|| dn.clone());
+                            o.put = Some(link(item, &anchor, dn));
+                        }
+                        Err(tag) => {
+                            o.pending = Some(Pending {
+                                link: link(item, "", dn),
+                                tag,
+                            });
+                        }
+                    }
                     o.created = true;
                     Ok(o)
                 }
@@ -382,6 +470,12 @@ async fn apply_one(step: &StepDef, item: &Item) -> Result<Outcome, (String, CErr
                     let existing = target.get(dn).await.map_err(|e| (dn.clone(), e))?;
                     let Some(t) = existing else {
                         return Err((dn.clone(), err));
+                    };
+                    // Handed over to the add: built again (from the plan's values).
+                    let attrs = match kept {
+                        Some(a) => a,
+                        None => super::project::create_attrs(step, dn, values)
+                            .map_err(|m| (dn.clone(), CError::Other(m.to_string())))?,
                     };
                     let changes: Vec<Change> = attrs
                         .iter()

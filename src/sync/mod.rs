@@ -37,6 +37,7 @@ pub mod preview;
 pub mod project;
 pub mod projected;
 pub mod queue;
+mod readback;
 pub mod rules;
 pub mod run;
 pub mod schema_check;

@@ -164,10 +164,8 @@ pub fn create_attrs(
         });
     }
     // The naming attribute must be present in the new entry.
-    if let Some((rattr, rval)) = Dn::parse(dn)
-        .ok()
-        .and_then(|d| d.rdn().map(rdn_pair))
-        .flatten()
+    // The planner parsed the DN already: only its first RDN is read here.
+    if let Some((rattr, rval)) = crate::model::dn::first_rdn(dn).and_then(rdn_pair)
         && !attrs.iter().any(|a| a.attr.eq_ignore_ascii_case(&rattr))
     {
         attrs.push(AttrChange {

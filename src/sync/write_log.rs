@@ -11,58 +11,81 @@ const MAX_VALUES: usize = 5;
 /// Characters of one value shown at most.
 const MAX_CHARS: usize = 200;
 
-/// True for attributes whose values are never written to a log.
-pub fn is_secret(attr: &str) -> bool {
-    let a = attr.to_ascii_lowercase();
-    a.contains("password")
-        || a.contains("pwd")
-        || a.contains("secret")
-        || a.contains("passphrase")
-        || a == "supplementalcredentials"
+/// True when `hay` contains `needle` (lower case) in any ASCII case.
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-/// One attribute's values as log text: `()` when there is none.
-fn values(attr: &str, vals: &[Value]) -> String {
+/// True for attributes whose values are never written to a log.
+pub fn is_secret(attr: &str) -> bool {
+    ["password", "pwd", "secret", "passphrase"]
+        .iter()
+        .any(|n| contains_ci(attr, n))
+        || attr.eq_ignore_ascii_case("supplementalcredentials")
+}
+
+/// Appends one attribute's values as log text: `()` when there is none,
+/// `[a; b]` for several. Written straight into the line (a run logs every
+/// create with its values).
+fn push_values(out: &mut String, attr: &str, vals: &[Value]) {
+    use std::fmt::Write;
     if vals.is_empty() {
-        return "()".into();
+        out.push_str("()");
+        return;
     }
     if is_secret(attr) {
-        return "<secret>".into();
+        out.push_str("<secret>");
+        return;
     }
-    let mut shown: Vec<String> = vals
-        .iter()
-        .take(MAX_VALUES)
-        .map(|v| match v.display(attr) {
-            Some(t) if t.chars().count() > MAX_CHARS => {
-                format!("{}…", t.chars().take(MAX_CHARS).collect::<String>())
+    let many = vals.len() > 1;
+    if many {
+        out.push('[');
+    }
+    for (i, v) in vals.iter().take(MAX_VALUES).enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        let text = match v {
+            Value::Text(t) => Some(std::borrow::Cow::Borrowed(t.as_str())),
+            Value::Binary(_) => v.display(attr).map(std::borrow::Cow::Owned),
+        };
+        match text {
+            Some(t) => match t.char_indices().nth(MAX_CHARS) {
+                Some((cut, _)) => {
+                    out.push_str(&t[..cut]);
+                    out.push('…');
+                }
+                None => out.push_str(&t),
+            },
+            None => {
+                let _ = write!(out, "<binary {} bytes>", v.as_bytes().len());
             }
-            Some(t) => t,
-            None => format!("<binary {} bytes>", v.as_bytes().len()),
-        })
-        .collect();
-    if vals.len() > MAX_VALUES {
-        shown.push(format!("… {} more", vals.len() - MAX_VALUES));
+        }
     }
-    if shown.len() == 1 {
-        shown.remove(0)
-    } else {
-        format!("[{}]", shown.join("; "))
+    if vals.len() > MAX_VALUES {
+        let _ = write!(out, "; … {} more", vals.len() - MAX_VALUES);
+    }
+    if many {
+        out.push(']');
     }
 }
 
 /// `attr: old → new` for each change, joined by `, `.
 pub fn changes(list: &[AttrChange]) -> String {
-    list.iter()
-        .map(|c| {
-            format!(
-                "{}: {} → {}",
-                c.attr,
-                values(&c.attr, &c.old),
-                values(&c.attr, &c.new)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::with_capacity(64 * list.len());
+    for (i, c) in list.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&c.attr);
+        out.push_str(": ");
+        push_values(&mut out, &c.attr, &c.old);
+        out.push_str(" → ");
+        push_values(&mut out, &c.attr, &c.new);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -91,5 +114,24 @@ mod tests {
             "title: Clerk → Engineer, mail: () → [a@x.org; b@x.org], userPassword: <secret> → <secret>, unicodePwd: () → <secret>"
         );
         assert!(!line.contains("S3cret") && !line.contains("N3w") && !line.contains("OldPw"));
+    }
+
+    #[test]
+    fn long_lists_and_long_values_are_shortened() {
+        let many: Vec<String> = (1..=7).map(|i| format!("v{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let long = "é".repeat(MAX_CHARS + 3);
+        let line = changes(&[
+            change("description", &[], &many),
+            change("info", &[long.as_str()], &[]),
+            change("PwdLastSet", &["1"], &["2"]),
+        ]);
+        let cut = format!("{}…", "é".repeat(MAX_CHARS));
+        assert_eq!(
+            line,
+            format!(
+                "description: () → [v1; v2; v3; v4; v5; … 2 more], info: {cut} → (), PwdLastSet: <secret> → <secret>"
+            )
+        );
     }
 }

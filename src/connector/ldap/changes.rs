@@ -11,8 +11,9 @@
 //! numbers happen to be lower, so use `full: true` after switching DCs).
 
 use super::{Flavor, LdapConnector, read};
-use crate::connector::{ChangeRound, Result, Room, SearchQuery, Sink};
+use crate::connector::{ChangeRound, Error, Result, Room, Scope, SearchQuery, Sink};
 use crate::model::Entry;
+use crate::model::dn::Dn;
 
 /// The attribute that orders changes on this server, if any.
 fn tracker(c: &LdapConnector) -> Option<&'static str> {
@@ -130,6 +131,88 @@ pub async fn changes(
         },
         note: None,
     }))
+}
+
+/// The change mark now for the part of the directory holding `dn`: the
+/// newest `contextCSN` of its naming context (OpenLDAP; kept by the syncprov
+/// overlay, so `None` without it), or the rootDSE's `highestCommittedUSN`
+/// (AD). Every entry written after this call has a later `entryCSN` /
+/// `uSNChanged`, so [`anchors_since`] finds it.
+pub async fn write_mark(c: &LdapConnector, dn: &str) -> Result<Option<String>> {
+    let Some(attr) = tracker(c) else {
+        return Ok(None);
+    };
+    let (base, mark_attr) = match attr {
+        "uSNChanged" => (String::new(), "highestCommittedUSN"),
+        _ => {
+            let Ok(target) = Dn::parse(dn) else {
+                return Ok(None);
+            };
+            let context = c
+                .root_dse()
+                .naming_contexts
+                .iter()
+                .filter_map(|nc| Dn::parse(nc).ok().map(|d| (nc, d)))
+                .filter(|(_, d)| !d.is_empty() && target.is_under(d))
+                .max_by_key(|(_, d)| d.rdns().len());
+            let Some((context, _)) = context else {
+                return Ok(None);
+            };
+            (context.clone(), "contextCSN")
+        }
+    };
+    let q = SearchQuery {
+        base: Some(base),
+        scope: Scope::Base,
+        filter: "(objectClass=*)".into(),
+        attrs: Some(vec![mark_attr.to_string()]),
+        limit: None,
+    };
+    let mut newest: Option<String> = None;
+    read::search(c, &q, &mut |e| {
+        for v in e.values(mark_attr) {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            if valid(attr, &v) && newest.as_deref().is_none_or(|n| later(attr, &v, n)) {
+                newest = Some(v);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(newest)
+}
+
+/// Calls `found(dn, anchor)` for each entry below `base` written after
+/// `mark` (a value of [`write_mark`]): the read-back of a batch of
+/// creates, one indexed search instead of one read per create.
+pub async fn anchors_since(
+    c: &LdapConnector,
+    base: &str,
+    mark: &str,
+    found: &mut (dyn FnMut(String, String) + Send),
+) -> Result<()> {
+    let Some(attr) = tracker(c) else {
+        return Err(Error::usage(
+            "this directory has no change mark to read anchors back by",
+        ));
+    };
+    if !valid(attr, mark) {
+        return Err(Error::usage(format!("'{mark}' is not a {attr} value")));
+    }
+    let q = SearchQuery {
+        base: Some(base.to_string()),
+        scope: Scope::Sub,
+        filter: after(attr, mark),
+        attrs: Some(vec![c.anchor_attr().to_string()]),
+        limit: None,
+    };
+    read::search(c, &q, &mut |e| {
+        if let Some(anchor) = e.anchor {
+            found(e.dn, anchor);
+        }
+        Ok(true)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -347,6 +347,23 @@ impl Connector for LdapConnector {
         write::create_anchor(self, dn, attrs).await
     }
 
+    async fn write_mark(&self, dn: &str) -> Result<Option<String>> {
+        changes::write_mark(self, dn).await
+    }
+
+    async fn add(&self, dn: &str, attrs: Vec<(String, Vec<Value>)>) -> Result<()> {
+        write::add_only(self, dn, attrs).await
+    }
+
+    async fn anchors_since(
+        &self,
+        base: &str,
+        mark: &str,
+        found: &mut (dyn FnMut(String, String) + Send),
+    ) -> Result<()> {
+        changes::anchors_since(self, base, mark, found).await
+    }
+
     fn writes_in_flight(&self) -> usize {
         pool::CONNECTIONS * pool::PER_CONNECTION
     }

@@ -40,6 +40,24 @@ struct Slot {
 /// The open connections.
 pub struct Pool {
     slots: Mutex<Vec<Slot>>,
+    /// Connections being opened for the pool: counted against the limit, so
+    /// a burst of operations at the start opens the limit's worth, not one
+    /// each.
+    opening: AtomicUsize,
+}
+
+/// A place among the connections being opened, given back on drop.
+struct Opening<'a> {
+    pool: &'a Pool,
+    held: bool,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.pool.opening.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One operation's connection; counts as in flight until dropped.
@@ -85,6 +103,7 @@ impl Pool {
                 busy: Arc::new(AtomicUsize::new(0)),
                 paging: Arc::new(AtomicUsize::new(0)),
             }]),
+            opening: AtomicUsize::new(0),
         }
     }
 
@@ -100,26 +119,29 @@ impl Pool {
 
     async fn take(&self, opts: &LdapOptions, paged: bool) -> Result<Handle> {
         // (slot index or None for a new connection, its connection, counts)
-        let (index, mut ldap, busy, paging) = {
+        let (index, mut ldap, busy, paging, pooling) = {
             let slots = self.slots.lock().map_err(|_| poisoned())?;
+            // Under the lock, so two takes never both see the last free place.
+            let room = slots.len() + self.opening.load(Ordering::Relaxed) < CONNECTIONS;
             let best = slots
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| !paged || s.paging.load(Ordering::Relaxed) == 0)
                 .min_by_key(|(_, s)| s.busy.load(Ordering::Relaxed));
             let fresh = || {
+                if room {
+                    self.opening.fetch_add(1, Ordering::Relaxed);
+                }
                 (
                     None,
                     None,
                     Arc::new(AtomicUsize::new(0)),
                     Arc::new(AtomicUsize::new(0)),
+                    room,
                 )
             };
             match best {
-                Some((_, slot))
-                    if slot.busy.load(Ordering::Relaxed) >= PER_CONNECTION
-                        && slots.len() < CONNECTIONS =>
-                {
+                Some((_, slot)) if slot.busy.load(Ordering::Relaxed) >= PER_CONNECTION && room => {
                     fresh()
                 }
                 Some((index, slot)) => (
@@ -127,9 +149,15 @@ impl Pool {
                     Some(slot.ldap.clone()),
                     slot.busy.clone(),
                     slot.paging.clone(),
+                    false,
                 ),
                 None => fresh(),
             }
+        };
+        // Gives the place back however the open ends (error included).
+        let _opening = Opening {
+            pool: self,
+            held: pooling,
         };
         busy.fetch_add(1, Ordering::Relaxed);
         if paged {
@@ -147,10 +175,10 @@ impl Pool {
         };
         match index {
             None => {
-                // Pooled while there is room; otherwise (a paged search when
+                // Pooled when it took a place; otherwise (a paged search when
                 // every connection pages) it closes when the handle drops.
                 let mut slots = self.slots.lock().map_err(|_| poisoned())?;
-                if slots.len() < CONNECTIONS {
+                if pooling && slots.len() < CONNECTIONS {
                     slots.push(Slot {
                         ldap: handle.ldap.clone(),
                         busy: handle.busy.clone(),

@@ -49,15 +49,25 @@ pub fn to_entry(se: SearchEntry, anchor_attr: &str, order: Option<&[String]>) ->
         }
     }
     // Each name's place computed once (not per comparison): the requested
-    // position, then the lower-case name.
-    named.sort_by_cached_key(|(n, _)| {
-        let rank = order
-            .and_then(|o| o.iter().position(|a| a.eq_ignore_ascii_case(n)))
-            .unwrap_or(usize::MAX);
-        (rank, n.to_ascii_lowercase())
+    // position, then the name in any case (compared without a lower-case copy).
+    let mut ranked: Vec<(usize, String, Vec<Value>)> = named
+        .into_iter()
+        .map(|(n, v)| {
+            let rank = order
+                .and_then(|o| o.iter().position(|a| a.eq_ignore_ascii_case(&n)))
+                .unwrap_or(usize::MAX);
+            (rank, n, v)
+        })
+        .collect();
+    ranked.sort_by(|(ra, a, _), (rb, b, _)| {
+        ra.cmp(rb).then_with(|| {
+            a.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+        })
     });
     let mut e = Entry::new(se.dn);
-    for (name, values) in named {
+    for (_, name, values) in ranked {
         e.push_owned(name, values);
     }
     e.anchor = e.first(anchor_attr);

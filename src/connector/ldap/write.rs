@@ -52,6 +52,44 @@ pub async fn create_anchor(
         .and_then(|e| e.anchor))
 }
 
+/// Adds an entry and reads nothing back (a sync run reads the anchors of a
+/// batch of creates back at once: [`super::changes::anchors_since`]).
+pub async fn add_only(c: &LdapConnector, dn: &str, attrs: Vec<(String, Vec<Value>)>) -> Result<()> {
+    // A sync run's DNs were parsed by its planner: not parsed a second time
+    // here (a bad one is still refused, by the server, naming it).
+    if dn.trim().is_empty() {
+        return Err(Error::usage("an empty DN names no entry"));
+    }
+    if attrs.is_empty() {
+        return Err(Error::usage(format!(
+            "{dn}: create needs attributes (at least objectClass)"
+        )));
+    }
+    // The values are moved into the request, not copied.
+    let add: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = attrs
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| {
+            (
+                n.into_bytes(),
+                v.into_iter().map(Value::into_bytes).collect(),
+            )
+        })
+        .collect();
+    send_add(c, dn, add, false).await.map(|_| ())
+}
+
+/// Refuses an add the server could only refuse.
+fn check_add(dn: &str, attrs: &[(String, Vec<Value>)]) -> Result<()> {
+    check_dn(dn)?;
+    if attrs.is_empty() {
+        return Err(Error::usage(format!(
+            "{dn}: create needs attributes (at least objectClass)"
+        )));
+    }
+    Ok(())
+}
+
 /// Sends the add; with `post_read`, asks for the anchor in the reply.
 async fn add(
     c: &LdapConnector,
@@ -59,17 +97,22 @@ async fn add(
     attrs: &[(String, Vec<Value>)],
     post_read: bool,
 ) -> Result<Option<String>> {
-    check_dn(dn)?;
-    if attrs.is_empty() {
-        return Err(Error::usage(format!(
-            "{dn}: create needs attributes (at least objectClass)"
-        )));
-    }
+    check_add(dn, attrs)?;
     let add: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = attrs
         .iter()
         .filter(|(_, v)| !v.is_empty())
         .map(|(n, v)| (n.as_bytes().to_vec(), set_of(v)))
         .collect();
+    send_add(c, dn, add, post_read).await
+}
+
+/// Sends an add request; with `post_read`, asks for the anchor in the reply.
+async fn send_add(
+    c: &LdapConnector,
+    dn: &str,
+    add: Vec<(Vec<u8>, HashSet<Vec<u8>>)>,
+    post_read: bool,
+) -> Result<Option<String>> {
     let mut ldap = c.handle().await?;
     let post_read = post_read && c.root_dse().supports_control(POST_READ_OID);
     if post_read {
