@@ -73,6 +73,16 @@ struct Running {
     deadline_ms: Option<i64>,
     started_ms: i64,
     timed_out: bool,
+    /// A periodic full run (`full_every`).
+    full: bool,
+}
+
+/// True when a full run that ended with `result` did its job: it read and
+/// compared everything. One that failed, was refused, interrupted or found
+/// the step busy did not, so the next run is full again instead of waiting
+/// for the next `full_every`.
+fn full_run_done(result: &RunResult) -> bool {
+    matches!(result, RunResult::Ok | RunResult::Partial)
 }
 
 fn interval_ms(def: &ScheduleDef, now: i64) -> i64 {
@@ -276,6 +286,9 @@ pub fn run(opts: Options) -> u8 {
                     log(&line);
                 }
                 inst.record(if inst.active { "active" } else { "standby" });
+                for line in inst.forget_dead() {
+                    log(&line);
+                }
             }
         }
         let may_run = opts.staging || inst.active;
@@ -328,13 +341,11 @@ pub fn run(opts: Options) -> u8 {
 }
 
 fn start(s: &mut Sched, store: &Arc<dyn StateStore>, staging: bool, now: i64) {
+    // `last_full_ms` moves on only when a full run succeeds (see `reap`).
     let full = s
         .def
         .full_every
         .is_some_and(|f| now - s.last_full_ms >= f.as_millis() as i64);
-    if full {
-        s.last_full_ms = now;
-    }
     let cancel = Cancel::new();
     let (target, store2, c2) = (s.def.target.clone(), store.clone(), cancel.clone());
     log(&format!(
@@ -354,6 +365,7 @@ fn start(s: &mut Sched, store: &Arc<dyn StateStore>, staging: bool, now: i64) {
                 deadline_ms: s.def.timeout.map(|t| now + t.as_millis() as i64),
                 started_ms: now,
                 timed_out: false,
+                full,
             })
         }
         Err(e) => log(&format!("{}: cannot start the run: {e}", s.def.name())),
@@ -389,6 +401,9 @@ fn reap(s: &mut Sched, store: &Arc<dyn StateStore>, d: &Declared, inst: &Instanc
             .map(|l| format!(" (log: {l})"))
             .unwrap_or_default()
     ));
+    if r.full && full_run_done(&out.result) {
+        s.last_full_ms = r.started_ms;
+    }
     *s.runs_by_result.entry(out.result.word()).or_default() += 1;
     s.written += out.written;
     let now = clock::now_ms();

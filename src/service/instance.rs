@@ -8,7 +8,7 @@
 //! own heartbeat, role and lease period in a setting
 //! (`service.instance.HOST:PID`), which is where `status` finds the
 //! standbys and tells a dead instance (no heartbeat for a lease period) as
-//! stale.
+//! stale; the active instance removes a record silent for a week.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,15 @@ pub struct Instance {
     /// True while this instance holds the service lease.
     pub active: bool,
     started_ms: i64,
+    /// When [`Instance::forget_dead`] last looked.
+    last_forget_ms: i64,
 }
+
+/// An instance record silent this long is removed (see [`Instance::forget_dead`]).
+pub const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the active instance looks for such records.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 impl Instance {
     /// A new instance (not active yet).
@@ -46,6 +54,7 @@ impl Instance {
             period,
             active: false,
             started_ms: clock::now_ms(),
+            last_forget_ms: 0,
         }
     }
 
@@ -127,6 +136,46 @@ impl Instance {
         })
     }
 
+    /// Removes the records of instances silent for [`FORGET_AFTER`] (a
+    /// process killed, a host gone): until then `status` shows them as
+    /// stale. Done by the active instance, at most once per
+    /// [`FORGET_EVERY`]; returns a log line per record removed.
+    pub fn forget_dead(&mut self) -> Vec<String> {
+        let now = clock::now_ms();
+        let every = FORGET_EVERY.as_millis() as i64;
+        if !self.active || now.saturating_sub(self.last_forget_ms) < every {
+            return Vec::new();
+        }
+        self.last_forget_ms = now;
+        let Ok(settings) = self.store.list_settings() else {
+            return Vec::new();
+        };
+        let limit = FORGET_AFTER.as_millis() as i64;
+        let mut lines = Vec::new();
+        for (key, value) in settings {
+            let Some(id) = key.strip_prefix(INSTANCE_KEY) else {
+                continue;
+            };
+            let beat = serde_json::from_str::<serde_json::Value>(&value)
+                .ok()
+                .and_then(|v| v["heartbeat_ms"].as_i64());
+            let why = match beat {
+                Some(b) if now.saturating_sub(b) > limit => {
+                    format!(
+                        "no heartbeat for {} days",
+                        now.saturating_sub(b) / 86_400_000
+                    )
+                }
+                Some(_) => continue,
+                None => "its record has no heartbeat".to_string(),
+            };
+            if id != self.id && self.store.remove_setting(&key).is_ok() {
+                lines.push(format!("forgot instance {id}: {why}"));
+            }
+        }
+        lines
+    }
+
     /// Gives the lease up and removes this instance's record (a clean stop).
     pub fn leave(&mut self) {
         if self.active {
@@ -150,5 +199,62 @@ fn process_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.trim_start().chars().next())
             .is_none_or(|state| state != 'Z' && state != 'X'),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    #[test]
+    fn the_active_instance_forgets_records_silent_for_a_week_once_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(SqliteStore::open(dir.path().join("s.db")).unwrap());
+        let now = clock::now_ms();
+        let week = FORGET_AFTER.as_millis() as i64;
+        let beat = |ms: i64| json!({ "role": "active", "heartbeat_ms": ms }).to_string();
+        let put = |id: &str, v: &str| {
+            store
+                .put_setting(&format!("{INSTANCE_KEY}{id}"), v)
+                .unwrap()
+        };
+        put("h:1", &beat(now - 60_000));
+        put("h:2", &beat(now - week - 86_400_000));
+        put("h:3", "not json");
+        store.put_setting("other.setting", "kept").unwrap();
+        let mut inst = Instance::new(store.clone(), Duration::from_secs(5));
+        inst.record("active");
+        assert!(inst.forget_dead().is_empty(), "a standby forgets nothing");
+        inst.active = true;
+        let mut lines = inst.forget_dead();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "forgot instance h:2: no heartbeat for 8 days",
+                "forgot instance h:3: its record has no heartbeat"
+            ]
+        );
+        let mut left: Vec<String> = store
+            .list_settings()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!("{INSTANCE_KEY}h:1"),
+            format!("{INSTANCE_KEY}{}", inst.id),
+            "other.setting".to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        put("h:4", &beat(now - week - 1000));
+        assert!(
+            inst.forget_dead().is_empty(),
+            "looked again within the hour"
+        );
     }
 }

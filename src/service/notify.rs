@@ -1,8 +1,13 @@
 //! Alerts and run notifications: mail by SMTP (lettre; STARTTLS and login
 //! unless the script asked for plain text) and/or a JSON POST to a webhook.
 //! Each message names the schedule, what happened and why, the counts and
-//! the log file. Sending happens on a thread of its own so a slow mail
-//! server never delays a schedule; a failure to send is logged, never fatal.
+//! the log file. Sending happens on two threads of its own, from a bounded
+//! queue, so a slow mail server never delays a schedule nor piles up
+//! threads; a failure to send (or a message dropped from a full queue) is
+//! logged, never fatal.
+
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value as Json, json};
 
@@ -60,19 +65,71 @@ impl Message {
     }
 }
 
-/// Sends `msg` to every target, in the background; `log` reports failures.
+/// Messages waiting to be sent at most: more are dropped, and logged (a
+/// mail server that hangs must not pile up threads or memory).
+const WAITING: usize = 64;
+
+/// Threads that send, one message at a time each.
+const SENDERS: usize = 2;
+
+/// One message for one target, and where its outcome is logged.
+type Job = (NotifyDef, Message, fn(&str));
+
+/// The queue of the sending threads, started on first use; `None` when no
+/// thread could be started.
+fn queue(log: fn(&str)) -> Option<&'static SyncSender<Job>> {
+    static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Job>(WAITING);
+            let rx = Arc::new(Mutex::new(rx));
+            let mut started = 0;
+            for _ in 0..SENDERS {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("idsync-notify".into())
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only while waiting for the next job.
+                            let next = match rx.lock() {
+                                Ok(r) => r.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok((t, msg, log)) = next else { return };
+                            match send_one(&t, &msg) {
+                                Err(e) => {
+                                    log(&format!("notification {:?} not sent: {e}", msg.subject))
+                                }
+                                Ok(()) => log(&format!("notification sent: {}", msg.subject)),
+                            }
+                        }
+                    });
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) => log(&format!("cannot start a notification thread: {e}")),
+                }
+            }
+            (started > 0).then_some(tx)
+        })
+        .as_ref()
+}
+
+/// Sends `msg` to every target, in the background (a few threads, a
+/// bounded queue); `log` reports what was sent, what failed and what was
+/// dropped because too many were waiting.
 pub fn send(targets: &[NotifyDef], msg: Message, log: fn(&str)) {
     for t in targets {
-        let (t, msg) = (t.clone(), msg.clone());
-        let _ = std::thread::Builder::new()
-            .name("idsync-notify".into())
-            .spawn(move || {
-                if let Err(e) = send_one(&t, &msg) {
-                    log(&format!("notification {:?} not sent: {e}", msg.subject));
-                } else {
-                    log(&format!("notification sent: {}", msg.subject));
-                }
-            });
+        let dropped = match queue(log) {
+            Some(q) => match q.try_send((t.clone(), msg.clone(), log)) {
+                Ok(()) => None,
+                Err(TrySendError::Full(_)) => Some(format!("{WAITING} are waiting to be sent")),
+                Err(TrySendError::Disconnected(_)) => Some("no thread sends".to_string()),
+            },
+            None => Some("no thread sends".to_string()),
+        };
+        if let Some(why) = dropped {
+            log(&format!("notification {:?} dropped: {why}", msg.subject));
+        }
     }
 }
 

@@ -80,29 +80,29 @@ fn is_connection_lost(e: &CError) -> bool {
     matches!(e, CError::Connection(_))
 }
 
-fn already_exists(e: &CError) -> bool {
+pub(super) fn already_exists(e: &CError) -> bool {
     e.code() == Some(68) || e.to_string().contains("already exists")
 }
 
 /// What writing one object did.
 #[derive(Default)]
-struct Outcome {
-    created: bool,
-    updated: bool,
-    renamed: bool,
-    moved: bool,
-    joined: bool,
-    deprovisioned: bool,
-    unchanged: bool,
-    put: Option<Link>,
+pub(super) struct Outcome {
+    pub(super) created: bool,
+    pub(super) updated: bool,
+    pub(super) renamed: bool,
+    pub(super) moved: bool,
+    pub(super) joined: bool,
+    pub(super) deprovisioned: bool,
+    pub(super) unchanged: bool,
+    pub(super) put: Option<Link>,
     /// A create whose anchor is read back with its batch.
-    pending: Option<Pending>,
+    pub(super) pending: Option<Pending>,
     remove: Option<String>,
     /// The link of a deprovisioned object, kept for a returning source.
     keep: Option<Link>,
-    lines: Vec<String>,
+    pub(super) lines: Vec<String>,
     /// A write that failed after the object was created (counted as failed too).
-    failure: Option<Failure>,
+    pub(super) failure: Option<Failure>,
 }
 
 /// What a commit stores: the links of a batch of writes.
@@ -358,7 +358,8 @@ async fn commit(
     Ok(())
 }
 
-fn link(item: &Item, target_anchor: &str, target_dn: &str) -> Link {
+/// The link of `item` to the target object `target_anchor` at `target_dn`.
+pub(super) fn link(item: &Item, target_anchor: &str, target_dn: &str) -> Link {
     Link {
         source_anchor: item.source_anchor.clone(),
         target_anchor: target_anchor.to_string(),
@@ -367,23 +368,6 @@ fn link(item: &Item, target_anchor: &str, target_dn: &str) -> Link {
         desired_dn: item.desired_dn.clone(),
         updated_ms: clock::now_ms(),
     }
-}
-
-/// The run log's line for a create: the new DN, its source and the values.
-fn create_line(dn: &str, item: &Item, attrs: &[AttrChange]) -> String {
-    format!(
-        "create {dn} (source {}): {}",
-        item.source_dn,
-        super::write_log::changes(attrs)
-    )
-}
-
-/// A create's attributes as the connector takes them.
-fn list_of(attrs: &[AttrChange]) -> Vec<(String, Vec<crate::model::Value>)> {
-    attrs
-        .iter()
-        .map(|a| (a.attr.to_string(), a.new.clone()))
-        .collect()
 }
 
 async fn apply_one(
@@ -408,109 +392,7 @@ async fn apply_one(
             Err((object.clone(), CError::Other(why.join("; "))))
         }
         Action::Create { dn, values } => {
-            let attrs = super::project::create_attrs(step, dn, values)
-                .map_err(|m| (dn.clone(), CError::Other(m.to_string())))?;
-            // Under a mark the anchor is read back with the batch
-            // (`readback`), and the values are handed over, not copied.
-            let line = create_line(dn, item, &attrs);
-            let (sent, kept) = match tag {
-                Some(tag) => {
-                    let owned = attrs
-                        .into_iter()
-                        .map(|a| (a.attr.to_string(), a.new))
-                        .collect();
-                    (target.add(dn, owned).await.map(|()| Err(tag)), None)
-                }
-                None => {
-                    let sent = target.create_anchor(dn, &list_of(&attrs)).await;
-                    (sent.map(Ok), Some(attrs))
-                }
-            };
-            match sent {
-                Ok(anchor) => {
-                    o.lines.push(line);
-                    match anchor {
-                        Ok(anchor) => {
-                            let anchor = anchor.unwrap_or_else(|| dn.clone());
-                            o.put = Some(link(item, &anchor, dn));
-                        }
-                        Err(tag) => {
-                            o.pending = Some(Pending {
-                                link: link(item, "", dn),
-                                tag,
-                            });
-                        }
-                    }
-                    o.created = true;
-                    Ok(o)
-                }
-                Err(CError::Partial {
-                    object,
-                    anchor,
-                    cause,
-                }) => {
-                    // Created, but not complete: link it without a hash, so the
-                    // next run plans it again and finishes the job.
-                    o.lines
-                        .push(format!("create {dn} (source {})", item.source_dn));
-                    let mut l = link(item, &anchor, dn);
-                    l.source_hash = None;
-                    o.put = Some(l);
-                    o.created = true;
-                    o.failure = Some(Failure {
-                        object,
-                        operation: "create".into(),
-                        cause: format!("created as {anchor}, but {cause}"),
-                    });
-                    Ok(o)
-                }
-                // A crash after the write but before the link: adopt the object
-                // by its name (not in Entra, where the "name" is the collection).
-                Err(err) if already_exists(&err) && target.create_name_finds_object() => {
-                    let existing = target.get(dn).await.map_err(|e| (dn.clone(), e))?;
-                    let Some(t) = existing else {
-                        return Err((dn.clone(), err));
-                    };
-                    // Handed over to the add: built again (from the plan's values).
-                    let attrs = match kept {
-                        Some(a) => a,
-                        None => super::project::create_attrs(step, dn, values)
-                            .map_err(|m| (dn.clone(), CError::Other(m.to_string())))?,
-                    };
-                    let changes: Vec<Change> = attrs
-                        .iter()
-                        .filter(|a| !a.attr.eq_ignore_ascii_case("objectClass"))
-                        .filter(|a| {
-                            let mut old: Vec<Vec<u8>> = t
-                                .values(&a.attr)
-                                .iter()
-                                .map(|v| v.as_bytes().to_vec())
-                                .collect();
-                            let mut new: Vec<Vec<u8>> =
-                                a.new.iter().map(|v| v.as_bytes().to_vec()).collect();
-                            old.sort();
-                            new.sort();
-                            old != new
-                        })
-                        .map(|a| Change::Replace(a.attr.to_string(), a.new.clone()))
-                        .collect();
-                    if !changes.is_empty() {
-                        target
-                            .modify(&t.dn, &changes)
-                            .await
-                            .map_err(|e| (t.dn.clone(), e))?;
-                    }
-                    let anchor = t.anchor.clone().unwrap_or_else(|| t.dn.clone());
-                    o.lines.push(format!(
-                        "adopt {} (it already existed; source {})",
-                        t.dn, item.source_dn
-                    ));
-                    o.put = Some(link(item, &anchor, &t.dn));
-                    o.created = true;
-                    Ok(o)
-                }
-                Err(err) => Err((dn.clone(), err)),
-            }
+            super::create::create(step, item, dn, values, tag, o).await
         }
         Action::Update {
             target_anchor,

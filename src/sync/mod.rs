@@ -20,6 +20,7 @@ pub mod cancel;
 pub mod clock;
 pub mod conflicts;
 pub mod counts;
+mod create;
 pub mod defaults;
 mod deprovision;
 pub mod error;
