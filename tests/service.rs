@@ -1564,6 +1564,82 @@ fn full_every_makes_the_periodic_run_full_and_the_runs_between_stay_incremental(
     );
 }
 
+/// A periodic full run that fails (the directory is down when it is due) does not count as
+/// done: once the directory is back, the next run is full, not an incremental one until the
+/// next `full_every`.
+#[test]
+fn a_failed_full_run_is_tried_again_as_full_once_the_directory_is_back() {
+    let Some(mut f) = fx("svfullretry") else {
+        return;
+    };
+    f.add_people(&["ann", "bob"]);
+    let (code, out) = f.run_script(&format!("{}st.run()", f.step_script("true")));
+    assert_eq!(code, 0, "{out}");
+    // A hand edit only a full run restores (see the test above).
+    let ann = format!("uid=ann,{}", f.dst);
+    f.l.ldapmodify(&format!(
+        "dn: {ann}\nchangetype: modify\nreplace: cn\ncn: Edited By Hand\n"
+    ));
+    let before = f.runs_of(&f.step).len();
+    let script = format!(
+        "{}schedule(st, #{{ every: \"1s\", full_every: \"10s\", quarantine_after: 1000 }});\n",
+        f.step_script("true")
+    );
+    let file = f.write_script("svc.rhai", &script);
+    let started = Instant::now();
+    let mut svc = f.service(&["--heartbeat", "1s", "--lease-period", "5s"], &file);
+    assert!(
+        wait_until(Duration::from_secs(30), || f.runs_of(&f.step).len()
+            >= before + 2),
+        "no two runs\n{}",
+        svc.log()
+    );
+    // Down from before the full run is due (10 s after the start) until well after it.
+    f.l.kill();
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
+    f.l.restart();
+    let back = f.runs_of(&f.step).len();
+    assert!(
+        wait_until(Duration::from_secs(30), || f.runs_of(&f.step)[back..]
+            .iter()
+            .any(|r| r.status == "ok")),
+        "no run succeeded after the restart\n{}",
+        svc.log()
+    );
+    svc.signal(libc::SIGTERM);
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        svc.log()
+    );
+    let runs = f.runs_of(&f.step);
+    let summary = format!(
+        "{:#?}\n{}",
+        runs[before..]
+            .iter()
+            .map(|r| format!("run {} {} {}", r.id, r.status, r.counts))
+            .collect::<Vec<_>>(),
+        svc.log()
+    );
+    assert!(
+        runs[before..back].iter().any(|r| r.status != "ok"),
+        "no run failed while the directory was down\n{summary}"
+    );
+    // The first successful run after the outage is the full one the outage cost.
+    let first_ok = runs[back..]
+        .iter()
+        .find(|r| r.status == "ok")
+        .expect("an ok run");
+    assert!(logged_full(first_ok), "{summary}");
+    assert_eq!(first_ok.counts["updated"], 1, "{summary}");
+    assert!(
+        f.l.ldapsearch(&ann, "base", "", &["cn"])
+            .contains("cn: ann Person"),
+        "{summary}"
+    );
+}
+
 /// A tiny HTTP receiver on loopback: each request it gets (head and JSON body), answered 200.
 struct Hook {
     port: u16,

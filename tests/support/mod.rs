@@ -1118,17 +1118,30 @@ fn start_samba() -> Result<Ldap, Unavail> {
     USERS.get_or_init(|| FileLock::open(&users_path, libc::LOCK_SH));
     let argv = read_lines(&run_script("samba-ad", &["cmdline"], &env));
     let t = Instant::now();
-    let pid = spawn_server(argv, &log, false, true).unwrap_or_else(|e| panic!("spawn samba: {e}"));
-    fs::write(&state, pid.to_string()).unwrap();
-    if let Err(e) = wait_ready(pid, "ldap://127.0.0.1", SAMBA_READY) {
+    // A port Samba listens on can be briefly taken (a previous instance's sockets going away,
+    // or a client's local port): Samba then exits at once saying so; try again a few times.
+    let mut attempt = 0;
+    let pid = loop {
+        attempt += 1;
+        let pid = spawn_server(argv.clone(), &log, false, true)
+            .unwrap_or_else(|e| panic!("spawn samba: {e}"));
+        fs::write(&state, pid.to_string()).unwrap();
+        let Err(e) = wait_ready(pid, "ldap://127.0.0.1", SAMBA_READY) else {
+            break pid;
+        };
         stop_pid(pid);
         let _ = fs::remove_file(&state);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if attempt < 5 && text.contains("NT_STATUS_ADDRESS_ALREADY_ASSOCIATED") {
+            eprintln!("harness: samba found a port taken (attempt {attempt}); trying again in 2 s");
+            std::thread::sleep(Duration::from_secs(2));
+            continue;
+        }
         panic!(
-            "samba did not start: {e}\n--- samba log ({}) ---\n{}",
-            log.display(),
-            fs::read_to_string(&log).unwrap_or_default()
+            "samba did not start: {e}\n--- samba log ({}) ---\n{text}",
+            log.display()
         );
-    }
+    };
     if std::env::var_os("IDSYNC_HARNESS_VERBOSE").is_some() {
         eprintln!("harness: samba pid {pid} ready in {:?}", t.elapsed());
     }
